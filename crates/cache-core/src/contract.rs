@@ -1,0 +1,133 @@
+//! The wire contract between cache-sync and the main DB API.
+//!
+//! Both sides use these types: the flush routine builds [`BatchRequest`]s and parses
+//! [`BatchResponse`]s, and the reference DB API (`db-api` crate) deserializes the former and
+//! produces the latter. Keeping one definition is what keeps the two from drifting.
+//!
+//! - `GET {db_api}/v1/items/{ns}/{key}` → `200` with the JSON value (optional `ETag`), `404` when absent.
+//! - `POST {db_api}/v1/batch` with `Idempotency-Key: <batch_id>` and a [`BatchRequest`] body →
+//!   `200` with a [`BatchResponse`]: one [`ItemResult`] per write, in order. Resending a batch id
+//!   returns the first answer and applies nothing again.
+//! - `429`, `5xx` or a timeout: retry the whole batch later with the same id.
+
+use serde::{Deserialize, Serialize};
+
+/// Header that carries the batch id, per draft-ietf-httpapi-idempotency-key-header.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+
+/// Path of the batch endpoint, relative to the DB API base URL.
+pub const BATCH_PATH: &str = "/v1/batch";
+
+/// Path prefix of the item endpoint: `{ITEMS_PATH}/{ns}/{key}`.
+pub const ITEMS_PATH: &str = "/v1/items";
+
+/// What a write does to the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteOp {
+    /// Store `value` under the key.
+    Put,
+    /// Remove the key.
+    Delete,
+}
+
+/// One coalesced write: the newest version of one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchWrite {
+    /// Namespace of the key.
+    pub ns: String,
+    /// The key inside its namespace.
+    pub key: String,
+    /// Put or delete.
+    pub op: WriteOp,
+    /// The JSON value for a put (which may be JSON `null`); absent for a delete.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_value"
+    )]
+    pub value: Option<serde_json::Value>,
+    /// Per-key version; the DB API keeps the highest (last writer wins by version).
+    pub version: u64,
+    /// When the client's write was accepted, Unix milliseconds.
+    pub written_at: u64,
+}
+
+/// Body of `POST /v1/batch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRequest {
+    /// Stable id of the sealed batch; equal to the `Idempotency-Key` header.
+    pub batch_id: String,
+    /// The writes, at most one per key.
+    pub writes: Vec<BatchWrite>,
+}
+
+/// Outcome of one write in a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemStatus {
+    /// The write is now what the DB holds.
+    Applied,
+    /// The DB already holds this or a newer version; nothing changed.
+    Stale,
+    /// The DB refused the write because of a conflicting state.
+    Conflict,
+    /// The DB refused the write as invalid.
+    Rejected,
+}
+
+/// The DB API's answer for one write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemResult {
+    /// What happened to the write.
+    pub status: ItemStatus,
+    /// Why, for `conflict` and `rejected`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Body of a `200` answer to `POST /v1/batch`: one result per write, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchResponse {
+    /// Results, in the order of the request's writes.
+    pub results: Vec<ItemResult>,
+}
+
+/// Deserializes a present member as `Some`, even when it is JSON `null`; an absent member
+/// falls back to `None` through `#[serde(default)]`. Without this, a put of `null` would read
+/// back as a put without a value.
+pub(crate) fn present_value<'de, D>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    serde_json::Value::deserialize(deserializer).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_put_of_null_keeps_its_value_and_a_delete_has_none() {
+        let put_null = BatchWrite {
+            ns: "n".into(),
+            key: "k".into(),
+            op: WriteOp::Put,
+            value: Some(json!(null)),
+            version: 1,
+            written_at: 2,
+        };
+        let text = serde_json::to_string(&put_null).unwrap();
+        assert_eq!(
+            text,
+            r#"{"ns":"n","key":"k","op":"put","value":null,"version":1,"written_at":2}"#
+        );
+        assert_eq!(serde_json::from_str::<BatchWrite>(&text).unwrap(), put_null);
+        let delete: BatchWrite = serde_json::from_str(
+            r#"{"ns":"n","key":"k","op":"delete","version":1,"written_at":2}"#,
+        )
+        .unwrap();
+        assert_eq!(delete.value, None);
+    }
+}

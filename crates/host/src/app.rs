@@ -1,0 +1,391 @@
+//! Loading an application: manifest, runtime config, stores, variables, components.
+//!
+//! Everything that can be checked before serving is checked here, so a bad setup fails
+//! at start-up with one line: unreadable or invalid manifest, missing `.wasm`, a module
+//! that is not a component and cannot be adapted, a component that does not link, a
+//! required variable without a value, a bad route, outbound host or cron expression, a
+//! store label with nowhere to live. Each component is compiled once and
+//! pre-instantiated; requests and cron ticks then only create a `Store` and instantiate.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings::{cron2, cron3, key_value, variables};
+use crate::componentize::componentize_if_necessary;
+use crate::cron_schedule::CronSchedule;
+use crate::error::LoadError;
+use crate::kv::{KvStore, KvStores, RedisStore, SqliteFile};
+use crate::logs::Logger;
+use crate::manifest::{Manifest, RouteDecl, SourceDecl, StaticResponse};
+use crate::outbound::OutboundPolicy;
+use crate::routes::{DuplicateRoute, Router};
+use crate::runtime_config::{KvPlacement, RuntimeConfig};
+use crate::state::{ComponentContext, HostState};
+use crate::variables::{Providers, Resolver};
+
+/// File name of the default key-value database in the state directory (Spin's).
+pub const DEFAULT_KV_FILE: &str = "sqlite_key_value.db";
+
+/// How to load and run an application.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// Path of `spin.toml`.
+    pub manifest: PathBuf,
+    /// `--runtime-config-file`.
+    pub runtime_config: Option<PathBuf>,
+    /// State directory; defaults to `.spin` beside the manifest.
+    pub state_dir: Option<PathBuf>,
+    /// Variable providers (flags, environment, `.env`).
+    pub providers: Providers,
+    /// Echo component output to the terminal.
+    pub echo_component_output: bool,
+    /// Use wasmtime's pooling allocator (faster instantiation under load).
+    pub pooling: bool,
+    /// `--env KEY=VALUE` for every component (overrides the manifest's `environment`).
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl AppOptions {
+    /// Options for `manifest` with no providers and Spin's defaults.
+    pub fn new(manifest: impl Into<PathBuf>) -> AppOptions {
+        AppOptions {
+            manifest: manifest.into(),
+            runtime_config: None,
+            state_dir: None,
+            providers: Providers::default(),
+            echo_component_output: true,
+            pooling: true,
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+/// How a component is entered.
+pub enum Entry {
+    /// `wasi:http/incoming-handler` (spin-sdk `#[http_component]`).
+    Http(wasmtime_wasi_http::p2::bindings::ProxyPre<HostState>),
+    /// `spin:cron@3.0.0` async `handle-cron-event`.
+    Cron3(cron3::SpinCronPre<HostState>),
+    /// `fermyon:spin-cron@2.0.0` sync `handle-cron-event`.
+    Cron2(cron2::SpinCronPre<HostState>),
+}
+
+/// A compiled, linked component with its context.
+pub struct LoadedComponent {
+    /// Grants, variables, outbound policy, log routing.
+    pub context: Arc<ComponentContext>,
+    /// The component's entry point, pre-instantiated.
+    pub entry: Entry,
+}
+
+/// One `[[trigger.http]]` after loading.
+pub enum HttpTarget {
+    /// Served by a component.
+    Component(String),
+    /// Answered by the host.
+    Static(StaticResponse),
+}
+
+/// One `[[trigger.cron]]` after loading.
+pub struct CronJob {
+    /// Component id.
+    pub component: String,
+    /// Parsed schedule.
+    pub schedule: CronSchedule,
+}
+
+/// A loaded application, ready to serve.
+pub struct App {
+    /// The manifest as parsed.
+    pub manifest: Manifest,
+    /// The wasm engine shared by all components.
+    pub engine: Engine,
+    /// Components by id.
+    pub components: BTreeMap<String, LoadedComponent>,
+    /// Route table.
+    pub router: Router,
+    /// Targets, indexed like `[[trigger.http]]`.
+    pub http_targets: Vec<HttpTarget>,
+    /// Routes that never win (reported at start).
+    pub duplicate_routes: Vec<DuplicateRoute>,
+    /// Cron jobs.
+    pub cron_jobs: Vec<CronJob>,
+    /// Log routing.
+    pub logger: Logger,
+    /// The state directory in use.
+    pub state_dir: PathBuf,
+    /// The runtime configuration in use.
+    pub runtime: RuntimeConfig,
+}
+
+fn engine(pooling: bool) -> Result<Engine, LoadError> {
+    let mut config = Config::new();
+    // The current cron trigger generation calls an async-lifted export.
+    config.wasm_component_model_async(true);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(1000)
+            .total_memories(1000)
+            .total_tables(1000)
+            .total_core_instances(2000)
+            .max_memory_size(256 << 20);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))
+}
+
+fn linker(engine: &Engine) -> Result<Linker<HostState>, LoadError> {
+    let mut linker = Linker::<HostState>::new(engine);
+    let engine_err = |e: wasmtime::Error| LoadError::Engine(e.to_string());
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_err)?;
+    key_value::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
+        .map_err(engine_err)?;
+    variables::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
+        .map_err(engine_err)?;
+    Ok(linker)
+}
+
+fn open_stores(
+    manifest: &Manifest,
+    runtime: &RuntimeConfig,
+    state_dir: &Path,
+) -> Result<KvStores, LoadError> {
+    let mut files: BTreeMap<PathBuf, SqliteFile> = BTreeMap::new();
+    let mut open_file = |path: PathBuf, label: &str| -> Result<SqliteFile, LoadError> {
+        if let Some(f) = files.get(&path) {
+            return Ok(f.clone());
+        }
+        let file = SqliteFile::open(&path).map_err(|e| LoadError::KeyValue {
+            label: label.to_string(),
+            reason: e.0,
+        })?;
+        files.insert(path, file.clone());
+        Ok(file)
+    };
+    let mut stores = KvStores::default();
+    let mut labels: Vec<&String> = manifest
+        .component
+        .values()
+        .flat_map(|c| c.key_value_stores.iter())
+        .collect();
+    labels.sort();
+    labels.dedup();
+    for label in labels {
+        let store = match runtime.key_value_stores.get(label) {
+            Some(KvPlacement::Redis(url)) => KvStore::Redis(RedisStore::new(url).map_err(|e| {
+                LoadError::KeyValue {
+                    label: label.clone(),
+                    reason: e.0,
+                }
+            })?),
+            Some(KvPlacement::Spin(Some(path))) => {
+                KvStore::Sqlite(open_file(path.clone(), label)?.store(label))
+            }
+            Some(KvPlacement::Spin(None)) => {
+                KvStore::Sqlite(open_file(state_dir.join(DEFAULT_KV_FILE), label)?.store(label))
+            }
+            None if label == "default" => {
+                KvStore::Sqlite(open_file(state_dir.join(DEFAULT_KV_FILE), label)?.store(label))
+            }
+            None => {
+                return Err(LoadError::KeyValue {
+                    label: label.clone(),
+                    reason: "no such store: only 'default' exists unless the runtime config defines it (--runtime-config-file)".into(),
+                })
+            }
+        };
+        stores.insert(label.clone(), store);
+    }
+    Ok(stores)
+}
+
+/// Spin 1's `allowed_http_hosts` entries as `allowed_outbound_hosts` entries.
+fn legacy_http_hosts(entries: &[String]) -> Vec<String> {
+    entries
+        .iter()
+        .flat_map(|e| match e.as_str() {
+            "insecure:allow-all" => vec!["http://*:*".to_string(), "https://*:*".to_string()],
+            "self" => vec!["http://self".to_string()],
+            e if e.contains("://") => vec![e.to_string()],
+            e => vec![format!("http://{e}"), format!("https://{e}")],
+        })
+        .collect()
+}
+
+impl App {
+    /// Loads, validates and compiles the application.
+    ///
+    /// # Errors
+    /// A [`LoadError`] naming the first problem found.
+    pub fn load(options: &AppOptions) -> Result<App, LoadError> {
+        let manifest = Manifest::from_file(&options.manifest)?;
+        // Like Spin, paths derive from the manifest path as given (`spin.toml` → `.spin`).
+        let base = options.manifest.parent().unwrap_or(Path::new("")).to_path_buf();
+        let state_dir = options.state_dir.clone().unwrap_or_else(|| base.join(".spin"));
+        let runtime = match &options.runtime_config {
+            Some(path) => RuntimeConfig::from_file(path)?,
+            None => RuntimeConfig::default(),
+        };
+        let logger = Logger::new(Some(state_dir.join("logs")), options.echo_component_output);
+        let resolver = Arc::new(Resolver::new(
+            &manifest.variables,
+            manifest.component.iter().map(|(id, c)| (id, &c.variables)),
+            &options.providers,
+        )?);
+        let stores = Arc::new(open_stores(&manifest, &runtime, &state_dir)?);
+
+        let (router, duplicate_routes) = Router::build(
+            manifest
+                .trigger
+                .http
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| match &t.route {
+                    RouteDecl::Path(route) => Some((
+                        i,
+                        t.component.as_deref().unwrap_or("static_response"),
+                        route.as_str(),
+                    )),
+                    RouteDecl::Private { .. } => None,
+                }),
+        )
+        .map_err(|(route, reason)| LoadError::BadRoute { route, reason })?;
+        let http_targets = manifest
+            .trigger
+            .http
+            .iter()
+            .map(|t| match (&t.component, &t.static_response) {
+                (Some(id), _) => HttpTarget::Component(id.clone()),
+                (None, Some(sr)) => HttpTarget::Static(sr.clone()),
+                (None, None) => HttpTarget::Static(StaticResponse {
+                    status_code: Some(500),
+                    headers: BTreeMap::new(),
+                    body: None,
+                }),
+            })
+            .collect();
+        let cron_jobs = manifest
+            .trigger
+            .cron
+            .iter()
+            .map(|t| {
+                CronSchedule::parse(&t.cron_expression)
+                    .map(|schedule| CronJob {
+                        component: t.component.clone(),
+                        schedule,
+                    })
+                    .map_err(|reason| LoadError::BadCron {
+                        component: t.component.clone(),
+                        expression: t.cron_expression.clone(),
+                        reason,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let engine = engine(options.pooling)?;
+        let linker = linker(&engine)?;
+        let cron_ids: Vec<&str> = manifest.trigger.cron.iter().map(|t| t.component.as_str()).collect();
+        let mut components = BTreeMap::new();
+        for (id, decl) in &manifest.component {
+            let bad = |reason: String| LoadError::BadComponent {
+                component: id.clone(),
+                reason,
+            };
+            let mut outbound_entries = Vec::new();
+            let legacy = legacy_http_hosts(&decl.allowed_http_hosts);
+            if !legacy.is_empty() {
+                logger.host("Warning: Use of the deprecated field `allowed_http_hosts` - to fix, replace `allowed_http_hosts` with `allowed_outbound_hosts = [...]`");
+            }
+            for entry in decl.allowed_outbound_hosts.iter().chain(&legacy) {
+                let expanded = resolver.expand(entry).map_err(|reason| LoadError::BadOutboundHost {
+                    component: id.clone(),
+                    entry: entry.clone(),
+                    reason,
+                })?;
+                outbound_entries.push(expanded);
+            }
+            let outbound = OutboundPolicy::new(outbound_entries.iter().map(String::as_str)).map_err(
+                |(entry, reason)| LoadError::BadOutboundHost {
+                    component: id.clone(),
+                    entry,
+                    reason,
+                },
+            )?;
+            let SourceDecl::Path(source) = &decl.source else {
+                return Err(bad("remote sources are not supported".into()));
+            };
+            let path = base.join(source);
+            let bytes = std::fs::read(&path).map_err(|e| LoadError::MissingWasm {
+                component: id.clone(),
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            let bytes = componentize_if_necessary(&bytes).map_err(bad)?;
+            let component = Component::new(&engine, &bytes).map_err(|e| bad(format!("{e:#}")))?;
+            // Like Spin, an import the host does not provide is a start-up error.
+            let pre: InstancePre<HostState> = linker
+                .instantiate_pre(&component)
+                .map_err(|e| bad(format!("cannot link: {e:#}")))?;
+            let entry = if cron_ids.contains(&id.as_str()) {
+                match cron3::SpinCronPre::new(pre.clone()) {
+                    Ok(p) => Entry::Cron3(p),
+                    Err(e3) => match cron2::SpinCronPre::new(pre) {
+                        Ok(p) => Entry::Cron2(p),
+                        Err(e2) => {
+                            return Err(bad(format!(
+                                "does not export a cron handler (spin:cron@3.0.0: {e3}; fermyon:spin-cron@2.0.0: {e2})"
+                            )))
+                        }
+                    },
+                }
+            } else {
+                Entry::Http(
+                    wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map_err(|e| {
+                        bad(format!("does not export wasi:http/incoming-handler@0.2.x: {e}"))
+                    })?,
+                )
+            };
+            let context = Arc::new(ComponentContext {
+                id: id.clone(),
+                kv_grants: decl.key_value_stores.clone(),
+                stores: stores.clone(),
+                resolver: resolver.clone(),
+                outbound,
+                environment: {
+                    let mut env = decl.environment.clone();
+                    env.extend(options.extra_env.iter().cloned());
+                    env.into_iter().collect()
+                },
+                logger: logger.clone(),
+            });
+            components.insert(id.clone(), LoadedComponent { context, entry });
+        }
+        for (i, t) in manifest.trigger.http.iter().enumerate() {
+            if let Some(id) = &t.component {
+                if !matches!(components.get(id).map(|c| &c.entry), Some(Entry::Http(_))) {
+                    return Err(LoadError::BadComponent {
+                        component: id.clone(),
+                        reason: format!("[[trigger.http]] #{} needs an HTTP component, but it is used by a cron trigger", i + 1),
+                    });
+                }
+            }
+        }
+        Ok(App {
+            manifest,
+            engine,
+            components,
+            router,
+            http_targets,
+            duplicate_routes,
+            cron_jobs,
+            logger,
+            state_dir,
+            runtime,
+        })
+    }
+}

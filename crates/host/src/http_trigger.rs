@@ -1,0 +1,244 @@
+//! The HTTP trigger: accept connections, route, run one fresh instance per request.
+//!
+//! Behaviour follows `spin up`: `/.well-known/spin/health` answers `OK` and
+//! `/.well-known/spin/info` a JSON description, an unmatched path is an empty 404, the
+//! component sees the client's headers plus Spin's `spin-*` headers (full URL, path
+//! info, matched route, component route, base path, client address, `:name` captures),
+//! and a component that traps or returns no response yields an empty 500.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use wasmtime::Store;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::WasiHttpView;
+
+use crate::app::{App, Entry, HttpTarget};
+use crate::routes::{RouteMatch, WELL_KNOWN_PREFIX};
+use crate::state::HostState;
+
+/// Serving options.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Print one line per request to stderr.
+    pub log_requests: bool,
+}
+
+fn full(body: impl Into<Bytes>) -> HyperOutgoingBody {
+    Full::new(body.into()).map_err(|never: Infallible| match never {}).boxed_unsync()
+}
+
+fn empty(status: StatusCode) -> Response<HyperOutgoingBody> {
+    let mut response = Response::new(Empty::new().map_err(|never: Infallible| match never {}).boxed_unsync());
+    *response.status_mut() = status;
+    response
+}
+
+/// Accepts connections on `listener` until `shutdown` completes.
+pub async fn serve(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, client_addr) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                app.logger.host(&format!("accept failed: {e}"));
+                continue;
+            }
+        };
+        // Responses are small and written in pieces; without NODELAY, Nagle plus the
+        // client's delayed ACK add ~40 ms to keep-alive requests.
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(handle(app, req, client_addr, options).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Handles one request end to end.
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    client_addr: SocketAddr,
+    options: ServeOptions,
+) -> Response<HyperOutgoingBody> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let (response, target) = route_and_run(&app, req, client_addr).await;
+    if options.log_requests {
+        app.logger.host(&format!(
+            "{method} {path} -> {} [{target}] {:.1}ms",
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64() * 1000.0
+        ));
+    }
+    response
+}
+
+async fn route_and_run(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    client_addr: SocketAddr,
+) -> (Response<HyperOutgoingBody>, String) {
+    let path = req.uri().path().to_string();
+    if let Some(well_known) = path.strip_prefix(WELL_KNOWN_PREFIX) {
+        let response = match well_known {
+            "health" => Response::new(full("OK")),
+            "info" => {
+                let info = serde_json::json!({
+                    "name": app.manifest.application.name,
+                    "version": app.manifest.application.version,
+                    "host": concat!("cache-sync-host ", env!("CARGO_PKG_VERSION")),
+                });
+                let mut r = Response::new(full(info.to_string()));
+                r.headers_mut()
+                    .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r
+            }
+            _ => empty(StatusCode::NOT_FOUND),
+        };
+        return (response, "spin".into());
+    }
+    let Some(route) = app.router.route(&path) else {
+        return (empty(StatusCode::NOT_FOUND), "no route".into());
+    };
+    match app.http_targets.get(route.trigger) {
+        Some(HttpTarget::Static(sr)) => (static_response(sr), "static".into()),
+        Some(HttpTarget::Component(id)) => {
+            let response = match run_component(app, id, req, &route, client_addr).await {
+                Ok(r) => r,
+                Err(e) => {
+                    app.logger.host(&format!("Error processing request for component '{id}': {e:#}"));
+                    empty(StatusCode::INTERNAL_SERVER_ERROR)
+                }
+            };
+            (response, id.clone())
+        }
+        None => (empty(StatusCode::INTERNAL_SERVER_ERROR), "?".into()),
+    }
+}
+
+fn static_response(sr: &crate::manifest::StaticResponse) -> Response<HyperOutgoingBody> {
+    let mut response = match &sr.body {
+        Some(body) => Response::new(full(body.clone())),
+        None => empty(StatusCode::OK),
+    };
+    *response.status_mut() = sr
+        .status_code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::OK);
+    for (k, v) in &sr.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+            response.headers_mut().append(k, v);
+        }
+    }
+    response
+}
+
+/// Spin's request headers for a matched route.
+pub fn spin_headers(
+    full_url: &str,
+    route: &RouteMatch,
+    client_addr: SocketAddr,
+) -> Vec<(String, String)> {
+    let mut headers = vec![
+        ("spin-path-info".to_string(), route.path_info.clone()),
+        ("spin-full-url".to_string(), full_url.to_string()),
+        ("spin-matched-route".to_string(), route.based_route.clone()),
+        ("spin-base-path".to_string(), "/".to_string()),
+        ("spin-raw-component-route".to_string(), route.raw_route.clone()),
+        ("spin-component-route".to_string(), route.component_route().to_string()),
+        ("spin-client-addr".to_string(), client_addr.to_string()),
+    ];
+    for (name, value) in &route.captures {
+        headers.push((format!("spin-path-match-{}", name.to_ascii_lowercase()), value.clone()));
+    }
+    headers
+}
+
+async fn run_component(
+    app: &Arc<App>,
+    id: &str,
+    mut req: Request<Incoming>,
+    route: &RouteMatch,
+    client_addr: SocketAddr,
+) -> anyhow::Result<Response<HyperOutgoingBody>> {
+    let component = app
+        .components
+        .get(id)
+        .ok_or_else(|| anyhow::anyhow!("unknown component '{id}'"))?;
+    let Entry::Http(pre) = &component.entry else {
+        anyhow::bail!("component '{id}' is not an HTTP component");
+    };
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let path_and_query = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+    let full_url = format!("http://{host}{path_and_query}");
+    for (name, value) in spin_headers(&full_url, route, client_addr) {
+        if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            req.headers_mut().insert(n, v);
+        }
+    }
+    *req.uri_mut() = full_url.parse()?;
+
+    let mut store = Store::new(&app.engine, HostState::new(component.context.clone()));
+    let req = req.map(|body| body.map_err(wasmtime_wasi_http::Error::from));
+    let request = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let outparam = store.data_mut().http().new_response_outparam(tx)?;
+    let proxy = pre.instantiate_async(&mut store).await?;
+    let task = tokio::spawn(async move {
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, request, outparam)
+            .await
+    });
+    match rx.await {
+        Ok(response) => {
+            let logger = app.logger.clone();
+            let id = id.to_string();
+            tokio::spawn(async move {
+                match task.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => logger.host(&format!("Component '{id}' failed after its response started: {e:#}")),
+                    Err(e) => logger.host(&format!("Component '{id}' task failed: {e}")),
+                }
+            });
+            response.map_err(|code| anyhow::anyhow!("guest failed to produce a response: {code:?}"))
+        }
+        Err(_) => {
+            task.await??;
+            anyhow::bail!("guest failed to produce a response prior to returning")
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Key-value stores behind Spin's `fermyon:spin/key-value` interface.
+//!
+//! Like Spin, a store is named by a label; the runtime config places each label on a
+//! backend (a SQLite file, Spin's default, or a Redis server), and `default` lives in
+//! `<state dir>/sqlite_key_value.db` unless configured otherwise. The backends keep
+//! Spin's on-disk and on-wire layouts, so a state directory or Redis database can be
+//! shared with a real `spin up`.
+//!
+//! # Layout
+//! - `sqlite.rs`: Spin's `spin_key_value(store, key, value)` table.
+//! - `redis.rs`: plain `GET`/`SET`/`DEL`/`EXISTS`/`KEYS *`, one connection manager per URL.
+
+mod redis;
+mod sqlite;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use self::redis::RedisStore;
+pub use self::sqlite::{SqliteFile, SqliteStore};
+
+/// A backend failure, reported to the guest as `error::other(message)`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct KvError(pub String);
+
+/// One labelled store on its backend.
+#[derive(Clone)]
+pub enum KvStore {
+    /// A SQLite file (Spin's `type = "spin"`).
+    Sqlite(SqliteStore),
+    /// A Redis server (`type = "redis"`).
+    Redis(RedisStore),
+}
+
+impl KvStore {
+    /// Reads a value.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        match self {
+            KvStore::Sqlite(s) => s.get(key),
+            KvStore::Redis(s) => s.get(key).await,
+        }
+    }
+
+    /// Writes a value, replacing any previous one.
+    pub async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        match self {
+            KvStore::Sqlite(s) => s.set(key, value),
+            KvStore::Redis(s) => s.set(key, value).await,
+        }
+    }
+
+    /// Deletes a key; deleting an absent key is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), KvError> {
+        match self {
+            KvStore::Sqlite(s) => s.delete(key),
+            KvStore::Redis(s) => s.delete(key).await,
+        }
+    }
+
+    /// Whether a key exists.
+    pub async fn exists(&self, key: &str) -> Result<bool, KvError> {
+        match self {
+            KvStore::Sqlite(s) => s.exists(key),
+            KvStore::Redis(s) => s.exists(key).await,
+        }
+    }
+
+    /// Every key in the store (Spin offers no prefix filter).
+    pub async fn get_keys(&self) -> Result<Vec<String>, KvError> {
+        match self {
+            KvStore::Sqlite(s) => s.get_keys(),
+            KvStore::Redis(s) => s.get_keys().await,
+        }
+    }
+}
+
+/// The stores defined for an application, by label.
+#[derive(Clone, Default)]
+pub struct KvStores {
+    stores: BTreeMap<String, KvStore>,
+}
+
+impl KvStores {
+    /// Adds or replaces the store for `label`.
+    pub fn insert(&mut self, label: String, store: KvStore) {
+        self.stores.insert(label, store);
+    }
+
+    /// The store for `label`, if defined.
+    pub fn get(&self, label: &str) -> Option<&KvStore> {
+        self.stores.get(label)
+    }
+
+    /// Whether `label` is defined.
+    pub fn contains(&self, label: &str) -> bool {
+        self.stores.contains_key(label)
+    }
+}
+
+/// Shared handle type used by the store map in [`crate::state`].
+pub type SharedKvStores = Arc<KvStores>;

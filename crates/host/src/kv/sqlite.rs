@@ -1,0 +1,166 @@
+//! Spin's default key-value backend: one SQLite table shared by all labels in a file.
+//!
+//! The schema is Spin's own (`spin_key_value(store, key, value)`, primary key
+//! `(store, key)`), so `.spin/sqlite_key_value.db` written by this host reads back
+//! under `spin up` and the other way round. WAL mode and a busy timeout let two host
+//! processes share one file. Calls are short and made under a mutex on the calling
+//! task; SQLite answers these in microseconds.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::KvError;
+
+/// A label inside a SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    label: String,
+}
+
+/// An open SQLite file, shared by the labels placed on it.
+#[derive(Clone)]
+pub struct SqliteFile {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteFile {
+    /// Opens (creating if needed) a database file, or an in-memory one for `:memory:`.
+    ///
+    /// # Errors
+    /// When the file or its directory cannot be created or opened.
+    pub fn open(path: &Path) -> Result<SqliteFile, KvError> {
+        let conn = if path.as_os_str() == ":memory:" {
+            Connection::open_in_memory()
+        } else {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| KvError(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            Connection::open(path)
+        }
+        .map_err(|e| KvError(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        // WAL keeps readers and a writer from blocking each other across processes;
+        // the pragma answers a row, so it is queried rather than executed.
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(sql)?;
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS spin_key_value (
+                store TEXT NOT NULL,
+                key   TEXT NOT NULL,
+                value BLOB NOT NULL,
+                PRIMARY KEY (store, key)
+            )",
+            [],
+        )
+        .map_err(sql)?;
+        Ok(SqliteFile {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The store for `label` in this file.
+    pub fn store(&self, label: &str) -> SqliteStore {
+        SqliteStore {
+            conn: self.conn.clone(),
+            label: label.to_string(),
+        }
+    }
+}
+
+fn sql(e: rusqlite::Error) -> KvError {
+    KvError(e.to_string())
+}
+
+impl SqliteStore {
+    fn with<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, KvError> {
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| KvError("key-value store lock poisoned".into()))?;
+        f(&conn).map_err(sql)
+    }
+
+    pub(super) fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                params![self.label, key],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+    }
+
+    pub(super) fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(store, key) DO UPDATE SET value = excluded.value",
+                params![self.label, key, value],
+            )
+            .map(drop)
+        })
+    }
+
+    pub(super) fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                params![self.label, key],
+            )
+            .map(drop)
+        })
+    }
+
+    pub(super) fn exists(&self, key: &str) -> Result<bool, KvError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2)",
+                params![self.label, key],
+                |row| row.get(0),
+            )
+        })
+    }
+
+    pub(super) fn get_keys(&self) -> Result<Vec<String>, KvError> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT key FROM spin_key_value WHERE store = ?1")?;
+            let rows = stmt.query_map(params![self.label], |row| row.get(0))?;
+            rows.collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_in_one_file_are_separate_and_survive_reopen() {
+        let dir = std::env::temp_dir().join(format!("kv-sqlite-test-{}", std::process::id()));
+        let path = dir.join("kv.db");
+        let _ = std::fs::remove_file(&path);
+        {
+            let file = SqliteFile::open(&path).expect("open");
+            let a = file.store("default");
+            let b = file.store("other");
+            a.set("k", b"1").expect("set");
+            b.set("k", b"2").expect("set");
+            a.set("k", b"3").expect("overwrite");
+            assert_eq!(a.get("k").expect("get"), Some(b"3".to_vec()));
+            assert_eq!(b.get_keys().expect("keys"), vec!["k".to_string()]);
+            b.delete("k").expect("delete");
+            b.delete("k").expect("deleting an absent key is fine");
+            assert!(!b.exists("k").expect("exists"));
+        }
+        let file = SqliteFile::open(&path).expect("reopen");
+        assert_eq!(file.store("default").get("k").expect("get"), Some(b"3".to_vec()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,215 @@
+//! Per-instance host state and the Spin interfaces implemented on it.
+//!
+//! Like Spin, every request (and every cron tick) gets a fresh `Store` holding one
+//! [`HostState`]: WASI, wasi:http, a resource table, and a handle to the component's
+//! static context (its key-value grants, variables and outbound policy), which is built
+//! once at load.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use http_body_util::BodyExt;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{
+    Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+    WasiHttpView,
+};
+
+use crate::bindings::{key_value as kv, variables as var};
+use crate::kv::{KvStore, SharedKvStores};
+use crate::logs::Logger;
+use crate::outbound::OutboundPolicy;
+use crate::variables::{Resolver, VariableError};
+
+/// What a component may do, fixed at load time.
+pub struct ComponentContext {
+    /// The component id.
+    pub id: String,
+    /// Labels from `key_value_stores`.
+    pub kv_grants: Vec<String>,
+    /// Every store defined for the application.
+    pub stores: SharedKvStores,
+    /// Variable resolution.
+    pub resolver: Arc<Resolver>,
+    /// `allowed_outbound_hosts`.
+    pub outbound: OutboundPolicy,
+    /// `[component.X] environment`.
+    pub environment: Vec<(String, String)>,
+    /// Where the component's stdout/stderr and host messages go.
+    pub logger: Logger,
+}
+
+/// The resource behind `fermyon:spin/key-value.store`.
+pub struct KvHandle {
+    store: KvStore,
+}
+
+/// Outbound HTTP gate: checks the component's policy, then sends with wasmtime's client.
+pub struct OutboundHooks {
+    context: Arc<ComponentContext>,
+}
+
+impl WasiHttpHooks for OutboundHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                    ),
+                    HttpError,
+                >,
+            > + Send,
+    > {
+        if !self.context.outbound.allows(request.uri()) {
+            let uri = request.uri();
+            let origin = format!(
+                "{}://{}",
+                uri.scheme_str().unwrap_or("?"),
+                uri.authority().map(|a| a.as_str()).unwrap_or("?")
+            );
+            self.context.logger.host(&format!(
+                "Warning: A component tried to make an outbound network connection to disallowed destination '{origin}'.\nTo allow this request, add 'allowed_outbound_hosts = [\"{origin}\"]' to the manifest component section."
+            ));
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+            ))
+        })
+    }
+}
+
+/// The data of one wasmtime `Store`.
+pub struct HostState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: OutboundHooks,
+    context: Arc<ComponentContext>,
+}
+
+impl HostState {
+    /// Fresh state for one instance of the component described by `context`.
+    pub fn new(context: Arc<ComponentContext>) -> HostState {
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(context.logger.stdout_for(&context.id))
+            .stderr(context.logger.stderr_for(&context.id));
+        for (k, v) in &context.environment {
+            wasi.env(k, v);
+        }
+        HostState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: OutboundHooks {
+                context: context.clone(),
+            },
+            context,
+        }
+    }
+
+    /// The component this state belongs to.
+    pub fn context(&self) -> &Arc<ComponentContext> {
+        &self.context
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+fn kv_err(e: crate::kv::KvError) -> kv::Error {
+    kv::Error::Other(e.0)
+}
+
+impl kv::Host for HostState {}
+
+impl kv::HostStore for HostState {
+    async fn open(&mut self, label: String) -> wasmtime::Result<Result<Resource<KvHandle>, kv::Error>> {
+        if !self.context.kv_grants.iter().any(|g| *g == label) {
+            return Ok(Err(kv::Error::AccessDenied));
+        }
+        let Some(store) = self.context.stores.get(&label).cloned() else {
+            return Ok(Err(kv::Error::NoSuchStore));
+        };
+        Ok(Ok(self.table.push(KvHandle { store })?))
+    }
+
+    async fn get(
+        &mut self,
+        handle: Resource<KvHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
+        let store = self.table.get(&handle)?.store.clone();
+        Ok(store.get(&key).await.map_err(kv_err))
+    }
+
+    async fn set(
+        &mut self,
+        handle: Resource<KvHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), kv::Error>> {
+        let store = self.table.get(&handle)?.store.clone();
+        Ok(store.set(&key, &value).await.map_err(kv_err))
+    }
+
+    async fn delete(&mut self, handle: Resource<KvHandle>, key: String) -> wasmtime::Result<Result<(), kv::Error>> {
+        let store = self.table.get(&handle)?.store.clone();
+        Ok(store.delete(&key).await.map_err(kv_err))
+    }
+
+    async fn exists(&mut self, handle: Resource<KvHandle>, key: String) -> wasmtime::Result<Result<bool, kv::Error>> {
+        let store = self.table.get(&handle)?.store.clone();
+        Ok(store.exists(&key).await.map_err(kv_err))
+    }
+
+    async fn get_keys(&mut self, handle: Resource<KvHandle>) -> wasmtime::Result<Result<Vec<String>, kv::Error>> {
+        let store = self.table.get(&handle)?.store.clone();
+        Ok(store.get_keys().await.map_err(kv_err))
+    }
+
+    async fn drop(&mut self, handle: Resource<KvHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        Ok(())
+    }
+}
+
+impl var::Host for HostState {
+    async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, var::Error>> {
+        Ok(self
+            .context
+            .resolver
+            .component_value(&self.context.id, &name)
+            .map_err(|e| match e {
+                VariableError::InvalidName(n) => var::Error::InvalidName(n),
+                e @ VariableError::Undefined { .. } => var::Error::Undefined(e.to_string()),
+                e @ VariableError::Unset(_) => var::Error::Provider(e.to_string()),
+            }))
+    }
+}

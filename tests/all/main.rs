@@ -1,0 +1,1 @@
+//! End-to-end tests over TCP: the real components on the embedded host.

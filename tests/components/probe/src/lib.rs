@@ -1,0 +1,127 @@
+//! Test component: exercises one host feature per route, so the host's behaviour can be
+//! checked end to end independently of the product components.
+//!
+//! - `GET /probe/headers` → the request headers as a JSON object.
+//! - `GET|PUT|DELETE /probe/kv/:store/:key` → key-value round trip; open errors → 403/404
+//!   with the error variant as the body.
+//! - `GET /probe/keys/:store` → every key, as a JSON array.
+//! - `GET /probe/var/:name` → a component variable, or 404/400 with the error.
+//! - `GET /probe/outbound?url=U` → outbound GET; 502 with the error when it fails.
+//! - `GET /probe/env/:name` → an environment variable.
+//! - `GET /probe/print?msg=M` → writes M to stdout and stderr.
+//! - `GET /probe/trap` → traps.
+
+use spin_sdk::http::{IntoResponse, Method, Params, Request, Response, Router};
+use spin_sdk::http_component;
+use spin_sdk::key_value::{Error as KvError, Store};
+
+#[http_component]
+fn handle(req: Request) -> Response {
+    let mut router = Router::new();
+    router.get("/probe/headers", headers);
+    router.get("/probe/kv/:store/:key", kv);
+    router.put("/probe/kv/:store/:key", kv);
+    router.delete("/probe/kv/:store/:key", kv);
+    router.get("/probe/keys/:store", keys);
+    router.get("/probe/var/:name", var);
+    router.get_async("/probe/outbound", outbound);
+    router.get("/probe/env/:name", env);
+    router.get("/probe/print", print);
+    router.get("/probe/trap", trap);
+    router.handle(req)
+}
+
+fn text(status: u16, body: impl Into<String>) -> anyhow::Result<Response> {
+    Ok(Response::new(status, body.into()))
+}
+
+fn headers(req: Request, _: Params) -> anyhow::Result<impl IntoResponse> {
+    let map: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.as_str().unwrap_or("").to_string())))
+        .collect();
+    text(200, serde_json::Value::Object(map).to_string())
+}
+
+fn open(store: &str) -> Result<Store, Response> {
+    Store::open(store).map_err(|e| match e {
+        KvError::AccessDenied => Response::new(403, "access-denied"),
+        KvError::NoSuchStore => Response::new(404, "no-such-store"),
+        other => Response::new(500, format!("{other:?}")),
+    })
+}
+
+fn kv(req: Request, params: Params) -> anyhow::Result<impl IntoResponse> {
+    let (Some(name), Some(key)) = (params.get("store"), params.get("key")) else {
+        return text(400, "missing store or key");
+    };
+    let store = match open(name) {
+        Ok(s) => s,
+        Err(r) => return Ok(r),
+    };
+    match req.method() {
+        Method::Put => {
+            store.set(key, req.body())?;
+            text(204, "")
+        }
+        Method::Delete => {
+            store.delete(key)?;
+            text(204, "")
+        }
+        _ => match store.get(key)? {
+            Some(v) => Ok(Response::new(200, v)),
+            None => text(404, "not found"),
+        },
+    }
+}
+
+fn keys(_: Request, params: Params) -> anyhow::Result<impl IntoResponse> {
+    let store = match open(params.get("store").unwrap_or("default")) {
+        Ok(s) => s,
+        Err(r) => return Ok(r),
+    };
+    let mut keys = store.get_keys()?;
+    keys.sort();
+    text(200, serde_json::to_string(&keys)?)
+}
+
+fn var(_: Request, params: Params) -> anyhow::Result<impl IntoResponse> {
+    match spin_sdk::variables::get(params.get("name").unwrap_or("")) {
+        Ok(v) => text(200, v),
+        Err(spin_sdk::variables::Error::Undefined(m)) => text(404, format!("undefined: {m}")),
+        Err(spin_sdk::variables::Error::InvalidName(m)) => text(400, format!("invalid-name: {m}")),
+        Err(e) => text(500, format!("{e:?}")),
+    }
+}
+
+async fn outbound(req: Request, _: Params) -> anyhow::Result<impl IntoResponse> {
+    let url = req
+        .query()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("url="))
+        .map(|u| u.replace("%3A", ":").replace("%2F", "/"))
+        .unwrap_or_default();
+    let out = Request::get(url).build();
+    match spin_sdk::http::send::<_, Response>(out).await {
+        Ok(resp) => text(200, format!("{} {}", resp.status(), String::from_utf8_lossy(resp.body()))),
+        Err(e) => text(502, format!("{e:?}")),
+    }
+}
+
+fn env(_: Request, params: Params) -> anyhow::Result<impl IntoResponse> {
+    match std::env::var(params.get("name").unwrap_or("")) {
+        Ok(v) => text(200, v),
+        Err(_) => text(404, "unset"),
+    }
+}
+
+fn print(req: Request, _: Params) -> anyhow::Result<impl IntoResponse> {
+    let msg = req.query().strip_prefix("msg=").unwrap_or("").to_string();
+    println!("stdout: {msg}");
+    eprintln!("stderr: {msg}");
+    text(200, "printed")
+}
+
+fn trap(_: Request, _: Params) -> anyhow::Result<Response> {
+    std::process::abort()
+}
