@@ -177,7 +177,9 @@ pub fn spin_headers(
         ("spin-client-addr".to_string(), client_addr.to_string()),
     ];
     for (name, value) in &route.captures {
-        headers.push((format!("spin-path-match-{}", name.to_ascii_lowercase()), value.clone()));
+        // Spin derives header names from `SPIN_PATH_MATCH_<NAME>`: `_` becomes `-`.
+        let name = name.to_ascii_lowercase().replace('_', "-");
+        headers.push((format!("spin-path-match-{name}"), value.clone()));
     }
     headers
 }

@@ -426,7 +426,7 @@ source = "job.wasm"
     fn invalid_manifests_are_rejected_with_one_line() {
         check_rejected(&MINIMAL.replace("= 2", "= 1"), "spin_manifest_version");
         check_rejected(&MINIMAL.replace("component = \"web\"", "component = \"nope\""), "nope");
-        check_rejected(&MINIMAL.replace("[component.web]", "[component.Web_1]"), "Web_1");
+        check_rejected(&MINIMAL.replace("job", "Job_1"), "Job_1");
         check_rejected(&MINIMAL.replace("a = { default", "A = { default"), "A");
         check_rejected(&MINIMAL.replace("{ required = true,", "{ "), "required");
         check_rejected(&MINIMAL.replace("source = \"web.wasm\"", "source = \"web.wasm\"\nsorce = 1"), "sorce");

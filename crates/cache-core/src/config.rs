@@ -1,0 +1,407 @@
+//! Runtime configuration, read from Spin variables through a lookup function.
+//!
+//! The components pass `|name| spin_sdk::variables::get(name).ok()`; tests pass a table. A
+//! declared Spin variable cannot be absent, so an empty string means "unset, use the default".
+//! Every error names the variable it is about; secret values are never echoed.
+//!
+//! | variable                | default          | meaning                                          |
+//! |-------------------------|------------------|--------------------------------------------------|
+//! | `db_api_url`            | required         | base URL of the main DB API (http or https)      |
+//! | `db_api_token`          | unset            | bearer token for the DB API                      |
+//! | `ttl`                   | `60s`            | how long a fetched value is fresh                |
+//! | `stale_ttl`             | `300s`           | after that, served stale while revalidating      |
+//! | `stale_if_error`        | `3600s`          | after fresh, served stale when the origin fails  |
+//! | `negative_ttl`          | `30s`            | how long "not found" is cached                   |
+//! | `compress_min_bytes`    | `1024`           | deflate values at least this long                |
+//! | `max_value_bytes`       | `960KiB`         | largest accepted value (≤ 960 KiB)               |
+//! | `max_entries`           | `1000`           | cache entries kept by the sweep                  |
+//! | `max_buffered_writes`   | `500`            | buffered writes before writes are refused        |
+//! | `max_buffered_bytes`    | `8MiB`           | buffered bytes before writes are refused         |
+//! | `max_dirty_age`         | `600s`           | oldest buffered write before writes are refused  |
+//! | `flush_batch_max_items` | `100`            | writes per batch                                 |
+//! | `flush_batch_max_bytes` | `512KiB`         | bytes per batch (≤ 768 KiB)                      |
+//! | `flush_max_batches`     | `10`             | batches sent per flush run                       |
+//! | `flush_max_attempts`    | `20`             | attempts before a batch is dead-lettered         |
+//! | `flush_retry_base`      | `1s`             | first retry delay                                |
+//! | `flush_retry_max`       | `300s`           | largest retry delay                              |
+//! | `lease_ttl`             | `60s`            | how long a flush run holds the lease             |
+//! | `admin_token`           | unset            | bearer token for `/admin` routes                 |
+//!
+//! Durations are plain seconds or suffixed (`500ms`, `30s`, `5m`, `1h`); sizes are plain bytes
+//! or suffixed (`512KiB`, `1MiB`). Fermyon Cloud caps a store at 1024 keys; cache entries,
+//! buffered writes, batches and dead letters share it, so keep `max_entries` plus
+//! `max_buffered_writes` below that when deploying there.
+
+use std::fmt;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::envelope::CodecPolicy;
+use crate::kv_key::MAX_KV_VALUE_BYTES;
+
+/// Room kept free in a 1 MiB KV value for envelope, record and batch overhead.
+pub const VALUE_HEADROOM_BYTES: usize = 64 * 1024;
+/// The largest `max_value_bytes` allowed: what still fits a KV value with headroom.
+pub const MAX_VALUE_BYTES: usize = MAX_KV_VALUE_BYTES - VALUE_HEADROOM_BYTES;
+/// The largest `flush_batch_max_bytes` allowed, so a sealed batch fits a KV value.
+pub const MAX_BATCH_BYTES: usize = 768 * 1024;
+
+/// Names of the Spin variables read by [`CacheConfig::from_lookup`].
+pub mod var {
+    /// Base URL of the DB API.
+    pub const DB_API_URL: &str = "db_api_url";
+    /// Bearer token for the DB API.
+    pub const DB_API_TOKEN: &str = "db_api_token";
+    /// Fresh lifetime.
+    pub const TTL: &str = "ttl";
+    /// Stale-while-revalidate window.
+    pub const STALE_TTL: &str = "stale_ttl";
+    /// Stale-if-error window.
+    pub const STALE_IF_ERROR: &str = "stale_if_error";
+    /// Negative entry lifetime.
+    pub const NEGATIVE_TTL: &str = "negative_ttl";
+    /// Compression threshold.
+    pub const COMPRESS_MIN_BYTES: &str = "compress_min_bytes";
+    /// Largest value.
+    pub const MAX_VALUE_BYTES: &str = "max_value_bytes";
+    /// Entries kept by the sweep.
+    pub const MAX_ENTRIES: &str = "max_entries";
+    /// Buffered write count bound.
+    pub const MAX_BUFFERED_WRITES: &str = "max_buffered_writes";
+    /// Buffered byte bound.
+    pub const MAX_BUFFERED_BYTES: &str = "max_buffered_bytes";
+    /// Buffered age bound.
+    pub const MAX_DIRTY_AGE: &str = "max_dirty_age";
+    /// Writes per batch.
+    pub const FLUSH_BATCH_MAX_ITEMS: &str = "flush_batch_max_items";
+    /// Bytes per batch.
+    pub const FLUSH_BATCH_MAX_BYTES: &str = "flush_batch_max_bytes";
+    /// Batches per flush run.
+    pub const FLUSH_MAX_BATCHES: &str = "flush_max_batches";
+    /// Attempts before dead-lettering.
+    pub const FLUSH_MAX_ATTEMPTS: &str = "flush_max_attempts";
+    /// First retry delay.
+    pub const FLUSH_RETRY_BASE: &str = "flush_retry_base";
+    /// Largest retry delay.
+    pub const FLUSH_RETRY_MAX: &str = "flush_retry_max";
+    /// Lease lifetime.
+    pub const LEASE_TTL: &str = "lease_ttl";
+    /// Admin bearer token.
+    pub const ADMIN_TOKEN: &str = "admin_token";
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// A required variable is unset or empty.
+    #[error("variable `{0}` is required")]
+    Missing(&'static str),
+    /// A variable's value does not parse or is out of range.
+    #[error("variable `{name}`: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The validated configuration. See the module docs for the defaults.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Base URL of the DB API, without a trailing `/`.
+    pub db_api_url: String,
+    /// Bearer token for the DB API.
+    pub db_api_token: Option<String>,
+    /// How long a fetched or written value is fresh.
+    pub ttl: Duration,
+    /// How long after `ttl` a value is served stale while revalidating.
+    pub stale_ttl: Duration,
+    /// How long after `ttl` a value is served when the origin fails.
+    pub stale_if_error: Duration,
+    /// How long a "not found" answer is cached.
+    pub negative_ttl: Duration,
+    /// Values at least this long are deflated if that helps.
+    pub compress_min_bytes: usize,
+    /// Largest value accepted for a write or cached from the origin.
+    pub max_value_bytes: usize,
+    /// Cache entries the sweep keeps at most.
+    pub max_entries: usize,
+    /// Buffered writes beyond which writes are refused.
+    pub max_buffered_writes: usize,
+    /// Buffered bytes beyond which writes are refused.
+    pub max_buffered_bytes: u64,
+    /// Age of the oldest buffered write beyond which writes are refused.
+    pub max_dirty_age: Duration,
+    /// Writes per batch.
+    pub flush_batch_max_items: usize,
+    /// Serialized bytes per batch (a single larger write goes alone).
+    pub flush_batch_max_bytes: usize,
+    /// Batches sent per flush run.
+    pub flush_max_batches: usize,
+    /// Failed attempts after which a batch is dead-lettered.
+    pub flush_max_attempts: u32,
+    /// First retry delay.
+    pub flush_retry_base: Duration,
+    /// Largest retry delay (a longer `Retry-After` is still honoured).
+    pub flush_retry_max: Duration,
+    /// How long a flush run holds the lease.
+    pub lease_ttl: Duration,
+    /// Bearer token for the admin routes.
+    pub admin_token: Option<String>,
+}
+
+impl fmt::Debug for CacheConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("CacheConfig")
+            .field("db_api_url", &self.db_api_url)
+            .field("db_api_token", &redact(&self.db_api_token))
+            .field("ttl", &self.ttl)
+            .field("stale_ttl", &self.stale_ttl)
+            .field("stale_if_error", &self.stale_if_error)
+            .field("negative_ttl", &self.negative_ttl)
+            .field("compress_min_bytes", &self.compress_min_bytes)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field("max_entries", &self.max_entries)
+            .field("max_buffered_writes", &self.max_buffered_writes)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
+            .field("max_dirty_age", &self.max_dirty_age)
+            .field("flush_batch_max_items", &self.flush_batch_max_items)
+            .field("flush_batch_max_bytes", &self.flush_batch_max_bytes)
+            .field("flush_max_batches", &self.flush_max_batches)
+            .field("flush_max_attempts", &self.flush_max_attempts)
+            .field("flush_retry_base", &self.flush_retry_base)
+            .field("flush_retry_max", &self.flush_retry_max)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("admin_token", &redact(&self.admin_token))
+            .finish()
+    }
+}
+
+/// Reads variables through a lookup and applies defaults.
+struct Reader<F> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    fn raw(&self, name: &'static str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parsed<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        parse: fn(&str) -> Option<T>,
+        what: &str,
+    ) -> Result<T, ConfigError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(v) => parse(&v).ok_or_else(|| ConfigError::Invalid {
+                name,
+                reason: format!("expected {what}, got {v:?}"),
+            }),
+        }
+    }
+
+    fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+        self.parsed(
+            name,
+            default,
+            parse_duration,
+            "a duration like 30s, 500ms, 5m or 1h",
+        )
+    }
+
+    fn bytes(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+        self.parsed(
+            name,
+            default,
+            parse_bytes,
+            "a size like 1024, 512KiB or 1MiB",
+        )
+    }
+
+    fn size_in(
+        &self,
+        name: &'static str,
+        default: usize,
+        range: (usize, usize),
+    ) -> Result<usize, ConfigError> {
+        let v = self.bytes(name, default as u64)?;
+        in_range(name, usize::try_from(v).unwrap_or(usize::MAX), range)
+    }
+
+    fn count(
+        &self,
+        name: &'static str,
+        default: usize,
+        range: (usize, usize),
+    ) -> Result<usize, ConfigError> {
+        let v = self.parsed(name, default, |s| s.parse().ok(), "a whole number")?;
+        in_range(name, v, range)
+    }
+}
+
+fn in_range(name: &'static str, v: usize, (lo, hi): (usize, usize)) -> Result<usize, ConfigError> {
+    if v < lo || v > hi {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!("must be between {lo} and {hi}, got {v}"),
+        });
+    }
+    Ok(v)
+}
+
+impl CacheConfig {
+    /// Reads and validates every variable through `lookup`.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<CacheConfig, ConfigError> {
+        let r = Reader { lookup };
+        let url = r
+            .raw(var::DB_API_URL)
+            .ok_or(ConfigError::Missing(var::DB_API_URL))?;
+        let cfg = CacheConfig {
+            db_api_url: validate_url(var::DB_API_URL, &url)?,
+            db_api_token: r.raw(var::DB_API_TOKEN),
+            ttl: r.duration(var::TTL, Duration::from_secs(60))?,
+            stale_ttl: r.duration(var::STALE_TTL, Duration::from_secs(300))?,
+            stale_if_error: r.duration(var::STALE_IF_ERROR, Duration::from_secs(3600))?,
+            negative_ttl: r.duration(var::NEGATIVE_TTL, Duration::from_secs(30))?,
+            compress_min_bytes: r.size_in(var::COMPRESS_MIN_BYTES, 1024, (0, usize::MAX))?,
+            max_value_bytes: r.size_in(
+                var::MAX_VALUE_BYTES,
+                MAX_VALUE_BYTES,
+                (1, MAX_VALUE_BYTES),
+            )?,
+            max_entries: r.count(var::MAX_ENTRIES, 1000, (1, usize::MAX))?,
+            max_buffered_writes: r.count(var::MAX_BUFFERED_WRITES, 500, (1, usize::MAX))?,
+            max_buffered_bytes: r.bytes(var::MAX_BUFFERED_BYTES, 8 * 1024 * 1024)?,
+            max_dirty_age: r.duration(var::MAX_DIRTY_AGE, Duration::from_secs(600))?,
+            flush_batch_max_items: r.count(var::FLUSH_BATCH_MAX_ITEMS, 100, (1, 10_000))?,
+            flush_batch_max_bytes: r.size_in(
+                var::FLUSH_BATCH_MAX_BYTES,
+                512 * 1024,
+                (1024, MAX_BATCH_BYTES),
+            )?,
+            flush_max_batches: r.count(var::FLUSH_MAX_BATCHES, 10, (1, 10_000))?,
+            flush_max_attempts: u32::try_from(r.count(
+                var::FLUSH_MAX_ATTEMPTS,
+                20,
+                (1, 1_000_000),
+            )?)
+            .unwrap_or(u32::MAX),
+            flush_retry_base: r.duration(var::FLUSH_RETRY_BASE, Duration::from_secs(1))?,
+            flush_retry_max: r.duration(var::FLUSH_RETRY_MAX, Duration::from_secs(300))?,
+            lease_ttl: r.duration(var::LEASE_TTL, Duration::from_secs(60))?,
+            admin_token: r.raw(var::ADMIN_TOKEN),
+        };
+        cfg.cross_check()
+    }
+
+    /// The defaults with the given DB API URL; convenient for tests and tools.
+    pub fn with_db_api_url(url: &str) -> Result<CacheConfig, ConfigError> {
+        CacheConfig::from_lookup(|name| (name == var::DB_API_URL).then(|| url.to_owned()))
+    }
+
+    fn cross_check(self) -> Result<CacheConfig, ConfigError> {
+        let invalid = |name, reason: &str| ConfigError::Invalid {
+            name,
+            reason: reason.to_owned(),
+        };
+        if self.flush_retry_base.is_zero() {
+            return Err(invalid(var::FLUSH_RETRY_BASE, "must be greater than zero"));
+        }
+        if self.flush_retry_max < self.flush_retry_base {
+            return Err(invalid(
+                var::FLUSH_RETRY_MAX,
+                "must not be below flush_retry_base",
+            ));
+        }
+        if self.lease_ttl.is_zero() {
+            return Err(invalid(var::LEASE_TTL, "must be greater than zero"));
+        }
+        if self.max_buffered_bytes == 0 {
+            return Err(invalid(
+                var::MAX_BUFFERED_BYTES,
+                "must be greater than zero",
+            ));
+        }
+        Ok(self)
+    }
+
+    /// How values are encoded in envelopes.
+    #[must_use]
+    pub fn codec_policy(&self) -> CodecPolicy {
+        CodecPolicy {
+            compress_min_bytes: self.compress_min_bytes,
+        }
+    }
+}
+
+fn validate_url(name: &'static str, url: &str) -> Result<String, ConfigError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let host = rest
+        .and_then(|r| r.split(['/', '?', '#']).next())
+        .unwrap_or("");
+    if host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!("expected an http:// or https:// URL with a host, got {url:?}"),
+        });
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// Parses `500ms`, `30s`, `5m`, `1h` or plain seconds.
+#[must_use]
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (digits, unit_ms) = if let Some(d) = s.strip_suffix("ms") {
+        (d, 1)
+    } else if let Some(d) = s.strip_suffix('s') {
+        (d, 1_000)
+    } else if let Some(d) = s.strip_suffix('m') {
+        (d, 60_000)
+    } else if let Some(d) = s.strip_suffix('h') {
+        (d, 3_600_000)
+    } else {
+        (s, 1_000)
+    };
+    let n = parse_digits(digits)?;
+    n.checked_mul(unit_ms).map(Duration::from_millis)
+}
+
+/// Parses plain bytes or `KiB` / `MiB` suffixed sizes.
+#[must_use]
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, unit) = if let Some(d) = s.strip_suffix("KiB") {
+        (d, 1024)
+    } else if let Some(d) = s.strip_suffix("MiB") {
+        (d, 1024 * 1024)
+    } else if let Some(d) = s.strip_suffix('B') {
+        (d, 1)
+    } else {
+        (s, 1)
+    };
+    parse_digits(digits)?.checked_mul(unit)
+}
+
+fn parse_digits(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,143 @@
+use std::collections::HashMap;
+
+use super::*;
+
+fn load(vars: &[(&str, &str)]) -> Result<CacheConfig, ConfigError> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    CacheConfig::from_lookup(|name| map.get(name).cloned())
+}
+
+#[test]
+fn defaults_apply_when_only_the_url_is_set_and_empty_means_unset() {
+    let cfg = load(&[
+        ("db_api_url", "https://db.example/api/"),
+        ("ttl", ""),
+        ("admin_token", ""),
+    ])
+    .unwrap();
+    assert_eq!(cfg.db_api_url, "https://db.example/api");
+    assert_eq!(cfg.ttl, Duration::from_secs(60));
+    assert_eq!(cfg.stale_ttl, Duration::from_secs(300));
+    assert_eq!(cfg.stale_if_error, Duration::from_secs(3600));
+    assert_eq!(cfg.negative_ttl, Duration::from_secs(30));
+    assert_eq!(cfg.compress_min_bytes, 1024);
+    assert_eq!(cfg.max_value_bytes, MAX_VALUE_BYTES);
+    assert_eq!(cfg.max_entries, 1000);
+    assert_eq!(cfg.flush_batch_max_items, 100);
+    assert_eq!(cfg.flush_batch_max_bytes, 512 * 1024);
+    assert_eq!(cfg.admin_token, None);
+    assert_eq!(
+        cfg,
+        CacheConfig::with_db_api_url("https://db.example/api").unwrap()
+    );
+}
+
+fn check(vars: &[(&str, &str)], expected: Result<(), &str>) {
+    let got = load(vars).map(|_| ()).map_err(|e| e.to_string());
+    match expected {
+        Ok(()) => assert!(got.is_ok(), "{vars:?}: {got:?}"),
+        Err(fragment) => {
+            let msg = got.expect_err("should be refused");
+            assert!(
+                msg.contains(fragment),
+                "{vars:?}: {msg:?} lacks {fragment:?}"
+            );
+        }
+    }
+}
+
+type Vars<'a> = &'a [(&'a str, &'a str)];
+
+#[test]
+fn invalid_values_are_refused_naming_the_variable() {
+    const URL: (&str, &str) = ("db_api_url", "http://localhost:3000");
+    let cases: &[(Vars, Result<(), &str>)] = &[
+        (&[], Err("`db_api_url` is required")),
+        (&[("db_api_url", "  ")], Err("`db_api_url` is required")),
+        (&[("db_api_url", "ftp://x")], Err("`db_api_url`")),
+        (&[("db_api_url", "https://")], Err("`db_api_url`")),
+        (&[URL], Ok(())),
+        (&[URL, ("ttl", "90")], Ok(())),
+        (&[URL, ("ttl", "1.5s")], Err("`ttl`: expected a duration")),
+        (&[URL, ("stale_ttl", "-1")], Err("`stale_ttl`")),
+        (
+            &[URL, ("max_value_bytes", "2MiB")],
+            Err("`max_value_bytes`: must be between"),
+        ),
+        (&[URL, ("max_value_bytes", "0")], Err("`max_value_bytes`")),
+        (&[URL, ("max_value_bytes", "100KiB")], Ok(())),
+        (
+            &[URL, ("flush_batch_max_bytes", "1MiB")],
+            Err("`flush_batch_max_bytes`"),
+        ),
+        (
+            &[URL, ("flush_batch_max_items", "0")],
+            Err("`flush_batch_max_items`"),
+        ),
+        (
+            &[URL, ("max_entries", "ten")],
+            Err("`max_entries`: expected a whole number"),
+        ),
+        (
+            &[URL, ("flush_retry_base", "0s")],
+            Err("`flush_retry_base`"),
+        ),
+        (
+            &[URL, ("flush_retry_base", "10m"), ("flush_retry_max", "1m")],
+            Err("`flush_retry_max`"),
+        ),
+        (&[URL, ("lease_ttl", "0")], Err("`lease_ttl`")),
+    ];
+    for (vars, expected) in cases {
+        check(vars, *expected);
+    }
+}
+
+#[test]
+fn durations_and_sizes_accept_plain_and_suffixed_forms() {
+    let durations: &[(&str, Option<Duration>)] = &[
+        ("30", Some(Duration::from_secs(30))),
+        ("30s", Some(Duration::from_secs(30))),
+        ("500ms", Some(Duration::from_millis(500))),
+        ("5m", Some(Duration::from_secs(300))),
+        ("1h", Some(Duration::from_secs(3600))),
+        ("0", Some(Duration::ZERO)),
+        ("", None),
+        ("s", None),
+        ("5d", None),
+        ("+5s", None),
+        ("99999999999999999999h", None),
+    ];
+    for (text, expected) in durations {
+        assert_eq!(parse_duration(text), *expected, "{text:?}");
+    }
+    let sizes: &[(&str, Option<u64>)] = &[
+        ("1024", Some(1024)),
+        ("1024B", Some(1024)),
+        ("512KiB", Some(512 * 1024)),
+        ("1MiB", Some(1024 * 1024)),
+        ("1MB", None),
+        ("x", None),
+    ];
+    for (text, expected) in sizes {
+        assert_eq!(parse_bytes(text), *expected, "{text:?}");
+    }
+}
+
+#[test]
+fn debug_output_hides_secrets() {
+    let cfg = load(&[
+        ("db_api_url", "http://h"),
+        ("db_api_token", "s3cret"),
+        ("admin_token", "t0ken"),
+    ])
+    .unwrap();
+    let text = format!("{cfg:?}");
+    assert!(
+        !text.contains("s3cret") && !text.contains("t0ken"),
+        "{text}"
+    );
+}

@@ -1,0 +1,407 @@
+//! The flush: one run that delivers the write buffer to the DB API.
+//!
+//! [`run`] is the single entry point, called by the cron-triggered flush component and by the
+//! admin route. One run:
+//!
+//! 1. takes the lease ([`crate::lease`]); if another owner holds it → [`FlushOutcome::LeaseBusy`];
+//! 2. reads the flush state; inside the backoff window → [`FlushOutcome::BackingOff`];
+//! 3. resends sealed batches left by earlier runs, unchanged (same id);
+//! 4. reads the buffer records not covered by a remaining sealed batch, coalesces them per key,
+//!    splits them into batches by item count and bytes, and for each batch: seals it (stores
+//!    `b:{id}`), sends it, settles the answer ([`crate::settle`]);
+//! 5. on a retryable failure stops, keeps the sealed batch and stores the next attempt time
+//!    (exponential backoff with jitter from `rand`, at least the server's `Retry-After`);
+//!    a batch that failed `flush_max_attempts` times, or permanently, is dead-lettered;
+//! 6. saves the flush state and releases the lease.
+//!
+//! At most `flush_max_batches` batches are sent per run; the report says when more remain.
+//! Store failures abort the run (the lease then expires by itself); everything already done
+//! is idempotent and the next run continues.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::backoff::retry_delay;
+use crate::batch::{self, SealedBatch};
+use crate::buffer::coalesce;
+use crate::config::CacheConfig;
+use crate::db::{DbApi, SendError};
+use crate::dlq::{self, DeadLetter, DeadReason};
+use crate::kv_key::{KvKey, RecordKind};
+use crate::lease::{self, LeaseOutcome};
+use crate::record::BufferedWrite;
+use crate::settle::{bury_batch, settle_answer, Settled, Tally};
+use crate::stamp::Stamp;
+use crate::state::FlushState;
+use crate::store::{KvStore, StoreError};
+use crate::time::UnixMillis;
+
+/// How a flush run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum FlushOutcome {
+    /// Nothing was buffered or sealed.
+    #[default]
+    Idle,
+    /// Every batch sent was answered and settled.
+    Delivered,
+    /// Another run holds the lease; nothing was sent.
+    LeaseBusy {
+        /// The holder.
+        owner: String,
+        /// When its lease expires.
+        until: UnixMillis,
+    },
+    /// An earlier failure's backoff window is still open; nothing was sent.
+    BackingOff {
+        /// When sending may resume.
+        until: UnixMillis,
+    },
+    /// A batch failed and will be retried.
+    Retrying {
+        /// When the next attempt may happen.
+        next_attempt_at: UnixMillis,
+        /// Why it failed.
+        error: String,
+    },
+    /// The store failed; the run was aborted.
+    StoreFailed(String),
+}
+
+impl FlushOutcome {
+    /// A short label for the state record and logs.
+    #[must_use]
+    pub fn label(&self) -> &'static str {
+        match self {
+            FlushOutcome::Idle => "idle",
+            FlushOutcome::Delivered => "delivered",
+            FlushOutcome::LeaseBusy { .. } => "lease_busy",
+            FlushOutcome::BackingOff { .. } => "backing_off",
+            FlushOutcome::Retrying { .. } => "retrying",
+            FlushOutcome::StoreFailed(_) => "store_failed",
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FlushReport {
+    /// How it ended.
+    pub outcome: FlushOutcome,
+    /// Batches sent (including resends).
+    pub batches_sent: usize,
+    /// Of those, sealed batches left by earlier runs.
+    pub batches_resent: usize,
+    /// Batches answered and settled.
+    pub batches_settled: usize,
+    /// Buffer records read this run.
+    pub records_read: usize,
+    /// Unreadable buffer records moved to the dead-letter queue.
+    pub records_corrupt: usize,
+    /// Unreadable sealed batches deleted (their records are still buffered).
+    pub batches_corrupt: usize,
+    /// Per-item results.
+    pub items: Tally,
+    /// The batch limit stopped the run with work left.
+    pub more: bool,
+}
+
+/// Runs one flush. `owner` must be unique per run (e.g. derived from `rand`).
+pub fn run<S: KvStore, D: DbApi>(
+    store: &mut S,
+    db: &mut D,
+    now: UnixMillis,
+    rand: u64,
+    owner: &str,
+    cfg: &CacheConfig,
+) -> FlushReport {
+    let mut report = FlushReport::default();
+    match lease::acquire(store, owner, now, cfg.lease_ttl) {
+        Err(e) => {
+            report.outcome = FlushOutcome::StoreFailed(e.to_string());
+            return report;
+        }
+        Ok(LeaseOutcome::Busy(held)) => {
+            report.outcome = FlushOutcome::LeaseBusy {
+                owner: held.owner,
+                until: held.expires_at,
+            };
+            return report;
+        }
+        Ok(LeaseOutcome::Acquired(_)) => {}
+    }
+    let mut flush = Flush {
+        store: &mut *store,
+        db,
+        now,
+        cfg,
+        report: &mut report,
+        sends: 0,
+        settled: BTreeSet::new(),
+        read_bytes: Vec::new(),
+    };
+    let outcome = flush
+        .go(rand)
+        .unwrap_or_else(|e| FlushOutcome::StoreFailed(e.to_string()));
+    report.outcome = outcome;
+    // A failed release is harmless: the lease expires.
+    let _ = lease::release(store, owner);
+    report
+}
+
+/// A retryable failure that ends the run.
+struct Failure {
+    reason: String,
+    retry_after: Option<Duration>,
+}
+
+enum Sent {
+    /// Settled (delivered or dead-lettered); go on.
+    Settled,
+    /// Retry later; stop the run.
+    Failed(Failure),
+}
+
+struct Flush<'a, S, D> {
+    store: &'a mut S,
+    db: &'a mut D,
+    now: UnixMillis,
+    cfg: &'a CacheConfig,
+    report: &'a mut FlushReport,
+    sends: usize,
+    settled: BTreeSet<Stamp>,
+    read_bytes: Vec<(Stamp, u64)>,
+}
+
+impl<S: KvStore, D: DbApi> Flush<'_, S, D> {
+    fn go(&mut self, rand: u64) -> Result<FlushOutcome, StoreError> {
+        let mut state = FlushState::load(self.store)?;
+        if let Some(until) = state.next_attempt_at.filter(|t| self.now < *t) {
+            return Ok(FlushOutcome::BackingOff { until });
+        }
+        let failure = self.deliver()?;
+        let outcome = match failure {
+            Some(f) => {
+                state.failures = state.failures.saturating_add(1);
+                let delay = retry_delay(
+                    state.failures,
+                    self.cfg.flush_retry_base,
+                    self.cfg.flush_retry_max,
+                    rand,
+                    f.retry_after,
+                );
+                let next_attempt_at = self.now.saturating_add(delay);
+                state.next_attempt_at = Some(next_attempt_at);
+                state.last_error = Some(f.reason.clone());
+                FlushOutcome::Retrying {
+                    next_attempt_at,
+                    error: f.reason,
+                }
+            }
+            None => {
+                state.failures = 0;
+                state.next_attempt_at = None;
+                state.last_error = None;
+                state.last_success_at = Some(self.now);
+                if self.report.batches_sent == 0 && self.report.records_read == 0 {
+                    FlushOutcome::Idle
+                } else {
+                    FlushOutcome::Delivered
+                }
+            }
+        };
+        if !self.read_bytes.is_empty() || failure_free(&outcome) {
+            state.buffered_bytes = self
+                .read_bytes
+                .iter()
+                .filter(|(s, _)| !self.settled.contains(s))
+                .map(|(_, b)| *b)
+                .fold(0u64, u64::saturating_add);
+        }
+        state.last_run_at = Some(self.now);
+        state.last_outcome = Some(outcome.label().to_owned());
+        state.save(self.store)?;
+        Ok(outcome)
+    }
+
+    /// Resends sealed batches, then flushes the buffer. `Some` on a retryable failure.
+    fn deliver(&mut self) -> Result<Option<Failure>, StoreError> {
+        let keys = self.store.get_keys()?;
+        let sealed = self.load_sealed(&keys)?;
+        let excluded: BTreeSet<Stamp> = sealed.iter().flat_map(|b| b.covered().copied()).collect();
+        for batch in sealed {
+            if self.sends >= self.cfg.flush_max_batches {
+                self.report.more = true;
+                return Ok(None);
+            }
+            self.report.batches_resent += 1;
+            if let Sent::Failed(f) = self.send(batch)? {
+                return Ok(Some(f));
+            }
+        }
+        let writes = self.load_writes(&keys, &excluded)?;
+        let planned = batch::split(
+            coalesce(writes),
+            self.cfg.flush_batch_max_items,
+            self.cfg.flush_batch_max_bytes,
+        );
+        for items in planned {
+            if self.sends >= self.cfg.flush_max_batches {
+                self.report.more = true;
+                break;
+            }
+            let batch = SealedBatch::new(items, self.now);
+            match batch.encode() {
+                Ok(bytes) => self.store.set(&batch.kv_key(), &bytes)?,
+                Err(e) => {
+                    self.bury(&batch, DeadReason::TooLarge, &e.to_string())?;
+                    continue;
+                }
+            }
+            if let Sent::Failed(f) = self.send(batch)? {
+                return Ok(Some(f));
+            }
+        }
+        Ok(None)
+    }
+
+    fn load_sealed(&mut self, keys: &[String]) -> Result<Vec<SealedBatch>, StoreError> {
+        let mut sealed = Vec::new();
+        for key in keys
+            .iter()
+            .filter(|k| RecordKind::of(k) == Some(RecordKind::Batch))
+        {
+            let Some(bytes) = self.store.get(key)? else {
+                continue;
+            };
+            match SealedBatch::decode(&bytes) {
+                Ok(b) => sealed.push(b),
+                Err(_) => {
+                    self.store.delete(key)?;
+                    self.report.batches_corrupt += 1;
+                }
+            }
+        }
+        sealed.sort_by(|a, b| (a.sealed_at, &a.id).cmp(&(b.sealed_at, &b.id)));
+        Ok(sealed)
+    }
+
+    fn load_writes(
+        &mut self,
+        keys: &[String],
+        excluded: &BTreeSet<Stamp>,
+    ) -> Result<Vec<BufferedWrite>, StoreError> {
+        let mut writes = Vec::new();
+        for key in keys {
+            let Some(KvKey::Write(stamp)) = KvKey::parse(key) else {
+                continue;
+            };
+            if excluded.contains(&stamp) {
+                continue;
+            }
+            let Some(bytes) = self.store.get(key)? else {
+                continue;
+            };
+            self.report.records_read += 1;
+            self.read_bytes.push((stamp, bytes.len() as u64));
+            match BufferedWrite::decode(&bytes) {
+                Ok(w) if w.stamp == stamp => writes.push(w),
+                Ok(_) => {
+                    self.bury_corrupt(key, stamp, &bytes, "record stamp differs from its key")?
+                }
+                Err(e) => self.bury_corrupt(key, stamp, &bytes, &e.to_string())?,
+            }
+        }
+        Ok(writes)
+    }
+
+    fn bury_corrupt(
+        &mut self,
+        key: &str,
+        stamp: Stamp,
+        bytes: &[u8],
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let letter = DeadLetter {
+            stamp,
+            write: None,
+            raw: Some(String::from_utf8_lossy(bytes).into_owned()),
+            reason: DeadReason::Corrupt,
+            detail: Some(detail.to_owned()),
+            attempts: 0,
+            batch_id: None,
+            dead_at: self.now,
+        };
+        dlq::bury(self.store, &letter).map_err(|e| StoreError::Other(e.to_string()))?;
+        self.store.delete(key)?;
+        self.settled.insert(stamp);
+        self.report.records_corrupt += 1;
+        Ok(())
+    }
+
+    fn send(&mut self, mut batch: SealedBatch) -> Result<Sent, StoreError> {
+        self.sends += 1;
+        self.report.batches_sent += 1;
+        let error = match self.db.send_batch(&batch.request()) {
+            Ok(answer) => {
+                let mut tally = Tally::default();
+                match settle_answer(self.store, &batch, &answer, self.now, self.cfg, &mut tally)? {
+                    Settled::Done => {
+                        self.add(&batch, tally);
+                        self.report.batches_settled += 1;
+                        return Ok(Sent::Settled);
+                    }
+                    Settled::Mismatch { sent, answered } => SendError::retryable(format!(
+                        "answer has {answered} results for {sent} writes"
+                    )),
+                }
+            }
+            Err(e) => e,
+        };
+        batch.attempts = batch.attempts.saturating_add(1);
+        match error {
+            SendError::Permanent { reason } => {
+                self.bury(&batch, DeadReason::Permanent, &reason)?;
+                Ok(Sent::Settled)
+            }
+            SendError::Retryable {
+                reason,
+                retry_after,
+            } => {
+                if batch.attempts >= self.cfg.flush_max_attempts {
+                    self.bury(&batch, DeadReason::Exhausted, &reason)?;
+                } else if let Ok(bytes) = batch.encode() {
+                    self.store.set(&batch.kv_key(), &bytes)?;
+                }
+                Ok(Sent::Failed(Failure {
+                    reason,
+                    retry_after,
+                }))
+            }
+        }
+    }
+
+    fn bury(
+        &mut self,
+        batch: &SealedBatch,
+        reason: DeadReason,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let mut tally = Tally::default();
+        bury_batch(self.store, batch, reason, detail, self.now, &mut tally)?;
+        self.add(batch, tally);
+        Ok(())
+    }
+
+    fn add(&mut self, batch: &SealedBatch, tally: Tally) {
+        self.settled.extend(batch.covered().copied());
+        let items = &mut self.report.items;
+        items.applied += tally.applied;
+        items.stale += tally.stale;
+        items.dead_lettered += tally.dead_lettered;
+        items.records_deleted += tally.records_deleted;
+    }
+}
+
+fn failure_free(outcome: &FlushOutcome) -> bool {
+    matches!(outcome, FlushOutcome::Idle | FlushOutcome::Delivered)
+}

@@ -1,0 +1,217 @@
+//! The layout of keys in the Spin key-value store.
+//!
+//! Every record kind shares one store. Spin KV has no prefix listing (`get_keys` returns the
+//! whole store), so each key starts with a one-letter kind and `:`; filtering a listing by kind
+//! is a two-byte prefix check ([`RecordKind::of`]), and parsing goes strictly left to right
+//! because item keys may themselves contain `:` and `#`.
+//!
+//! | key                         | record                                              |
+//! |-----------------------------|-----------------------------------------------------|
+//! | `c:{ns}:{key}`              | cache entry (an envelope)                           |
+//! | `c:{ns}#{scope}:{key}`      | cache entry cached for one caller scope             |
+//! | `w:{stamp}`                 | one buffered write                                  |
+//! | `b:{batch_id}`              | a sealed batch, in flight to the DB API             |
+//! | `d:{stamp}`                 | a dead-lettered write                               |
+//! | `m:lease`                   | the flush lease                                     |
+//! | `m:flush`                   | flush state: backoff, last outcome                  |
+//! | `m:count:{name}`            | a metrics counter                                   |
+//!
+//! The scope sits after the namespace, not after the key: namespaces cannot contain `#` or
+//! `:`, so `{ns}#{scope}` is unambiguous, while a `#` after the key could belong to the key.
+//! Unscoped keys keep their form when scopes are introduced. Keys longer than
+//! [`MAX_KV_KEY_BYTES`] cannot be stored; [`crate::key::CacheKey::new`] refuses them.
+
+use crate::batch_id::BatchId;
+use crate::key::{CacheKey, ItemKey, Namespace, Scope};
+use crate::stamp::Stamp;
+
+/// The longest key Fermyon Cloud's key-value store accepts.
+pub const MAX_KV_KEY_BYTES: usize = 250;
+
+/// The largest value Spin's key-value store accepts (1 MiB).
+pub const MAX_KV_VALUE_BYTES: usize = 1024 * 1024;
+
+/// Prefix of cache entries.
+pub const ENTRY_PREFIX: &str = "c:";
+/// Prefix of buffered writes.
+pub const WRITE_PREFIX: &str = "w:";
+/// Prefix of sealed batches.
+pub const BATCH_PREFIX: &str = "b:";
+/// Prefix of dead letters.
+pub const DEAD_LETTER_PREFIX: &str = "d:";
+/// Prefix of bookkeeping records (lease, flush state, counters).
+pub const META_PREFIX: &str = "m:";
+
+const LEASE: &str = "lease";
+const FLUSH_STATE: &str = "flush";
+const COUNTER: &str = "count:";
+
+/// The kind of record a KV key names, from its prefix alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    /// `c:` — a cache entry.
+    Entry,
+    /// `w:` — a buffered write.
+    Write,
+    /// `b:` — a sealed batch.
+    Batch,
+    /// `d:` — a dead letter.
+    DeadLetter,
+    /// `m:` — bookkeeping.
+    Meta,
+}
+
+impl RecordKind {
+    /// The kind of `key`, or `None` for keys the cache does not own.
+    #[must_use]
+    pub fn of(key: &str) -> Option<RecordKind> {
+        match key.get(..2)? {
+            ENTRY_PREFIX => Some(RecordKind::Entry),
+            WRITE_PREFIX => Some(RecordKind::Write),
+            BATCH_PREFIX => Some(RecordKind::Batch),
+            DEAD_LETTER_PREFIX => Some(RecordKind::DeadLetter),
+            META_PREFIX => Some(RecordKind::Meta),
+            _ => None,
+        }
+    }
+}
+
+/// A parsed KV key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KvKey {
+    /// A cache entry.
+    Entry(CacheKey),
+    /// A buffered write.
+    Write(Stamp),
+    /// A sealed batch.
+    Batch(BatchId),
+    /// A dead letter, named by the stamp of its write.
+    DeadLetter(Stamp),
+    /// The flush lease.
+    Lease,
+    /// The flush state record.
+    FlushState,
+    /// A metrics counter.
+    Counter(String),
+}
+
+impl KvKey {
+    /// The key text.
+    #[must_use]
+    pub fn render(&self) -> String {
+        match self {
+            KvKey::Entry(ck) => match ck.scope() {
+                None => format!("{ENTRY_PREFIX}{}:{}", ck.ns(), ck.key()),
+                Some(scope) => {
+                    format!("{ENTRY_PREFIX}{}#{}:{}", ck.ns(), scope.as_str(), ck.key())
+                }
+            },
+            KvKey::Write(s) => format!("{WRITE_PREFIX}{s}"),
+            KvKey::Batch(id) => format!("{BATCH_PREFIX}{id}"),
+            KvKey::DeadLetter(s) => format!("{DEAD_LETTER_PREFIX}{s}"),
+            KvKey::Lease => format!("{META_PREFIX}{LEASE}"),
+            KvKey::FlushState => format!("{META_PREFIX}{FLUSH_STATE}"),
+            KvKey::Counter(name) => format!("{META_PREFIX}{COUNTER}{name}"),
+        }
+    }
+
+    /// Parses a key; `None` for keys of other owners or malformed keys.
+    #[must_use]
+    pub fn parse(key: &str) -> Option<KvKey> {
+        let rest = key.get(2..)?;
+        match RecordKind::of(key)? {
+            RecordKind::Entry => parse_entry(rest).map(KvKey::Entry),
+            RecordKind::Write => Stamp::parse(rest).ok().map(KvKey::Write),
+            RecordKind::Batch => BatchId::parse(rest).map(KvKey::Batch),
+            RecordKind::DeadLetter => Stamp::parse(rest).ok().map(KvKey::DeadLetter),
+            RecordKind::Meta => match rest {
+                LEASE => Some(KvKey::Lease),
+                FLUSH_STATE => Some(KvKey::FlushState),
+                _ => rest
+                    .strip_prefix(COUNTER)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| KvKey::Counter(n.to_owned())),
+            },
+        }
+    }
+}
+
+fn parse_entry(rest: &str) -> Option<CacheKey> {
+    let (ns_part, key) = rest.split_once(':')?;
+    let (ns, scope) = match ns_part.split_once('#') {
+        Some((ns, scope)) => (ns, Some(Scope::parse(scope).ok()?)),
+        None => (ns_part, None),
+    };
+    CacheKey::new(Namespace::parse(ns).ok()?, ItemKey::parse(key).ok()?, scope).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::UnixMillis;
+
+    fn entry(ns: &str, key: &str, scope: Option<&str>) -> KvKey {
+        KvKey::Entry(
+            CacheKey::new(
+                Namespace::parse(ns).unwrap(),
+                ItemKey::parse(key).unwrap(),
+                scope.map(|s| Scope::parse(s).unwrap()),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn check(text: &str, expected: Option<KvKey>) {
+        assert_eq!(KvKey::parse(text), expected, "parse {text:?}");
+        if let Some(k) = expected {
+            assert_eq!(k.render(), text, "render {k:?}");
+        }
+    }
+
+    #[test]
+    fn keys_round_trip_and_parse_from_the_left() {
+        let stamp = Stamp::new(UnixMillis(5), 1, 2);
+        let id = BatchId::derive([&stamp]);
+        let cases = vec![
+            ("c:users:42".to_owned(), Some(entry("users", "42", None))),
+            (
+                "c:users:a:b:c".to_owned(),
+                Some(entry("users", "a:b:c", None)),
+            ),
+            ("c:users:a#b".to_owned(), Some(entry("users", "a#b", None))),
+            (
+                "c:users#ab12:a#b:c".to_owned(),
+                Some(entry("users", "a#b:c", Some("ab12"))),
+            ),
+            (format!("w:{stamp}"), Some(KvKey::Write(stamp))),
+            (format!("d:{stamp}"), Some(KvKey::DeadLetter(stamp))),
+            (format!("b:{id}"), Some(KvKey::Batch(id.clone()))),
+            ("m:lease".to_owned(), Some(KvKey::Lease)),
+            ("m:flush".to_owned(), Some(KvKey::FlushState)),
+            (
+                "m:count:hits".to_owned(),
+                Some(KvKey::Counter("hits".into())),
+            ),
+            ("c:users".to_owned(), None),
+            ("c:Users:1".to_owned(), None),
+            ("c:users#:1".to_owned(), None),
+            ("c:users:".to_owned(), None),
+            ("w:nothex".to_owned(), None),
+            ("m:other".to_owned(), None),
+            ("x:1".to_owned(), None),
+            ("".to_owned(), None),
+            ("c".to_owned(), None),
+        ];
+        for (text, expected) in cases {
+            check(&text, expected);
+        }
+    }
+
+    #[test]
+    fn kind_is_known_from_the_prefix_alone() {
+        assert_eq!(RecordKind::of("c:anything"), Some(RecordKind::Entry));
+        assert_eq!(RecordKind::of("w:x"), Some(RecordKind::Write));
+        assert_eq!(RecordKind::of("é:x"), None);
+        assert_eq!(RecordKind::of("cx"), None);
+    }
+}

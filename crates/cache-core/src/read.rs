@@ -1,0 +1,181 @@
+//! The gateway's read path as pure decisions.
+//!
+//! [`plan_read`] says what to do with whatever the store returned for a key; [`apply_origin`]
+//! says what to store after asking the origin. The component only performs the I/O.
+//!
+//! Rules:
+//! - A dirty entry is the newest truth (the DB API has not seen its write yet): it is always
+//!   served, whatever its age, and never revalidated or replaced by origin data.
+//! - A clean entry is served by [`Freshness`]: fresh → serve; stale → serve and revalidate;
+//!   stale-if-error → fetch, falling back to it if the origin fails; expired → fetch.
+//! - A missing or undecodable entry is a miss; the fetched value overwrites it.
+//!
+//! There is no compare-and-swap in Spin KV. A write may land between reading the entry and
+//! storing the origin's answer; the component narrows that window by re-reading the entry just
+//! before storing and passing it to [`apply_origin`].
+
+use crate::config::CacheConfig;
+use crate::entry::{Entry, EntryKind};
+use crate::envelope::{self, EnvelopeError, MAX_ETAG_BYTES};
+use crate::policy::{absent_windows, freshness, value_windows, Freshness};
+use crate::time::UnixMillis;
+
+/// Why the origin must be asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchReason {
+    /// No entry.
+    Missing,
+    /// The stored value does not decode; it will be overwritten.
+    Corrupt(EnvelopeError),
+    /// The entry is past its stale window (a fallback may still exist).
+    Expired,
+}
+
+/// What to do for a read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadPlan {
+    /// Serve the entry (a value, or 404 for a negative entry or tombstone).
+    Serve(Entry),
+    /// Serve the entry, then refresh it from the origin.
+    ServeAndRevalidate(Entry),
+    /// Ask the origin; if it fails, serve `fallback` when there is one, else fail.
+    Fetch {
+        /// A stale-if-error entry to serve when the origin fails.
+        fallback: Option<Entry>,
+        /// Why the origin is asked.
+        reason: FetchReason,
+    },
+}
+
+/// Decides a read from the stored bytes of the entry (`None` if the key is absent).
+#[must_use]
+pub fn plan_read(stored: Option<&[u8]>, now: UnixMillis) -> ReadPlan {
+    let entry = match stored.map(envelope::decode) {
+        None => {
+            return ReadPlan::Fetch {
+                fallback: None,
+                reason: FetchReason::Missing,
+            }
+        }
+        Some(Err(e)) => {
+            return ReadPlan::Fetch {
+                fallback: None,
+                reason: FetchReason::Corrupt(e),
+            }
+        }
+        Some(Ok(entry)) => entry,
+    };
+    if entry.is_dirty() {
+        return ReadPlan::Serve(entry);
+    }
+    match freshness(&entry, now) {
+        Freshness::Fresh => ReadPlan::Serve(entry),
+        Freshness::Stale => ReadPlan::ServeAndRevalidate(entry),
+        Freshness::StaleIfError => ReadPlan::Fetch {
+            fallback: Some(entry),
+            reason: FetchReason::Expired,
+        },
+        Freshness::Expired => ReadPlan::Fetch {
+            fallback: None,
+            reason: FetchReason::Expired,
+        },
+    }
+}
+
+/// What the origin answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// `200` with a JSON body.
+    Found {
+        /// The body.
+        value: Vec<u8>,
+        /// The `ETag`, if any.
+        etag: Option<String>,
+        /// The item's version, if the origin reports one.
+        version: Option<u64>,
+    },
+    /// `404`.
+    NotFound,
+    /// `304` to a conditional request made with the current entry's etag.
+    NotModified,
+}
+
+/// Why an origin answer is not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The entry now holds undelivered writes; they win over the origin.
+    Dirty,
+    /// The value exceeds `max_value_bytes`: serve it, don't cache it.
+    TooLarge,
+    /// `304` but nothing is cached to refresh.
+    NothingToRefresh,
+}
+
+/// What to do with an origin answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginApply {
+    /// Store this entry.
+    Store(Entry),
+    /// Store nothing.
+    Skip(SkipReason),
+}
+
+/// Decides what to store after the origin answered, given the entry as it is now.
+#[must_use]
+pub fn apply_origin(
+    current: Option<&Entry>,
+    origin: Origin,
+    now: UnixMillis,
+    cfg: &CacheConfig,
+) -> OriginApply {
+    if current.is_some_and(Entry::is_dirty) {
+        return OriginApply::Skip(SkipReason::Dirty);
+    }
+    let (kind, value, etag, version, windows) = match origin {
+        Origin::Found {
+            value,
+            etag,
+            version,
+        } => {
+            if value.len() > cfg.max_value_bytes {
+                return OriginApply::Skip(SkipReason::TooLarge);
+            }
+            let etag = etag.filter(|e| e.len() <= MAX_ETAG_BYTES);
+            let windows = value_windows(now, cfg);
+            (EntryKind::Value, value, etag, version.unwrap_or(0), windows)
+        }
+        Origin::NotFound => (
+            EntryKind::Absent,
+            Vec::new(),
+            None,
+            0,
+            absent_windows(now, cfg),
+        ),
+        Origin::NotModified => {
+            let Some(current) = current else {
+                return OriginApply::Skip(SkipReason::NothingToRefresh);
+            };
+            let mut refreshed = current.clone();
+            refreshed.fetched_at = Some(now);
+            value_windows(now, cfg).apply(&mut refreshed);
+            return OriginApply::Store(refreshed);
+        }
+    };
+    let mut entry = Entry {
+        kind,
+        value,
+        etag,
+        version,
+        fetched_at: Some(now),
+        written_at: None,
+        fresh_until: now,
+        stale_until: now,
+        stale_if_error_until: now,
+        dirty: None,
+    };
+    windows.apply(&mut entry);
+    OriginApply::Store(entry)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+//! Settling a sealed batch once its fate is known.
+//!
+//! For every item the DB API answered: `applied` and `stale` delete exactly the buffer records
+//! the item covers and mark the cache entry clean if it still shows this very write;
+//! `conflict` and `rejected` dead-letter the write, delete its records and drop the cache entry
+//! if it still shows the refused write (so the next read fetches the DB's truth). Last, the
+//! sealed batch itself is deleted. Each step is idempotent, so a crash part-way is repaired by
+//! resending the batch (same id, same answer) and settling again.
+
+use crate::batch::SealedBatch;
+use crate::buffer::Coalesced;
+use crate::config::CacheConfig;
+use crate::contract::{BatchResponse, ItemStatus};
+use crate::dlq::{self, DeadLetter, DeadReason, DlqError};
+use crate::envelope;
+use crate::key::CacheKey;
+use crate::kv_key::KvKey;
+use crate::record::BufferedWrite;
+use crate::store::{KvStore, StoreError};
+use crate::time::UnixMillis;
+
+/// What settling did, summed over items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tally {
+    /// Items the DB API applied.
+    pub applied: usize,
+    /// Items the DB API already had in this or a newer version.
+    pub stale: usize,
+    /// Items moved to the dead-letter queue.
+    pub dead_lettered: usize,
+    /// Buffer records deleted.
+    pub records_deleted: usize,
+}
+
+/// Whether an answer could be settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Every item settled and the sealed batch deleted.
+    Done,
+    /// The answer has the wrong number of results; nothing was touched.
+    Mismatch {
+        /// Writes sent.
+        sent: usize,
+        /// Results received.
+        answered: usize,
+    },
+}
+
+/// Settles `batch` with the DB API's `answer`.
+pub fn settle_answer(
+    store: &mut impl KvStore,
+    batch: &SealedBatch,
+    answer: &BatchResponse,
+    now: UnixMillis,
+    cfg: &CacheConfig,
+    tally: &mut Tally,
+) -> Result<Settled, StoreError> {
+    if answer.results.len() != batch.items.len() {
+        return Ok(Settled::Mismatch {
+            sent: batch.items.len(),
+            answered: answer.results.len(),
+        });
+    }
+    for (item, result) in batch.items.iter().zip(&answer.results) {
+        match result.status {
+            ItemStatus::Applied | ItemStatus::Stale => {
+                if result.status == ItemStatus::Applied {
+                    tally.applied += 1;
+                } else {
+                    tally.stale += 1;
+                }
+                delete_covered(store, item, tally)?;
+                mark_clean(store, &item.winner, cfg)?;
+            }
+            ItemStatus::Conflict | ItemStatus::Rejected => {
+                let reason = if result.status == ItemStatus::Conflict {
+                    DeadReason::Conflict
+                } else {
+                    DeadReason::Rejected
+                };
+                bury_item(
+                    store,
+                    batch,
+                    item,
+                    reason,
+                    result.reason.clone(),
+                    now,
+                    tally,
+                )?;
+            }
+        }
+    }
+    store.delete(&batch.kv_key())?;
+    Ok(Settled::Done)
+}
+
+/// Dead-letters every item of `batch` (permanent failure, exhausted retries, too large) and
+/// deletes the batch.
+pub fn bury_batch(
+    store: &mut impl KvStore,
+    batch: &SealedBatch,
+    reason: DeadReason,
+    detail: &str,
+    now: UnixMillis,
+    tally: &mut Tally,
+) -> Result<(), StoreError> {
+    for item in &batch.items {
+        bury_item(
+            store,
+            batch,
+            item,
+            reason,
+            Some(detail.to_owned()),
+            now,
+            tally,
+        )?;
+    }
+    store.delete(&batch.kv_key())
+}
+
+fn bury_item(
+    store: &mut impl KvStore,
+    batch: &SealedBatch,
+    item: &Coalesced,
+    reason: DeadReason,
+    detail: Option<String>,
+    now: UnixMillis,
+    tally: &mut Tally,
+) -> Result<(), StoreError> {
+    let letter = DeadLetter {
+        stamp: item.winner.stamp,
+        write: Some(item.winner.clone()),
+        raw: None,
+        reason,
+        detail,
+        attempts: batch.attempts,
+        batch_id: Some(batch.id.clone()),
+        dead_at: now,
+    };
+    match dlq::bury(store, &letter) {
+        Ok(()) => {}
+        Err(DlqError::Store(e)) => return Err(e),
+        Err(DlqError::Record(e)) => return Err(StoreError::Other(e.to_string())),
+    }
+    tally.dead_lettered += 1;
+    delete_covered(store, item, tally)?;
+    drop_entry_showing(store, &item.winner)
+}
+
+fn delete_covered(
+    store: &mut impl KvStore,
+    item: &Coalesced,
+    tally: &mut Tally,
+) -> Result<(), StoreError> {
+    for stamp in &item.covers {
+        store.delete(&KvKey::Write(*stamp).render())?;
+        tally.records_deleted += 1;
+    }
+    Ok(())
+}
+
+fn entry_key(write: &BufferedWrite) -> Option<String> {
+    CacheKey::new(write.ns.clone(), write.key.clone(), None)
+        .ok()
+        .map(|k| k.kv_key())
+}
+
+/// Clears the dirty mark of the write's entry if it still shows exactly this write.
+fn mark_clean(
+    store: &mut impl KvStore,
+    write: &BufferedWrite,
+    cfg: &CacheConfig,
+) -> Result<(), StoreError> {
+    let Some(key) = entry_key(write) else {
+        return Ok(());
+    };
+    let Some(bytes) = store.get(&key)? else {
+        return Ok(());
+    };
+    let Ok(mut entry) = envelope::decode(&bytes) else {
+        return Ok(());
+    };
+    if entry.dirty.map(|d| d.stamp) != Some(write.stamp) {
+        return Ok(());
+    }
+    entry.dirty = None;
+    match envelope::encode(&entry, &cfg.codec_policy()) {
+        Ok(clean) => store.set(&key, &clean),
+        Err(_) => store.delete(&key),
+    }
+}
+
+/// Deletes the write's entry if it still shows this (refused) write.
+fn drop_entry_showing(store: &mut impl KvStore, write: &BufferedWrite) -> Result<(), StoreError> {
+    let Some(key) = entry_key(write) else {
+        return Ok(());
+    };
+    let Some(bytes) = store.get(&key)? else {
+        return Ok(());
+    };
+    match envelope::decode(&bytes) {
+        Ok(entry) if entry.dirty.map(|d| d.stamp) == Some(write.stamp) => store.delete(&key),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,164 @@
+//! The sweep: removing expired cache entries and keeping the cache within `max_entries`.
+//!
+//! Spin KV never expires anything by itself, and Fermyon Cloud caps a store's key count, so
+//! the flush component also sweeps. Expired clean entries are deleted; then, if more than
+//! `max_entries` remain, clean entries are evicted least recently fetched or written first.
+//! An entry holding undelivered writes (dirty) is never deleted: it is the only readable copy
+//! of the newest value until the flush delivers it. Unreadable entries are deleted (a read
+//! would treat them as a miss anyway; any write they showed is still in the buffer).
+
+use crate::config::CacheConfig;
+use crate::envelope;
+use crate::kv_key::RecordKind;
+use crate::store::{KvStore, StoreError};
+use crate::time::UnixMillis;
+
+/// What a sweep did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SweepReport {
+    /// Expired clean entries deleted.
+    pub expired: usize,
+    /// Clean entries evicted to respect `max_entries`.
+    pub evicted: usize,
+    /// Unreadable entries deleted.
+    pub unreadable: usize,
+    /// Dirty entries kept regardless.
+    pub dirty: usize,
+    /// Entries left.
+    pub remaining: usize,
+}
+
+/// Sweeps the cache entries of `store` at `now`.
+pub fn sweep(
+    store: &mut impl KvStore,
+    now: UnixMillis,
+    cfg: &CacheConfig,
+) -> Result<SweepReport, StoreError> {
+    let mut report = SweepReport::default();
+    let mut evictable: Vec<(UnixMillis, String)> = Vec::new();
+    let keys = store.get_keys()?;
+    for key in keys
+        .into_iter()
+        .filter(|k| RecordKind::of(k) == Some(RecordKind::Entry))
+    {
+        let Some(bytes) = store.get(&key)? else {
+            continue;
+        };
+        match envelope::decode(&bytes) {
+            Err(_) => {
+                store.delete(&key)?;
+                report.unreadable += 1;
+            }
+            Ok(entry) if entry.is_dirty() => report.dirty += 1,
+            Ok(entry) if entry.is_expired(now) => {
+                store.delete(&key)?;
+                report.expired += 1;
+            }
+            Ok(entry) => evictable.push((entry.touched_at(), key)),
+        }
+    }
+    evictable.sort();
+    let excess = (report.dirty + evictable.len()).saturating_sub(cfg.max_entries);
+    for (_, key) in evictable.iter().take(excess) {
+        store.delete(key)?;
+        report.evicted += 1;
+    }
+    report.remaining = report.dirty + evictable.len() - report.evicted;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::{Dirty, Entry, EntryKind};
+    use crate::envelope::{encode, CodecPolicy};
+    use crate::stamp::Stamp;
+    use crate::store::MemoryStore;
+
+    /// An entry fetched at `fetched` seconds, expiring at `expires` seconds, maybe dirty.
+    fn entry(fetched: u64, expires: u64, dirty: bool) -> Vec<u8> {
+        let e = Entry {
+            kind: EntryKind::Value,
+            value: b"1".to_vec(),
+            etag: None,
+            version: 0,
+            fetched_at: Some(UnixMillis(fetched * 1000)),
+            written_at: None,
+            fresh_until: UnixMillis(expires * 1000),
+            stale_until: UnixMillis(expires * 1000),
+            stale_if_error_until: UnixMillis(expires * 1000),
+            dirty: dirty.then(|| Dirty {
+                stamp: Stamp::new(UnixMillis(1), 0, 1),
+                since: UnixMillis(1),
+            }),
+        };
+        encode(
+            &e,
+            &CodecPolicy {
+                compress_min_bytes: 0,
+            },
+        )
+        .unwrap()
+    }
+
+    /// (fetched secs, expiry secs, dirty); `None` stores garbage.
+    type Spec = Option<(u64, u64, bool)>;
+    type Case<'a> = (&'a [(&'a str, Spec)], usize, u64, &'a [&'a str]);
+
+    fn check(entries: &[(&str, Spec)], max: usize, now: u64, left: &[&str]) {
+        let mut store = MemoryStore::new();
+        for (key, e) in entries {
+            let bytes = e.map_or(b"junk".to_vec(), |(f, x, d)| entry(f, x, d));
+            store.set(&format!("c:ns:{key}"), &bytes).unwrap();
+        }
+        store.set("w:x", b"keep").unwrap();
+        let mut cfg = CacheConfig::with_db_api_url("http://db").unwrap();
+        cfg.max_entries = max;
+        let report = sweep(&mut store, UnixMillis(now * 1000), &cfg).unwrap();
+        let got: Vec<String> = store
+            .keys_with_prefix("c:ns:")
+            .iter()
+            .map(|k| k[5..].to_owned())
+            .collect();
+        assert_eq!(got, left, "{entries:?} max {max} at {now}");
+        assert_eq!(report.remaining, left.len());
+        assert!(store.peek("w:x").is_some());
+    }
+
+    #[test]
+    fn expired_and_excess_clean_entries_go_and_dirty_ones_stay() {
+        let cases: &[Case] = &[
+            (
+                &[("a", Some((0, 10, false))), ("b", Some((0, 100, false)))],
+                10,
+                50,
+                &["b"],
+            ),
+            (&[("a", Some((0, 10, true)))], 10, 50, &["a"]),
+            (&[("a", None), ("b", Some((0, 100, false)))], 10, 50, &["b"]),
+            (
+                &[
+                    ("a", Some((3, 100, false))),
+                    ("b", Some((1, 100, false))),
+                    ("c", Some((2, 100, false))),
+                ],
+                2,
+                50,
+                &["a", "c"],
+            ),
+            (
+                &[
+                    ("a", Some((1, 100, true))),
+                    ("b", Some((2, 100, true))),
+                    ("c", Some((3, 100, false))),
+                ],
+                1,
+                50,
+                &["a", "b"],
+            ),
+        ];
+        for (entries, max, now, left) in cases {
+            check(entries, *max, *now, left);
+        }
+    }
+}

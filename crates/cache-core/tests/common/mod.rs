@@ -1,0 +1,190 @@
+//! Shared test fixtures: a scripted, idempotent fake DB API and a small world around a
+//! `MemoryStore` with a fixed clock.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use cache_core::config::CacheConfig;
+use cache_core::contract::{BatchRequest, BatchResponse, ItemResult, ItemStatus, WriteOp};
+use cache_core::db::{DbApi, SendError};
+use cache_core::entry::Entry;
+use cache_core::envelope;
+use cache_core::flush::{self, FlushReport};
+use cache_core::key::CacheKey;
+use cache_core::stamp::{Stamp, StampGen};
+use cache_core::store::{KvStore, MemoryStore};
+use cache_core::time::UnixMillis;
+use cache_core::write::{prepare_write, Change, EntryUpdate};
+use serde_json::Value;
+
+/// What the fake does with the next batch.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Process it and answer.
+    Answer,
+    /// Fail without processing it (network error before the DB saw it).
+    Fail(SendError),
+    /// Process it, then fail (the answer is lost).
+    ProcessThenFail(SendError),
+    /// Answer with these results instead, without processing.
+    Garbage(Vec<ItemResult>),
+}
+
+/// An in-memory DB API: last writer wins by version, idempotent by batch id.
+#[derive(Debug, Default)]
+pub struct FakeDb {
+    pub items: BTreeMap<(String, String), (u64, Option<Value>)>,
+    pub answers: BTreeMap<String, BatchResponse>,
+    pub script: VecDeque<Step>,
+    pub sent: Vec<BatchRequest>,
+    pub applications: usize,
+    pub poison: BTreeSet<String>,
+}
+
+impl FakeDb {
+    pub fn value(&self, key: &str) -> Option<Value> {
+        self.items
+            .get(&("ns".to_owned(), key.to_owned()))
+            .and_then(|(_, v)| v.clone())
+    }
+
+    fn process(&mut self, batch: &BatchRequest) -> BatchResponse {
+        if let Some(answer) = self.answers.get(&batch.batch_id) {
+            return answer.clone();
+        }
+        let results = batch
+            .writes
+            .iter()
+            .map(|w| {
+                if self.poison.contains(&w.key) {
+                    return ItemResult {
+                        status: ItemStatus::Rejected,
+                        reason: Some("poison".into()),
+                    };
+                }
+                let id = (w.ns.clone(), w.key.clone());
+                let current = self.items.get(&id).map_or(0, |(v, _)| *v);
+                if w.version <= current {
+                    return ItemResult {
+                        status: ItemStatus::Stale,
+                        reason: None,
+                    };
+                }
+                let value = match w.op {
+                    WriteOp::Put => w.value.clone(),
+                    WriteOp::Delete => None,
+                };
+                self.items.insert(id, (w.version, value));
+                self.applications += 1;
+                ItemResult {
+                    status: ItemStatus::Applied,
+                    reason: None,
+                }
+            })
+            .collect();
+        let answer = BatchResponse { results };
+        self.answers.insert(batch.batch_id.clone(), answer.clone());
+        answer
+    }
+}
+
+impl DbApi for FakeDb {
+    fn send_batch(&mut self, batch: &BatchRequest) -> Result<BatchResponse, SendError> {
+        self.sent.push(batch.clone());
+        match self.script.pop_front().unwrap_or(Step::Answer) {
+            Step::Answer => Ok(self.process(batch)),
+            Step::Fail(e) => Err(e),
+            Step::ProcessThenFail(e) => {
+                self.process(batch);
+                Err(e)
+            }
+            Step::Garbage(results) => Ok(BatchResponse { results }),
+        }
+    }
+}
+
+pub const T0: u64 = 1_700_000_000_000;
+
+/// A store, a fake DB, a config and a clock that only moves when told.
+pub struct World {
+    pub store: MemoryStore,
+    pub db: FakeDb,
+    pub cfg: CacheConfig,
+    pub now: UnixMillis,
+    pub stamps: StampGen,
+    pub runs: u64,
+}
+
+impl World {
+    pub fn new() -> World {
+        World {
+            store: MemoryStore::new(),
+            db: FakeDb::default(),
+            cfg: CacheConfig::with_db_api_url("http://db.test").unwrap(),
+            now: UnixMillis(T0),
+            stamps: StampGen::new(0xabcd),
+            runs: 0,
+        }
+    }
+
+    pub fn advance_ms(&mut self, ms: u64) {
+        self.now = UnixMillis(self.now.0 + ms);
+    }
+
+    pub fn key(name: &str) -> CacheKey {
+        CacheKey::from_path("ns", name).unwrap()
+    }
+
+    /// A gateway write: record first, then the entry.
+    pub fn write(&mut self, name: &str, value: Option<Value>) -> Stamp {
+        let stamp = self.stamps.next(self.now);
+        write_into(&mut self.store, name, value, stamp, self.now, &self.cfg);
+        stamp
+    }
+
+    pub fn flush(&mut self) -> FlushReport {
+        self.runs += 1;
+        let owner = format!("run-{}", self.runs);
+        flush::run(
+            &mut self.store,
+            &mut self.db,
+            self.now,
+            7,
+            &owner,
+            &self.cfg,
+        )
+    }
+
+    pub fn entry(&self, name: &str) -> Option<Entry> {
+        self.store
+            .peek(&World::key(name).kv_key())
+            .map(|b| envelope::decode(b).unwrap())
+    }
+
+    pub fn count(&self, prefix: &str) -> usize {
+        self.store.keys_with_prefix(prefix).len()
+    }
+}
+
+/// Performs a gateway write against any store.
+pub fn write_into(
+    store: &mut impl KvStore,
+    name: &str,
+    value: Option<Value>,
+    stamp: Stamp,
+    now: UnixMillis,
+    cfg: &CacheConfig,
+) {
+    let key = World::key(name);
+    let current = store
+        .get(&key.kv_key())
+        .unwrap()
+        .and_then(|b| envelope::decode(&b).ok());
+    let change = value.map_or(Change::Delete, Change::Put);
+    let p = prepare_write(&key, change, current.as_ref(), stamp, now, cfg).unwrap();
+    store.set(&p.record_key, &p.record).unwrap();
+    if let EntryUpdate::Store(bytes) = p.entry {
+        store.set(&p.entry_key, &bytes).unwrap();
+    }
+}

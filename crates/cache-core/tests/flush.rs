@@ -1,0 +1,420 @@
+//! The flush routine against `MemoryStore` and a scripted fake DB API.
+
+mod common;
+
+use std::time::Duration;
+
+use cache_core::contract::{ItemResult, ItemStatus};
+use cache_core::db::SendError;
+use cache_core::dlq::{self, DeadReason, Retried};
+use cache_core::entry::EntryKind;
+use cache_core::flush::FlushOutcome;
+use cache_core::state::FlushState;
+use cache_core::store::{KvStore, MemoryStore, StoreError};
+use cache_core::time::UnixMillis;
+use common::{write_into, Step, World};
+use serde_json::json;
+
+fn retryable(reason: &str, retry_after: Option<u64>) -> SendError {
+    SendError::Retryable {
+        reason: reason.into(),
+        retry_after: retry_after.map(Duration::from_secs),
+    }
+}
+
+#[test]
+fn buffered_writes_are_delivered_and_their_entries_marked_clean() {
+    let mut w = World::new();
+    w.write("a", Some(json!({"n": 1})));
+    w.write("b", Some(json!(2)));
+    w.write("c", None);
+    let report = w.flush();
+    assert_eq!(report.outcome, FlushOutcome::Delivered);
+    assert_eq!(
+        (
+            report.batches_sent,
+            report.items.applied,
+            report.items.records_deleted
+        ),
+        (1, 3, 3)
+    );
+    assert_eq!(w.db.value("a"), Some(json!({"n": 1})));
+    assert_eq!(w.db.value("c"), None);
+    assert_eq!(
+        (w.count("w:"), w.count("b:"), w.count("m:lease")),
+        (0, 0, 0)
+    );
+    for key in ["a", "b", "c"] {
+        assert_eq!(w.entry(key).unwrap().dirty, None, "{key}");
+    }
+    assert_eq!(w.entry("c").unwrap().kind, EntryKind::Tombstone);
+    assert_eq!(w.flush().outcome, FlushOutcome::Idle);
+}
+
+#[test]
+fn hundred_writes_to_one_key_are_sent_as_one_item() {
+    let mut w = World::new();
+    for i in 0..100 {
+        w.write("hot", Some(json!(i)));
+        w.advance_ms(1);
+    }
+    let report = w.flush();
+    assert_eq!(w.db.sent.len(), 1);
+    assert_eq!(w.db.sent[0].writes.len(), 1);
+    assert_eq!(w.db.value("hot"), Some(json!(99)));
+    assert_eq!(report.items.records_deleted, 100);
+    assert_eq!(w.count("w:"), 0);
+}
+
+fn check_split(
+    keys: usize,
+    value_len: usize,
+    max_items: usize,
+    max_bytes: usize,
+    expected: &[usize],
+) {
+    let mut w = World::new();
+    w.cfg.flush_batch_max_items = max_items;
+    w.cfg.flush_batch_max_bytes = max_bytes;
+    for i in 0..keys {
+        w.write(&format!("k{i:03}"), Some(json!("x".repeat(value_len))));
+    }
+    assert_eq!(w.flush().outcome, FlushOutcome::Delivered);
+    let sizes: Vec<usize> = w.db.sent.iter().map(|b| b.writes.len()).collect();
+    assert_eq!(sizes, expected, "{keys} keys of {value_len} bytes");
+    assert_eq!(w.count("w:"), 0);
+}
+
+#[test]
+fn batches_are_split_by_item_count_and_bytes() {
+    check_split(25, 10, 10, 512 * 1024, &[10, 10, 5]);
+    check_split(6, 300, 100, 1024, &[2, 2, 2]);
+    check_split(2, 5000, 100, 1024, &[1, 1]);
+}
+
+#[test]
+fn crash_between_seal_and_send_resends_the_same_batch_id() {
+    let mut w = World::new();
+    w.write("a", Some(json!(1)));
+    // Lease and seal succeed, then the process dies: the DB never sees the batch.
+    w.store.crash_after_mutations(2);
+    w.db.script
+        .push_back(Step::Fail(retryable("connection reset", None)));
+    assert!(matches!(w.flush().outcome, FlushOutcome::StoreFailed(_)));
+    w.store.recover();
+    assert_eq!(w.count("b:"), 1);
+
+    // The dead run's lease blocks until it expires.
+    assert!(matches!(w.flush().outcome, FlushOutcome::LeaseBusy { .. }));
+    w.advance_ms(60_000);
+    let report = w.flush();
+    assert_eq!(report.outcome, FlushOutcome::Delivered);
+    assert_eq!(report.batches_resent, 1);
+    assert_eq!(w.db.sent.len(), 2);
+    assert_eq!(w.db.sent[0].batch_id, w.db.sent[1].batch_id);
+    assert_eq!((w.count("b:"), w.count("w:")), (0, 0));
+}
+
+#[test]
+fn crash_after_send_before_delete_resends_and_the_db_applies_once() {
+    let mut w = World::new();
+    w.write("a", Some(json!(1)));
+    w.write("b", Some(json!(2)));
+    // Lease and seal succeed; the DB applies the batch; deleting its records fails.
+    w.store.crash_after_mutations(2);
+    assert!(matches!(w.flush().outcome, FlushOutcome::StoreFailed(_)));
+    w.store.recover();
+    assert_eq!(w.db.applications, 2);
+    assert_eq!((w.count("b:"), w.count("w:")), (1, 2));
+
+    w.advance_ms(60_000);
+    let report = w.flush();
+    assert_eq!(report.outcome, FlushOutcome::Delivered);
+    assert_eq!(w.db.sent[0].batch_id, w.db.sent[1].batch_id);
+    assert_eq!(
+        w.db.applications, 2,
+        "the DB answered the resend from its idempotency record"
+    );
+    assert_eq!((w.count("b:"), w.count("w:")), (0, 0));
+    assert_eq!(w.entry("a").unwrap().dirty, None);
+}
+
+/// A store that lets a gateway write land right after the flush seals its batch.
+struct RacingStore {
+    inner: MemoryStore,
+    pending: Option<(String, serde_json::Value)>,
+    cfg: cache_core::config::CacheConfig,
+}
+
+impl KvStore for RacingStore {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.inner.set(key, value)?;
+        if key.starts_with("b:") {
+            if let Some((name, v)) = self.pending.take() {
+                let stamp = cache_core::stamp::StampGen::new(99).next(UnixMillis(common::T0 + 5));
+                write_into(
+                    &mut self.inner,
+                    &name,
+                    Some(v),
+                    stamp,
+                    UnixMillis(common::T0 + 5),
+                    &self.cfg,
+                );
+            }
+        }
+        Ok(())
+    }
+    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key)
+    }
+    fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
+        self.inner.get_keys()
+    }
+}
+
+#[test]
+fn write_arriving_mid_flush_survives_and_keeps_its_entry_dirty() {
+    let mut w = World::new();
+    let first = w.write("a", Some(json!("old")));
+    let mut store = RacingStore {
+        inner: std::mem::take(&mut w.store),
+        pending: Some(("a".into(), json!("new"))),
+        cfg: w.cfg.clone(),
+    };
+    let report = cache_core::flush::run(&mut store, &mut w.db, w.now, 1, "r", &w.cfg);
+    w.store = store.inner;
+    assert_eq!(report.outcome, FlushOutcome::Delivered);
+    assert_eq!(w.db.value("a"), Some(json!("old")));
+    let left = w.store.keys_with_prefix("w:");
+    assert_eq!(left.len(), 1);
+    assert_ne!(left[0], format!("w:{first}"));
+    let entry = w.entry("a").unwrap();
+    assert_eq!(entry.value, br#""new""#);
+    assert!(entry.dirty.is_some_and(|d| d.stamp != first));
+
+    w.advance_ms(1_000);
+    assert_eq!(w.flush().outcome, FlushOutcome::Delivered);
+    assert_eq!(w.db.value("a"), Some(json!("new")));
+    assert_eq!(w.entry("a").unwrap().dirty, None);
+}
+
+#[test]
+fn poison_item_is_dead_lettered_while_the_rest_is_delivered() {
+    let mut w = World::new();
+    w.db.poison.insert("bad".into());
+    w.write("good", Some(json!(1)));
+    let bad = w.write("bad", Some(json!(2)));
+    let report = w.flush();
+    assert_eq!(report.outcome, FlushOutcome::Delivered);
+    assert_eq!((report.items.applied, report.items.dead_lettered), (1, 1));
+    assert_eq!(w.db.value("good"), Some(json!(1)));
+    assert_eq!(w.count("w:"), 0);
+    assert!(
+        w.entry("bad").is_none(),
+        "the refused value is no longer served"
+    );
+    let letters = dlq::list(&mut w.store).unwrap().letters;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].stamp, letters[0].reason),
+        (bad, DeadReason::Rejected)
+    );
+    assert_eq!(letters[0].detail.as_deref(), Some("poison"));
+
+    // Once the DB accepts it, an operator retry delivers it with its original stamp.
+    w.db.poison.clear();
+    assert_eq!(dlq::retry(&mut w.store, bad).unwrap(), Retried::Requeued);
+    w.flush();
+    assert_eq!(w.db.value("bad"), Some(json!(2)));
+    assert_eq!(w.count("d:"), 0);
+}
+
+#[test]
+fn retryable_failure_keeps_the_batch_and_the_backoff_window_is_honoured() {
+    let mut w = World::new();
+    w.write("a", Some(json!(1)));
+    w.db.script.push_back(Step::Fail(retryable("503", None)));
+    let FlushOutcome::Retrying {
+        next_attempt_at, ..
+    } = w.flush().outcome
+    else {
+        panic!("expected a retry");
+    };
+    // First failure: base 1 s with equal jitter → between 0.5 s and 1 s.
+    let delay = next_attempt_at.0 - w.now.0;
+    assert!((500..=1_000).contains(&delay), "{delay}");
+    assert_eq!((w.count("b:"), w.count("w:")), (1, 1));
+    assert_eq!(FlushState::load(&mut w.store).unwrap().failures, 1);
+
+    w.advance_ms(delay - 1);
+    assert_eq!(
+        w.flush().outcome,
+        FlushOutcome::BackingOff {
+            until: next_attempt_at
+        }
+    );
+    assert_eq!(w.db.sent.len(), 1);
+
+    w.advance_ms(1);
+    assert_eq!(w.flush().outcome, FlushOutcome::Delivered);
+    assert_eq!(w.db.sent[0].batch_id, w.db.sent[1].batch_id);
+    assert_eq!(FlushState::load(&mut w.store).unwrap().failures, 0);
+}
+
+#[test]
+fn retry_after_from_the_server_is_honoured() {
+    let mut w = World::new();
+    w.write("a", Some(json!(1)));
+    w.db.script
+        .push_back(Step::Fail(retryable("429", Some(120))));
+    let FlushOutcome::Retrying {
+        next_attempt_at, ..
+    } = w.flush().outcome
+    else {
+        panic!("expected a retry");
+    };
+    assert_eq!(next_attempt_at, UnixMillis(w.now.0 + 120_000));
+}
+
+#[test]
+fn lost_answer_is_recovered_by_resending_the_same_id() {
+    let mut w = World::new();
+    w.write("a", Some(json!(1)));
+    w.db.script
+        .push_back(Step::ProcessThenFail(retryable("timeout", None)));
+    assert!(matches!(w.flush().outcome, FlushOutcome::Retrying { .. }));
+    w.advance_ms(10_000);
+    assert_eq!(w.flush().outcome, FlushOutcome::Delivered);
+    assert_eq!(w.db.applications, 1);
+    assert_eq!(w.count("w:"), 0);
+}
+
+fn check_garbage(results: Vec<ItemResult>) {
+    let mut w = World::new();
+    w.write("a", Some(json!(1)));
+    w.write("b", Some(json!(2)));
+    w.db.script.push_back(Step::Garbage(results.clone()));
+    let outcome = w.flush().outcome;
+    assert!(
+        matches!(outcome, FlushOutcome::Retrying { ref error, .. } if error.contains("results for 2 writes")),
+        "{results:?}: {outcome:?}"
+    );
+    assert_eq!((w.count("b:"), w.count("w:")), (1, 2));
+}
+
+#[test]
+fn answer_with_the_wrong_number_of_results_is_retried() {
+    let applied = ItemResult {
+        status: ItemStatus::Applied,
+        reason: None,
+    };
+    check_garbage(vec![]);
+    check_garbage(vec![applied.clone()]);
+    check_garbage(vec![applied.clone(), applied.clone(), applied]);
+}
+
+#[test]
+fn lease_held_by_another_run_sends_nothing() {
+    let mut w = World::new();
+    w.write("a", Some(json!(1)));
+    cache_core::lease::acquire(&mut w.store, "other", w.now, Duration::from_secs(60)).unwrap();
+    let outcome = w.flush().outcome;
+    assert!(matches!(outcome, FlushOutcome::LeaseBusy { ref owner, .. } if owner == "other"));
+    assert!(w.db.sent.is_empty());
+    assert_eq!(w.count("w:"), 1);
+}
+
+#[test]
+fn permanent_failure_dead_letters_the_batch_and_goes_on() {
+    let mut w = World::new();
+    w.cfg.flush_batch_max_items = 1;
+    w.write("a", Some(json!(1)));
+    w.write("b", Some(json!(2)));
+    w.db.script.push_back(Step::Fail(SendError::Permanent {
+        reason: "http status 400".into(),
+    }));
+    let report = w.flush();
+    assert_eq!(report.outcome, FlushOutcome::Delivered);
+    assert_eq!((report.items.dead_lettered, report.items.applied), (1, 1));
+    let letters = dlq::list(&mut w.store).unwrap().letters;
+    assert_eq!(letters[0].reason, DeadReason::Permanent);
+    assert_eq!((w.count("w:"), w.count("b:")), (0, 0));
+}
+
+#[test]
+fn batch_failing_too_often_is_dead_lettered() {
+    let mut w = World::new();
+    w.cfg.flush_max_attempts = 2;
+    w.write("a", Some(json!(1)));
+    for _ in 0..2 {
+        w.db.script.push_back(Step::Fail(retryable("500", None)));
+        assert!(matches!(w.flush().outcome, FlushOutcome::Retrying { .. }));
+        w.advance_ms(600_000);
+    }
+    let letters = dlq::list(&mut w.store).unwrap().letters;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].reason, letters[0].attempts),
+        (DeadReason::Exhausted, 2)
+    );
+    assert_eq!((w.count("w:"), w.count("b:")), (0, 0));
+}
+
+#[test]
+fn batch_limit_leaves_the_rest_for_the_next_run() {
+    let mut w = World::new();
+    w.cfg.flush_batch_max_items = 1;
+    w.cfg.flush_max_batches = 2;
+    for key in ["a", "b", "c"] {
+        w.write(key, Some(json!(key)));
+    }
+    let report = w.flush();
+    assert!(report.more);
+    assert_eq!((report.batches_sent, w.count("w:")), (2, 1));
+    assert!(!w.flush().more);
+    assert_eq!(w.count("w:"), 0);
+}
+
+#[test]
+fn unreadable_buffer_record_is_dead_lettered_raw() {
+    let mut w = World::new();
+    let stamp = w.write("a", Some(json!(1)));
+    w.store.set(&format!("w:{stamp}"), b"not json").unwrap();
+    let report = w.flush();
+    assert_eq!(report.records_corrupt, 1);
+    let letters = dlq::list(&mut w.store).unwrap().letters;
+    assert_eq!(
+        (letters[0].reason, letters[0].raw.as_deref()),
+        (DeadReason::Corrupt, Some("not json"))
+    );
+    assert_eq!(
+        dlq::retry(&mut w.store, stamp).unwrap(),
+        Retried::NothingToResend
+    );
+}
+
+#[test]
+fn stats_reflect_buffer_batches_and_the_last_outcome() {
+    let mut w = World::new();
+    w.write("a", Some(json!(1)));
+    w.advance_ms(2_000);
+    w.write("b", Some(json!(2)));
+    w.db.script.push_back(Step::Fail(retryable("503", None)));
+    w.flush();
+    let st = cache_core::state::stats(&mut w.store, w.now).unwrap();
+    assert_eq!(
+        (
+            st.entries,
+            st.buffered_writes,
+            st.sealed_batches,
+            st.dead_letters
+        ),
+        (2, 2, 1, 0)
+    );
+    assert_eq!(st.oldest_buffered_age_ms, Some(2_000));
+    assert_eq!(st.state.last_outcome.as_deref(), Some("retrying"));
+    assert!(st.state.next_attempt_at.is_some());
+}

@@ -1,0 +1,99 @@
+//! Key-value stores: grants, labels, the default SQLite file, runtime-config placement,
+//! Redis.
+
+use crate::support::*;
+
+const APP: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "kv"
+[[trigger.http]]
+route = "/probe/..."
+component = "probe"
+[component.probe]
+source = "{probe}"
+key_value_stores = ["default"]
+"#;
+
+#[tokio::test]
+async fn a_store_not_granted_is_refused_with_access_denied() {
+    let dir = TempDir::new("kv-denied");
+    let app = start(options(&write_manifest(dir.path(), APP)), false).await;
+    let r = send("PUT", &app.url("/probe/kv/default/k"), &[], "v").await;
+    assert_eq!(r.status, 204, "{r:?}");
+    let r = get(&app.url("/probe/kv/secrets/k")).await;
+    assert_eq!((r.status, r.body.as_str()), (403, "access-denied"));
+}
+
+#[tokio::test]
+async fn an_undefined_label_is_a_startup_error() {
+    let dir = TempDir::new("kv-undefined");
+    let manifest = write_manifest(dir.path(), &APP.replace(r#"["default"]"#, r#"["default", "other"]"#));
+    let err = cache_sync_host::App::load(&options(&manifest)).err().expect("load fails");
+    let msg = err.to_string();
+    assert!(msg.contains("'other'") && !msg.contains('\n'), "{msg}");
+}
+
+#[tokio::test]
+async fn default_store_persists_in_the_state_dir_across_restarts() {
+    let dir = TempDir::new("kv-persist");
+    let manifest = write_manifest(dir.path(), APP);
+    let app = start(options(&manifest), false).await;
+    let r = send("PUT", &app.url("/probe/kv/default/greeting"), &[], "hello").await;
+    assert_eq!(r.status, 204);
+    app.stop().await;
+    assert!(dir.path().join(".spin/sqlite_key_value.db").exists());
+    let app = start(options(&manifest), false).await;
+    let r = get(&app.url("/probe/kv/default/greeting")).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "hello"));
+    let r = get(&app.url("/probe/keys/default")).await;
+    assert_eq!(r.body, r#"["greeting"]"#);
+    let r = send("DELETE", &app.url("/probe/kv/default/greeting"), &[], "").await;
+    assert_eq!(r.status, 204);
+    let r = get(&app.url("/probe/kv/default/greeting")).await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn runtime_config_places_labels_on_their_own_files() {
+    let dir = TempDir::new("kv-rc");
+    let manifest = write_manifest(dir.path(), &APP.replace(r#"["default"]"#, r#"["default", "other"]"#));
+    let rc = dir.path().join("rc.toml");
+    std::fs::write(&rc, "[key_value_store.other]\ntype = \"spin\"\npath = \"data/other.db\"\n").expect("write rc");
+    let mut o = options(&manifest);
+    o.runtime_config = Some(rc);
+    let app = start(o, false).await;
+    send("PUT", &app.url("/probe/kv/other/k"), &[], "in-other").await;
+    send("PUT", &app.url("/probe/kv/default/k"), &[], "in-default").await;
+    assert_eq!(get(&app.url("/probe/kv/other/k")).await.body, "in-other");
+    assert_eq!(get(&app.url("/probe/kv/default/k")).await.body, "in-default");
+    assert!(dir.path().join("data/other.db").exists(), "relative path resolves against the config file");
+}
+
+/// Runs against a real Redis when `CACHE_SYNC_TEST_REDIS_URL` is set (CI starts one on
+/// loopback); without it the test says so and checks nothing.
+#[tokio::test]
+async fn redis_backed_store_round_trips_and_is_shared_between_hosts() {
+    let Ok(url) = std::env::var("CACHE_SYNC_TEST_REDIS_URL") else {
+        eprintln!("skipped: CACHE_SYNC_TEST_REDIS_URL is not set");
+        return;
+    };
+    let dir = TempDir::new("kv-redis");
+    let manifest = write_manifest(dir.path(), APP);
+    let rc = dir.path().join("rc.toml");
+    std::fs::write(&rc, format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{url}\"\n")).expect("write rc");
+    let mut o = options(&manifest);
+    o.runtime_config = Some(rc.clone());
+    let a = start(o.clone(), false).await;
+    let b = start(o, false).await;
+    let key = format!("e2e-{}", std::process::id());
+    let r = send("PUT", &a.url(&format!("/probe/kv/default/{key}")), &[], "via-a").await;
+    assert_eq!(r.status, 204, "{r:?}");
+    let r = get(&b.url(&format!("/probe/kv/default/{key}"))).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "via-a"));
+    let r = get(&b.url("/probe/keys/default")).await;
+    assert!(r.body.contains(&key), "{}", r.body);
+    send("DELETE", &b.url(&format!("/probe/kv/default/{key}")), &[], "").await;
+    assert_eq!(get(&a.url(&format!("/probe/kv/default/{key}"))).await.status, 404);
+    assert!(!dir.path().join(".spin/sqlite_key_value.db").exists(), "no SQLite file when default is on Redis");
+}

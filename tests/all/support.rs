@@ -1,0 +1,161 @@
+//! Shared helpers: component paths, throwaway app directories, an HTTP client, a tiny
+//! upstream server. Everything listens on 127.0.0.1 with port 0.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cache_sync_host::http_trigger::ServeOptions;
+use cache_sync_host::run::RunOptions;
+use cache_sync_host::variables::Providers;
+use cache_sync_host::{AppOptions, RunningApp};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Path of a built component; `cargo xtask test` builds them first.
+pub fn wasm(name: &str) -> PathBuf {
+    let path = repo_root().join("target/wasm32-wasip1/wasm-release").join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo xtask test`, which builds the components",
+        path.display()
+    );
+    path
+}
+
+/// A fresh directory under the system temp dir, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("cache-sync-e2e-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `manifest` as `spin.toml` in `dir`; `{probe}`, `{gateway}`, `{flush}` and
+/// `{flush_v2}` are replaced by the components' absolute paths.
+pub fn write_manifest(dir: &Path, manifest: &str) -> PathBuf {
+    let mut text = manifest.to_string();
+    for (tag, name) in [("{probe}", "probe"), ("{gateway}", "gateway"), ("{flush_v2}", "flush_cron_v2"), ("{flush}", "flush")] {
+        if text.contains(tag) {
+            text = text.replace(tag, &wasm(name).display().to_string().replace('\\', "/"));
+        }
+    }
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, text).expect("write manifest");
+    path
+}
+
+/// Options for `manifest` with component output kept off the terminal.
+pub fn options(manifest: &Path) -> AppOptions {
+    let mut o = AppOptions::new(manifest);
+    o.echo_component_output = false;
+    o.pooling = false;
+    o
+}
+
+/// Options with `flags` as `--variable` values.
+pub fn with_flags(mut o: AppOptions, flags: &[(&str, &str)]) -> AppOptions {
+    let mut providers = Providers::default();
+    providers.flags = flags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+    o.providers = providers;
+    o
+}
+
+/// Starts the app on 127.0.0.1:0.
+pub async fn start(options: AppOptions, cron: bool) -> RunningApp {
+    RunningApp::start(
+        options,
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        RunOptions { serve: ServeOptions { log_requests: false }, cron },
+    )
+    .await
+    .expect("app starts")
+}
+
+/// A response as the tests look at it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+/// Sends one request; fails the test after 10 s.
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_string()))).expect("valid request");
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .expect("response within 10 s")
+        .expect("request succeeds");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
+}
+
+pub async fn get(url: &str) -> Reply {
+    send("GET", url, &[], "").await
+}
+
+/// A loopback HTTP server answering every request with 200 `hello from upstream`.
+pub async fn upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(b"hello from upstream"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// Polls `check` every 100 ms until it returns true or `limit` passes.
+pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
