@@ -1,0 +1,429 @@
+//! The HTTP surface: routes, request validation and the shared state.
+//!
+//! Handlers here decide what a request *means* and leave storing to the [`Backend`]. A batch
+//! is parsed write by write, so one malformed write is answered `rejected` instead of failing
+//! the batch: the flush routine must be able to settle every other write of a batch even if
+//! one of them can never be stored. The public routes are `/v1/*` and `/healthz`; the `_`
+//! routes exist for tests and benchmarks and can be switched off.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cache_core::contract::{
+    BatchResponse, BatchWrite, ItemStatus, WriteOp, BATCH_PATH, IDEMPOTENCY_KEY_HEADER,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::backend::{Backend, PlannedBatch, PlannedWrite, SeedItem, ValidWrite};
+use crate::error::ApiError;
+use crate::faults::{self, FaultConfig, Faults};
+use crate::seed::{self, SeedRequest};
+use crate::stats::{add, bump, Counters, StatsBody};
+use crate::validate;
+
+/// Default limit on request bodies.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Settings of an [`AppState`] besides the backend.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// When set, `/v1/*` requires `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Faults active from the start.
+    pub faults: FaultConfig,
+    /// Larger bodies are answered `413`.
+    pub max_body_bytes: usize,
+    /// Serve the test-only `_` routes (`/_stats`, `/_reset`, `/_seed`, `/_faults`).
+    pub admin_routes: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            token: None,
+            faults: FaultConfig::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            admin_routes: true,
+        }
+    }
+}
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub backend: Arc<dyn Backend>,
+    /// The live fault configuration.
+    pub faults: Arc<Faults>,
+    /// Request counters.
+    pub counters: Arc<Counters>,
+    settings: Arc<Settings>,
+    shutdown: Arc<watch::Sender<bool>>,
+}
+
+impl AppState {
+    /// State over `backend` with `settings`. Invalid start-up faults are refused.
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        settings: Settings,
+    ) -> Result<Self, crate::faults::FaultConfigError> {
+        settings.faults.validate()?;
+        Ok(Self {
+            backend,
+            faults: Arc::new(Faults::new(settings.faults.clone())),
+            counters: Arc::new(Counters::default()),
+            settings: Arc::new(settings),
+            shutdown: Arc::new(watch::channel(false).0),
+        })
+    }
+
+    /// Tells requests held by an injected timeout to give up (called on shutdown).
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Waits `duration`, or less if the server is shutting down.
+    pub(crate) async fn hold(&self, duration: Duration) {
+        let mut rx = self.shutdown.subscribe();
+        tokio::select! {
+            () = tokio::time::sleep(duration) => {}
+            _ = rx.wait_for(|stopping| *stopping) => {}
+        }
+    }
+}
+
+/// The router of the DB API.
+pub fn app(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/v1/items/{ns}/{key}", get(get_item))
+        .route(BATCH_PATH, post(post_batch))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            faults::inject,
+        ))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    let mut router = v1.route("/healthz", get(healthz));
+    if state.settings.admin_routes {
+        router = router
+            .route("/_stats", get(get_stats))
+            .route("/_reset", post(reset))
+            .route("/_seed", post(post_seed))
+            .route("/_faults", get(get_faults).post(set_faults));
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.settings.max_body_bytes,
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Requires the bearer token, when one is configured. Compares in constant time.
+async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.settings.token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let ok = presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes()));
+        if !ok {
+            bump(&state.counters.unauthorized);
+            return ApiError::Unauthorized.into_response();
+        }
+    }
+    next.run(request).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn etag(version: u64) -> String {
+    format!("\"v{version}\"")
+}
+
+async fn get_item(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path((ns, key)) = path.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    validate::namespace(&ns).map_err(ApiError::BadRequest)?;
+    validate::item_key(&key).map_err(ApiError::BadRequest)?;
+    let item = state.backend.get_item(&ns, &key).await?;
+    bump(&state.counters.item_reads);
+    let Some((value, item)) = item.and_then(|i| i.value.clone().map(|v| (v, i))) else {
+        bump(&state.counters.item_misses);
+        return Err(ApiError::NotFound(format!("no item {ns}/{key}")));
+    };
+    bump(&state.counters.item_hits);
+    let tag = etag(item.version);
+    let tag_value = HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"v0\""));
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = Response::new(Body::from(value));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    };
+    response.headers_mut().insert(header::ETAG, tag_value);
+    Ok(response)
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
+}
+
+fn body_error(state: &AppState, e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge(state.settings.max_body_bytes)
+    } else {
+        ApiError::BadRequest(e.body_text())
+    }
+}
+
+/// Parses a JSON body, mapping failures to `400 bad_json`.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadJson(format!("invalid JSON body: {e}")))
+}
+
+/// FNV-1a, 64 bits: a stable digest to recognise a batch id resent with another body.
+fn fingerprint(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// What identifies a batch's content for the idempotency check: each write without its
+/// `value` and `written_at`. A key's value is fixed by its version, and leaving the value out
+/// keeps the check immune to how a client re-serializes JSON on a resend.
+fn identity(writes: &[Value]) -> String {
+    let stripped: Vec<Value> = writes
+        .iter()
+        .map(|w| match w {
+            Value::Object(map) => {
+                // Sorted explicitly: field order must not matter whatever the map type.
+                let mut fields: Vec<(&String, &Value)> = map
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "value" && k.as_str() != "written_at")
+                    .collect();
+                fields.sort_by(|a, b| a.0.cmp(b.0));
+                json!(fields)
+            }
+            other => other.clone(),
+        })
+        .collect();
+    Value::Array(stripped).to_string()
+}
+
+/// Turns one raw write into a write to store or a rejection with its reason.
+fn plan_write(faults: &Faults, raw: Value) -> PlannedWrite {
+    let w: BatchWrite = match serde_json::from_value(raw) {
+        Ok(w) => w,
+        Err(e) => return PlannedWrite::Rejected(format!("invalid write: {e}")),
+    };
+    if let Err(reason) = validate::namespace(&w.ns).and_then(|()| validate::item_key(&w.key)) {
+        return PlannedWrite::Rejected(reason);
+    }
+    if i64::try_from(w.version).is_err() || i64::try_from(w.written_at).is_err() {
+        return PlannedWrite::Rejected("version and written_at must fit in 63 bits".into());
+    }
+    let value = match (w.op, &w.value) {
+        (WriteOp::Put, None) => return PlannedWrite::Rejected("put without a value".into()),
+        (WriteOp::Put, Some(v)) => Some(v.to_string()),
+        (WriteOp::Delete, _) => None,
+    };
+    if faults.is_rejected(&w.ns, &w.key) {
+        return PlannedWrite::Rejected("key is configured to be rejected".into());
+    }
+    PlannedWrite::Write(ValidWrite {
+        ns: w.ns,
+        key: w.key,
+        op: w.op,
+        value,
+        version: w.version,
+        written_at: w.written_at,
+    })
+}
+
+async fn post_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if !is_json(&headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body = body.map_err(|e| body_error(&state, e))?;
+    let mut request: serde_json::Map<String, Value> = parse_json(&body)?;
+    let batch_id = match request.remove("batch_id") {
+        Some(Value::String(id)) => id,
+        _ => return Err(ApiError::BadJson("batch_id must be a string".into())),
+    };
+    let writes = match request.remove("writes") {
+        Some(Value::Array(writes)) => writes,
+        _ => return Err(ApiError::BadJson("writes must be an array".into())),
+    };
+    validate::batch_id(&batch_id).map_err(ApiError::BadRequest)?;
+    let header_id = headers
+        .get(IDEMPOTENCY_KEY_HEADER)
+        .ok_or_else(|| ApiError::BadRequest(format!("missing {IDEMPOTENCY_KEY_HEADER} header")))?
+        .to_str()
+        .map_err(|_| ApiError::BadRequest(format!("{IDEMPOTENCY_KEY_HEADER} is not text")))?;
+    if header_id.trim_matches('"') != batch_id {
+        return Err(ApiError::BadRequest(format!(
+            "{IDEMPOTENCY_KEY_HEADER} {header_id:?} does not match batch_id {batch_id:?}"
+        )));
+    }
+    let digest = fingerprint(identity(&writes).as_bytes());
+    let planned = writes
+        .into_iter()
+        .map(|w| plan_write(&state.faults, w))
+        .collect();
+    let outcome = state
+        .backend
+        .apply_batch(PlannedBatch {
+            batch_id,
+            fingerprint: digest,
+            writes: planned,
+        })
+        .await?;
+    let c = &state.counters;
+    bump(&c.batch_requests);
+    if outcome.replayed {
+        bump(&c.duplicate_batches);
+    } else {
+        count_results(c, &outcome.response);
+    }
+    let mut response = Json(outcome.response).into_response();
+    if outcome.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+fn count_results(c: &Counters, response: &BatchResponse) {
+    for r in &response.results {
+        let counter = match r.status {
+            ItemStatus::Applied => &c.writes_applied,
+            ItemStatus::Stale => &c.writes_stale,
+            ItemStatus::Conflict => &c.writes_conflict,
+            ItemStatus::Rejected => &c.writes_rejected,
+        };
+        add(counter, 1);
+    }
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    if let Some(mode) = state.faults.down() {
+        return faults::down_response(mode);
+    }
+    Json(json!({"status": "ok", "backend": state.backend.kind()})).into_response()
+}
+
+async fn get_stats(State(state): State<AppState>) -> Result<Json<StatsBody>, ApiError> {
+    let rows = state.backend.stats().await?;
+    Ok(Json(StatsBody {
+        backend: state.backend.kind().to_owned(),
+        counters: state.counters.snapshot(),
+        rows: rows.rows,
+        tombstones: rows.tombstones,
+        stored_batches: rows.stored_batches,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct ResetParams {
+    #[serde(default)]
+    faults: bool,
+}
+
+async fn reset(
+    State(state): State<AppState>,
+    params: Result<Query<ResetParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    state.backend.reset().await?;
+    state.counters.reset();
+    let faults_cleared = params.faults;
+    if faults_cleared {
+        // The default config always validates.
+        let _ = state.faults.set(FaultConfig::default());
+    }
+    Ok(Json(
+        json!({"status": "reset", "faults_cleared": faults_cleared}),
+    ))
+}
+
+async fn post_seed(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|e| body_error(&state, e))?;
+    let request: SeedRequest = parse_json(&body)?;
+    let items: Vec<SeedItem> = seed::expand(request).map_err(ApiError::BadRequest)?;
+    let inserted = state.backend.seed(items).await?;
+    let rows = state.backend.stats().await?.rows;
+    Ok(Json(json!({"inserted": inserted, "rows": rows})))
+}
+
+async fn get_faults(State(state): State<AppState>) -> Json<FaultConfig> {
+    Json(state.faults.get())
+}
+
+async fn set_faults(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<FaultConfig>, ApiError> {
+    let body = body.map_err(|e| body_error(&state, e))?;
+    let config: FaultConfig = if body.iter().all(u8::is_ascii_whitespace) {
+        FaultConfig::default()
+    } else {
+        parse_json(&body)?
+    };
+    state
+        .faults
+        .set(config)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok(Json(state.faults.get()))
+}

@@ -1,0 +1,65 @@
+//! Reference main-database API for cache-sync.
+//!
+//! cache-sync is a cache at the edge that writes behind to a "main DB API". This crate is a
+//! real, small implementation of that API, so the app runs out of the box and every test and
+//! benchmark talks to a real origin: item reads with ETags, and idempotent batch writes that
+//! apply in one transaction with last-writer-wins by version. Because an origin that never
+//! fails proves nothing about a cache's reliability, it can also be told to misbehave (see
+//! [`faults`]). The wire types are `cache_core::contract`; nothing here redefines them.
+//!
+//! # Layout
+//!
+//! - [`mod@app`]: routes, request validation, shared state ([`AppState`], [`app()`]).
+//! - [`backend`]: the [`Backend`] trait and its [`backend::sqlite`] (default) and
+//!   [`backend::postgres`] implementations.
+//! - [`faults`]: fault injection (latency, errors, throttling, timeouts, garbage, down,
+//!   rejected keys).
+//! - [`stats`]: request counters behind `GET /_stats`.
+//! - [`seed`]: bulk loading behind `POST /_seed`.
+//! - [`validate`]: name rules for namespaces, keys and batch ids.
+//! - [`error`]: errors and their JSON form.
+//! - `main.rs`: the `db-api` binary (argument parsing only).
+//!
+//! The public contract is described in `openapi.yaml` next to this crate's manifest.
+//!
+//! # Running
+//!
+//! ```text
+//! cargo run -p db-api                                   # SQLite at .spin/db-api.sqlite
+//! cargo run -p db-api -- --db :memory: --token s3cret   # in memory, bearer token on /v1
+//! cargo run -p db-api -- --db postgres://user:pw@127.0.0.1/cache   # PostgreSQL (no TLS)
+//! cargo run -p db-api -- --error-rate 0.1 --fault-seed 7 --read-latency-ms 20
+//! ```
+//!
+//! The PostgreSQL tests run when `DB_API_TEST_POSTGRES_URL` names a scratch database (its
+//! `db_api_items` and `db_api_batches` tables are truncated).
+
+pub mod app;
+pub mod backend;
+pub mod error;
+pub mod faults;
+pub mod seed;
+pub mod stats;
+pub mod validate;
+
+use std::future::Future;
+
+pub use app::{app, AppState, Settings};
+pub use backend::Backend;
+pub use error::{ApiError, BackendError};
+
+/// Serves `state` on `listener` until `shutdown` completes, then finishes in-flight requests
+/// (requests held by an injected timeout are let go at once).
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = app(state.clone());
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            state.begin_shutdown();
+        })
+        .await
+}

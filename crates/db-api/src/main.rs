@@ -1,0 +1,335 @@
+//! The `db-api` binary: parses arguments, opens the store, serves until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::error::ErrorKind;
+use clap::Parser;
+use db_api::faults::{DownMode, FaultConfig, GarbageKind};
+use db_api::{AppState, Settings};
+
+/// Reference main-database API for cache-sync.
+#[derive(Debug, Parser)]
+#[command(name = "db-api", version, about)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "DB_API_LISTEN",
+        default_value = "127.0.0.1:3001",
+        value_name = "ADDR"
+    )]
+    listen: SocketAddr,
+    /// SQLite file, `:memory:`, or a `postgres://` URL.
+    #[arg(
+        long,
+        env = "DB_API_DB",
+        default_value = ".spin/db-api.sqlite",
+        value_name = "PATH|URL"
+    )]
+    db: String,
+    /// Require `Authorization: Bearer <TOKEN>` on /v1/*.
+    #[arg(long, env = "DB_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Larger request bodies are answered 413.
+    #[arg(long, default_value_t = db_api::app::DEFAULT_MAX_BODY_BYTES, value_name = "BYTES")]
+    max_body_bytes: usize,
+    /// Do not serve the test-only routes (/_stats, /_reset, /_seed, /_faults).
+    #[arg(long)]
+    no_admin: bool,
+
+    /// Start-up faults as JSON (the body of POST /_faults); the flags below override it.
+    #[arg(long, value_name = "JSON", help_heading = "Faults", value_parser = parse_faults)]
+    faults: Option<FaultConfig>,
+    /// Seed of the random faults.
+    #[arg(long, value_name = "N", help_heading = "Faults")]
+    fault_seed: Option<u64>,
+    /// Added latency for every /v1 request.
+    #[arg(long, value_name = "MS", help_heading = "Faults")]
+    latency_ms: Option<u64>,
+    /// Added latency for item reads (replaces --latency-ms for them).
+    #[arg(long, value_name = "MS", help_heading = "Faults")]
+    read_latency_ms: Option<u64>,
+    /// Added latency for batches (replaces --latency-ms for them).
+    #[arg(long, value_name = "MS", help_heading = "Faults")]
+    batch_latency_ms: Option<u64>,
+    /// Up to this much random extra latency.
+    #[arg(long, value_name = "MS", help_heading = "Faults")]
+    jitter_ms: Option<u64>,
+    /// Fraction of /v1 requests answered with an injected 5xx.
+    #[arg(long, value_name = "0..1", help_heading = "Faults", value_parser = parse_rate)]
+    error_rate: Option<f64>,
+    /// Answer the next N /v1 requests with an injected 5xx.
+    #[arg(long, value_name = "N", help_heading = "Faults")]
+    error_next: Option<u64>,
+    /// Status of injected errors.
+    #[arg(long, value_name = "5xx", help_heading = "Faults")]
+    error_status: Option<u16>,
+    /// Fraction of /v1 requests answered 429.
+    #[arg(long, value_name = "0..1", help_heading = "Faults", value_parser = parse_rate)]
+    throttle_rate: Option<f64>,
+    /// Answer the next N /v1 requests 429.
+    #[arg(long, value_name = "N", help_heading = "Faults")]
+    throttle_next: Option<u64>,
+    /// Retry-After of 429 answers.
+    #[arg(long, value_name = "SECS", help_heading = "Faults")]
+    retry_after: Option<u64>,
+    /// Fraction of /v1 requests held for --hold-ms, then answered 504.
+    #[arg(long, value_name = "0..1", help_heading = "Faults", value_parser = parse_rate)]
+    timeout_rate: Option<f64>,
+    /// Hold the next N /v1 requests.
+    #[arg(long, value_name = "N", help_heading = "Faults")]
+    timeout_next: Option<u64>,
+    /// How long a timed-out request is held.
+    #[arg(long, value_name = "MS", help_heading = "Faults")]
+    hold_ms: Option<u64>,
+    /// Fraction of /v1 requests answered 200 with a garbage body (nothing stored).
+    #[arg(long, value_name = "0..1", help_heading = "Faults", value_parser = parse_rate)]
+    garbage_rate: Option<f64>,
+    /// Answer the next N /v1 requests with garbage.
+    #[arg(long, value_name = "N", help_heading = "Faults")]
+    garbage_next: Option<u64>,
+    /// What garbage looks like: truncated, html or empty.
+    #[arg(long, value_name = "KIND", help_heading = "Faults", value_parser = parse_garbage_kind)]
+    garbage_kind: Option<GarbageKind>,
+    /// Fraction of batches applied and then answered with garbage.
+    #[arg(long, value_name = "0..1", help_heading = "Faults", value_parser = parse_rate)]
+    garbage_after_commit_rate: Option<f64>,
+    /// Apply the next N batches, then answer garbage.
+    #[arg(long, value_name = "N", help_heading = "Faults")]
+    garbage_after_commit_next: Option<u64>,
+    /// Start down: `unavailable` (503) or `close` (drop the connection).
+    #[arg(long, value_name = "MODE", help_heading = "Faults", value_parser = parse_down)]
+    down: Option<DownMode>,
+    /// Answer writes to this key `rejected` (repeatable).
+    #[arg(long = "reject-key", value_name = "NS/KEY", help_heading = "Faults")]
+    reject_keys: Vec<String>,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let rate: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!("{rate} is not between 0 and 1"))
+    }
+}
+
+fn parse_faults(s: &str) -> Result<FaultConfig, String> {
+    serde_json::from_str(s).map_err(|e| e.to_string())
+}
+
+fn parse_down(s: &str) -> Result<DownMode, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("{s:?} is not one of unavailable, close"))
+}
+
+fn parse_garbage_kind(s: &str) -> Result<GarbageKind, String> {
+    serde_json::from_value(serde_json::Value::String(s.into()))
+        .map_err(|_| format!("{s:?} is not one of truncated, html, empty"))
+}
+
+impl Cli {
+    /// The start-up faults: `--faults` overridden by the individual flags.
+    fn fault_config(&self) -> FaultConfig {
+        let mut f = self.faults.clone().unwrap_or_default();
+        fn set<T: Copy>(slot: &mut T, v: Option<T>) {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        }
+        set(&mut f.seed, self.fault_seed);
+        set(&mut f.latency_ms, self.latency_ms);
+        if self.read_latency_ms.is_some() {
+            f.read_latency_ms = self.read_latency_ms;
+        }
+        if self.batch_latency_ms.is_some() {
+            f.batch_latency_ms = self.batch_latency_ms;
+        }
+        set(&mut f.jitter_ms, self.jitter_ms);
+        set(&mut f.error.rate, self.error_rate);
+        set(&mut f.error.next, self.error_next);
+        set(&mut f.error_status, self.error_status);
+        set(&mut f.throttle.rate, self.throttle_rate);
+        set(&mut f.throttle.next, self.throttle_next);
+        set(&mut f.retry_after_secs, self.retry_after);
+        set(&mut f.timeout.rate, self.timeout_rate);
+        set(&mut f.timeout.next, self.timeout_next);
+        set(&mut f.hold_ms, self.hold_ms);
+        set(&mut f.garbage.rate, self.garbage_rate);
+        set(&mut f.garbage.next, self.garbage_next);
+        set(&mut f.garbage_kind, self.garbage_kind);
+        set(
+            &mut f.garbage_after_commit.rate,
+            self.garbage_after_commit_rate,
+        );
+        set(
+            &mut f.garbage_after_commit.next,
+            self.garbage_after_commit_next,
+        );
+        if self.down.is_some() {
+            f.down = self.down;
+        }
+        f.reject_keys.extend(self.reject_keys.iter().cloned());
+        f
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        // If the handler cannot be installed, only SIGTERM (or a kill) stops the server.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
+    let faults = cli.fault_config();
+    let backend = db_api::backend::open(&cli.db)
+        .await
+        .with_context(|| format!("cannot open database {:?}", redact(&cli.db)))?;
+    let description = backend.describe();
+    let state = AppState::new(
+        backend,
+        Settings {
+            token: cli.token.clone().filter(|t| !t.is_empty()),
+            faults,
+            max_body_bytes: cli.max_body_bytes,
+            admin_routes: !cli.no_admin,
+        },
+    )
+    .context("invalid faults")?;
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cli.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    println!("db-api listening on http://{addr} ({description})");
+    db_api::run(listener, state, shutdown_signal())
+        .await
+        .context("server failed")?;
+    println!("db-api stopped");
+    Ok(())
+}
+
+/// Hides a password in a database URL for error messages.
+fn redact(db: &str) -> String {
+    match (db.find("://"), db.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let user = db[s + 3..at].split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &db[..s + 3], &db[at + 1..])
+        }
+        _ => db.to_owned(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            eprintln!("db-api: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("db-api: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("db-api: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("db-api").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags_override_the_faults_json() {
+        let cli = parse(&[
+            "--faults",
+            r#"{"latency_ms": 5, "error": {"rate": 0.1, "routes": "batches"}}"#,
+            "--error-rate",
+            "0.25",
+            "--throttle-next",
+            "3",
+            "--down",
+            "close",
+            "--reject-key",
+            "users/u1",
+            "--reject-key",
+            "users/u2",
+        ])
+        .unwrap();
+        let f = cli.fault_config();
+        assert_eq!(f.latency_ms, 5);
+        assert_eq!(f.error.rate, 0.25);
+        assert_eq!(f.error.routes, db_api::faults::Routes::Batches);
+        assert_eq!(f.throttle.next, 3);
+        assert_eq!(f.down, Some(DownMode::Close));
+        assert_eq!(f.reject_keys, ["users/u1", "users/u2"]);
+        assert!(f.validate().is_ok());
+        assert_eq!(cli.listen.to_string(), "127.0.0.1:3001");
+        assert_eq!(cli.db, ".spin/db-api.sqlite");
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        for args in [
+            &["--listen", "nowhere"][..],
+            &["--error-rate", "1.5"],
+            &["--down", "maybe"],
+            &["--garbage-kind", "zip"],
+            &["--faults", "{"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn redact_hides_passwords() {
+        assert_eq!(redact("postgres://u:p@h/db"), "postgres://u@h/db");
+        assert_eq!(redact(".spin/x.sqlite"), ".spin/x.sqlite");
+    }
+}

@@ -1,0 +1,75 @@
+//! Name rules for namespaces, item keys and batch ids.
+//!
+//! They are the edge's rules (namespace: 1–64 of `[a-z0-9_-]`; key: 1–200 bytes of UTF-8
+//! without control characters), so anything the cache accepts, this API stores, and
+//! anything else is refused before it reaches the database.
+
+/// Longest namespace, in bytes.
+pub const MAX_NAMESPACE_LEN: usize = 64;
+/// Longest item key, in bytes.
+pub const MAX_ITEM_KEY_BYTES: usize = 200;
+/// Longest batch id, in bytes.
+pub const MAX_BATCH_ID_BYTES: usize = 200;
+
+/// Checks a namespace; the error is the reason.
+pub fn namespace(ns: &str) -> Result<(), String> {
+    if ns.is_empty() || ns.len() > MAX_NAMESPACE_LEN {
+        return Err(format!(
+            "namespace must be 1 to {MAX_NAMESPACE_LEN} characters, got {}",
+            ns.chars().count()
+        ));
+    }
+    if !ns
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err("namespace may only contain a-z, 0-9, '_' and '-'".into());
+    }
+    Ok(())
+}
+
+/// Checks an (already decoded) item key; the error is the reason.
+pub fn item_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_ITEM_KEY_BYTES {
+        return Err(format!(
+            "item key must be 1 to {MAX_ITEM_KEY_BYTES} bytes, got {}",
+            key.len()
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err("item key contains a control character".into());
+    }
+    Ok(())
+}
+
+/// Checks a batch id; the error is the reason.
+pub fn batch_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_BATCH_ID_BYTES {
+        return Err(format!(
+            "batch_id must be 1 to {MAX_BATCH_ID_BYTES} bytes, got {}",
+            id.len()
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err("batch_id contains a control character".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(namespace("users_v2-x").is_ok());
+        assert!(namespace("Users").is_err());
+        assert!(namespace("").is_err());
+        assert!(namespace(&"a".repeat(65)).is_err());
+        assert!(item_key("a/b:c#d é").is_ok());
+        assert!(item_key("a\nb").is_err());
+        assert!(item_key(&"k".repeat(201)).is_err());
+        assert!(batch_id("b-1").is_ok());
+        assert!(batch_id("").is_err());
+    }
+}
