@@ -9,12 +9,15 @@ use spin_sdk::http::{IntoResponse, Method, Params, Request, Response, Router};
 use spin_sdk::http_component;
 use spin_sdk::key_value::Store;
 
+mod admin;
+
 #[http_component]
 fn handle(req: Request) -> Response {
     let mut router = Router::new();
     router.get("/healthz", healthz);
     router.get_async("/v1/:ns/:key", get_item);
     router.put("/v1/:ns/:key", put_item);
+    admin::register(&mut router);
     router.any("/*", |_: Request, _: Params| {
         Ok::<_, anyhow::Error>(error(404, "not_found", "no such route"))
     });
