@@ -20,7 +20,13 @@ async fn healthz_answers_on_the_shipped_manifest() {
 async fn a_value_written_through_the_gateway_survives_a_restart() {
     let state = TempDir::new("app-restart");
     let app = start(repo_options(&state), false).await;
-    let r = send("PUT", &app.url("/v1/users/alice"), &[("content-type", "application/json")], r#"{"name":"Alice"}"#).await;
+    let r = send(
+        "PUT",
+        &app.url("/v1/users/alice"),
+        &[("content-type", "application/json")],
+        r#"{"name":"Alice"}"#,
+    )
+    .await;
     assert!(r.status == 202, "{r:?}");
     app.stop().await;
     let app = start(repo_options(&state), false).await;

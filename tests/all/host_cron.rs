@@ -32,7 +32,11 @@ db_api_url = "{{{{ db_api_url }}}}"
 }
 
 async fn runs(app: &cache_sync_host::RunningApp) -> u64 {
-    get(&app.url("/probe/kv/default/flush:runs")).await.body.parse().unwrap_or(0)
+    get(&app.url("/probe/kv/default/flush:runs"))
+        .await
+        .body
+        .parse()
+        .unwrap_or(0)
 }
 
 async fn check_fires_on_schedule(flush: &str) {
@@ -41,7 +45,9 @@ async fn check_fires_on_schedule(flush: &str) {
     // Every second: two firings within a few seconds.
     let fired = eventually(Duration::from_secs(8), async || runs(&running).await >= 2).await;
     assert!(fired, "the cron job should fire every second");
-    let outcome = get(&running.url("/probe/kv/default/flush:last-outcome")).await.body;
+    let outcome = get(&running.url("/probe/kv/default/flush:last-outcome"))
+        .await
+        .body;
     assert!(outcome.starts_with("db_api unreachable"), "{outcome}");
 }
 
@@ -59,10 +65,19 @@ async fn previous_generation_cron_component_fires_on_schedule() {
 async fn a_cron_handler_can_be_fired_directly() {
     let dir = TempDir::new("cron-direct");
     let running = start(options(&write_manifest(dir.path(), &app("{flush}"))), false).await;
-    cache_sync_host::cron_trigger::fire(&running.app, "flush", 1_700_000_000).await.expect("fires");
+    cache_sync_host::cron_trigger::fire(&running.app, "flush", 1_700_000_000)
+        .await
+        .expect("fires");
     assert_eq!(runs(&running).await, 1);
-    assert_eq!(get(&running.url("/probe/kv/default/flush:last-run")).await.body, "1700000000");
-    let err = cache_sync_host::cron_trigger::fire(&running.app, "probe", 1).await.expect_err("not cron");
+    assert_eq!(
+        get(&running.url("/probe/kv/default/flush:last-run"))
+            .await
+            .body,
+        "1700000000"
+    );
+    let err = cache_sync_host::cron_trigger::fire(&running.app, "probe", 1)
+        .await
+        .expect_err("not cron");
     assert!(err.to_string().contains("not a cron component"));
 }
 
@@ -70,6 +85,8 @@ async fn a_cron_handler_can_be_fired_directly() {
 async fn a_five_field_expression_is_rejected_at_startup() {
     let dir = TempDir::new("cron-bad");
     let manifest = app("{flush}").replace("* * * * * *", "*/5 * * * *");
-    let err = cache_sync_host::App::load(&options(&write_manifest(dir.path(), &manifest))).err().expect("fails");
+    let err = cache_sync_host::App::load(&options(&write_manifest(dir.path(), &manifest)))
+        .err()
+        .expect("fails");
     assert!(err.to_string().contains("cron expression"), "{err}");
 }

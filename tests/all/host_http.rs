@@ -30,7 +30,10 @@ async fn spin_headers_describe_the_matched_route() {
     assert_eq!(r.status, 200, "{r:?}");
     let h: serde_json::Value = serde_json::from_str(&r.body).expect("json");
     let expect = [
-        ("spin-full-url", format!("http://{}/probe/headers?q=1", app.addr)),
+        (
+            "spin-full-url",
+            format!("http://{}/probe/headers?q=1", app.addr),
+        ),
         ("spin-path-info", "/headers".to_string()),
         ("spin-matched-route", "/probe/...".to_string()),
         ("spin-raw-component-route", "/probe/...".to_string()),
@@ -53,9 +56,21 @@ async fn route_parameters_become_path_match_headers() {
     // matcher prefers the parameter route, which is more specific at the second segment.
     let r = get(&app.url("/probe/headers")).await;
     let h: serde_json::Value = serde_json::from_str(&r.body).expect("json");
-    assert_eq!(h["spin-matched-route"].as_str(), Some("/probe/:probe_section/..."), "{h}");
-    assert_eq!(h["spin-path-match-probe-section"].as_str(), Some("headers"), "{h}");
-    assert_eq!(h["spin-component-route"].as_str(), Some("/probe/:probe_section"), "{h}");
+    assert_eq!(
+        h["spin-matched-route"].as_str(),
+        Some("/probe/:probe_section/..."),
+        "{h}"
+    );
+    assert_eq!(
+        h["spin-path-match-probe-section"].as_str(),
+        Some("headers"),
+        "{h}"
+    );
+    assert_eq!(
+        h["spin-component-route"].as_str(),
+        Some("/probe/:probe_section"),
+        "{h}"
+    );
     assert_eq!(h["spin-path-info"].as_str(), Some(""), "{h}");
 }
 
@@ -74,7 +89,10 @@ async fn unmatched_well_known_and_static_routes() {
     assert_eq!(r.status, 404);
     let r = get(&app.url("/static")).await;
     assert_eq!((r.status, r.body.as_str()), (418, "teapot"));
-    assert_eq!(r.headers.get("x-kind").and_then(|v| v.to_str().ok()), Some("static"));
+    assert_eq!(
+        r.headers.get("x-kind").and_then(|v| v.to_str().ok()),
+        Some("static")
+    );
 }
 
 #[tokio::test]

@@ -28,8 +28,13 @@ async fn a_store_not_granted_is_refused_with_access_denied() {
 #[tokio::test]
 async fn an_undefined_label_is_a_startup_error() {
     let dir = TempDir::new("kv-undefined");
-    let manifest = write_manifest(dir.path(), &APP.replace(r#"["default"]"#, r#"["default", "other"]"#));
-    let err = cache_sync_host::App::load(&options(&manifest)).err().expect("load fails");
+    let manifest = write_manifest(
+        dir.path(),
+        &APP.replace(r#"["default"]"#, r#"["default", "other"]"#),
+    );
+    let err = cache_sync_host::App::load(&options(&manifest))
+        .err()
+        .expect("load fails");
     let msg = err.to_string();
     assert!(msg.contains("'other'") && !msg.contains('\n'), "{msg}");
 }
@@ -57,17 +62,30 @@ async fn default_store_persists_in_the_state_dir_across_restarts() {
 #[tokio::test]
 async fn runtime_config_places_labels_on_their_own_files() {
     let dir = TempDir::new("kv-rc");
-    let manifest = write_manifest(dir.path(), &APP.replace(r#"["default"]"#, r#"["default", "other"]"#));
+    let manifest = write_manifest(
+        dir.path(),
+        &APP.replace(r#"["default"]"#, r#"["default", "other"]"#),
+    );
     let rc = dir.path().join("rc.toml");
-    std::fs::write(&rc, "[key_value_store.other]\ntype = \"spin\"\npath = \"data/other.db\"\n").expect("write rc");
+    std::fs::write(
+        &rc,
+        "[key_value_store.other]\ntype = \"spin\"\npath = \"data/other.db\"\n",
+    )
+    .expect("write rc");
     let mut o = options(&manifest);
     o.runtime_config = Some(rc);
     let app = start(o, false).await;
     send("PUT", &app.url("/probe/kv/other/k"), &[], "in-other").await;
     send("PUT", &app.url("/probe/kv/default/k"), &[], "in-default").await;
     assert_eq!(get(&app.url("/probe/kv/other/k")).await.body, "in-other");
-    assert_eq!(get(&app.url("/probe/kv/default/k")).await.body, "in-default");
-    assert!(dir.path().join("data/other.db").exists(), "relative path resolves against the config file");
+    assert_eq!(
+        get(&app.url("/probe/kv/default/k")).await.body,
+        "in-default"
+    );
+    assert!(
+        dir.path().join("data/other.db").exists(),
+        "relative path resolves against the config file"
+    );
 }
 
 /// Runs against a real Redis when `CACHE_SYNC_TEST_REDIS_URL` is set (CI starts one on
@@ -81,19 +99,43 @@ async fn redis_backed_store_round_trips_and_is_shared_between_hosts() {
     let dir = TempDir::new("kv-redis");
     let manifest = write_manifest(dir.path(), APP);
     let rc = dir.path().join("rc.toml");
-    std::fs::write(&rc, format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{url}\"\n")).expect("write rc");
+    std::fs::write(
+        &rc,
+        format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{url}\"\n"),
+    )
+    .expect("write rc");
     let mut o = options(&manifest);
     o.runtime_config = Some(rc.clone());
     let a = start(o.clone(), false).await;
     let b = start(o, false).await;
     let key = format!("e2e-{}", std::process::id());
-    let r = send("PUT", &a.url(&format!("/probe/kv/default/{key}")), &[], "via-a").await;
+    let r = send(
+        "PUT",
+        &a.url(&format!("/probe/kv/default/{key}")),
+        &[],
+        "via-a",
+    )
+    .await;
     assert_eq!(r.status, 204, "{r:?}");
     let r = get(&b.url(&format!("/probe/kv/default/{key}"))).await;
     assert_eq!((r.status, r.body.as_str()), (200, "via-a"));
     let r = get(&b.url("/probe/keys/default")).await;
     assert!(r.body.contains(&key), "{}", r.body);
-    send("DELETE", &b.url(&format!("/probe/kv/default/{key}")), &[], "").await;
-    assert_eq!(get(&a.url(&format!("/probe/kv/default/{key}"))).await.status, 404);
-    assert!(!dir.path().join(".spin/sqlite_key_value.db").exists(), "no SQLite file when default is on Redis");
+    send(
+        "DELETE",
+        &b.url(&format!("/probe/kv/default/{key}")),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(
+        get(&a.url(&format!("/probe/kv/default/{key}")))
+            .await
+            .status,
+        404
+    );
+    assert!(
+        !dir.path().join(".spin/sqlite_key_value.db").exists(),
+        "no SQLite file when default is on Redis"
+    );
 }

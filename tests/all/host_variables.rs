@@ -27,17 +27,26 @@ async fn component_variables_render_with_provider_precedence() {
     let dir = TempDir::new("vars");
     let mut o = options(&write_manifest(dir.path(), APP));
     let mut providers = Providers::from_env(
-        [("SPIN_VARIABLE_PORT".to_string(), "8443".to_string()), ("SPIN_VARIABLE_TOKEN".to_string(), "from-env".to_string())],
+        [
+            ("SPIN_VARIABLE_PORT".to_string(), "8443".to_string()),
+            ("SPIN_VARIABLE_TOKEN".to_string(), "from-env".to_string()),
+        ],
         Some("SPIN_VARIABLE_HOST=from-dotenv\nSPIN_VARIABLE_TOKEN=from-dotenv\n"),
     );
     providers.flags.insert("token".into(), "from-flag".into());
     o.providers = providers;
     o.extra_env = vec![("FROM_FLAG".into(), "f".into())];
     let app = start(o, false).await;
-    assert_eq!(get(&app.url("/probe/var/api")).await.body, "https://from-dotenv:8443/v1");
+    assert_eq!(
+        get(&app.url("/probe/var/api")).await.body,
+        "https://from-dotenv:8443/v1"
+    );
     assert_eq!(get(&app.url("/probe/var/token")).await.body, "from-flag");
     let r = get(&app.url("/probe/var/host")).await;
-    assert_eq!(r.status, 404, "application variables are not visible unless mapped: {r:?}");
+    assert_eq!(
+        r.status, 404,
+        "application variables are not visible unless mapped: {r:?}"
+    );
     let r = get(&app.url("/probe/var/Not-Valid")).await;
     assert_eq!(r.status, 400, "{r:?}");
     assert_eq!(get(&app.url("/probe/env/FROM_MANIFEST")).await.body, "m");
@@ -47,7 +56,9 @@ async fn component_variables_render_with_provider_precedence() {
 #[tokio::test]
 async fn a_missing_required_variable_stops_startup() {
     let dir = TempDir::new("vars-required");
-    let err = cache_sync_host::App::load(&options(&write_manifest(dir.path(), APP))).err().expect("load fails");
+    let err = cache_sync_host::App::load(&options(&write_manifest(dir.path(), APP)))
+        .err()
+        .expect("load fails");
     let msg = err.to_string();
     assert!(msg.contains("'token'") && !msg.contains('\n'), "{msg}");
 }

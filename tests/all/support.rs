@@ -17,12 +17,17 @@ use hyper_util::rt::TokioExecutor;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// Path of a built component; `cargo xtask test` builds them first.
 pub fn wasm(name: &str) -> PathBuf {
-    let path = repo_root().join("target/wasm32-wasip1/wasm-release").join(format!("{name}.wasm"));
+    let path = repo_root()
+        .join("target/wasm32-wasip1/wasm-release")
+        .join(format!("{name}.wasm"));
     assert!(
         path.exists(),
         "{} is missing: run the tests with `cargo xtask test`, which builds the components",
@@ -39,7 +44,8 @@ impl TempDir {
         use std::sync::atomic::{AtomicU32, Ordering};
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("cache-sync-e2e-{}-{tag}-{n}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("cache-sync-e2e-{}-{tag}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
@@ -60,7 +66,12 @@ impl Drop for TempDir {
 /// `{flush_v2}` are replaced by the components' absolute paths.
 pub fn write_manifest(dir: &Path, manifest: &str) -> PathBuf {
     let mut text = manifest.to_string();
-    for (tag, name) in [("{probe}", "probe"), ("{gateway}", "gateway"), ("{flush_v2}", "flush_cron_v2"), ("{flush}", "flush")] {
+    for (tag, name) in [
+        ("{probe}", "probe"),
+        ("{gateway}", "gateway"),
+        ("{flush_v2}", "flush_cron_v2"),
+        ("{flush}", "flush"),
+    ] {
         if text.contains(tag) {
             text = text.replace(tag, &wasm(name).display().to_string().replace('\\', "/"));
         }
@@ -81,7 +92,10 @@ pub fn options(manifest: &Path) -> AppOptions {
 /// Options with `flags` as `--variable` values.
 pub fn with_flags(mut o: AppOptions, flags: &[(&str, &str)]) -> AppOptions {
     let mut providers = Providers::default();
-    providers.flags = flags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
+    providers.flags = flags
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect::<BTreeMap<_, _>>();
     o.providers = providers;
     o
 }
@@ -91,7 +105,12 @@ pub async fn start(options: AppOptions, cron: bool) -> RunningApp {
     RunningApp::start(
         options,
         SocketAddr::from(([127, 0, 0, 1], 0)),
-        RunOptions { serve: ServeOptions { log_requests: false }, cron },
+        RunOptions {
+            serve: ServeOptions {
+                log_requests: false,
+            },
+            cron,
+        },
     )
     .await
     .expect("app starts")
@@ -112,7 +131,9 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &str)
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req.body(Full::new(Bytes::from(body.to_string()))).expect("valid request");
+    let req = req
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("valid request");
     let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
         .await
         .expect("response within 10 s")
@@ -120,7 +141,11 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &str)
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
-    Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
 }
 
 pub async fn get(url: &str) -> Reply {
@@ -129,13 +154,17 @@ pub async fn get(url: &str) -> Reply {
 
 /// A loopback HTTP server answering every request with 200 `hello from upstream`.
 pub async fn upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(b"hello from upstream"))))
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                        Bytes::from_static(b"hello from upstream"),
+                    )))
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)

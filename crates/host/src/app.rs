@@ -225,8 +225,15 @@ impl App {
     pub fn load(options: &AppOptions) -> Result<App, LoadError> {
         let manifest = Manifest::from_file(&options.manifest)?;
         // Like Spin, paths derive from the manifest path as given (`spin.toml` → `.spin`).
-        let base = options.manifest.parent().unwrap_or(Path::new("")).to_path_buf();
-        let state_dir = options.state_dir.clone().unwrap_or_else(|| base.join(".spin"));
+        let base = options
+            .manifest
+            .parent()
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        let state_dir = options
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| base.join(".spin"));
         let runtime = match &options.runtime_config {
             Some(path) => RuntimeConfig::from_file(path)?,
             None => RuntimeConfig::default(),
@@ -289,7 +296,12 @@ impl App {
 
         let engine = engine(options.pooling)?;
         let linker = linker(&engine)?;
-        let cron_ids: Vec<&str> = manifest.trigger.cron.iter().map(|t| t.component.as_str()).collect();
+        let cron_ids: Vec<&str> = manifest
+            .trigger
+            .cron
+            .iter()
+            .map(|t| t.component.as_str())
+            .collect();
         let mut components = BTreeMap::new();
         for (id, decl) in &manifest.component {
             let bad = |reason: String| LoadError::BadComponent {
@@ -302,20 +314,22 @@ impl App {
                 logger.host("Warning: Use of the deprecated field `allowed_http_hosts` - to fix, replace `allowed_http_hosts` with `allowed_outbound_hosts = [...]`");
             }
             for entry in decl.allowed_outbound_hosts.iter().chain(&legacy) {
-                let expanded = resolver.expand(entry).map_err(|reason| LoadError::BadOutboundHost {
-                    component: id.clone(),
-                    entry: entry.clone(),
-                    reason,
-                })?;
+                let expanded =
+                    resolver
+                        .expand(entry)
+                        .map_err(|reason| LoadError::BadOutboundHost {
+                            component: id.clone(),
+                            entry: entry.clone(),
+                            reason,
+                        })?;
                 outbound_entries.push(expanded);
             }
-            let outbound = OutboundPolicy::new(outbound_entries.iter().map(String::as_str)).map_err(
-                |(entry, reason)| LoadError::BadOutboundHost {
+            let outbound = OutboundPolicy::new(outbound_entries.iter().map(String::as_str))
+                .map_err(|(entry, reason)| LoadError::BadOutboundHost {
                     component: id.clone(),
                     entry,
                     reason,
-                },
-            )?;
+                })?;
             let SourceDecl::Path(source) = &decl.source else {
                 return Err(bad("remote sources are not supported".into()));
             };
@@ -346,7 +360,9 @@ impl App {
             } else {
                 Entry::Http(
                     wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre).map_err(|e| {
-                        bad(format!("does not export wasi:http/incoming-handler@0.2.x: {e}"))
+                        bad(format!(
+                            "does not export wasi:http/incoming-handler@0.2.x: {e}"
+                        ))
                     })?,
                 )
             };

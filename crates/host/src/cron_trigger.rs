@@ -59,7 +59,9 @@ pub async fn fire(app: &App, component: &str, timestamp: u64) -> Result<(), Cron
             let instance = pre.instantiate_async(&mut store).await.map_err(trap)?;
             let metadata = cron3::spin::cron::cron_types::Metadata { timestamp };
             store
-                .run_concurrent(async move |accessor| instance.call_handle_cron_event(accessor, metadata).await)
+                .run_concurrent(async move |accessor| {
+                    instance.call_handle_cron_event(accessor, metadata).await
+                })
                 .await
                 .and_then(|r| r)
                 .map_err(trap)?
@@ -95,7 +97,9 @@ pub async fn run(app: Arc<App>, shutdown: impl Future<Output = ()>) {
     for index in 0..app.cron_jobs.len() {
         let app = app.clone();
         tasks.spawn(async move {
-            let Some(job) = app.cron_jobs.get(index) else { return };
+            let Some(job) = app.cron_jobs.get(index) else {
+                return;
+            };
             run_job(&app, job).await;
         });
     }

@@ -34,11 +34,17 @@ pub struct ServeOptions {
 }
 
 fn full(body: impl Into<Bytes>) -> HyperOutgoingBody {
-    Full::new(body.into()).map_err(|never: Infallible| match never {}).boxed_unsync()
+    Full::new(body.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
 }
 
 fn empty(status: StatusCode) -> Response<HyperOutgoingBody> {
-    let mut response = Response::new(Empty::new().map_err(|never: Infallible| match never {}).boxed_unsync());
+    let mut response = Response::new(
+        Empty::new()
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync(),
+    );
     *response.status_mut() = status;
     response
 }
@@ -117,8 +123,10 @@ async fn route_and_run(
                     "host": concat!("cache-sync-host ", env!("CARGO_PKG_VERSION")),
                 });
                 let mut r = Response::new(full(info.to_string()));
-                r.headers_mut()
-                    .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
                 r
             }
             _ => empty(StatusCode::NOT_FOUND),
@@ -134,7 +142,9 @@ async fn route_and_run(
             let response = match run_component(app, id, req, &route, client_addr).await {
                 Ok(r) => r,
                 Err(e) => {
-                    app.logger.host(&format!("Error processing request for component '{id}': {e:#}"));
+                    app.logger.host(&format!(
+                        "Error processing request for component '{id}': {e:#}"
+                    ));
                     empty(StatusCode::INTERNAL_SERVER_ERROR)
                 }
             };
@@ -154,7 +164,10 @@ fn static_response(sr: &crate::manifest::StaticResponse) -> Response<HyperOutgoi
         .and_then(|c| StatusCode::from_u16(c).ok())
         .unwrap_or(StatusCode::OK);
     for (k, v) in &sr.headers {
-        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::try_from(k.as_str()),
+            HeaderValue::try_from(v.as_str()),
+        ) {
             response.headers_mut().append(k, v);
         }
     }
@@ -172,8 +185,14 @@ pub fn spin_headers(
         ("spin-full-url".to_string(), full_url.to_string()),
         ("spin-matched-route".to_string(), route.based_route.clone()),
         ("spin-base-path".to_string(), "/".to_string()),
-        ("spin-raw-component-route".to_string(), route.raw_route.clone()),
-        ("spin-component-route".to_string(), route.component_route().to_string()),
+        (
+            "spin-raw-component-route".to_string(),
+            route.raw_route.clone(),
+        ),
+        (
+            "spin-component-route".to_string(),
+            route.component_route().to_string(),
+        ),
         ("spin-client-addr".to_string(), client_addr.to_string()),
     ];
     for (name, value) in &route.captures {
@@ -204,7 +223,12 @@ async fn run_component(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost")
         .to_string();
-    let path_and_query = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
     let full_url = format!("http://{host}{path_and_query}");
     for (name, value) in spin_headers(&full_url, route, client_addr) {
         if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
@@ -215,7 +239,10 @@ async fn run_component(
 
     let mut store = Store::new(&app.engine, HostState::new(component.context.clone()));
     let req = req.map(|body| body.map_err(wasmtime_wasi_http::Error::from));
-    let request = store.data_mut().http().new_incoming_request(Scheme::Http, req)?;
+    let request = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, req)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let outparam = store.data_mut().http().new_response_outparam(tx)?;
     let proxy = pre.instantiate_async(&mut store).await?;
@@ -232,7 +259,9 @@ async fn run_component(
             tokio::spawn(async move {
                 match task.await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => logger.host(&format!("Component '{id}' failed after its response started: {e:#}")),
+                    Ok(Err(e)) => logger.host(&format!(
+                        "Component '{id}' failed after its response started: {e:#}"
+                    )),
                     Err(e) => logger.host(&format!("Component '{id}' task failed: {e}")),
                 }
             });

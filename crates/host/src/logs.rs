@@ -127,7 +127,11 @@ impl StdoutStream for ComponentOutput {
 }
 
 impl tokio::io::AsyncWrite for ComponentOutput {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Poll::Ready(self.write_all(buf).map(|()| buf.len()))
     }
 

@@ -232,8 +232,8 @@ impl Manifest {
     /// # Errors
     /// See [`Manifest::from_file`].
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
-        let manifest: Manifest = toml::from_str(text)
-            .map_err(|e| ManifestError::Syntax(one_line(&e.to_string())))?;
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|e| ManifestError::Syntax(one_line(&e.to_string())))?;
         manifest.validate()?;
         Ok(manifest)
     }
@@ -425,12 +425,21 @@ source = "job.wasm"
     #[test]
     fn invalid_manifests_are_rejected_with_one_line() {
         check_rejected(&MINIMAL.replace("= 2", "= 1"), "spin_manifest_version");
-        check_rejected(&MINIMAL.replace("component = \"web\"", "component = \"nope\""), "nope");
+        check_rejected(
+            &MINIMAL.replace("component = \"web\"", "component = \"nope\""),
+            "nope",
+        );
         check_rejected(&MINIMAL.replace("job", "Job_1"), "Job_1");
         check_rejected(&MINIMAL.replace("a = { default", "A = { default"), "A");
         check_rejected(&MINIMAL.replace("{ required = true,", "{ "), "required");
-        check_rejected(&MINIMAL.replace("source = \"web.wasm\"", "source = \"web.wasm\"\nsorce = 1"), "sorce");
-        check_rejected(&format!("{MINIMAL}\n[[trigger.redis]]\nchannel = \"x\"\ncomponent = \"web\"\n"), "redis");
+        check_rejected(
+            &MINIMAL.replace("source = \"web.wasm\"", "source = \"web.wasm\"\nsorce = 1"),
+            "sorce",
+        );
+        check_rejected(
+            &format!("{MINIMAL}\n[[trigger.redis]]\nchannel = \"x\"\ncomponent = \"web\"\n"),
+            "redis",
+        );
         check_rejected("spin_manifest_version = [", "TOML");
     }
 }

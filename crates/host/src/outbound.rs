@@ -78,7 +78,9 @@ impl AllowedHost {
             }
             HostRule::Subdomains(format!(".{suffix}"))
         } else if host.contains('*') {
-            return Err(format!("invalid host pattern '{host}': '*' may only be a whole host or a leading label"))
+            return Err(format!(
+                "invalid host pattern '{host}': '*' may only be a whole host or a leading label"
+            ));
         } else {
             HostRule::Exact(host)
         };
@@ -120,7 +122,9 @@ impl AllowedHost {
         let host_ok = match &self.host {
             HostRule::Any => true,
             HostRule::Exact(h) => h == host,
-            HostRule::Subdomains(suffix) => host.ends_with(suffix.as_str()) && host.len() > suffix.len(),
+            HostRule::Subdomains(suffix) => {
+                host.ends_with(suffix.as_str()) && host.len() > suffix.len()
+            }
         };
         let port_ok = match &self.port {
             PortRule::Any => true,
@@ -158,7 +162,9 @@ impl OutboundPolicy {
     ///
     /// # Errors
     /// The first entry that does not parse, with the reason.
-    pub fn new<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<OutboundPolicy, (String, String)> {
+    pub fn new<'a>(
+        entries: impl IntoIterator<Item = &'a str>,
+    ) -> Result<OutboundPolicy, (String, String)> {
         let allowed = entries
             .into_iter()
             .map(|e| AllowedHost::parse(e).map_err(|reason| (e.to_string(), reason)))
@@ -174,7 +180,10 @@ impl OutboundPolicy {
         let Some(host) = uri.host() else {
             return false;
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         let Some(port) = uri.port_u16().or_else(|| default_port(&scheme)) else {
             return false;
         };
@@ -195,19 +204,39 @@ mod tests {
     #[test]
     fn matching_table() {
         let rows: &[(&[&str], &str, bool)] = &[
-            (&["http://127.0.0.1:3001"], "http://127.0.0.1:3001/v1/items/a/b", true),
+            (
+                &["http://127.0.0.1:3001"],
+                "http://127.0.0.1:3001/v1/items/a/b",
+                true,
+            ),
             (&["http://127.0.0.1:3001"], "http://127.0.0.1:3002/", false),
             (&["http://127.0.0.1:3001"], "https://127.0.0.1:3001/", false),
             (&["http://127.0.0.1"], "http://127.0.0.1/", true),
             (&["http://127.0.0.1"], "http://127.0.0.1:8080/", false),
-            (&["https://db.example.com"], "https://DB.example.com/x", true),
-            (&["https://db.example.com"], "https://db.example.com:443/x", true),
+            (
+                &["https://db.example.com"],
+                "https://DB.example.com/x",
+                true,
+            ),
+            (
+                &["https://db.example.com"],
+                "https://db.example.com:443/x",
+                true,
+            ),
             (&["https://*.example.com"], "https://a.b.example.com/", true),
             (&["https://*.example.com"], "https://example.com/", false),
             (&["*://localhost:*"], "http://localhost:9/", true),
             (&["http://*:*"], "http://anything:1234/", true),
-            (&["http://localhost:8000..8002"], "http://localhost:8001/", true),
-            (&["http://localhost:8000..8002"], "http://localhost:8002/", false),
+            (
+                &["http://localhost:8000..8002"],
+                "http://localhost:8001/",
+                true,
+            ),
+            (
+                &["http://localhost:8000..8002"],
+                "http://localhost:8002/",
+                false,
+            ),
             (&["http://[::1]:3001"], "http://[::1]:3001/", true),
             (&[], "http://127.0.0.1:3001/", false),
             (&["http://a:1", "http://b:2"], "http://b:2/", true),
@@ -236,7 +265,10 @@ mod tests {
             "http://host:9..3",
             "ftp://host",
         ] {
-            assert!(AllowedHost::parse(entry).is_err(), "{entry} should be rejected");
+            assert!(
+                AllowedHost::parse(entry).is_err(),
+                "{entry} should be rejected"
+            );
         }
     }
 }

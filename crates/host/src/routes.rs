@@ -51,7 +51,9 @@ pub struct RouteMatch {
 impl RouteMatch {
     /// The raw route without its trailing `/...` (`spin-component-route`).
     pub fn component_route(&self) -> &str {
-        self.raw_route.strip_suffix("/...").unwrap_or(&self.raw_route)
+        self.raw_route
+            .strip_suffix("/...")
+            .unwrap_or(&self.raw_route)
     }
 }
 
@@ -84,7 +86,11 @@ impl Router {
             if let Some(pos) = ordered.iter().position(|h| h.raw_route == raw) {
                 let replaced = std::mem::replace(&mut ordered[pos], handler);
                 duplicates.push(DuplicateRoute {
-                    route: if replaced.based_route.is_empty() { "/".into() } else { replaced.based_route },
+                    route: if replaced.based_route.is_empty() {
+                        "/".into()
+                    } else {
+                        replaced.based_route
+                    },
                     replaced: replaced.id,
                     effective: id.to_string(),
                 });
@@ -151,8 +157,16 @@ impl Router {
 }
 
 fn sanitize_with_base(base: &str, path: &str) -> String {
-    let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
-    format!("{}{}", base.strip_suffix('/').unwrap_or(base), path.strip_suffix('/').unwrap_or(&path))
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    format!(
+        "{}{}",
+        base.strip_suffix('/').unwrap_or(base),
+        path.strip_suffix('/').unwrap_or(&path)
+    )
 }
 
 #[cfg(test)]
@@ -170,7 +184,11 @@ mod tests {
         let r = router(routes);
         for (path, want) in cases {
             let got = r.route(path).map(|m| (routes[m.trigger].0, m.path_info));
-            assert_eq!(got.as_ref().map(|(id, info)| (*id, info.as_str())), *want, "path {path}");
+            assert_eq!(
+                got.as_ref().map(|(id, info)| (*id, info.as_str())),
+                *want,
+                "path {path}"
+            );
         }
     }
 
@@ -202,7 +220,11 @@ mod tests {
     fn exact_routes_do_not_match_below_themselves() {
         check(
             &[("exact", "/healthz")],
-            &[("/healthz", Some(("exact", ""))), ("/healthz/x", None), ("/", None)],
+            &[
+                ("/healthz", Some(("exact", ""))),
+                ("/healthz/x", None),
+                ("/", None),
+            ],
         );
     }
 
@@ -212,11 +234,21 @@ mod tests {
         let m = r.route("/users/42/posts/7").expect("match");
         assert_eq!(
             m.captures,
-            vec![("id".to_string(), "42".to_string()), ("post".to_string(), "7".to_string())]
+            vec![
+                ("id".to_string(), "42".to_string()),
+                ("post".to_string(), "7".to_string())
+            ]
         );
         assert_eq!(m.component_route(), "/users/:id/posts/:post");
         let m = r.route("/v1/a/b").expect("match");
-        assert_eq!((m.based_route.as_str(), m.component_route(), m.path_info.as_str()), ("/v1/...", "/v1", "/a/b"));
+        assert_eq!(
+            (
+                m.based_route.as_str(),
+                m.component_route(),
+                m.path_info.as_str()
+            ),
+            ("/v1/...", "/v1", "/a/b")
+        );
     }
 
     #[test]
@@ -225,7 +257,11 @@ mod tests {
         assert_eq!(r.route("/x").map(|m| m.trigger), Some(1));
         assert_eq!(
             dups,
-            vec![DuplicateRoute { route: "/x".into(), replaced: "first".into(), effective: "second".into() }]
+            vec![DuplicateRoute {
+                route: "/x".into(),
+                replaced: "first".into(),
+                effective: "second".into()
+            }]
         );
     }
 
@@ -234,7 +270,10 @@ mod tests {
         let r = router(&[("gateway", "/..."), ("probe", "/probe/...")]);
         assert_eq!(
             r.listing(),
-            &[("gateway".to_string(), String::new(), true), ("probe".to_string(), "/probe".to_string(), true)]
+            &[
+                ("gateway".to_string(), String::new(), true),
+                ("probe".to_string(), "/probe".to_string(), true)
+            ]
         );
     }
 }

@@ -60,7 +60,12 @@ pub fn startup_lines(app: &App, addr: SocketAddr) -> Vec<String> {
         } else {
             lines.push(format!("  {id}: {base_url}{route}"));
         }
-        if let Some(description) = app.manifest.component.get(id).and_then(|c| c.description.as_ref()) {
+        if let Some(description) = app
+            .manifest
+            .component
+            .get(id)
+            .and_then(|c| c.description.as_ref())
+        {
             lines.push(format!("    {description}"));
         }
     }
@@ -99,7 +104,11 @@ impl RunningApp {
     ///
     /// # Errors
     /// Load errors (see [`App::load`]) and bind errors.
-    pub async fn start(options: AppOptions, listen: SocketAddr, run: RunOptions) -> anyhow::Result<RunningApp> {
+    pub async fn start(
+        options: AppOptions,
+        listen: SocketAddr,
+        run: RunOptions,
+    ) -> anyhow::Result<RunningApp> {
         let app = tokio::task::spawn_blocking(move || App::load(&options)).await??;
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {

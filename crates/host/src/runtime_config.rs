@@ -130,8 +130,14 @@ type = "spin"
         )
         .expect("valid");
         let kv = &rc.key_value_stores;
-        assert_eq!(kv["default"], KvPlacement::Redis("redis://127.0.0.1:6379".into()));
-        assert_eq!(kv["local"], KvPlacement::Spin(Some("/etc/app/data/kv.db".into())));
+        assert_eq!(
+            kv["default"],
+            KvPlacement::Redis("redis://127.0.0.1:6379".into())
+        );
+        assert_eq!(
+            kv["local"],
+            KvPlacement::Spin(Some("/etc/app/data/kv.db".into()))
+        );
         assert_eq!(kv["mem"], KvPlacement::Spin(Some(":memory:".into())));
         assert_eq!(kv["plain"], KvPlacement::Spin(None));
     }

@@ -150,8 +150,11 @@ fn kv_err(e: crate::kv::KvError) -> kv::Error {
 impl kv::Host for HostState {}
 
 impl kv::HostStore for HostState {
-    async fn open(&mut self, label: String) -> wasmtime::Result<Result<Resource<KvHandle>, kv::Error>> {
-        if !self.context.kv_grants.iter().any(|g| *g == label) {
+    async fn open(
+        &mut self,
+        label: String,
+    ) -> wasmtime::Result<Result<Resource<KvHandle>, kv::Error>> {
+        if !self.context.kv_grants.contains(&label) {
             return Ok(Err(kv::Error::AccessDenied));
         }
         let Some(store) = self.context.stores.get(&label).cloned() else {
@@ -179,17 +182,28 @@ impl kv::HostStore for HostState {
         Ok(store.set(&key, &value).await.map_err(kv_err))
     }
 
-    async fn delete(&mut self, handle: Resource<KvHandle>, key: String) -> wasmtime::Result<Result<(), kv::Error>> {
+    async fn delete(
+        &mut self,
+        handle: Resource<KvHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), kv::Error>> {
         let store = self.table.get(&handle)?.store.clone();
         Ok(store.delete(&key).await.map_err(kv_err))
     }
 
-    async fn exists(&mut self, handle: Resource<KvHandle>, key: String) -> wasmtime::Result<Result<bool, kv::Error>> {
+    async fn exists(
+        &mut self,
+        handle: Resource<KvHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, kv::Error>> {
         let store = self.table.get(&handle)?.store.clone();
         Ok(store.exists(&key).await.map_err(kv_err))
     }
 
-    async fn get_keys(&mut self, handle: Resource<KvHandle>) -> wasmtime::Result<Result<Vec<String>, kv::Error>> {
+    async fn get_keys(
+        &mut self,
+        handle: Resource<KvHandle>,
+    ) -> wasmtime::Result<Result<Vec<String>, kv::Error>> {
         let store = self.table.get(&handle)?.store.clone();
         Ok(store.get_keys().await.map_err(kv_err))
     }

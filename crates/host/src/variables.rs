@@ -71,7 +71,10 @@ impl Template {
     ///
     /// # Errors
     /// The first error `lookup` returns.
-    pub fn render<E>(&self, mut lookup: impl FnMut(&str) -> Result<String, E>) -> Result<String, E> {
+    pub fn render<E>(
+        &self,
+        mut lookup: impl FnMut(&str) -> Result<String, E>,
+    ) -> Result<String, E> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -189,9 +192,14 @@ impl Resolver {
         }
         let mut values = BTreeMap::new();
         for (name, decl) in decls {
-            let value = providers.lookup(name).cloned().or_else(|| decl.default.clone());
+            let value = providers
+                .lookup(name)
+                .cloned()
+                .or_else(|| decl.default.clone());
             if value.is_none() && decl.required {
-                return Err(LoadError::Variable(VariableError::Unset(name.clone()).to_string()));
+                return Err(LoadError::Variable(
+                    VariableError::Unset(name.clone()).to_string(),
+                ));
             }
             values.insert(name.clone(), value);
         }
@@ -311,10 +319,31 @@ mod tests {
     /// (flag, env, dotenv, default, required) → expected value of variable `v`.
     #[test]
     fn precedence_is_flag_then_env_then_dotenv_then_default() {
-        type Case = (Option<&'static str>, Option<&'static str>, Option<&'static str>, Option<&'static str>, bool, Result<&'static str, ()>);
+        type Case = (
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<&'static str>,
+            bool,
+            Result<&'static str, ()>,
+        );
         let cases: &[Case] = &[
-            (Some("flag"), Some("env"), Some("dot"), Some("def"), false, Ok("flag")),
-            (None, Some("env"), Some("dot"), Some("def"), false, Ok("env")),
+            (
+                Some("flag"),
+                Some("env"),
+                Some("dot"),
+                Some("def"),
+                false,
+                Ok("flag"),
+            ),
+            (
+                None,
+                Some("env"),
+                Some("dot"),
+                Some("def"),
+                false,
+                Ok("env"),
+            ),
             (None, None, Some("dot"), Some("def"), false, Ok("dot")),
             (None, None, None, Some("def"), false, Ok("def")),
             (None, Some("env"), None, None, true, Ok("env")),
@@ -324,7 +353,8 @@ mod tests {
         for (i, (flag, env, dot, default, required, want)) in cases.iter().enumerate() {
             let mut providers = Providers::from_env(
                 env.map(|v| ("SPIN_VARIABLE_V".to_string(), v.to_string())),
-                dot.map(|v| format!("# comment\nSPIN_VARIABLE_V=\"{v}\"\nOTHER=1\n")).as_deref(),
+                dot.map(|v| format!("# comment\nSPIN_VARIABLE_V=\"{v}\"\nOTHER=1\n"))
+                    .as_deref(),
             );
             if let Some(f) = flag {
                 providers.flags.insert("v".into(), f.to_string());
@@ -348,9 +378,18 @@ mod tests {
         let id = "c".to_string();
         let r = Resolver::new(&decls, [(&id, &comp)], &Providers::default()).expect("ok");
         assert_eq!(r.component_value("c", "x"), Ok("1".into()));
-        assert!(matches!(r.component_value("c", "v"), Err(VariableError::Undefined { .. })));
-        assert!(matches!(r.component_value("other", "x"), Err(VariableError::Undefined { .. })));
-        assert!(matches!(r.component_value("c", "Bad-Name"), Err(VariableError::InvalidName(_))));
+        assert!(matches!(
+            r.component_value("c", "v"),
+            Err(VariableError::Undefined { .. })
+        ));
+        assert!(matches!(
+            r.component_value("other", "x"),
+            Err(VariableError::Undefined { .. })
+        ));
+        assert!(matches!(
+            r.component_value("c", "Bad-Name"),
+            Err(VariableError::InvalidName(_))
+        ));
     }
 
     #[test]

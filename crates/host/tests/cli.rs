@@ -20,11 +20,23 @@ fn temp(tag: &str) -> PathBuf {
 /// Runs the binary with `args` in `dir` and expects failure with one stderr line
 /// containing `needle`.
 fn check_fails(dir: &PathBuf, args: &[&str], needle: &str) {
-    let out = bin().current_dir(dir).args(args).stdin(Stdio::null()).output().expect("runs");
+    let out = bin()
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} should fail");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line expected for {args:?}: {stderr}");
-    assert!(stderr.contains(needle), "{args:?}: '{stderr}' should mention '{needle}'");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one line expected for {args:?}: {stderr}"
+    );
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: '{stderr}' should mention '{needle}'"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -57,8 +69,16 @@ fn bad_setups_fail_with_one_line() {
     check_fails(&dir, &["--variable", "nonsense"], "key=value");
     check_fails(&dir, &["--listen", "not-an-address"], "not-an-address");
     check_fails(&dir, &["--bogus-flag"], "--bogus-flag");
-    std::fs::write(dir.join("routes.toml"), VALID.replace("route = \"/...\"", "route = \"/a/:\"")).expect("write");
-    check_fails(&dir, &["--from", "routes.toml", "--variable", "token=x"], "route");
+    std::fs::write(
+        dir.join("routes.toml"),
+        VALID.replace("route = \"/...\"", "route = \"/a/:\""),
+    )
+    .expect("write");
+    check_fails(
+        &dir,
+        &["--from", "routes.toml", "--variable", "token=x"],
+        "route",
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -89,13 +109,23 @@ fn serves_static_routes_and_stops_on_sigint() {
     }
     let addr = addr.expect("prints the serving address");
     let mut stream = std::net::TcpStream::connect(&addr).expect("connects");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    stream.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("writes");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("writes");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("reads");
-    assert!(response.starts_with("HTTP/1.1 200") && response.ends_with("hi"), "{response}");
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.ends_with("hi"),
+        "{response}"
+    );
     let pid = child.id().to_string();
-    let status = Command::new("kill").args(["-INT", &pid]).status().expect("kill runs");
+    let status = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill runs");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let exit = loop {

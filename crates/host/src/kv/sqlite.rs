@@ -160,7 +160,10 @@ mod tests {
             assert!(!b.exists("k").expect("exists"));
         }
         let file = SqliteFile::open(&path).expect("reopen");
-        assert_eq!(file.store("default").get("k").expect("get"), Some(b"3".to_vec()));
+        assert_eq!(
+            file.store("default").get("k").expect("get"),
+            Some(b"3".to_vec())
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
