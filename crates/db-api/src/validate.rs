@@ -1,45 +1,21 @@
 //! Name rules for namespaces, item keys and batch ids.
 //!
-//! They are the edge's rules (namespace: 1–64 of `[a-z0-9_-]`; key: 1–200 bytes of UTF-8
-//! without control characters), so anything the cache accepts, this API stores, and
-//! anything else is refused before it reaches the database.
+//! Namespaces and item keys use the edge's own rules from `cache_core::key` (namespace:
+//! 1–64 of `[a-z0-9_-]`; key: 1–200 bytes of UTF-8 without control characters), so
+//! anything the cache accepts, this API stores, and anything else is refused before it
+//! reaches the database.
 
-/// Longest namespace, in bytes.
-pub const MAX_NAMESPACE_LEN: usize = 64;
-/// Longest item key, in bytes.
-pub const MAX_ITEM_KEY_BYTES: usize = 200;
 /// Longest batch id, in bytes.
 pub const MAX_BATCH_ID_BYTES: usize = 200;
 
-/// Checks a namespace; the error is the reason.
+/// Checks a namespace with the cache's own rule; the error is the reason.
 pub fn namespace(ns: &str) -> Result<(), String> {
-    if ns.is_empty() || ns.len() > MAX_NAMESPACE_LEN {
-        return Err(format!(
-            "namespace must be 1 to {MAX_NAMESPACE_LEN} characters, got {}",
-            ns.chars().count()
-        ));
-    }
-    if !ns
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-    {
-        return Err("namespace may only contain a-z, 0-9, '_' and '-'".into());
-    }
-    Ok(())
+    cache_core::key::Namespace::parse(ns).map(drop).map_err(|e| e.to_string())
 }
 
-/// Checks an (already decoded) item key; the error is the reason.
+/// Checks an (already decoded) item key with the cache's own rule; the error is the reason.
 pub fn item_key(key: &str) -> Result<(), String> {
-    if key.is_empty() || key.len() > MAX_ITEM_KEY_BYTES {
-        return Err(format!(
-            "item key must be 1 to {MAX_ITEM_KEY_BYTES} bytes, got {}",
-            key.len()
-        ));
-    }
-    if key.chars().any(char::is_control) {
-        return Err("item key contains a control character".into());
-    }
-    Ok(())
+    cache_core::key::ItemKey::parse(key).map(drop).map_err(|e| e.to_string())
 }
 
 /// Checks a batch id; the error is the reason.

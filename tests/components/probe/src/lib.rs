@@ -38,7 +38,12 @@ fn text(status: u16, body: impl Into<String>) -> anyhow::Result<Response> {
 fn headers(req: Request, _: Params) -> anyhow::Result<impl IntoResponse> {
     let map: serde_json::Map<String, serde_json::Value> = req
         .headers()
-        .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.as_str().unwrap_or("").to_string())))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                serde_json::Value::String(v.as_str().unwrap_or("").to_string()),
+            )
+        })
         .collect();
     text(200, serde_json::Value::Object(map).to_string())
 }
@@ -103,7 +108,10 @@ async fn outbound(req: Request, _: Params) -> anyhow::Result<impl IntoResponse> 
         .unwrap_or_default();
     let out = Request::get(url).build();
     match spin_sdk::http::send::<_, Response>(out).await {
-        Ok(resp) => text(200, format!("{} {}", resp.status(), String::from_utf8_lossy(resp.body()))),
+        Ok(resp) => text(
+            200,
+            format!("{} {}", resp.status(), String::from_utf8_lossy(resp.body())),
+        ),
         Err(e) => text(502, format!("{e:?}")),
     }
 }
