@@ -10,3 +10,4 @@ mod host_http;
 mod host_kv;
 mod host_outbound;
 mod host_variables;
+mod tidy;
