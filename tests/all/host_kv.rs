@@ -139,3 +139,18 @@ async fn redis_backed_store_round_trips_and_is_shared_between_hosts() {
         "no SQLite file when default is on Redis"
     );
 }
+
+#[tokio::test]
+async fn an_empty_state_dir_keeps_the_default_store_in_memory() {
+    let dir = TempDir::new("kv-memory");
+    let mut o = options(&write_manifest(dir.path(), APP));
+    o.state_dir = Some(std::path::PathBuf::new());
+    let app = start(o, false).await;
+    let r = send("PUT", &app.url("/probe/kv/default/k"), &[], "v").await;
+    assert_eq!(r.status, 204);
+    assert_eq!(get(&app.url("/probe/kv/default/k")).await.body, "v");
+    assert!(
+        !dir.path().join(".spin").exists(),
+        "nothing written to disk"
+    );
+}

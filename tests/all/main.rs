@@ -5,6 +5,19 @@
 mod support;
 
 mod app;
+mod flush_admin;
+mod flush_delivery;
+mod flush_dlq;
+mod flush_faults;
+mod flush_gateway;
+mod flush_kill;
+mod flush_support;
+mod gateway_errors;
+mod gateway_evict;
+mod gateway_read;
+mod gateway_stampede;
+mod gateway_support;
+mod gateway_write;
 mod host_cron;
 mod host_http;
 mod host_kv;

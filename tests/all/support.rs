@@ -91,12 +91,13 @@ pub fn options(manifest: &Path) -> AppOptions {
 
 /// Options with `flags` as `--variable` values.
 pub fn with_flags(mut o: AppOptions, flags: &[(&str, &str)]) -> AppOptions {
-    let mut providers = Providers::default();
-    providers.flags = flags
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect::<BTreeMap<_, _>>();
-    o.providers = providers;
+    o.providers = Providers {
+        flags: flags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        ..Providers::default()
+    };
     o
 }
 

@@ -10,11 +10,25 @@ fn read(path: &str) -> String {
 #[test]
 fn cloud_manifest_is_the_main_manifest_without_cron() {
     let mut main: toml::Table = read("spin.toml").parse().expect("spin.toml parses");
-    let cloud: toml::Table = read("spin.cloud.toml").parse().expect("spin.cloud.toml parses");
-    let trigger = main.get_mut("trigger").and_then(|t| t.as_table_mut()).expect("triggers");
-    assert!(trigger.remove("cron").is_some(), "spin.toml has a cron trigger");
-    let components = main.get_mut("component").and_then(|c| c.as_table_mut()).expect("components");
-    assert!(components.remove("flush").is_some(), "spin.toml has the flush component");
+    let cloud: toml::Table = read("spin.cloud.toml")
+        .parse()
+        .expect("spin.cloud.toml parses");
+    let trigger = main
+        .get_mut("trigger")
+        .and_then(|t| t.as_table_mut())
+        .expect("triggers");
+    assert!(
+        trigger.remove("cron").is_some(),
+        "spin.toml has a cron trigger"
+    );
+    let components = main
+        .get_mut("component")
+        .and_then(|c| c.as_table_mut())
+        .expect("components");
+    assert!(
+        components.remove("flush").is_some(),
+        "spin.toml has the flush component"
+    );
     assert_eq!(main, cloud, "spin.cloud.toml drifted from spin.toml");
     assert!(!read("spin.cloud.toml").contains("trigger.cron"));
 }
@@ -36,8 +50,14 @@ fn every_crate_is_documented_and_mapped() {
     ];
     for (dir, root) in crates {
         let source = read(&format!("{dir}/{root}"));
-        assert!(source.trim_start().starts_with("//!"), "{dir}/{root} must open with a //! doc");
+        assert!(
+            source.trim_start().starts_with("//!"),
+            "{dir}/{root} must open with a //! doc"
+        );
         let last = dir.rsplit('/').next().unwrap_or(dir);
-        assert!(architecture.contains(last), "ARCHITECTURE.md should name {dir}");
+        assert!(
+            architecture.contains(last),
+            "ARCHITECTURE.md should name {dir}"
+        );
     }
 }

@@ -1,1 +1,209 @@
-//! (to be written)
+//! `HttpDb`: cache-core's `DbApi` over outbound HTTP, with a timeout.
+//!
+//! A batch is one `POST {db_api_url}/v1/batch` carrying `Idempotency-Key: {batch_id}` and, when
+//! `db_api_token` is set, `Authorization: Bearer {token}`. The answer is classified by
+//! [`parse_batch_answer`], so every rule about what is retryable lives in the core.
+//!
+//! **Why not `spin_sdk::http::send`.** It has no timeout: a DB API that accepts the connection
+//! and never answers would hold the flush until the platform kills it, and the lease and the
+//! backoff would never be recorded. The request is therefore made with the raw WASI
+//! `outgoing-handler` and `request-options` (connect, first-byte and between-bytes timeouts,
+//! all set to `flush_timeout`), which the host hands to its HTTP client. A timeout is a
+//! retryable failure: the batch stays sealed and is resent with the same id, so a DB API that
+//! applied it after all answers the resend from its idempotency table.
+
+use std::time::Duration;
+
+use cache_core::config::{parse_duration, CacheConfig};
+use cache_core::contract::{BatchRequest, BatchResponse, BATCH_PATH, IDEMPOTENCY_KEY_HEADER};
+use cache_core::db::{parse_batch_answer, DbApi, SendError};
+use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
+use spin_sdk::wit::wasi::http0_2_0::types::{
+    Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+};
+
+/// The Spin variable holding the per-request timeout (`10s` when unset).
+pub const FLUSH_TIMEOUT_VAR: &str = "flush_timeout";
+
+/// The timeout when `flush_timeout` is unset.
+pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bytes written to the request body stream per call (the WASI limit for blocking writes).
+const WRITE_CHUNK: usize = 4096;
+
+/// The DB API reached over outbound HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpDb {
+    scheme: Scheme,
+    authority: String,
+    base_path: String,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+/// Why an `HttpDb` cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbConfigError(pub String);
+
+impl std::fmt::Display for DbConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DbConfigError {}
+
+impl HttpDb {
+    /// The DB API of `cfg`, with the `flush_timeout` variable (a variable that is not
+    /// declared for the component counts as unset).
+    pub fn from_config(cfg: &CacheConfig) -> Result<HttpDb, DbConfigError> {
+        let timeout = match spin_sdk::variables::get(FLUSH_TIMEOUT_VAR) {
+            Ok(v) if !v.trim().is_empty() => parse_duration(v.trim())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    DbConfigError(format!(
+                        "{FLUSH_TIMEOUT_VAR}: expected a duration like 10s or 500ms, got {v:?}"
+                    ))
+                })?,
+            _ => DEFAULT_FLUSH_TIMEOUT,
+        };
+        HttpDb::new(&cfg.db_api_url, cfg.db_api_token.clone(), timeout)
+    }
+
+    /// The DB API at `url` (`http://` or `https://`, optionally with a base path).
+    pub fn new(
+        url: &str,
+        token: Option<String>,
+        timeout: Duration,
+    ) -> Result<HttpDb, DbConfigError> {
+        let (scheme, rest) = if let Some(rest) = url.strip_prefix("http://") {
+            (Scheme::Http, rest)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (Scheme::Https, rest)
+        } else {
+            return Err(DbConfigError(format!(
+                "db_api_url must start with http:// or https://, got {url:?}"
+            )));
+        };
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if authority.is_empty() {
+            return Err(DbConfigError(format!("db_api_url has no host: {url:?}")));
+        }
+        let path = path.trim_end_matches('/');
+        Ok(HttpDb {
+            scheme,
+            authority: authority.to_owned(),
+            base_path: if path.is_empty() {
+                String::new()
+            } else {
+                format!("/{path}")
+            },
+            token: token.filter(|t| !t.is_empty()),
+            timeout,
+        })
+    }
+
+    fn headers(&self, batch_id: &str, len: usize) -> Result<Fields, SendError> {
+        let mut list = vec![
+            ("content-type".to_owned(), b"application/json".to_vec()),
+            ("content-length".to_owned(), len.to_string().into_bytes()),
+            (
+                IDEMPOTENCY_KEY_HEADER.to_ascii_lowercase(),
+                batch_id.as_bytes().to_vec(),
+            ),
+        ];
+        if let Some(token) = &self.token {
+            list.push((
+                "authorization".to_owned(),
+                format!("Bearer {token}").into_bytes(),
+            ));
+        }
+        Fields::from_list(&list).map_err(|e| SendError::Permanent {
+            reason: format!("invalid request header: {e:?}"),
+        })
+    }
+
+    fn options(&self) -> RequestOptions {
+        let nanos = u64::try_from(self.timeout.as_nanos()).unwrap_or(u64::MAX);
+        let options = RequestOptions::new();
+        // A host that does not support a timeout refuses to set it; the request still goes.
+        let _ = options.set_connect_timeout(Some(nanos));
+        let _ = options.set_first_byte_timeout(Some(nanos));
+        let _ = options.set_between_bytes_timeout(Some(nanos));
+        options
+    }
+
+    /// Sends `body` and returns the status, `Retry-After` and body of the answer.
+    fn post(
+        &self,
+        batch_id: &str,
+        body: &[u8],
+    ) -> Result<(u16, Option<String>, Vec<u8>), SendError> {
+        let request = OutgoingRequest::new(self.headers(batch_id, body.len())?);
+        let path = format!("{}{BATCH_PATH}", self.base_path);
+        let set = request.set_method(&Method::Post).is_ok()
+            && request.set_scheme(Some(&self.scheme)).is_ok()
+            && request.set_authority(Some(&self.authority)).is_ok()
+            && request.set_path_with_query(Some(&path)).is_ok();
+        if !set {
+            return Err(SendError::Permanent {
+                reason: format!("invalid request target {}{path}", self.authority),
+            });
+        }
+        let outgoing = request
+            .body()
+            .map_err(|()| SendError::retryable("request body unavailable"))?;
+        let future = outgoing_handler::handle(request, Some(self.options()))
+            .map_err(|e| SendError::retryable(format!("request failed: {e:?}")))?;
+        // A failed write usually means the request failed (refused, reset, timed out); the
+        // response future then names the real cause, so it is consulted first.
+        let written = write_body(outgoing, body);
+        future.subscribe().block();
+        match future.get() {
+            Some(Ok(Ok(response))) => written.and_then(|()| read_answer(response)),
+            Some(Ok(Err(e))) => Err(SendError::retryable(format!("request failed: {e:?}"))),
+            Some(Err(())) | None => Err(SendError::retryable("response unavailable")),
+        }
+    }
+}
+
+fn write_body(outgoing: OutgoingBody, body: &[u8]) -> Result<(), SendError> {
+    let stream = outgoing
+        .write()
+        .map_err(|()| SendError::retryable("request body stream unavailable"))?;
+    for chunk in body.chunks(WRITE_CHUNK) {
+        stream
+            .blocking_write_and_flush(chunk)
+            .map_err(|e| SendError::retryable(format!("writing the request failed: {e:?}")))?;
+    }
+    drop(stream);
+    OutgoingBody::finish(outgoing, None)
+        .map_err(|e| SendError::retryable(format!("finishing the request failed: {e:?}")))
+}
+
+fn read_answer(response: IncomingResponse) -> Result<(u16, Option<String>, Vec<u8>), SendError> {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .into_iter()
+        .next()
+        .and_then(|v| String::from_utf8(v).ok());
+    // The read is bounded in time by the between-bytes timeout; a batch answer is small.
+    let body = spin_sdk::http::run(response.into_body()).map_err(|e| {
+        SendError::retryable(format!(
+            "reading the answer failed (status {status}): {e:?}"
+        ))
+    })?;
+    Ok((status, retry_after, body))
+}
+
+impl DbApi for HttpDb {
+    fn send_batch(&mut self, batch: &BatchRequest) -> Result<BatchResponse, SendError> {
+        let body = serde_json::to_vec(batch).map_err(|e| SendError::Permanent {
+            reason: format!("batch does not serialize: {e}"),
+        })?;
+        let (status, retry_after, answer) = self.post(&batch.batch_id, &body)?;
+        parse_batch_answer(status, retry_after.as_deref(), &answer)
+    }
+}

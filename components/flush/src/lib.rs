@@ -6,8 +6,8 @@
 //! (`fermyon:spin-cron@2.0.0`, sync). Everything inside uses spin-sdk 5.x's blocking
 //! (WASI preview 2) APIs, which both generations' hosts provide.
 //!
-//! This first cut records each run in the `default` store (`flush:last-run`,
-//! `flush:runs`) and checks that the DB API (`db_api_url`) answers.
+//! Each tick runs the core's flush and sweep ([`run`]); the cron timestamp is not used, the
+//! wall clock is (a late tick must see the real time to honour backoff windows and leases).
 
 mod run;
 
@@ -34,7 +34,8 @@ impl bindings::Guest for Flush {
     async fn handle_cron_event(
         metadata: bindings::spin::cron::cron_types::Metadata,
     ) -> Result<(), bindings::spin::cron::cron_types::Error> {
-        run::on_tick(metadata.timestamp).map_err(|e| bindings::spin::cron::cron_types::Error::Other(format!("{e:#}")))
+        let _ = metadata;
+        run::on_tick().map_err(bindings::spin::cron::cron_types::Error::Other)
     }
 }
 
@@ -43,8 +44,8 @@ impl bindings::Guest for Flush {
     fn handle_cron_event(
         metadata: bindings::fermyon::spin_cron::cron_types::Metadata,
     ) -> Result<(), bindings::fermyon::spin_cron::cron_types::Error> {
-        run::on_tick(metadata.timestamp)
-            .map_err(|e| bindings::fermyon::spin_cron::cron_types::Error::Other(format!("{e:#}")))
+        let _ = metadata;
+        run::on_tick().map_err(bindings::fermyon::spin_cron::cron_types::Error::Other)
     }
 }
 

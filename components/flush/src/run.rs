@@ -1,29 +1,72 @@
-//! One flush run, independent of which cron generation called it.
+//! One cron tick: the core's flush run, then the sweep.
+//!
+//! Everything here is plumbing: read the configuration, open the store and the DB API, and
+//! hand them to `cache_core::flush::run` and `cache_core::sweep::sweep` (the admin route
+//! `POST /admin/flush` calls the same two). The lease owner is random per tick, so two
+//! overlapping runs (a slow tick and the next one, a tick and the admin route, two instances)
+//! never both believe they hold the lease.
+//!
+//! A tick fails (and the host logs it) only when it cannot start — bad configuration, no
+//! store — or when the store fails mid-run. A DB API failure is not a tick failure: the core
+//! has stored the backoff and the sealed batch, which is the designed way to wait.
 
-use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::key_value::Store;
+use cache_core::flush::{self, FlushOutcome, FlushReport};
+use cache_core::sweep::{self, SweepReport};
+use spin_adapters::db::HttpDb;
+use spin_adapters::kv::SpinKv;
+use spin_adapters::{config, env};
 
-/// Records the run and checks the DB API's health endpoint.
-pub fn on_tick(timestamp: u64) -> anyhow::Result<()> {
-    let store = Store::open_default()?;
-    let runs = store
-        .get("flush:runs")?
-        .and_then(|v| String::from_utf8(v).ok())
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(0);
-    store.set("flush:runs", (runs + 1).to_string().as_bytes())?;
-    store.set("flush:last-run", timestamp.to_string().as_bytes())?;
-    let base = spin_sdk::variables::get("db_api_url")?;
-    let url = format!("{}/healthz", base.trim_end_matches('/'));
-    let status = spin_sdk::http::run(async move {
-        spin_sdk::http::send::<_, Response>(Request::new(Method::Get, url))
-            .await
-            .map(|r| *r.status())
-    });
-    let outcome = match status {
-        Ok(s) => format!("db_api {s}"),
-        Err(e) => format!("db_api unreachable: {e}"),
-    };
-    store.set("flush:last-outcome", outcome.as_bytes())?;
+/// Runs one flush and one sweep.
+pub fn on_tick() -> Result<(), String> {
+    let cfg = config::load().map_err(|e| format!("configuration: {e}"))?;
+    let mut db = HttpDb::from_config(&cfg).map_err(|e| format!("configuration: {e}"))?;
+    let mut store = SpinKv::open_configured().map_err(|e| format!("key-value store: {e}"))?;
+    let owner = format!("cron-{:016x}", env::random_u64());
+    let report = flush::run(
+        &mut store,
+        &mut db,
+        env::now(),
+        env::random_u64(),
+        &owner,
+        &cfg,
+    );
+    if let FlushOutcome::StoreFailed(e) = &report.outcome {
+        return Err(format!("flush: key-value store failed: {e}"));
+    }
+    let swept = sweep::sweep(&mut store, env::now(), &cfg).map_err(|e| format!("sweep: {e}"))?;
+    if report.outcome != FlushOutcome::Idle || swept.expired + swept.evicted + swept.unreadable > 0
+    {
+        println!("{}", summary(&report, &swept));
+    }
     Ok(())
+}
+
+/// One log line: what was sent and how it ended.
+fn summary(r: &FlushReport, s: &SweepReport) -> String {
+    let outcome = match &r.outcome {
+        FlushOutcome::Retrying {
+            next_attempt_at,
+            error,
+        } => {
+            format!("retrying at {} ({error})", next_attempt_at.0)
+        }
+        FlushOutcome::BackingOff { until } => format!("backing off until {}", until.0),
+        FlushOutcome::LeaseBusy { owner, until } => {
+            format!("lease held by {owner} until {}", until.0)
+        }
+        other => other.label().to_owned(),
+    };
+    format!(
+        "flush: {outcome}; batches sent {} (resent {}), settled {}; items applied {}, stale {}, \
+         dead-lettered {}{}; sweep: expired {}, evicted {}",
+        r.batches_sent,
+        r.batches_resent,
+        r.batches_settled,
+        r.items.applied,
+        r.items.stale,
+        r.items.dead_lettered,
+        if r.more { "; more remain" } else { "" },
+        s.expired,
+        s.evicted,
+    )
 }

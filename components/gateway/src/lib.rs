@@ -1,93 +1,63 @@
 //! The HTTP gateway component: the cache's front door.
 //!
-//! This first cut is the thin end of the read and write paths: `GET /healthz` (a KV
-//! round trip), `PUT /v1/:ns/:key` storing a JSON value in the `default` store, and
-//! `GET /v1/:ns/:key` answering from the store or, on a miss, from the main DB API
-//! (`db_api_url`), storing what it fetched.
+//! Reads are served from the Spin key-value store with TTL, stale-while-revalidate,
+//! stale-if-error and negative caching, filling misses from the main DB API; writes update
+//! the cache at once (read-your-writes) and are recorded in the durable write buffer that the
+//! flush component delivers. Every rule lives in `cache-core`; this crate performs the I/O.
+//!
+//! # Why a streaming handler
+//!
+//! A Spin component instance lives for one request and has no background tasks. To refresh
+//! a stale entry "without a later client paying for it", the handler is the native
+//! `wasi:http` form (request + response outparam): it sends the complete response first,
+//! closes the body, and only then runs the deferred work queued while handling (see
+//! [`deferred`]): revalidating stale entries and adding this request's metrics to the store.
+//! The client has its whole answer before the origin is asked.
+//!
+//! # Layout
+//! - [`api`]: the route table.
+//! - [`read`]: `GET /v1/{ns}/{key}`; [`fill`]: collapsing concurrent misses.
+//! - [`write`]: `PUT`/`PATCH`/`DELETE /v1/{ns}/{key}`.
+//! - [`origin`]: calls to the DB API.
+//! - [`respond`]: building every response, and the one mapping of errors to statuses.
+//! - [`metrics`]: counters and `GET /metrics`.
+//! - [`deferred`]: work run after the response is sent.
+//! - `admin`: the `/admin` routes (flush side).
 
-use spin_sdk::http::{IntoResponse, Method, Params, Request, Response, Router};
+use spin_sdk::http::conversions::TryFromIncomingRequest;
+use spin_sdk::http::{IncomingRequest, OutgoingResponse, Request, ResponseOutparam};
 use spin_sdk::http_component;
-use spin_sdk::key_value::Store;
 
 mod admin;
+mod api;
+mod deferred;
+mod fill;
+mod metrics;
+mod origin;
+mod read;
+mod respond;
+mod write;
 
 #[http_component]
-fn handle(req: Request) -> Response {
-    let mut router = Router::new();
-    router.get("/healthz", healthz);
-    router.get_async("/v1/:ns/:key", get_item);
-    router.put("/v1/:ns/:key", put_item);
-    admin::register(&mut router);
-    router.any("/*", |_: Request, _: Params| {
-        Ok::<_, anyhow::Error>(error(404, "not_found", "no such route"))
-    });
-    router.handle(req)
-}
-
-fn error(status: u16, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({ "error": code, "message": message });
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .build()
-}
-
-fn json(status: u16, body: Vec<u8>) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(body)
-        .build()
-}
-
-fn kv_key(params: &Params) -> Option<String> {
-    Some(format!("c:{}:{}", params.get("ns")?, params.get("key")?))
-}
-
-fn healthz(_: Request, _: Params) -> anyhow::Result<impl IntoResponse> {
-    let store = Store::open_default()?;
-    store.set("health:probe", b"ok")?;
-    let ok = store.get("health:probe")?.as_deref() == Some(b"ok".as_slice());
-    Ok(if ok {
-        json(200, br#"{"status":"ok"}"#.to_vec())
-    } else {
-        error(503, "kv_unavailable", "key-value round trip failed")
-    })
-}
-
-fn put_item(req: Request, params: Params) -> anyhow::Result<impl IntoResponse> {
-    let Some(key) = kv_key(&params) else {
-        return Ok(error(400, "bad_key", "missing namespace or key"));
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let response = match Request::try_from_incoming_request(req).await {
+        Ok(req) => api::router().handle_async(req).await,
+        Err(e) => respond::error(&respond::Error::BadRequest(format!(
+            "unreadable request: {e}"
+        ))),
     };
-    if serde_json::from_slice::<serde_json::Value>(req.body()).is_err() {
-        return Ok(error(400, "bad_json", "body is not valid JSON"));
-    }
-    Store::open_default()?.set(&key, req.body())?;
-    Ok(json(202, br#"{"status":"accepted"}"#.to_vec()))
-}
-
-async fn get_item(_: Request, params: Params) -> anyhow::Result<impl IntoResponse> {
-    let (Some(ns), Some(item)) = (params.get("ns"), params.get("key")) else {
-        return Ok(error(400, "bad_key", "missing namespace or key"));
-    };
-    let key = format!("c:{ns}:{item}");
-    let store = Store::open_default()?;
-    if let Some(value) = store.get(&key)? {
-        return Ok(json(200, value));
-    }
-    let base = spin_sdk::variables::get("db_api_url")?;
-    let url = format!("{}/v1/items/{ns}/{item}", base.trim_end_matches('/'));
-    let origin: Response = match spin_sdk::http::send(Request::new(Method::Get, url)).await {
-        Ok(r) => r,
-        Err(_) => return Ok(error(502, "origin_unreachable", "the DB API could not be reached")),
-    };
-    match *origin.status() {
-        200 => {
-            store.set(&key, origin.body())?;
-            Ok(json(200, origin.body().to_vec()))
+    let status = *response.status();
+    let body = response.body().to_vec();
+    match OutgoingResponse::try_from(response) {
+        Ok(outgoing) => {
+            if let Err(e) = out.set_with_body(outgoing, body).await {
+                eprintln!("gateway: could not send the response body: {e}");
+            }
         }
-        404 => Ok(error(404, "not_found", "no such item")),
-        _ => Ok(error(502, "origin_error", "the DB API answered with an error")),
+        Err(e) => {
+            eprintln!("gateway: could not build the response ({status}): {e}");
+            return;
+        }
     }
+    deferred::run_all().await;
 }

@@ -14,6 +14,7 @@
 //! | `d:{stamp}`                 | a dead-lettered write                               |
 //! | `m:lease`                   | the flush lease                                     |
 //! | `m:flush`                   | flush state: backoff, last outcome                  |
+//! | `m:fill:{hash}`             | fill lease of one cold cache entry                  |
 //! | `m:count:{name}`            | a metrics counter                                   |
 //!
 //! The scope sits after the namespace, not after the key: namespaces cannot contain `#` or
@@ -45,6 +46,7 @@ pub const META_PREFIX: &str = "m:";
 const LEASE: &str = "lease";
 const FLUSH_STATE: &str = "flush";
 const COUNTER: &str = "count:";
+const FILL: &str = "fill:";
 
 /// The kind of record a KV key names, from its prefix alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,6 +95,9 @@ pub enum KvKey {
     FlushState,
     /// A metrics counter.
     Counter(String),
+    /// The fill lease of a cache entry, named by the FNV-1a hash of the entry's KV key
+    /// (entry keys can be 250 bytes; the hash keeps the lease key short).
+    Fill(u64),
 }
 
 impl KvKey {
@@ -112,6 +117,7 @@ impl KvKey {
             KvKey::Lease => format!("{META_PREFIX}{LEASE}"),
             KvKey::FlushState => format!("{META_PREFIX}{FLUSH_STATE}"),
             KvKey::Counter(name) => format!("{META_PREFIX}{COUNTER}{name}"),
+            KvKey::Fill(hash) => format!("{META_PREFIX}{FILL}{hash:016x}"),
         }
     }
 
@@ -127,6 +133,11 @@ impl KvKey {
             RecordKind::Meta => match rest {
                 LEASE => Some(KvKey::Lease),
                 FLUSH_STATE => Some(KvKey::FlushState),
+                _ if rest.starts_with(FILL) => rest
+                    .strip_prefix(FILL)
+                    .filter(|h| h.len() == 16)
+                    .and_then(|h| u64::from_str_radix(h, 16).ok())
+                    .map(KvKey::Fill),
                 _ => rest
                     .strip_prefix(COUNTER)
                     .filter(|n| !n.is_empty())
@@ -191,6 +202,10 @@ mod tests {
             (
                 "m:count:hits".to_owned(),
                 Some(KvKey::Counter("hits".into())),
+            ),
+            (
+                "m:fill:00000000000000ff".to_owned(),
+                Some(KvKey::Fill(0xff)),
             ),
             ("c:users".to_owned(), None),
             ("c:Users:1".to_owned(), None),

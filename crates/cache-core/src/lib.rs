@@ -29,6 +29,7 @@
 //! - [`write`](mod@write) — what to store for a put or delete.
 //! - [`merge_patch`] — RFC 7386 JSON Merge Patch.
 //! - [`buffer`] — coalescing, backpressure, and the consistency model.
+//! - [`fill`] — the fill lease that collapses concurrent misses of one key.
 //!
 //! Flush and housekeeping:
 //! - [`store`] — the `KvStore` trait and `MemoryStore`.
@@ -55,6 +56,7 @@ pub mod db;
 pub mod dlq;
 pub mod entry;
 pub mod envelope;
+pub mod fill;
 pub mod flush;
 pub mod hash;
 pub mod key;

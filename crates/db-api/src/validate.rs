@@ -10,12 +10,16 @@ pub const MAX_BATCH_ID_BYTES: usize = 200;
 
 /// Checks a namespace with the cache's own rule; the error is the reason.
 pub fn namespace(ns: &str) -> Result<(), String> {
-    cache_core::key::Namespace::parse(ns).map(drop).map_err(|e| e.to_string())
+    cache_core::key::Namespace::parse(ns)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Checks an (already decoded) item key with the cache's own rule; the error is the reason.
 pub fn item_key(key: &str) -> Result<(), String> {
-    cache_core::key::ItemKey::parse(key).map(drop).map_err(|e| e.to_string())
+    cache_core::key::ItemKey::parse(key)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Checks a batch id; the error is the reason.

@@ -37,7 +37,7 @@ pub struct AppOptions {
     pub manifest: PathBuf,
     /// `--runtime-config-file`.
     pub runtime_config: Option<PathBuf>,
-    /// State directory; defaults to `.spin` beside the manifest.
+    /// State directory; defaults to `.spin` beside the manifest; empty means none.
     pub state_dir: Option<PathBuf>,
     /// Variable providers (flags, environment, `.env`).
     pub providers: Providers,
@@ -116,8 +116,8 @@ pub struct App {
     pub cron_jobs: Vec<CronJob>,
     /// Log routing.
     pub logger: Logger,
-    /// The state directory in use.
-    pub state_dir: PathBuf,
+    /// The state directory in use (`None`: in-memory default store, no log files).
+    pub state_dir: Option<PathBuf>,
     /// The runtime configuration in use.
     pub runtime: RuntimeConfig,
 }
@@ -153,7 +153,7 @@ fn linker(engine: &Engine) -> Result<Linker<HostState>, LoadError> {
 fn open_stores(
     manifest: &Manifest,
     runtime: &RuntimeConfig,
-    state_dir: &Path,
+    default_kv: &Path,
 ) -> Result<KvStores, LoadError> {
     let mut files: BTreeMap<PathBuf, SqliteFile> = BTreeMap::new();
     let mut open_file = |path: PathBuf, label: &str| -> Result<SqliteFile, LoadError> {
@@ -187,10 +187,10 @@ fn open_stores(
                 KvStore::Sqlite(open_file(path.clone(), label)?.store(label))
             }
             Some(KvPlacement::Spin(None)) => {
-                KvStore::Sqlite(open_file(state_dir.join(DEFAULT_KV_FILE), label)?.store(label))
+                KvStore::Sqlite(open_file(default_kv.to_path_buf(), label)?.store(label))
             }
             None if label == "default" => {
-                KvStore::Sqlite(open_file(state_dir.join(DEFAULT_KV_FILE), label)?.store(label))
+                KvStore::Sqlite(open_file(default_kv.to_path_buf(), label)?.store(label))
             }
             None => {
                 return Err(LoadError::KeyValue {
@@ -230,21 +230,30 @@ impl App {
             .parent()
             .unwrap_or(Path::new(""))
             .to_path_buf();
-        let state_dir = options
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| base.join(".spin"));
+        // `--state-dir ""` means no state directory: the default store lives in memory
+        // and component output goes only to the terminal, as with Spin.
+        let state_dir = match &options.state_dir {
+            Some(dir) if dir.as_os_str().is_empty() => None,
+            Some(dir) => Some(dir.clone()),
+            None => Some(base.join(".spin")),
+        };
         let runtime = match &options.runtime_config {
             Some(path) => RuntimeConfig::from_file(path)?,
             None => RuntimeConfig::default(),
         };
-        let logger = Logger::new(Some(state_dir.join("logs")), options.echo_component_output);
+        let logger = Logger::new(
+            state_dir.as_ref().map(|d| d.join("logs")),
+            options.echo_component_output,
+        );
         let resolver = Arc::new(Resolver::new(
             &manifest.variables,
             manifest.component.iter().map(|(id, c)| (id, &c.variables)),
             &options.providers,
         )?);
-        let stores = Arc::new(open_stores(&manifest, &runtime, &state_dir)?);
+        let default_kv = state_dir
+            .as_ref()
+            .map_or_else(|| PathBuf::from(":memory:"), |d| d.join(DEFAULT_KV_FILE));
+        let stores = Arc::new(open_stores(&manifest, &runtime, &default_kv)?);
 
         let (router, duplicate_routes) = Router::build(
             manifest

@@ -39,10 +39,13 @@ pub fn startup_lines(app: &App, addr: SocketAddr) -> Vec<String> {
         .values()
         .any(|c| c.key_value_stores.iter().any(|l| l == "default"));
     if uses_default && !runtime_kv.iter().any(|(l, _)| *l == "default") {
-        lines.push(format!(
-            "Storing default key-value data to {:?}.",
-            app.state_dir.join(DEFAULT_KV_FILE)
-        ));
+        lines.push(match &app.state_dir {
+            Some(dir) => format!(
+                "Storing default key-value data to {:?}.",
+                dir.join(DEFAULT_KV_FILE)
+            ),
+            None => "Storing default key-value data to a temporary in-memory store.".to_string(),
+        });
     }
     for dup in &app.duplicate_routes {
         lines.push(format!(

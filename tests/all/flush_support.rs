@@ -1,0 +1,349 @@
+//! Helpers for the flush tests: the reference DB API in process, an app with the gateway,
+//! the flush component and the probe sharing one store, and ways to buffer writes.
+//!
+//! Writes are buffered by storing buffer records (`w:{stamp}`) through the probe's raw KV
+//! route, in the record format of `cache_core::record`. That keeps these tests about the
+//! flush alone: each record's stamp is chosen by the test, so versions and coalescing are
+//! deterministic.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cache_sync_host::RunningApp;
+use db_api::backend::sqlite::SqliteBackend;
+use db_api::faults::FaultConfig;
+use db_api::stats::CountersSnapshot;
+use db_api::{AppState, Settings};
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+/// The admin token every flush test app is configured with.
+pub const ADMIN: &str = "test-admin-token";
+
+/// The reference DB API on 127.0.0.1, in memory, with direct access to its state.
+pub struct Db {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Db {
+    pub async fn start() -> Db {
+        Db::start_with(Settings::default()).await
+    }
+
+    pub async fn start_with(settings: Settings) -> Db {
+        let backend = SqliteBackend::open(":memory:").expect("in-memory sqlite");
+        let state = AppState::new(Arc::new(backend), settings).expect("valid settings");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let served = state.clone();
+        tokio::spawn(async move {
+            let _ = db_api::run(listener, served, async move {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Db {
+            addr,
+            state,
+            stop: Some(tx),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stats(&self) -> CountersSnapshot {
+        self.state.counters.snapshot()
+    }
+
+    /// Installs faults (`{}` clears them).
+    pub fn faults(&self, config: Value) {
+        let config: FaultConfig = serde_json::from_value(config).expect("valid fault config");
+        self.state
+            .faults
+            .set(config)
+            .expect("fault config accepted");
+    }
+
+    /// The stored value of `ns/key`, or `None` when absent.
+    pub async fn item(&self, ns: &str, key: &str) -> Option<Value> {
+        let r = get(&format!("{}/v1/items/{ns}/{key}", self.url())).await;
+        match r.status {
+            200 => Some(serde_json::from_str(&r.body).expect("item is JSON")),
+            404 => None,
+            other => panic!("GET item {ns}/{key}: {other} {}", r.body),
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A manifest with the probe (`/probe/...`), the gateway (everything else) and the flush
+/// component sharing the `default` store. Flush knobs come from `--variable` flags; `cron`
+/// is the flush schedule (`None`: the scheduler is off, tests fire the handler directly).
+pub fn manifest(cron: Option<&str>) -> String {
+    manifest_with(cron, true)
+}
+
+/// [`manifest`], optionally without the gateway (faster to start: for the tests that only
+/// need the cron-triggered flush).
+pub fn manifest_with(cron: Option<&str>, with_gateway: bool) -> String {
+    let knobs = [
+        "db_api_url",
+        "db_api_token",
+        "admin_token",
+        "flush_batch_max_items",
+        "flush_batch_max_bytes",
+        "flush_max_batches",
+        "flush_max_attempts",
+        "flush_retry_base",
+        "flush_retry_max",
+        "flush_timeout",
+        "lease_ttl",
+    ];
+    let declared: String = knobs
+        .iter()
+        .map(|k| format!("{k} = {{ default = \"\" }}\n"))
+        .collect();
+    let used: String = knobs
+        .iter()
+        .map(|k| format!("{k} = \"{{{{ {k} }}}}\"\n"))
+        .collect();
+    // The flush component is bound to a cron trigger either way; without a schedule the
+    // tests start the app with its cron scheduler off and fire the handler themselves.
+    let cron = format!(
+        "[[trigger.cron]]\ncomponent = \"flush\"\ncron_expression = \"{}\"\n",
+        cron.unwrap_or("0 0 0 1 1 *")
+    );
+    let gateway = if with_gateway {
+        format!(
+            r#"
+[[trigger.http]]
+route = "/..."
+component = "gateway"
+[component.gateway]
+source = "{{gateway}}"
+key_value_stores = ["default"]
+allowed_outbound_hosts = ["{{{{ db_api_url }}}}"]
+[component.gateway.variables]
+{used}
+"#
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"
+spin_manifest_version = 2
+[application]
+name = "flush-test"
+[variables]
+{declared}
+[[trigger.http]]
+route = "/probe/..."
+component = "probe"
+{cron}
+[component.probe]
+source = "{{probe}}"
+key_value_stores = ["default"]
+{gateway}
+[component.flush]
+source = "{{flush}}"
+key_value_stores = ["default"]
+allowed_outbound_hosts = ["{{{{ db_api_url }}}}"]
+[component.flush.variables]
+{used}
+"#
+    )
+}
+
+/// Variables for an app against `db`: fast retries, short timeout, the test admin token.
+pub fn flags(db_url: &str) -> Vec<(String, String)> {
+    [
+        ("db_api_url", db_url),
+        ("admin_token", ADMIN),
+        ("flush_retry_base", "100ms"),
+        ("flush_retry_max", "200ms"),
+        ("flush_timeout", "1s"),
+        ("lease_ttl", "30s"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// Replaces or adds a variable.
+pub fn set(flags: &mut Vec<(String, String)>, name: &str, value: &str) {
+    flags.retain(|(k, _)| k != name);
+    flags.push((name.to_owned(), value.to_owned()));
+}
+
+/// Starts the app of [`manifest`] in `dir` with `vars`.
+pub async fn start_app(dir: &Path, cron: Option<&str>, vars: &[(String, String)]) -> RunningApp {
+    let manifest = write_manifest(dir, &manifest(cron));
+    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    start(with_flags(options(&manifest), &refs), cron.is_some()).await
+}
+
+/// A test fixture: a DB API and an app pointing at it.
+pub struct Fixture {
+    pub db: Db,
+    pub app: RunningApp,
+    _dir: TempDir,
+}
+
+impl Fixture {
+    /// Default knobs plus `extra` variables.
+    pub async fn new(tag: &str, extra: &[(&str, &str)]) -> Fixture {
+        let db = Db::start().await;
+        let dir = TempDir::new(tag);
+        let mut vars = flags(&db.url());
+        for (k, v) in extra {
+            set(&mut vars, k, v);
+        }
+        let app = start_app(dir.path(), None, &vars).await;
+        Fixture { db, app, _dir: dir }
+    }
+
+    /// Fires the cron handler once.
+    pub async fn tick(&self) {
+        cache_sync_host::cron_trigger::fire(&self.app.app, "flush", 0)
+            .await
+            .expect("cron tick succeeds");
+    }
+
+    /// `POST /admin/flush`; the report.
+    pub async fn admin_flush(&self) -> Value {
+        let r = admin(&self.app, "POST", "/admin/flush").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        serde_json::from_str(&r.body).expect("report is JSON")
+    }
+
+    pub async fn stats(&self) -> Value {
+        let r = admin(&self.app, "GET", "/admin/stats").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        serde_json::from_str(&r.body).expect("stats are JSON")
+    }
+
+    pub async fn buffer(&self, ns: &str, key: &str, value: Value, millis: u64) -> String {
+        buffer(&self.app, ns, key, Some(value), millis).await
+    }
+
+    /// Keys of the app's store starting with `prefix`.
+    pub async fn keys(&self, prefix: &str) -> Vec<String> {
+        keys(&self.app, prefix).await
+    }
+}
+
+/// An authenticated admin request.
+pub async fn admin(app: &RunningApp, method: &str, path: &str) -> Reply {
+    send(
+        method,
+        &app.url(path),
+        &[("authorization", &format!("Bearer {ADMIN}"))],
+        "",
+    )
+    .await
+}
+
+/// The stamp of a write at `millis` (sequence 0, instance 1), as the record key names it.
+pub fn stamp(millis: u64) -> String {
+    format!("{millis:012x}{:04x}{:016x}", 0, 1)
+}
+
+/// Buffers a put (or a delete, `None`) of `ns/key` stamped at `millis`; returns the stamp.
+pub async fn buffer(
+    app: &RunningApp,
+    ns: &str,
+    key: &str,
+    value: Option<Value>,
+    millis: u64,
+) -> String {
+    let stamp = stamp(millis);
+    let mut record = json!({
+        "v": 1, "ns": ns, "key": key, "op": if value.is_some() { "put" } else { "delete" },
+        "stamp": stamp, "written_at": millis,
+    });
+    if let Some(v) = value {
+        record["value"] = v;
+    }
+    let r = send(
+        "PUT",
+        &app.url(&format!("/probe/kv/default/w:{stamp}")),
+        &[],
+        &record.to_string(),
+    )
+    .await;
+    assert!(r.status < 300, "buffering failed: {} {}", r.status, r.body);
+    stamp
+}
+
+/// Keys of `app`'s store starting with `prefix`.
+pub async fn keys(app: &RunningApp, prefix: &str) -> Vec<String> {
+    let r = get(&app.url("/probe/keys/default")).await;
+    let all: Vec<String> = serde_json::from_str(&r.body).expect("key list");
+    all.into_iter().filter(|k| k.starts_with(prefix)).collect()
+}
+
+/// A base instant for stamps: now, in ms, so records look recent.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Sleeps briefly (backoff windows in these tests are ≤ 1.2 s).
+pub async fn pause(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// Like `support::send`, but `None` instead of failing when there is no answer within
+/// `limit` (a host that is not up yet, or was just killed).
+pub async fn try_send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    limit: Duration,
+) -> Option<Reply> {
+    use http_body_util::{BodyExt, Full};
+    let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(bytes::Bytes::new())).ok()?;
+    let resp = tokio::time::timeout(limit, client.request(req))
+        .await
+        .ok()?
+        .ok()?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = tokio::time::timeout(limit, resp.into_body().collect())
+        .await
+        .ok()?
+        .ok()?
+        .to_bytes();
+    Some(Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}

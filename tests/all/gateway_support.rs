@@ -1,0 +1,228 @@
+//! Helpers for the gateway tests: the reference DB API in-process, an app with the gateway
+//! and the probe (for raw KV access), and small request helpers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cache_sync_host::RunningApp;
+use db_api::backend::sqlite::SqliteBackend;
+use db_api::faults::FaultConfig;
+use db_api::{AppState, Settings};
+
+use crate::support::*;
+
+/// Every variable the gateway reads, declared with an empty default (= core default).
+const VARS: &[&str] = &[
+    "db_api_url",
+    "db_api_token",
+    "admin_token",
+    "ttl",
+    "stale_ttl",
+    "stale_if_error",
+    "negative_ttl",
+    "compress_min_bytes",
+    "max_value_bytes",
+    "max_entries",
+    "max_buffered_writes",
+    "max_buffered_bytes",
+    "max_dirty_age",
+    "flush_retry_base",
+];
+
+fn manifest() -> String {
+    let mut m =
+        String::from("spin_manifest_version = 2\n[application]\nname = \"gw\"\n[variables]\n");
+    for v in VARS {
+        m.push_str(&format!("{v} = {{ default = \"\" }}\n"));
+    }
+    m.push_str(
+        r#"[[trigger.http]]
+route = "/probe/..."
+component = "probe"
+[[trigger.http]]
+route = "/..."
+component = "gateway"
+[component.probe]
+source = "{probe}"
+key_value_stores = ["default"]
+[component.gateway]
+source = "{gateway}"
+key_value_stores = ["default"]
+allowed_outbound_hosts = ["http://127.0.0.1:*"]
+[component.gateway.variables]
+"#,
+    );
+    for v in VARS {
+        m.push_str(&format!("{v} = \"{{{{ {v} }}}}\"\n"));
+    }
+    m
+}
+
+/// The reference DB API on 127.0.0.1:0.
+pub struct Db {
+    pub url: String,
+    pub state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Db {
+    pub async fn start() -> Db {
+        Db::start_with(Settings::default()).await
+    }
+
+    pub async fn start_with(settings: Settings) -> Db {
+        let backend = SqliteBackend::open(":memory:").expect("in-memory sqlite");
+        let state = AppState::new(Arc::new(backend), settings).expect("valid settings");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let s = state.clone();
+        tokio::spawn(async move {
+            let _ = db_api::run(listener, s, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Db {
+            url,
+            state,
+            stop: Some(tx),
+        }
+    }
+
+    /// Stores `value` under `ns/key` with `version`.
+    pub async fn seed(&self, ns: &str, key: &str, value: serde_json::Value, version: u64) {
+        let body = serde_json::json!({ "items": [{ "ns": ns, "key": key, "value": value, "version": version }] });
+        let r = send(
+            "POST",
+            &format!("{}/_seed", self.url),
+            &[("content-type", "application/json")],
+            &body.to_string(),
+        )
+        .await;
+        assert!(r.status < 300, "seed failed: {r:?}");
+    }
+
+    /// Item reads the DB API has served.
+    pub fn reads(&self) -> u64 {
+        self.state.counters.snapshot().item_reads
+    }
+
+    pub fn faults(&self, f: FaultConfig) {
+        self.state.faults.set(f).expect("valid faults");
+    }
+
+    pub fn down(&self) {
+        self.faults(FaultConfig {
+            down: Some(db_api::faults::DownMode::Unavailable),
+            ..FaultConfig::default()
+        });
+    }
+
+    pub fn heal(&self) {
+        self.faults(FaultConfig::default());
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// An app with the gateway (and the probe) against `db`, with extra `vars`.
+pub struct Gw {
+    pub app: RunningApp,
+    pub dir: TempDir,
+}
+
+impl Gw {
+    pub async fn start(tag: &str, db: &Db, vars: &[(&str, &str)]) -> Gw {
+        let dir = TempDir::new(tag);
+        let manifest = write_manifest(dir.path(), &manifest());
+        let mut flags = vec![("db_api_url", db.url.as_str())];
+        flags.extend_from_slice(vars);
+        let app = start(with_flags(options(&manifest), &flags), false).await;
+        Gw { app, dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.app.url(path)
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        get(&self.url(path)).await
+    }
+
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        send("GET", &self.url(path), headers, "").await
+    }
+
+    pub async fn put(&self, path: &str, body: &str) -> Reply {
+        send(
+            "PUT",
+            &self.url(path),
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
+    }
+
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Reply {
+        send(method, &self.url(path), headers, body).await
+    }
+
+    /// Raw bytes stored under a KV key (read from the store's SQLite file).
+    pub async fn raw(&self, key: &str) -> Option<Vec<u8>> {
+        let conn = self.kv_file();
+        conn.query_row(
+            "SELECT value FROM spin_key_value WHERE store = 'default' AND key = ?1",
+            [key],
+            |row| row.get::<_, Vec<u8>>(0),
+        )
+        .ok()
+    }
+
+    /// The store's SQLite file, for raw reads and corruption.
+    pub fn kv_file(&self) -> rusqlite::Connection {
+        let path = self.dir.path().join(".spin/sqlite_key_value.db");
+        let conn = rusqlite::Connection::open(&path).expect("open kv file");
+        conn.busy_timeout(Duration::from_secs(5))
+            .expect("busy timeout");
+        conn
+    }
+
+    /// Stores raw bytes under a KV key (through the probe).
+    pub async fn put_raw(&self, key: &str, bytes: &str) {
+        let r = self
+            .send("PUT", &format!("/probe/kv/default/{key}"), &[], bytes)
+            .await;
+        assert!(r.status < 300, "{r:?}");
+    }
+}
+
+pub fn header<'a>(r: &'a Reply, name: &str) -> &'a str {
+    r.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+pub fn json(r: &Reply) -> serde_json::Value {
+    serde_json::from_str(&r.body).unwrap_or_else(|e| panic!("not JSON ({e}): {r:?}"))
+}
+
+/// Lets a short TTL pass (kept explicit: the cache's clock is the wall clock).
+pub async fn wait(ms: u64) {
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
