@@ -6,6 +6,8 @@
 //! - `up`: build everything, start the reference DB API on 127.0.0.1:3001 (when it is
 //!   built into the workspace) and the app on the embedded host at 127.0.0.1:3000.
 //! - `test`: build the components, then run every test in the workspace.
+//! - `bench`: build the components and release binaries, then run the benchmarks
+//!   (`crates/bench`), which write `docs/bench/results.md`.
 //!
 //! Plain `std::process::Command` calls; `$CARGO` is the cargo that runs xtask.
 
@@ -23,11 +25,12 @@ fn main() -> ExitCode {
         Some("build-wasm") => build_wasm(),
         Some("up") => up(&args[1..]),
         Some("test") => test(&args[1..]),
+        Some("bench") => bench(&args[1..]),
         Some(other) => Err(anyhow::anyhow!(
-            "unknown command '{other}' (expected: build-wasm, up, test)"
+            "unknown command '{other}' (expected: build-wasm, up, test, bench)"
         )),
         None => Err(anyhow::anyhow!(
-            "missing command (expected: build-wasm, up, test)"
+            "missing command (expected: build-wasm, up, test, bench)"
         )),
     };
     match result {
@@ -114,6 +117,27 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     // The default members: every native crate (the components are tested through the host).
     cmd.args(["test"]).args(extra);
     run(cmd, "the tests")
+}
+
+fn bench(extra: &[String]) -> anyhow::Result<()> {
+    build_wasm()?;
+    // One build command for the three, so hyper's features (and so wasmtime-wasi-http)
+    // are resolved once.
+    let mut cmd = cargo();
+    cmd.args([
+        "build",
+        "--release",
+        "-p",
+        "cache-sync-host",
+        "-p",
+        "db-api",
+        "-p",
+        "bench",
+    ]);
+    run(cmd, "building the release binaries")?;
+    let mut cmd = Command::new(root().join("target").join("release").join("bench"));
+    cmd.current_dir(root()).args(extra);
+    run(cmd, "the benchmarks")
 }
 
 /// Kills a child process when dropped, so Ctrl-C or an error never leaves one behind.

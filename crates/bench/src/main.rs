@@ -1,0 +1,374 @@
+//! `bench`: the figures a user decides by, each next to a baseline measured in the same run.
+//!
+//! Starts the reference DB API and the app on the embedded host as child processes on free
+//! loopback ports, drives them with the closed-loop load generator in [`load`], and writes a
+//! Markdown table (and an SVG plot) into `--out`. Run it with
+//! `cargo run --release -p bench -- [--quick] [--out DIR]` after
+//! `cargo build --release -p cache-sync-host -p db-api` and `cargo xtask build-wasm`.
+//! Children are killed on every exit path; every loop and wait is bounded.
+
+mod client;
+mod documents;
+mod figures;
+mod load;
+mod machine;
+mod manifest;
+mod plot;
+mod procs;
+mod report;
+mod zipf;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use crate::client::Http;
+use crate::figures::Ctx;
+use crate::procs::{Bins, DbApi, Host};
+use crate::report::{Header, Row};
+
+/// Benchmark the cache against its baselines and write the results table.
+#[derive(Parser, Debug)]
+#[command(name = "bench")]
+struct Cli {
+    /// Short smoke run: fewer requests and 1 s windows (the figures are then rough).
+    #[arg(long)]
+    quick: bool,
+    /// Where `results.md` and the plots go [default: docs/bench in the workspace].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Where the release binaries `cache-sync-host` and `db-api` are
+    /// [default: target/release in the workspace].
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Where the components are [default: target/wasm32-wasip1/wasm-release in the workspace].
+    #[arg(long)]
+    wasm_dir: Option<PathBuf>,
+}
+
+/// Paths the run uses, defaults resolved against the workspace root so that the benchmark
+/// works from any directory.
+struct Paths {
+    out: PathBuf,
+    bin_dir: PathBuf,
+    wasm_dir: PathBuf,
+}
+
+impl Paths {
+    fn of(cli: &Cli) -> Paths {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let root = std::fs::canonicalize(&root).unwrap_or(root);
+        let pick = |given: &Option<PathBuf>, default: &str| {
+            given.clone().unwrap_or_else(|| root.join(default))
+        };
+        Paths {
+            out: pick(&cli.out, "docs/bench"),
+            bin_dir: pick(&cli.bin_dir, "target/release"),
+            wasm_dir: pick(&cli.wasm_dir, "target/wasm32-wasip1/wasm-release"),
+        }
+    }
+}
+
+/// The admin token the benchmark's hosts run with (loopback only).
+const ADMIN_TOKEN: &str = "bench-admin-token";
+/// TTL of the second host, which measures stale hits.
+const SHORT_TTL: Duration = Duration::from_secs(1);
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            eprintln!(
+                "bench: {}",
+                text.lines().next().unwrap_or("invalid arguments")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // On Ctrl-C the run future is dropped, which kills the child processes it owns.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            r = run(cli) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one figure; a failure is reported as a missing figure and the run goes on.
+async fn figure<T>(
+    name: &str,
+    missing: &mut Vec<String>,
+    f: impl Future<Output = Result<T>>,
+) -> Option<T> {
+    let start = Instant::now();
+    eprintln!("bench: {name} …");
+    match f.await {
+        Ok(v) => {
+            eprintln!(
+                "bench: {name} done in {:.1} s",
+                start.elapsed().as_secs_f64()
+            );
+            Some(v)
+        }
+        Err(e) => {
+            eprintln!("bench: {name} failed: {e:#}");
+            missing.push(format!("{name}: failed ({e:#})"));
+            None
+        }
+    }
+}
+
+fn vars(db_url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    [
+        ("db_api_url", db_url),
+        ("admin_token", ADMIN_TOKEN),
+        ("max_entries", "200000"),
+        ("max_buffered_writes", "100000"),
+        ("max_buffered_bytes", "64MiB"),
+        ("flush_max_batches", "1000"),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let started = Instant::now();
+    let when = machine::now_utc();
+    let paths = Paths::of(&cli);
+    let bins = Bins::in_dir(&paths.bin_dir)?;
+    let http = Http::new();
+    let scratch = Scratch::new()?;
+    let manifest = manifest::write(&scratch.0, &paths.wasm_dir)?;
+    let (rows, missing, hit_series) =
+        measure(&cli, &paths, &bins, &http, &manifest, &scratch.0).await?;
+    drop(scratch);
+
+    let mode = if cli.quick {
+        "`--quick` smoke run: 1 s windows, 10k-request offload, 3 simulated minutes: rough figures"
+    } else {
+        "full run: 3 s windows, 100k-request offload, 10 simulated minutes"
+    };
+    let header = Header {
+        when,
+        machine: machine::describe(),
+        command: if cli.quick {
+            "cargo run --release -p bench -- --quick".to_owned()
+        } else {
+            "cargo run --release -p bench".to_owned()
+        },
+        notes: vec![
+            mode.to_owned(),
+            "loopback only; DB API (SQLite in memory) and host are child processes; the load generator (fixed connections, closed loop, HDR histograms) runs in the bench process on the same cores".to_owned(),
+            format!(
+                "host and DB API binaries from `{}`",
+                paths.bin_dir.display()
+            ),
+            format!("total run time {:.0} s", started.elapsed().as_secs_f64()),
+            "plot: `hit-latency.svg` (figure 1's series)".to_owned(),
+        ],
+    };
+    let md = report::markdown(&header, &rows, &missing);
+    println!("{md}");
+    std::fs::create_dir_all(&paths.out)
+        .with_context(|| format!("cannot create {}", paths.out.display()))?;
+    let results = paths.out.join("results.md");
+    std::fs::write(&results, &md).with_context(|| format!("cannot write {}", results.display()))?;
+    if let Some(series) = hit_series {
+        let svg = paths.out.join("hit-latency.svg");
+        if let Err(e) =
+            plot::latency_percentiles(&svg, "Figure 1: GET latency by percentile", &series.runs)
+        {
+            eprintln!("bench: plot not written: {e:#}");
+        }
+    }
+    eprintln!("bench: wrote {}", results.display());
+    Ok(())
+}
+
+/// The run's scratch directory (manifest, KV state), removed when dropped: after the
+/// children that use it, since it is dropped last.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Scratch> {
+        let dir = std::env::temp_dir().join(format!("cache-sync-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+type Measured = (Vec<Row>, Vec<String>, Option<figures::hit::Series>);
+
+async fn measure(
+    cli: &Cli,
+    paths: &Paths,
+    bins: &Bins,
+    http: &Http,
+    manifest: &Path,
+    scratch: &Path,
+) -> Result<Measured> {
+    let db_spawn = Instant::now();
+    let db = DbApi::start(bins, http).await?;
+    let db_ready = db_spawn.elapsed();
+    let host_a = Host::start(
+        bins,
+        http,
+        manifest,
+        &scratch.join("state-a"),
+        &vars(&db.url, &[]),
+    )
+    .await?;
+    let short = format!("{}ms", SHORT_TTL.as_millis());
+    let host_b = Host::start(
+        bins,
+        http,
+        manifest,
+        &scratch.join("state-b"),
+        &vars(&db.url, &[("ttl", &short)]),
+    )
+    .await?;
+    let ctx = Ctx {
+        http,
+        db_url: &db.url,
+        quick: cli.quick,
+    };
+    let a = host_a.url.as_str();
+    let b = host_b.url.as_str();
+    let mut rows = Vec::new();
+    let mut missing = Vec::new();
+
+    let hit = figure(
+        "figure 1 (hit path)",
+        &mut missing,
+        figures::hit::run(&ctx, a),
+    )
+    .await;
+    let series = hit.map(|(r, s, _)| {
+        rows.extend(r);
+        s
+    });
+    let _ = ctx.db().read_latency(0).await;
+    if let Some(r) = figure(
+        "figure 5 (stampede)",
+        &mut missing,
+        figures::stampede::run(&ctx, a),
+    )
+    .await
+    {
+        rows.extend(r);
+    }
+    let _ = ctx.db().read_latency(0).await;
+    if let Some(r) = figure(
+        "figure 2 (misses)",
+        &mut missing,
+        figures::miss::misses(&ctx, a),
+    )
+    .await
+    {
+        rows.extend(r);
+    }
+    let _ = ctx.db().read_latency(0).await;
+    if let Some(r) = figure(
+        "figure 2 (stale)",
+        &mut missing,
+        figures::miss::stale(&ctx, b, SHORT_TTL),
+    )
+    .await
+    {
+        rows.extend(r);
+    }
+    let _ = ctx.db().read_latency(0).await;
+    let batching = figure(
+        "figure 4 (write batching)",
+        &mut missing,
+        figures::writes::run(&ctx, b, ADMIN_TOKEN),
+    )
+    .await
+    .map(|(r, w)| {
+        rows.extend(r);
+        w
+    });
+    if let Some(r) = figure(
+        "figure 6 (storage)",
+        &mut missing,
+        figures::storage::run(http, a, &host_a.state_dir, &paths.wasm_dir, cli.quick),
+    )
+    .await
+    {
+        rows.extend(r);
+    }
+    let offload = figure(
+        "figure 3 (read offload)",
+        &mut missing,
+        figures::offload::run(&ctx, a),
+    )
+    .await
+    .map(|(r, o)| {
+        rows.extend(r);
+        o
+    });
+    if let Some(r) = figure(
+        "figure 7 (scale)",
+        &mut missing,
+        figures::scale::run(&ctx, a, &host_a.state_dir),
+    )
+    .await
+    {
+        rows.extend(r);
+    }
+    rows.extend(figures::startup::rows(
+        &[host_a.ready_after, host_b.ready_after],
+        db_ready,
+    ));
+    rows.extend(figures::cost::rows(offload.as_ref(), batching.as_ref()));
+    missing.push("figure 7 (flush time for 1k / 10k buffered writes): only one simulated minute's buffer is timed (1200 writes; 300 with --quick)".into());
+    missing.push(
+        "figure 8 (per-component compile and instantiate times): not visible from outside the host"
+            .into(),
+    );
+    // Figure order in the table: by figure number.
+    rows.sort_by_key(|r| {
+        r.figure
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(99)
+    });
+    Ok((rows, missing, series))
+}

@@ -1,0 +1,184 @@
+//! The systems under test as child processes: the reference DB API and the embedded host.
+//!
+//! They run as separate processes (release binaries) so that the load generator in this
+//! process does not share a runtime or an allocator with what it measures. Every child is
+//! killed when its handle is dropped, so an error or a panic anywhere in a figure never
+//! leaves a server behind.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::client::Http;
+
+/// A child process killed (and reaped) on drop.
+pub struct Proc {
+    name: &'static str,
+    child: Child,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, cmd: &mut Command) -> Result<Proc> {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {name} ({:?})", cmd.get_program()))?;
+        Ok(Proc { name, child })
+    }
+
+    /// Fails when the process has already exited.
+    fn check_alive(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("{} exited early ({status})", self.name);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port (bound, read, released: a small race accepted for a benchmark).
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("no free loopback port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Polls `url` until it answers 200, for at most `limit`; returns the time it took.
+async fn wait_ready(http: &Http, proc: &mut Proc, url: &str, limit: Duration) -> Result<Duration> {
+    let start = Instant::now();
+    // Bounded: at most `limit` / 5 ms polls.
+    while start.elapsed() < limit {
+        proc.check_alive()?;
+        if let Ok(r) = http.get(url).await {
+            if r.status == 200 {
+                return Ok(start.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    bail!("{} did not answer {url} within {limit:?}", proc.name)
+}
+
+/// Paths of the release binaries.
+#[derive(Debug, Clone)]
+pub struct Bins {
+    /// `db-api`.
+    pub db_api: PathBuf,
+    /// `cache-sync-host`.
+    pub host: PathBuf,
+}
+
+impl Bins {
+    /// The binaries in `dir`, which must exist.
+    pub fn in_dir(dir: &Path) -> Result<Bins> {
+        let exe = std::env::consts::EXE_SUFFIX;
+        let bins = Bins {
+            db_api: dir.join(format!("db-api{exe}")),
+            host: dir.join(format!("cache-sync-host{exe}")),
+        };
+        for p in [&bins.db_api, &bins.host] {
+            if !p.exists() {
+                bail!(
+                    "{} is missing: build with `cargo build --release -p cache-sync-host -p db-api`",
+                    p.display()
+                );
+            }
+        }
+        Ok(bins)
+    }
+}
+
+/// The reference DB API, in memory, on a free port.
+pub struct DbApi {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    _proc: Proc,
+}
+
+impl DbApi {
+    /// Starts it and waits until `/healthz` answers.
+    pub async fn start(bins: &Bins, http: &Http) -> Result<DbApi> {
+        let port = free_port()?;
+        let mut proc = Proc::spawn(
+            "db-api",
+            Command::new(&bins.db_api)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--db")
+                .arg(":memory:"),
+        )?;
+        let url = format!("http://127.0.0.1:{port}");
+        wait_ready(
+            http,
+            &mut proc,
+            &format!("{url}/healthz"),
+            Duration::from_secs(30),
+        )
+        .await?;
+        Ok(DbApi { url, _proc: proc })
+    }
+}
+
+/// The app on the embedded host, on a free port, with its own state directory.
+pub struct Host {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The `--state-dir` (holds `sqlite_key_value.db`).
+    pub state_dir: PathBuf,
+    /// From spawning the process to the first `200` from the gateway.
+    pub ready_after: Duration,
+    _proc: Proc,
+}
+
+impl Host {
+    /// Starts `manifest` with `vars` as `--variable`s and no cron (flushes are driven by
+    /// `POST /admin/flush`, so simulated time needs no waiting).
+    pub async fn start(
+        bins: &Bins,
+        http: &Http,
+        manifest: &Path,
+        state_dir: &Path,
+        vars: &[(String, String)],
+    ) -> Result<Host> {
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("cannot create {}", state_dir.display()))?;
+        let port = free_port()?;
+        let mut cmd = Command::new(&bins.host);
+        cmd.arg("--from")
+            .arg(manifest)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--no-cron")
+            .arg("-q");
+        for (k, v) in vars {
+            cmd.arg("--variable").arg(format!("{k}={v}"));
+        }
+        let mut proc = Proc::spawn("cache-sync-host", &mut cmd)?;
+        let url = format!("http://127.0.0.1:{port}");
+        let ready_after = wait_ready(
+            http,
+            &mut proc,
+            &format!("{url}/healthz"),
+            Duration::from_secs(120),
+        )
+        .await?;
+        Ok(Host {
+            url,
+            state_dir: state_dir.to_path_buf(),
+            ready_after,
+            _proc: proc,
+        })
+    }
+}
