@@ -41,6 +41,7 @@ fn every_crate_is_documented_and_mapped() {
         ("crates/cache-core", "src/lib.rs"),
         ("crates/host", "src/lib.rs"),
         ("crates/db-api", "src/lib.rs"),
+        ("crates/bench", "src/main.rs"),
         ("components/gateway", "src/lib.rs"),
         ("components/flush", "src/lib.rs"),
         ("components/adapters", "src/lib.rs"),
