@@ -1,4 +1,4 @@
-//! Helpers for the flush tests: the reference DB API in process, an app with the gateway,
+//! Helpers for the flush tests: an app with the gateway,
 //! the flush component and the probe sharing one store, and ways to buffer writes.
 //!
 //! Writes are buffered by storing buffer records (`w:{stamp}`) through the probe's raw KV
@@ -6,92 +6,17 @@
 //! flush alone: each record's stamp is chosen by the test, so versions and coalescing are
 //! deterministic.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use cache_sync_host::RunningApp;
-use db_api::backend::sqlite::SqliteBackend;
-use db_api::faults::FaultConfig;
-use db_api::stats::CountersSnapshot;
-use db_api::{AppState, Settings};
 use serde_json::{json, Value};
 
+pub use crate::support::Db;
 use crate::support::*;
 
 /// The admin token every flush test app is configured with.
 pub const ADMIN: &str = "test-admin-token";
-
-/// The reference DB API on 127.0.0.1, in memory, with direct access to its state.
-pub struct Db {
-    pub addr: SocketAddr,
-    pub state: AppState,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Db {
-    pub async fn start() -> Db {
-        Db::start_with(Settings::default()).await
-    }
-
-    pub async fn start_with(settings: Settings) -> Db {
-        let backend = SqliteBackend::open(":memory:").expect("in-memory sqlite");
-        let state = AppState::new(Arc::new(backend), settings).expect("valid settings");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let served = state.clone();
-        tokio::spawn(async move {
-            let _ = db_api::run(listener, served, async move {
-                let _ = rx.await;
-            })
-            .await;
-        });
-        Db {
-            addr,
-            state,
-            stop: Some(tx),
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn stats(&self) -> CountersSnapshot {
-        self.state.counters.snapshot()
-    }
-
-    /// Installs faults (`{}` clears them).
-    pub fn faults(&self, config: Value) {
-        let config: FaultConfig = serde_json::from_value(config).expect("valid fault config");
-        self.state
-            .faults
-            .set(config)
-            .expect("fault config accepted");
-    }
-
-    /// The stored value of `ns/key`, or `None` when absent.
-    pub async fn item(&self, ns: &str, key: &str) -> Option<Value> {
-        let r = get(&format!("{}/v1/items/{ns}/{key}", self.url())).await;
-        match r.status {
-            200 => Some(serde_json::from_str(&r.body).expect("item is JSON")),
-            404 => None,
-            other => panic!("GET item {ns}/{key}: {other} {}", r.body),
-        }
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-}
 
 /// A manifest with the probe (`/probe/...`), the gateway (everything else) and the flush
 /// component sharing the `default` store. Flush knobs come from `--variable` flags; `cron`
@@ -115,6 +40,9 @@ pub fn manifest_with(cron: Option<&str>, with_gateway: bool) -> String {
         "flush_retry_max",
         "flush_timeout",
         "lease_ttl",
+        "max_buffered_writes",
+        "max_buffered_bytes",
+        "max_dirty_age",
     ];
     let declared: String = knobs
         .iter()

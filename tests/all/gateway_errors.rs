@@ -146,7 +146,7 @@ async fn an_origin_garbage_answer_is_a_502() {
     let db = Db::start().await;
     db.seed("users", "g", serde_json::json!(1), 1).await;
     let gw = Gw::start("gw-garbage", &db, &[]).await;
-    db.faults(db_api::faults::FaultConfig {
+    db.set_faults(db_api::faults::FaultConfig {
         garbage: db_api::faults::Trigger {
             next: 1,
             ..Default::default()

@@ -84,7 +84,7 @@ async fn the_sweep_evicts_clean_entries_first_and_keeps_dirty_ones() {
     for i in 0..5 {
         assert_eq!(gw.get(&format!("/v1/evict/k{i}")).await.status, 200);
     }
-    let mut cfg = CacheConfig::with_db_api_url(&db.url).expect("config");
+    let mut cfg = CacheConfig::with_db_api_url(&db.url()).expect("config");
     cfg.max_entries = 3;
     let mut kv = FileKv(gw.kv_file());
     let report = sweep(&mut kv, now(), &cfg).expect("sweep");

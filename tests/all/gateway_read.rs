@@ -119,7 +119,7 @@ async fn past_stale_if_error_an_origin_failure_is_an_error() {
     .await;
     assert_eq!(gw.get("/v1/users/x").await.status, 200);
     wait(300).await;
-    db.faults(db_api::faults::FaultConfig {
+    db.set_faults(db_api::faults::FaultConfig {
         error: db_api::faults::Trigger {
             next: 1,
             ..Default::default()
@@ -164,7 +164,7 @@ async fn origin_errors_are_never_cached() {
     let db = Db::start().await;
     db.seed("users", "flaky", serde_json::json!(1), 1).await;
     let gw = Gw::start("gw-nocache-err", &db, &[]).await;
-    db.faults(db_api::faults::FaultConfig {
+    db.set_faults(db_api::faults::FaultConfig {
         error: db_api::faults::Trigger {
             next: 1,
             ..Default::default()

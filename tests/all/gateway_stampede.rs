@@ -14,7 +14,7 @@ async fn sixty_four_concurrent_cold_reads_cause_few_origin_fetches() {
     for (key, latency_ms) in [("slow", 300), ("fast", 0)] {
         db.seed("hot", key, serde_json::json!({"hot": true}), 1)
             .await;
-        db.faults(db_api::faults::FaultConfig {
+        db.set_faults(db_api::faults::FaultConfig {
             read_latency_ms: Some(latency_ms),
             ..Default::default()
         });

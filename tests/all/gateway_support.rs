@@ -1,14 +1,11 @@
-//! Helpers for the gateway tests: the reference DB API in-process, an app with the gateway
+//! Helpers for the gateway tests: an app with the gateway
 //! and the probe (for raw KV access), and small request helpers.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use cache_sync_host::RunningApp;
-use db_api::backend::sqlite::SqliteBackend;
-use db_api::faults::FaultConfig;
-use db_api::{AppState, Settings};
 
+pub use crate::support::Db;
 use crate::support::*;
 
 /// Every variable the gateway reads, declared with an empty default (= core default).
@@ -58,82 +55,6 @@ allowed_outbound_hosts = ["http://127.0.0.1:*"]
     m
 }
 
-/// The reference DB API on 127.0.0.1:0.
-pub struct Db {
-    pub url: String,
-    pub state: AppState,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Db {
-    pub async fn start() -> Db {
-        Db::start_with(Settings::default()).await
-    }
-
-    pub async fn start_with(settings: Settings) -> Db {
-        let backend = SqliteBackend::open(":memory:").expect("in-memory sqlite");
-        let state = AppState::new(Arc::new(backend), settings).expect("valid settings");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let s = state.clone();
-        tokio::spawn(async move {
-            let _ = db_api::run(listener, s, async {
-                let _ = rx.await;
-            })
-            .await;
-        });
-        Db {
-            url,
-            state,
-            stop: Some(tx),
-        }
-    }
-
-    /// Stores `value` under `ns/key` with `version`.
-    pub async fn seed(&self, ns: &str, key: &str, value: serde_json::Value, version: u64) {
-        let body = serde_json::json!({ "items": [{ "ns": ns, "key": key, "value": value, "version": version }] });
-        let r = send(
-            "POST",
-            &format!("{}/_seed", self.url),
-            &[("content-type", "application/json")],
-            &body.to_string(),
-        )
-        .await;
-        assert!(r.status < 300, "seed failed: {r:?}");
-    }
-
-    /// Item reads the DB API has served.
-    pub fn reads(&self) -> u64 {
-        self.state.counters.snapshot().item_reads
-    }
-
-    pub fn faults(&self, f: FaultConfig) {
-        self.state.faults.set(f).expect("valid faults");
-    }
-
-    pub fn down(&self) {
-        self.faults(FaultConfig {
-            down: Some(db_api::faults::DownMode::Unavailable),
-            ..FaultConfig::default()
-        });
-    }
-
-    pub fn heal(&self) {
-        self.faults(FaultConfig::default());
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
 /// An app with the gateway (and the probe) against `db`, with extra `vars`.
 pub struct Gw {
     pub app: RunningApp,
@@ -144,7 +65,8 @@ impl Gw {
     pub async fn start(tag: &str, db: &Db, vars: &[(&str, &str)]) -> Gw {
         let dir = TempDir::new(tag);
         let manifest = write_manifest(dir.path(), &manifest());
-        let mut flags = vec![("db_api_url", db.url.as_str())];
+        let db_url = db.url();
+        let mut flags = vec![("db_api_url", db_url.as_str())];
         flags.extend_from_slice(vars);
         let app = start(with_flags(options(&manifest), &flags), false).await;
         Gw { app, dir }

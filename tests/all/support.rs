@@ -1,9 +1,11 @@
 //! Shared helpers: component paths, throwaway app directories, an HTTP client, a tiny
-//! upstream server. Everything listens on 127.0.0.1 with port 0.
+//! upstream server, the reference DB API in process. Everything listens on 127.0.0.1 with
+//! port 0.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +13,10 @@ use cache_sync_host::http_trigger::ServeOptions;
 use cache_sync_host::run::RunOptions;
 use cache_sync_host::variables::Providers;
 use cache_sync_host::{AppOptions, RunningApp};
+use db_api::backend::sqlite::SqliteBackend;
+use db_api::faults::FaultConfig;
+use db_api::stats::CountersSnapshot;
+use db_api::{AppState, Settings};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -187,5 +193,111 @@ pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -
             return false;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The reference DB API on 127.0.0.1:0, in memory, with direct access to its state.
+pub struct Db {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Db {
+    pub async fn start() -> Db {
+        Db::start_with(Settings::default()).await
+    }
+
+    pub async fn start_with(settings: Settings) -> Db {
+        let backend = SqliteBackend::open(":memory:").expect("in-memory sqlite");
+        let state = AppState::new(Arc::new(backend), settings).expect("valid settings");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let served = state.clone();
+        tokio::spawn(async move {
+            let _ = db_api::run(listener, served, async move {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Db {
+            addr,
+            state,
+            stop: Some(tx),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stats(&self) -> CountersSnapshot {
+        self.state.counters.snapshot()
+    }
+
+    /// Item reads the DB API has served.
+    pub fn reads(&self) -> u64 {
+        self.stats().item_reads
+    }
+
+    /// Installs faults given as JSON (`{}` clears them).
+    pub fn faults(&self, config: serde_json::Value) {
+        let config: FaultConfig = serde_json::from_value(config).expect("valid fault config");
+        self.set_faults(config);
+    }
+
+    /// Installs faults.
+    pub fn set_faults(&self, config: FaultConfig) {
+        self.state
+            .faults
+            .set(config)
+            .expect("fault config accepted");
+    }
+
+    /// Answers every request `503` until [`Db::heal`].
+    pub fn down(&self) {
+        self.set_faults(FaultConfig {
+            down: Some(db_api::faults::DownMode::Unavailable),
+            ..FaultConfig::default()
+        });
+    }
+
+    /// Clears every fault.
+    pub fn heal(&self) {
+        self.set_faults(FaultConfig::default());
+    }
+
+    /// Stores `value` under `ns/key` with `version`.
+    pub async fn seed(&self, ns: &str, key: &str, value: serde_json::Value, version: u64) {
+        let body = serde_json::json!({ "items": [{ "ns": ns, "key": key, "value": value, "version": version }] });
+        let r = send(
+            "POST",
+            &format!("{}/_seed", self.url()),
+            &[("content-type", "application/json")],
+            &body.to_string(),
+        )
+        .await;
+        assert!(r.status < 300, "seed failed: {r:?}");
+    }
+
+    /// The stored value of `ns/key`, or `None` when absent.
+    pub async fn item(&self, ns: &str, key: &str) -> Option<serde_json::Value> {
+        let r = get(&format!("{}/v1/items/{ns}/{key}", self.url())).await;
+        match r.status {
+            200 => Some(serde_json::from_str(&r.body).expect("item is JSON")),
+            404 => None,
+            other => panic!("GET item {ns}/{key}: {other} {}", r.body),
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
     }
 }

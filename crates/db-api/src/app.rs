@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::backend::{Backend, PlannedBatch, PlannedWrite, SeedItem, ValidWrite};
+use crate::deliveries::DeliveryJournal;
 use crate::error::ApiError;
 use crate::faults::{self, FaultConfig, Faults};
 use crate::seed::{self, SeedRequest};
@@ -67,6 +68,8 @@ pub struct AppState {
     pub faults: Arc<Faults>,
     /// Request counters.
     pub counters: Arc<Counters>,
+    /// Every write delivered in a first-sent batch, to count redeliveries.
+    pub deliveries: Arc<DeliveryJournal>,
     settings: Arc<Settings>,
     shutdown: Arc<watch::Sender<bool>>,
 }
@@ -82,6 +85,7 @@ impl AppState {
             backend,
             faults: Arc::new(Faults::new(settings.faults.clone())),
             counters: Arc::new(Counters::default()),
+            deliveries: Arc::new(DeliveryJournal::default()),
             settings: Arc::new(settings),
             shutdown: Arc::new(watch::channel(false).0),
         })
@@ -318,20 +322,20 @@ async fn post_batch(
         .into_iter()
         .map(|w| plan_write(&state.faults, w))
         .collect();
-    let outcome = state
-        .backend
-        .apply_batch(PlannedBatch {
-            batch_id,
-            fingerprint: digest,
-            writes: planned,
-        })
-        .await?;
+    let batch = PlannedBatch {
+        batch_id,
+        fingerprint: digest,
+        writes: planned,
+    };
+    let writes = batch.writes.clone();
+    let outcome = state.backend.apply_batch(batch).await?;
     let c = &state.counters;
     bump(&c.batch_requests);
     if outcome.replayed {
         bump(&c.duplicate_batches);
     } else {
         count_results(c, &outcome.response);
+        add(&c.writes_redelivered, state.deliveries.record(&writes));
     }
     let mut response = Json(outcome.response).into_response();
     if outcome.replayed {
@@ -369,6 +373,7 @@ async fn get_stats(State(state): State<AppState>) -> Result<Json<StatsBody>, Api
         rows: rows.rows,
         tombstones: rows.tombstones,
         stored_batches: rows.stored_batches,
+        deliveries_tracked: state.deliveries.len(),
     }))
 }
 
@@ -385,6 +390,7 @@ async fn reset(
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     state.backend.reset().await?;
     state.counters.reset();
+    state.deliveries.clear();
     let faults_cleared = params.faults;
     if faults_cleared {
         // The default config always validates.

@@ -36,6 +36,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod deliveries;
 pub mod error;
 pub mod faults;
 pub mod seed;

@@ -59,6 +59,8 @@ counters! {
         writes_conflict,
         /// Writes answered `rejected` (first sends only).
         writes_rejected,
+        /// Writes already delivered in an earlier batch with another id (must stay 0).
+        writes_redelivered,
         /// Requests refused for a missing or wrong token.
         unauthorized,
         /// Injected: answered as down.
@@ -100,4 +102,6 @@ pub struct StatsBody {
     pub tombstones: u64,
     /// Batch ids in the idempotency table.
     pub stored_batches: u64,
+    /// Writes the delivery journal remembers (it stops at its capacity).
+    pub deliveries_tracked: u64,
 }

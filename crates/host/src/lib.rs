@@ -26,6 +26,7 @@
 
 pub mod app;
 pub mod bindings;
+pub mod cli;
 pub mod componentize;
 pub mod cron_schedule;
 pub mod cron_trigger;
