@@ -32,26 +32,31 @@ use serde_json::{json, Value};
 use spin_adapters::db::HttpDb;
 use spin_adapters::kv::SpinKv;
 use spin_adapters::{config, env};
-use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http::{Method, Params, Request, Response, Router};
 
 use self::auth::Denied;
 
 /// Adds the `/admin/*` routes to the gateway router.
+///
+/// Each route takes every method and checks it itself: the gateway's catch-all route would
+/// otherwise answer a wrong method with `404` instead of `405` and `Allow`.
 pub fn register(router: &mut Router) {
-    router.post("/admin/flush", |req: Request, _: Params| {
-        handle(&req, run_flush)
+    router.any("/admin/flush", |req: Request, _: Params| {
+        handle(&req, (Method::Post, "POST"), run_flush)
     });
-    router.get("/admin/stats", |req: Request, _: Params| {
-        handle(&req, |_| stats())
+    router.any("/admin/stats", |req: Request, _: Params| {
+        handle(&req, (Method::Get, "GET"), |_| stats())
     });
-    router.get("/admin/dlq", |req: Request, _: Params| {
-        handle(&req, |_| list_dlq())
+    router.any("/admin/dlq", |req: Request, _: Params| {
+        handle(&req, (Method::Get, "GET"), |_| list_dlq())
     });
-    router.post("/admin/dlq/:stamp/retry", |req: Request, p: Params| {
-        handle(&req, |_| retry(p.get("stamp")))
+    router.any("/admin/dlq/:stamp/retry", |req: Request, p: Params| {
+        handle(&req, (Method::Post, "POST"), |_| retry(p.get("stamp")))
     });
-    router.delete("/admin/dlq/:stamp", |req: Request, p: Params| {
-        handle(&req, |_| discard(p.get("stamp")))
+    router.any("/admin/dlq/:stamp", |req: Request, p: Params| {
+        handle(&req, (Method::Delete, "DELETE"), |_| {
+            discard(p.get("stamp"))
+        })
     });
 }
 
@@ -66,6 +71,7 @@ enum AdminError {
     BadStamp(String),
     NotFound(String),
     NothingToResend(String),
+    MethodNotAllowed(&'static str),
 }
 
 impl AdminError {
@@ -80,6 +86,7 @@ impl AdminError {
             AdminError::BadStamp(_) => (400, "bad_stamp"),
             AdminError::NotFound(_) => (404, "not_found"),
             AdminError::NothingToResend(_) => (409, "nothing_to_resend"),
+            AdminError::MethodNotAllowed(_) => (405, "method_not_allowed"),
         }
     }
 
@@ -98,6 +105,7 @@ impl AdminError {
             | AdminError::BadStamp(m)
             | AdminError::NotFound(m)
             | AdminError::NothingToResend(m) => m.clone(),
+            AdminError::MethodNotAllowed(allow) => format!("allowed methods: {allow}"),
         }
     }
 
@@ -110,6 +118,9 @@ impl AdminError {
             .header("cache-control", "no-store");
         if status == 401 {
             builder.header("www-authenticate", "Bearer");
+        }
+        if let AdminError::MethodNotAllowed(allow) = &self {
+            builder.header("allow", *allow);
         }
         builder
             .body(json!({ "error": code, "message": self.message() }).to_string())
@@ -132,11 +143,16 @@ impl From<DlqError> for AdminError {
     }
 }
 
-/// Loads the configuration, checks the token, runs `route`, and renders the result.
+/// Checks the method, loads the configuration, checks the token, runs `route`, and renders
+/// the result.
 fn handle(
     req: &Request,
+    (method, allow): (Method, &'static str),
     route: impl FnOnce(&CacheConfig) -> Result<(u16, Value), AdminError>,
 ) -> anyhow::Result<Response> {
+    if *req.method() != method {
+        return Ok(AdminError::MethodNotAllowed(allow).into_response());
+    }
     let result = config::load().map_err(AdminError::Config).and_then(|cfg| {
         auth::check(req, cfg.admin_token.as_deref()).map_err(AdminError::Denied)?;
         route(&cfg)

@@ -60,6 +60,14 @@ async fn item(req: Request, params: Params) -> anyhow::Result<Response> {
 }
 
 async fn item_inner(req: &Request, params: &Params) -> Result<Response> {
+    let ns = params.get("ns").unwrap_or("");
+    let raw_key = params.get("key").unwrap_or("");
+    // The router ignores leading and trailing slashes, so `/v1/ns/a/` would address the key
+    // `a`, while a client that forgot to encode the key `a/` meant that one. Only the exact
+    // form names an item.
+    if req.path() != format!("/v1/{ns}/{raw_key}") {
+        return Err(Error::NoRoute);
+    }
     let op = match req.method() {
         Method::Get => None,
         Method::Put => Some(Op::Put),
@@ -67,10 +75,7 @@ async fn item_inner(req: &Request, params: &Params) -> Result<Response> {
         Method::Delete => Some(Op::Delete),
         _ => return Err(Error::MethodNotAllowed(ITEM_METHODS)),
     };
-    let key = CacheKey::from_path(
-        params.get("ns").unwrap_or(""),
-        params.get("key").unwrap_or(""),
-    )?;
+    let key = CacheKey::from_path(ns, raw_key)?;
     let cfg = config::load()?;
     let auth = req.header("authorization").and_then(|v| v.as_str());
     match op {

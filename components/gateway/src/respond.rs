@@ -36,10 +36,11 @@ pub enum Error {
     LengthRequired,
     /// 413: the value is too large.
     TooLarge(String),
-    /// 412: `If-Match` did not match.
+    /// 412: `If-Match` did not match, or `If-None-Match` did.
     PreconditionFailed,
-    /// 415: a write whose body is not declared JSON.
-    UnsupportedMediaType,
+    /// 415: a write whose body is not declared JSON (or, for `PATCH`, a merge patch); the
+    /// media types accepted.
+    UnsupportedMediaType(&'static str),
     /// 503 with `Retry-After`: the write buffer is full.
     Backpressure {
         /// Which bound.
@@ -104,12 +105,12 @@ impl Error {
             Error::PreconditionFailed => (
                 412,
                 "precondition_failed",
-                "If-Match does not match the current ETag".to_owned(),
+                "If-Match does not match the current ETag, or If-None-Match does".to_owned(),
             ),
-            Error::UnsupportedMediaType => (
+            Error::UnsupportedMediaType(accepted) => (
                 415,
                 "unsupported_media_type",
-                "writes must be sent as application/json".to_owned(),
+                format!("this write must be sent as {accepted}"),
             ),
             Error::Backpressure { reason, .. } => (
                 503,
@@ -232,10 +233,19 @@ pub fn entry(
         .build()
 }
 
-/// Whether a comma-separated `If-None-Match` / `If-Match` list names `etag` (or is `*`).
+/// Whether a comma-separated `If-None-Match` list names `etag` (or is `*`).
 /// Weak comparison: `W/` prefixes are ignored.
 pub fn etag_list_matches(list: &str, etag: &str) -> bool {
     let strip = |t: &str| t.trim().trim_start_matches("W/").to_owned();
     let want = strip(etag);
     list.split(',').any(|t| t.trim() == "*" || strip(t) == want)
+}
+
+/// Whether a comma-separated `If-Match` list names `etag` (or is `*`).
+/// Strong comparison: a weak tag on either side never matches.
+pub fn etag_list_matches_strong(list: &str, etag: &str) -> bool {
+    let want = etag.trim();
+    list.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || (t == want && !want.starts_with("W/")))
 }

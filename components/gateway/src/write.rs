@@ -25,7 +25,7 @@ use spin_sdk::http::{Request, Response};
 
 use crate::metrics;
 use crate::read;
-use crate::respond::{self, etag_list_matches, Error, Result};
+use crate::respond::{self, etag_list_matches, etag_list_matches_strong, Error, Result};
 
 /// Which write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,10 +47,11 @@ pub async fn write(
     auth: Option<&str>,
 ) -> Result<Response> {
     let body = match op {
-        Op::Put | Op::Patch => Some(json_body(cfg, req)?),
+        Op::Put | Op::Patch => Some(json_body(cfg, req, op)?),
         Op::Delete => None,
     };
     let if_match = req.header("if-match").and_then(|v| v.as_str());
+    let if_none_match = req.header("if-none-match").and_then(|v| v.as_str());
     let mut kv = SpinKv::open_configured()?;
     let now = env::now();
     let stored = kv.get(&key.kv_key())?;
@@ -58,19 +59,30 @@ pub async fn write(
         ReadPlan::Serve(e) | ReadPlan::ServeAndRevalidate(e) => Some(e),
         ReadPlan::Fetch { .. } => None,
     };
-    let needs_base = op == Op::Patch || if_match.is_some();
+    let needs_base = op == Op::Patch || if_match.is_some() || if_none_match.is_some();
     let base = match servable {
         Some(e) => Some(e),
         None if needs_base => Some(read::fill(cfg, &mut kv, key, auth, None).await?.entry),
         None => None,
     };
+    // RFC 9110, 13.1.1 and 13.1.2: `If-Match` compares strongly, `If-None-Match` weakly; `*`
+    // stands for any current value (a negative entry or a tombstone is none).
+    let current = base.as_ref().filter(|e| e.kind == EntryKind::Value);
     if let Some(im) = if_match {
-        let matches = base
-            .as_ref()
-            .filter(|e| e.kind == EntryKind::Value)
-            .and_then(|e| e.etag.as_deref())
-            .is_some_and(|etag| etag_list_matches(im, etag));
+        let matches = current.is_some_and(|e| match e.etag.as_deref() {
+            Some(etag) => etag_list_matches_strong(im, etag),
+            None => im.trim() == "*",
+        });
         if !matches {
+            return Err(Error::PreconditionFailed);
+        }
+    }
+    if let Some(inm) = if_none_match {
+        let matches = current.is_some_and(|e| match e.etag.as_deref() {
+            Some(etag) => etag_list_matches(inm, etag),
+            None => inm.trim() == "*",
+        });
+        if matches {
             return Err(Error::PreconditionFailed);
         }
     }
@@ -159,13 +171,21 @@ fn store_entry(kv: &mut SpinKv, entry_key: &str, bytes: &[u8], stamp: Stamp) -> 
 }
 
 /// The request body as JSON, after the media type and size checks.
-fn json_body(cfg: &CacheConfig, req: &Request) -> Result<Value> {
+fn json_body(cfg: &CacheConfig, req: &Request, op: Op) -> Result<Value> {
     let content_type = req
         .header("content-type")
         .and_then(|v| v.as_str())
         .unwrap_or("");
-    if !is_json(content_type) {
-        return Err(Error::UnsupportedMediaType);
+    match op {
+        Op::Patch if !is_merge_patch(content_type) => {
+            return Err(Error::UnsupportedMediaType(
+                "application/merge-patch+json or application/json",
+            ))
+        }
+        Op::Put | Op::Delete if !is_json(content_type) => {
+            return Err(Error::UnsupportedMediaType("application/json"))
+        }
+        _ => {}
     }
     let declared = req
         .header("content-length")
@@ -189,12 +209,28 @@ fn json_body(cfg: &CacheConfig, req: &Request) -> Result<Value> {
 
 /// `application/json` or any `+json` type, with or without parameters.
 fn is_json(content_type: &str) -> bool {
-    let essence = content_type
+    let essence = essence(content_type);
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A `PATCH` body is an RFC 7386 merge patch: `application/merge-patch+json`, or plain
+/// `application/json`. Other `+json` types are other patch formats (a JSON Patch,
+/// `application/json-patch+json`, is a list of operations); applying one as a merge patch
+/// would replace the value with the operations, so they are refused.
+fn is_merge_patch(content_type: &str) -> bool {
+    matches!(
+        essence(content_type).as_str(),
+        "application/merge-patch+json" | "application/json"
+    )
+}
+
+/// The media type without parameters, lowercased.
+fn essence(content_type: &str) -> String {
+    content_type
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+        .to_ascii_lowercase()
 }

@@ -36,6 +36,9 @@ pub enum KeyError {
     /// The decoded item key is not UTF-8.
     #[error("item key is not valid utf-8")]
     ItemKeyUtf8,
+    /// The item key is `.` or `..`, which URL resolution removes (RFC 3986, 5.2.4).
+    #[error("item key may not be '.' or '..'")]
+    ItemKeyDotSegment,
     /// A `%` is not followed by two hex digits.
     #[error("invalid percent-escape at byte {0}")]
     PercentEscape(usize),
@@ -79,7 +82,13 @@ impl fmt::Display for Namespace {
     }
 }
 
-/// An item key: 1–200 bytes of UTF-8 without control characters. May contain `:`, `/`, `#`.
+/// An item key: 1–200 bytes of UTF-8 without control characters, and not `.` or `..`.
+/// May contain `:`, `/`, `#`.
+///
+/// The key travels as one path segment of the DB API's URL (percent-encoding keeps dots as
+/// they are, and a decoder turns `%2E` back into `.`), and `.` and `..` are dot segments that
+/// clients, proxies and servers resolve away: `GET /v1/items/ns/..` is not a request for the
+/// key `..`. Such a key could be written but never read back, so it is refused.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ItemKey(String);
 
@@ -91,6 +100,9 @@ impl ItemKey {
         }
         if s.chars().any(char::is_control) {
             return Err(KeyError::ItemKeyControl);
+        }
+        if s == "." || s == ".." {
+            return Err(KeyError::ItemKeyDotSegment);
         }
         Ok(ItemKey(s.to_owned()))
     }
@@ -318,6 +330,13 @@ mod tests {
             ("bad%2", Err(KeyError::PercentEscape(3))),
             ("bad%zz", Err(KeyError::PercentEscape(3))),
             ("%", Err(KeyError::PercentEscape(0))),
+            ("..", Err(KeyError::ItemKeyDotSegment)),
+            ("%2e%2E", Err(KeyError::ItemKeyDotSegment)),
+            (".", Err(KeyError::ItemKeyDotSegment)),
+            ("%2E", Err(KeyError::ItemKeyDotSegment)),
+            ("...", Ok("...")),
+            ("..a", Ok("..a")),
+            ("a%2F..", Ok("a/..")),
         ];
         for (raw, expected) in cases {
             check_segment(raw, expected.clone());

@@ -135,7 +135,7 @@ impl KvKey {
                 FLUSH_STATE => Some(KvKey::FlushState),
                 _ if rest.starts_with(FILL) => rest
                     .strip_prefix(FILL)
-                    .filter(|h| h.len() == 16)
+                    .filter(|h| h.len() == 16 && h.bytes().all(is_lower_hex))
                     .and_then(|h| u64::from_str_radix(h, 16).ok())
                     .map(KvKey::Fill),
                 _ => rest
@@ -145,6 +145,12 @@ impl KvKey {
             },
         }
     }
+}
+
+/// The digits [`KvKey::render`] writes; `u64::from_str_radix` alone would also take `A-F`
+/// and a leading `+`, giving one key several spellings.
+fn is_lower_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
 }
 
 fn parse_entry(rest: &str) -> Option<CacheKey> {
@@ -213,6 +219,8 @@ mod tests {
             ("c:users:".to_owned(), None),
             ("w:nothex".to_owned(), None),
             ("m:other".to_owned(), None),
+            ("m:fill:00000000000000FF".to_owned(), None),
+            ("m:fill:+0000000000000ff".to_owned(), None),
             ("x:1".to_owned(), None),
             ("".to_owned(), None),
             ("c".to_owned(), None),

@@ -1,7 +1,8 @@
 //! Settling a sealed batch once its fate is known.
 //!
 //! For every item the DB API answered: `applied` and `stale` delete exactly the buffer records
-//! the item covers and mark the cache entry clean if it still shows this very write;
+//! the item covers and mark the cache entry clean if it still shows this very write, or drop
+//! it if it shows something older (the DB API now holds this write or a newer one);
 //! `conflict` and `rejected` dead-letter the write, delete its records and drop the cache entry
 //! if it still shows the refused write (so the next read fetches the DB's truth). Last, the
 //! sealed batch itself is deleted. Each step is idempotent, so a crash part-way is repaired by
@@ -166,6 +167,11 @@ fn entry_key(write: &BufferedWrite) -> Option<String> {
 }
 
 /// Clears the dirty mark of the write's entry if it still shows exactly this write.
+///
+/// An entry older than the delivered write is dropped instead, so that the next read fetches
+/// the DB API's copy: a clean entry of a lower version (fetched before the write, or after
+/// the write's dirty entry was lost or became unreadable) or a dirty entry of an older write.
+/// Left in place, such an entry would be served, fresh, until it expires.
 fn mark_clean(
     store: &mut impl KvStore,
     write: &BufferedWrite,
@@ -180,8 +186,11 @@ fn mark_clean(
     let Ok(mut entry) = envelope::decode(&bytes) else {
         return Ok(());
     };
-    if entry.dirty.map(|d| d.stamp) != Some(write.stamp) {
-        return Ok(());
+    match entry.dirty {
+        Some(d) if d.stamp == write.stamp => {}
+        Some(d) if d.stamp < write.stamp => return store.delete(&key),
+        None if entry.version < write.stamp.version() => return store.delete(&key),
+        _ => return Ok(()),
     }
     entry.dirty = None;
     match envelope::encode(&entry, &cfg.codec_policy()) {
@@ -201,5 +210,106 @@ fn drop_entry_showing(store: &mut impl KvStore, write: &BufferedWrite) -> Result
     match envelope::decode(&bytes) {
         Ok(entry) if entry.dirty.map(|d| d.stamp) == Some(write.stamp) => store.delete(&key),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::coalesce;
+    use crate::contract::ItemResult;
+    use crate::entry::{Dirty, Entry, EntryKind};
+    use crate::key::{ItemKey, Namespace};
+    use crate::stamp::Stamp;
+    use crate::store::MemoryStore;
+
+    const KEY: &str = "c:ns:k";
+
+    fn write(millis: u64) -> BufferedWrite {
+        BufferedWrite {
+            ns: Namespace::parse("ns").unwrap(),
+            key: ItemKey::parse("k").unwrap(),
+            value: Some(serde_json::json!(millis)),
+            stamp: Stamp::new(UnixMillis(millis), 0, 1),
+            written_at: UnixMillis(millis),
+        }
+    }
+
+    /// An entry of `version`, dirty with the write at `dirty_millis` when given.
+    fn entry(version: u64, dirty_millis: Option<u64>) -> Entry {
+        Entry {
+            kind: EntryKind::Value,
+            value: b"1".to_vec(),
+            etag: None,
+            version,
+            fetched_at: None,
+            written_at: None,
+            fresh_until: UnixMillis(u64::MAX),
+            stale_until: UnixMillis(u64::MAX),
+            stale_if_error_until: UnixMillis(u64::MAX),
+            dirty: dirty_millis.map(|m| Dirty {
+                stamp: Stamp::new(UnixMillis(m), 0, 1),
+                since: UnixMillis(m),
+            }),
+        }
+    }
+
+    /// Settles the applied write at 2000 ms over `before`; the entry left, if any.
+    fn settle_over(before: &Entry) -> Option<Entry> {
+        let cfg = CacheConfig::with_db_api_url("http://db").unwrap();
+        let mut store = MemoryStore::new();
+        store
+            .set(KEY, &envelope::encode(before, &cfg.codec_policy()).unwrap())
+            .unwrap();
+        let batch = SealedBatch::new(coalesce([write(2_000)]), UnixMillis(3_000));
+        let answer = BatchResponse {
+            results: vec![ItemResult {
+                status: ItemStatus::Applied,
+                reason: None,
+            }],
+        };
+        let mut tally = Tally::default();
+        let settled = settle_answer(
+            &mut store,
+            &batch,
+            &answer,
+            UnixMillis(3_000),
+            &cfg,
+            &mut tally,
+        );
+        assert_eq!(settled, Ok(Settled::Done));
+        store.peek(KEY).map(|b| envelope::decode(b).unwrap())
+    }
+
+    #[test]
+    fn the_entry_is_cleaned_kept_or_dropped_by_what_it_shows() {
+        let delivered = write(2_000).stamp.version();
+        let cases: &[(&str, Entry, Option<Entry>)] = &[
+            (
+                "shows this write",
+                entry(delivered, Some(2_000)),
+                Some(entry(delivered, None)),
+            ),
+            ("older clean copy", entry(delivered - 1, None), None),
+            ("older dirty write", entry(delivered - 1, Some(1_000)), None),
+            (
+                "newer dirty write",
+                entry(delivered + 1, Some(4_000)),
+                Some(entry(delivered + 1, Some(4_000))),
+            ),
+            (
+                "newer clean copy",
+                entry(delivered + 1, None),
+                Some(entry(delivered + 1, None)),
+            ),
+            (
+                "same version, clean",
+                entry(delivered, None),
+                Some(entry(delivered, None)),
+            ),
+        ];
+        for (what, before, after) in cases {
+            assert_eq!(&settle_over(before), after, "{what}");
+        }
     }
 }

@@ -98,7 +98,7 @@ mod tests {
         );
         assert_eq!(j.record(&[put("a", 1, "1"), put("c", 1, "1")]), 1);
         assert_eq!(j.record(&[PlannedWrite::Rejected("no".into())]), 0);
-        assert_eq!(j.len(), 4);
+        assert_eq!(j.len(), 5);
         j.clear();
         assert!(j.is_empty());
     }

@@ -1,9 +1,9 @@
 //! Name rules for namespaces, item keys and batch ids.
 //!
 //! Namespaces and item keys use the edge's own rules from `cache_core::key` (namespace:
-//! 1–64 of `[a-z0-9_-]`; key: 1–200 bytes of UTF-8 without control characters), so
-//! anything the cache accepts, this API stores, and anything else is refused before it
-//! reaches the database.
+//! 1–64 of `[a-z0-9_-]`; key: 1–200 bytes of UTF-8 without control characters, not `.` or
+//! `..`), so anything the cache accepts, this API stores, and anything else is refused before
+//! it reaches the database.
 
 /// Longest batch id, in bytes.
 pub const MAX_BATCH_ID_BYTES: usize = 200;

@@ -4,7 +4,10 @@
 //! `/.well-known/spin/info` a JSON description, an unmatched path is an empty 404, the
 //! component sees the client's headers plus Spin's `spin-*` headers (full URL, path
 //! info, matched route, component route, base path, client address, `:name` captures),
-//! and a component that traps or returns no response yields an empty 500.
+//! and a component that traps or returns no response yields an empty 500. A routed request
+//! without a usable authority (no `Host`, a `Host` that is not an authority, or one that
+//! contradicts the request target) is not answered: Spin's server fails the request and
+//! hyper closes the connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,7 +15,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context as _;
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
@@ -76,7 +81,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let app = app.clone();
-                async move { Ok::<_, Infallible>(handle(app, req, client_addr, options).await) }
+                async move { handle(app, req, client_addr, options).await }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
@@ -86,32 +91,62 @@ pub async fn serve(
     }
 }
 
-/// Handles one request end to end.
+/// Handles one request end to end. An error means the request is refused unanswered (hyper
+/// then closes the connection), as Spin does for a request without a usable authority.
 pub async fn handle(
     app: Arc<App>,
     req: Request<Incoming>,
     client_addr: SocketAddr,
     options: ServeOptions,
-) -> Response<HyperOutgoingBody> {
+) -> anyhow::Result<Response<HyperOutgoingBody>> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let (response, target) = route_and_run(&app, req, client_addr).await;
+    let status = match &response {
+        Ok(r) => r.status().as_u16().to_string(),
+        Err(e) => {
+            app.logger
+                .host(&format!("Error processing request for {path}: {e:#}"));
+            "refused".to_string()
+        }
+    };
     if options.log_requests {
         app.logger.host(&format!(
-            "{method} {path} -> {} [{target}] {:.1}ms",
-            response.status().as_u16(),
+            "{method} {path} -> {status} [{target}] {:.1}ms",
             started.elapsed().as_secs_f64() * 1000.0
         ));
     }
     response
 }
 
+/// The request's authority as Spin's HTTP trigger determines it: the `Host` header or the
+/// request target's authority, which must agree when both are present.
+fn authority(req: &Request<Incoming>) -> anyhow::Result<Authority> {
+    let header = req
+        .headers()
+        .get(http::header::HOST)
+        .map(|h| -> anyhow::Result<Authority> {
+            let text = h.to_str().context("'Host' header is not valid UTF-8")?;
+            text.parse()
+                .context("'Host' header contains an invalid authority")
+        })
+        .transpose()?;
+    match (header, req.uri().authority().cloned()) {
+        (None, None) => anyhow::bail!("no 'Host' header present in request"),
+        (Some(a), None) | (None, Some(a)) => Ok(a),
+        (Some(a), Some(b)) if a == b => Ok(a),
+        (Some(_), Some(_)) => {
+            anyhow::bail!("authority in 'Host' header does not match authority in URI")
+        }
+    }
+}
+
 async fn route_and_run(
     app: &Arc<App>,
     req: Request<Incoming>,
     client_addr: SocketAddr,
-) -> (Response<HyperOutgoingBody>, String) {
+) -> (anyhow::Result<Response<HyperOutgoingBody>>, String) {
     let path = req.uri().path().to_string();
     if let Some(well_known) = path.strip_prefix(WELL_KNOWN_PREFIX) {
         let response = match well_known {
@@ -131,15 +166,20 @@ async fn route_and_run(
             }
             _ => empty(StatusCode::NOT_FOUND),
         };
-        return (response, "spin".into());
+        return (Ok(response), "spin".into());
     }
     let Some(route) = app.router.route(&path) else {
-        return (empty(StatusCode::NOT_FOUND), "no route".into());
+        return (Ok(empty(StatusCode::NOT_FOUND)), "no route".into());
     };
-    match app.http_targets.get(route.trigger) {
+    let authority = match authority(&req) {
+        Ok(a) => a,
+        Err(e) => return (Err(e), "refused".into()),
+    };
+    let (response, target) = match app.http_targets.get(route.trigger) {
         Some(HttpTarget::Static(sr)) => (static_response(sr), "static".into()),
         Some(HttpTarget::Component(id)) => {
-            let response = match run_component(app, id, req, &route, client_addr).await {
+            let response = match run_component(app, id, req, &route, &authority, client_addr).await
+            {
                 Ok(r) => r,
                 Err(e) => {
                     app.logger.host(&format!(
@@ -151,7 +191,8 @@ async fn route_and_run(
             (response, id.clone())
         }
         None => (empty(StatusCode::INTERNAL_SERVER_ERROR), "?".into()),
-    }
+    };
+    (Ok(response), target)
 }
 
 fn static_response(sr: &crate::manifest::StaticResponse) -> Response<HyperOutgoingBody> {
@@ -208,6 +249,7 @@ async fn run_component(
     id: &str,
     mut req: Request<Incoming>,
     route: &RouteMatch,
+    authority: &Authority,
     client_addr: SocketAddr,
 ) -> anyhow::Result<Response<HyperOutgoingBody>> {
     let component = app
@@ -217,19 +259,13 @@ async fn run_component(
     let Entry::Http(pre) = &component.entry else {
         anyhow::bail!("component '{id}' is not an HTTP component");
     };
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost")
-        .to_string();
     let path_and_query = req
         .uri()
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/")
         .to_string();
-    let full_url = format!("http://{host}{path_and_query}");
+    let full_url = format!("http://{authority}{path_and_query}");
     for (name, value) in spin_headers(&full_url, route, client_addr) {
         if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
             req.headers_mut().insert(n, v);
