@@ -85,9 +85,9 @@ impl Verdict {
     }
 
     /// One line for the test log, in the README table's terms.
-    pub fn line(&self, scenario: &str, iterations: u64) -> String {
+    pub fn line(&self, scenario: &str, iterations: &str) -> String {
         format!(
-            "{scenario}: iterations {iterations}, acknowledged {}, refused {} (503: {}), unknown {}, \
+            "{scenario}: {iterations}, acknowledged {}, refused {} (503: {}), unknown {}, \
              keys {}, lost {}, applied twice {}",
             self.tally.acked,
             self.tally.refused,

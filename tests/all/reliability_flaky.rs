@@ -56,7 +56,7 @@ async fn a_flaky_db_api_gets_every_write_once_and_the_poison_key_is_dead_lettere
     let verdict = ledger.verify(&db, &["flaky/k0"]).await;
     report(
         "DB API: 30 % 500s, 429 + Retry-After, timeouts, garbage, one key rejected",
-        1,
+        &format!("{} s of load", w.duration.as_secs()),
         &verdict,
     );
     verdict.assert_clean("flaky");

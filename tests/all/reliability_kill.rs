@@ -170,7 +170,7 @@ async fn sigkill_in_the_middle_of_flushes_loses_and_duplicates_nothing() {
     let verdict = ledger.verify(&db, &[]).await;
     report(
         "host SIGKILLed at random points, restarted",
-        rounds,
+        &format!("{rounds} kills"),
         &verdict,
     );
     verdict.assert_clean("kill");

@@ -37,7 +37,11 @@ async fn a_long_outage_refuses_with_backpressure_and_loses_nothing() {
     db.heal();
     drain(&base, Duration::from_secs(60)).await;
     let verdict = ledger.verify(&db, &[]).await;
-    report("DB API down, buffer full (503), then back", 1, &verdict);
+    report(
+        "DB API down, buffer full (503), then back",
+        &format!("{} s of load", w.duration.as_secs()),
+        &verdict,
+    );
     verdict.assert_clean("outage");
     assert!(
         dead_letters(&base).await.is_empty(),

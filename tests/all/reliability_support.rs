@@ -241,7 +241,8 @@ pub fn soak(d: Duration) -> Duration {
 
 /// Prints the scenario's row of the README's reliability table (collected by
 /// `cargo xtask soak`) and a readable line.
-pub fn report(scenario: &str, iterations: u64, v: &crate::ledger::Verdict) {
+/// `iterations` says how long or how often the scenario ran (e.g. "6 s of load", "50 kills").
+pub fn report(scenario: &str, iterations: &str, v: &crate::ledger::Verdict) {
     eprintln!("{}", v.line(scenario, iterations));
     eprintln!(
         "RELIABILITY-ROW | {scenario} | {iterations} | {} | {} | {} | {} |",
