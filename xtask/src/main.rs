@@ -8,11 +8,19 @@
 //! - `test`: build the components, then run every test in the workspace.
 //! - `bench`: build the components and release binaries, then run the benchmarks
 //!   (`crates/bench`), which write `docs/bench/results.md`.
+//! - `fuzz [--runs N] [--target NAME]`: run the libFuzzer targets of `fuzz/` (nightly and
+//!   cargo-fuzz, installed if missing) for N inputs each (default 1,000,000), then minimize
+//!   each target's corpus under `fuzz/corpus/`.
+//! - `soak [--factor N]`: the reliability scenarios (`tests/all/reliability_*`) with their
+//!   durations and kill rounds multiplied by N (default 4), one at a time; prints the
+//!   README's reliability table.
 //!
 //! Plain `std::process::Command` calls; `$CARGO` is the cargo that runs xtask.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 
@@ -26,11 +34,13 @@ fn main() -> ExitCode {
         Some("up") => up(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz") => fuzz(&args[1..]),
+        Some("soak") => soak(&args[1..]),
         Some(other) => Err(anyhow::anyhow!(
-            "unknown command '{other}' (expected: build-wasm, up, test, bench)"
+            "unknown command '{other}' (expected: build-wasm, up, test, bench, fuzz, soak)"
         )),
         None => Err(anyhow::anyhow!(
-            "missing command (expected: build-wasm, up, test, bench)"
+            "missing command (expected: build-wasm, up, test, bench, fuzz, soak)"
         )),
     };
     match result {
@@ -119,6 +129,53 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     run(cmd, "the tests")
 }
 
+fn soak(args: &[String]) -> anyhow::Result<()> {
+    let factor: u64 = match args {
+        [] => 4,
+        [flag, n] if flag == "--factor" => n
+            .parse()
+            .ok()
+            .filter(|&n| n >= 1)
+            .with_context(|| format!("--factor: '{n}' is not a whole number ≥ 1"))?,
+        _ => bail!("unknown arguments {args:?} (expected --factor N)"),
+    };
+    build_wasm()?;
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "-p",
+        "cache-sync-tests",
+        "--test",
+        "all",
+        "reliability_",
+    ])
+    .args(["--", "--nocapture", "--test-threads=1"])
+    .env("CACHE_SYNC_SOAK", factor.to_string())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("cannot start the reliability tests")?;
+    let mut rows = Vec::new();
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).lines() {
+            let line = line.context("reading the tests' output")?;
+            match line.strip_prefix("RELIABILITY-ROW ") {
+                Some(row) => rows.push(row.to_owned()),
+                None => eprintln!("{line}"),
+            }
+        }
+    }
+    let status = child.wait().context("waiting for the tests")?;
+    println!("| Scenario | Iterations | Acknowledged writes | Refused or unanswered | Lost | Applied twice |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        println!("{row}");
+    }
+    println!("\nCommand: `cargo xtask soak --factor {factor}`");
+    if !status.success() {
+        bail!("the reliability tests failed ({status})");
+    }
+    Ok(())
+}
+
 fn bench(extra: &[String]) -> anyhow::Result<()> {
     build_wasm()?;
     // One build command for the three, so hyper's features (and so wasmtime-wasi-http)
@@ -190,4 +247,159 @@ fn up(extra: &[String]) -> anyhow::Result<()> {
         bail!("the host exited with {status}");
     }
     Ok(())
+}
+
+/// The targets of `fuzz/Cargo.toml`, each a call into `cache_core::fuzz_checks`.
+const FUZZ_TARGETS: &[&str] = &["envelope", "key", "merge_patch", "batch_answer", "record"];
+const FUZZ_DEFAULT_RUNS: u64 = 1_000_000;
+
+/// `cargo +nightly …` through the rustup proxy, without the toolchain and the target
+/// directory of the stable cargo that runs xtask (cargo-fuzz builds into `fuzz/target`).
+fn nightly_cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.arg("+nightly")
+        .current_dir(root())
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTUP_TOOLCHAIN_SOURCE")
+        .env_remove("CARGO")
+        .env_remove("CARGO_TARGET_DIR");
+    cmd
+}
+
+fn succeeds(mut cmd: Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn fuzz(args: &[String]) -> anyhow::Result<()> {
+    let mut runs = FUZZ_DEFAULT_RUNS;
+    let mut targets: Vec<&str> = FUZZ_TARGETS.to_vec();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--runs" => {
+                let n = rest.next().context("--runs needs a number")?;
+                runs = n
+                    .replace('_', "")
+                    .parse()
+                    .with_context(|| format!("--runs: '{n}' is not a number"))?;
+            }
+            "--target" => {
+                let name = rest.next().context("--target needs a name")?;
+                let Some(known) = FUZZ_TARGETS.iter().find(|t| **t == name.as_str()) else {
+                    bail!(
+                        "unknown fuzz target '{name}' (expected one of: {})",
+                        FUZZ_TARGETS.join(", ")
+                    );
+                };
+                targets = vec![known];
+            }
+            other => bail!("unknown argument '{other}' (expected --runs N, --target NAME)"),
+        }
+    }
+
+    let mut version = nightly_cargo();
+    version.arg("--version");
+    if !succeeds(version) {
+        bail!("cargo fuzz needs nightly Rust: `cargo +nightly --version` failed (install it with `rustup toolchain install nightly`)");
+    }
+    let mut fuzz_version = nightly_cargo();
+    fuzz_version.args(["fuzz", "--version"]);
+    if !succeeds(fuzz_version) {
+        eprintln!("xtask: installing cargo-fuzz");
+        let mut cmd = Command::new("cargo");
+        cmd.args(["install", "cargo-fuzz", "--locked"]);
+        run(cmd, "cargo install cargo-fuzz")?;
+    }
+
+    let fuzz_dir = root().join("fuzz");
+    let mut summaries = Vec::new();
+    let mut crashed = Vec::new();
+    for target in targets {
+        let corpus = fuzz_dir.join("corpus").join(target);
+        let seeds = fuzz_dir.join("seeds").join(target);
+        std::fs::create_dir_all(&corpus)
+            .with_context(|| format!("cannot create {}", corpus.display()))?;
+        eprintln!("xtask: fuzzing {target} for {runs} inputs");
+        let started = Instant::now();
+        let mut cmd = nightly_cargo();
+        cmd.args(["fuzz", "run", target])
+            .arg(&corpus)
+            .arg(&seeds)
+            .args(["--", &format!("-runs={runs}"), "-print_final_stats=1"]);
+        let (ok, executed) = run_fuzzer(cmd, target)?;
+        let secs = started.elapsed().as_secs_f64();
+        if !ok {
+            crashed.push(target);
+            summaries.push(format!(
+                "{target}: CRASHED after {secs:.0} s; input under fuzz/artifacts/{target}/"
+            ));
+            continue;
+        }
+        let (files_before, _) = corpus_size(&corpus)?;
+        // Keeps a smallest set of inputs that together reach every edge the corpus reaches
+        // (greedy set cover, hit counts ignored), so the committed corpus stays small.
+        let mut cmin = nightly_cargo();
+        cmin.args(["fuzz", "cmin", target]).arg(&corpus).args([
+            "--",
+            "-use_counters=0",
+            "-set_cover_merge=1",
+        ]);
+        run(cmin, &format!("minimizing the {target} corpus"))?;
+        let (files, bytes) = corpus_size(&corpus)?;
+        summaries.push(format!(
+            "{target}: {} inputs in {secs:.0} s, no crash; corpus {files} files, {} KiB \
+             (minimized from {files_before})",
+            executed.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+            bytes.div_ceil(1024),
+        ));
+    }
+    for line in &summaries {
+        eprintln!("xtask: fuzz {line}");
+    }
+    if !crashed.is_empty() {
+        bail!(
+            "fuzz target(s) crashed: {}. Reproduce with `cargo +nightly fuzz run <target> <input>`; \
+             once fixed, keep the input under fuzz/regressions/<target>/ so `cargo test` replays it",
+            crashed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Runs one fuzzer, passing its output through; returns whether it exited cleanly and how
+/// many inputs it executed (from libFuzzer's final stats).
+fn run_fuzzer(mut cmd: Command, target: &str) -> anyhow::Result<(bool, Option<u64>)> {
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start cargo fuzz for {target}"))?;
+    let mut executed = None;
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).lines() {
+            let line = line.context("reading the fuzzer's output")?;
+            if let Some(n) = line.strip_prefix("stat::number_of_executed_units:") {
+                executed = n.trim().parse().ok();
+            }
+            eprintln!("{line}");
+        }
+    }
+    let status = child.wait().context("waiting for the fuzzer")?;
+    Ok((status.success(), executed))
+}
+
+/// Files and bytes in a corpus directory.
+fn corpus_size(dir: &Path) -> anyhow::Result<(usize, u64)> {
+    let mut files = 0;
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let meta = entry?.metadata()?;
+        if meta.is_file() {
+            files += 1;
+            bytes += meta.len();
+        }
+    }
+    Ok((files, bytes))
 }

@@ -44,6 +44,9 @@
 //! - [`sweep`] — expiry and eviction of cache entries.
 //!
 //! Small helpers: [`time`] (instants), [`hash`] (a stable FNV-1a hash).
+//!
+//! `fuzz_checks` (hidden) holds the invariants that the fuzz targets in `fuzz/` and the
+//! `fuzz_corpus` test check on untrusted bytes.
 #![deny(missing_docs)]
 
 pub mod backoff;
@@ -58,6 +61,8 @@ pub mod entry;
 pub mod envelope;
 pub mod fill;
 pub mod flush;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod hash;
 pub mod key;
 pub mod kv_key;
