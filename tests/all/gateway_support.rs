@@ -24,6 +24,7 @@ const VARS: &[&str] = &[
     "max_buffered_bytes",
     "max_dirty_age",
     "flush_retry_base",
+    "metrics_hit_sample",
 ];
 
 fn manifest() -> String {

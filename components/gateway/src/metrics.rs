@@ -5,7 +5,8 @@
 //! [`crate::deferred`]) it adds its counts to `m:count:{name}` records in the store with a
 //! read-modify-write per counter. Spin KV has no compare-and-swap or increment, so
 //! concurrent requests can overwrite each other's additions: the counters are approximate
-//! (they undercount under concurrency, never overcount) and are best read as rates. The
+//! (they undercount under concurrency, never overcount) and are best read as rates. Fresh
+//! hits, the most frequent event, are sampled (`metrics_hit_sample`, see [`inc_sampled`]). The
 //! gauges (entries, buffered writes) are exact: they are derived from the store's keys.
 
 use std::cell::RefCell;
@@ -52,6 +53,18 @@ pub fn add(name: &str, n: u64) {
 /// Counts one event.
 pub fn inc(name: &str) {
     add(name, 1);
+}
+
+/// Counts one event of a frequent kind by sampling: with probability `1/every` it adds
+/// `every`, otherwise nothing. The expected count is exact, and most events then write
+/// nothing to the store after their response (on the hit path, that write would be the
+/// only one).
+pub fn inc_sampled(name: &str, every: u64) {
+    if every <= 1 {
+        inc(name);
+    } else if env::random_u64() % every == 0 {
+        add(name, every);
+    }
 }
 
 /// Counts an error response by its code.

@@ -40,7 +40,7 @@ pub async fn get(
                 metrics::inc(metrics::NEGATIVE_HITS);
                 CacheStatus::Negative
             } else {
-                metrics::inc(metrics::HITS);
+                metrics::inc_sampled(metrics::HITS, cfg.metrics_hit_sample);
                 CacheStatus::Hit
             };
             Ok(respond::entry(&entry, status, if_none_match, now))
@@ -91,7 +91,7 @@ pub async fn fill(
         Claim::Fill(held) => Some(held),
         Claim::Wait(until) => {
             if let Some(entry) = fill::wait_for_entry(kv, key, until) {
-                metrics::inc(metrics::HITS);
+                metrics::inc_sampled(metrics::HITS, cfg.metrics_hit_sample);
                 return Ok(Served {
                     entry,
                     status: CacheStatus::Hit,

@@ -26,6 +26,7 @@
 //! | `flush_retry_max`       | `300s`           | largest retry delay                              |
 //! | `lease_ttl`             | `60s`            | how long a flush run holds the lease             |
 //! | `admin_token`           | unset            | bearer token for `/admin` routes                 |
+//! | `metrics_hit_sample`    | `16`             | count fresh hits one in N (adding N)             |
 //!
 //! Durations are plain seconds or suffixed (`500ms`, `30s`, `5m`, `1h`); sizes are plain bytes
 //! or suffixed (`512KiB`, `1MiB`). Fermyon Cloud caps a store at 1024 keys; cache entries,
@@ -89,6 +90,8 @@ pub mod var {
     pub const LEASE_TTL: &str = "lease_ttl";
     /// Admin bearer token.
     pub const ADMIN_TOKEN: &str = "admin_token";
+    /// Sampling of the hit counter.
+    pub const METRICS_HIT_SAMPLE: &str = "metrics_hit_sample";
 }
 
 /// Why the configuration was refused.
@@ -150,6 +153,9 @@ pub struct CacheConfig {
     pub lease_ttl: Duration,
     /// Bearer token for the admin routes.
     pub admin_token: Option<String>,
+    /// Fresh hits are counted one in this many (each counted one adds this many), so that
+    /// most hits write nothing to the store; 1 counts every hit.
+    pub metrics_hit_sample: u64,
 }
 
 impl fmt::Debug for CacheConfig {
@@ -176,6 +182,7 @@ impl fmt::Debug for CacheConfig {
             .field("flush_retry_max", &self.flush_retry_max)
             .field("lease_ttl", &self.lease_ttl)
             .field("admin_token", &redact(&self.admin_token))
+            .field("metrics_hit_sample", &self.metrics_hit_sample)
             .finish()
     }
 }
@@ -300,6 +307,12 @@ impl CacheConfig {
             flush_retry_max: r.duration(var::FLUSH_RETRY_MAX, Duration::from_secs(300))?,
             lease_ttl: r.duration(var::LEASE_TTL, Duration::from_secs(60))?,
             admin_token: r.raw(var::ADMIN_TOKEN),
+            metrics_hit_sample: u64::try_from(r.count(
+                var::METRICS_HIT_SAMPLE,
+                16,
+                (1, 1_000_000),
+            )?)
+            .unwrap_or(u64::MAX),
         };
         cfg.cross_check()
     }

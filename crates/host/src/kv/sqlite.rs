@@ -3,8 +3,8 @@
 //! The schema is Spin's own (`spin_key_value(store, key, value)`, primary key
 //! `(store, key)`), so `.spin/sqlite_key_value.db` written by this host reads back
 //! under `spin up` and the other way round. WAL mode and a busy timeout let two host
-//! processes share one file. Calls are short and made under a mutex on the calling
-//! task; SQLite answers these in microseconds.
+//! processes share one file. Calls are short, made under a mutex, inside `block_in_place`
+//! as in Spin (see [`blocking`]).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -73,17 +73,34 @@ impl SqliteFile {
     }
 }
 
+/// Runs a blocking SQLite call the way Spin does, inside `block_in_place` on a multi-thread
+/// runtime: the worker's other tasks move to another thread meanwhile. Without it, a task
+/// woken by the guest (the connection writing a response the guest has just finished) sits
+/// in this worker's not-stealable LIFO slot until the guest's next yield, so work a
+/// component does after sending its response would delay that response. On a
+/// current-thread runtime (some tests) the call just runs.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 fn sql(e: rusqlite::Error) -> KvError {
     KvError(e.to_string())
 }
 
 impl SqliteStore {
     fn with<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, KvError> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| KvError("key-value store lock poisoned".into()))?;
-        f(&conn).map_err(sql)
+        blocking(|| {
+            let conn = self
+                .conn
+                .lock()
+                .map_err(|_| KvError("key-value store lock poisoned".into()))?;
+            f(&conn).map_err(sql)
+        })
     }
 
     pub(super) fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
