@@ -62,7 +62,7 @@ pub fn inc(name: &str) {
 pub fn inc_sampled(name: &str, every: u64) {
     if every <= 1 {
         inc(name);
-    } else if env::random_u64() % every == 0 {
+    } else if env::random_u64().is_multiple_of(every) {
         add(name, every);
     }
 }

@@ -24,6 +24,17 @@ pub fn describe() -> String {
     )
 }
 
+/// The 1-minute load average (`/proc/loadavg`), where the OS reports one: above the CPU
+/// count, something else competes with the run for the cores.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The current time in UTC, `YYYY-MM-DD HH:MM UTC`.
 pub fn now_utc() -> String {
     let secs = SystemTime::now()

@@ -1,8 +1,13 @@
 //! `bench`: the figures a user decides by, each next to a baseline measured in the same run.
 //!
 //! Starts the reference DB API and the app on the embedded host as child processes on free
-//! loopback ports, drives them with the closed-loop load generator in [`load`], and writes a
-//! Markdown table (and an SVG plot) into `--out`. Run it with
+//! loopback ports, drives them with the closed-loop load generator in [`load`], loads the
+//! components in this process through the host library for the per-component start-up
+//! times, and writes a Markdown table (and an SVG plot) into `--out`. A full run into the
+//! default `--out` also rewrites the summary between the `<!-- bench:begin -->` and
+//! `<!-- bench:end -->` lines of the workspace's `README.md`.
+//!
+//! `cargo xtask bench [--quick]` builds everything and runs it; by hand,
 //! `cargo run --release -p bench -- [--quick] [--out DIR]` after
 //! `cargo build --release -p cache-sync-host -p db-api` and `cargo xtask build-wasm`.
 //! Children are killed on every exit path; every loop and wait is bounded.
@@ -35,10 +40,12 @@ use crate::report::{Header, Row};
 #[derive(Parser, Debug)]
 #[command(name = "bench")]
 struct Cli {
-    /// Short smoke run: fewer requests and 1 s windows (the figures are then rough).
+    /// Short smoke run: fewer requests and 1 s windows (the figures are then rough); never
+    /// touches the README.
     #[arg(long)]
     quick: bool,
-    /// Where `results.md` and the plots go [default: docs/bench in the workspace].
+    /// Where `results.md` and the plots go [default: docs/bench in the workspace]. Given,
+    /// the README is left alone (its summary links to the default location).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Where the release binaries `cache-sync-host` and `db-api` are
@@ -56,6 +63,8 @@ struct Paths {
     out: PathBuf,
     bin_dir: PathBuf,
     wasm_dir: PathBuf,
+    /// The README whose summary a full run rewrites; `None` with `--out`.
+    readme: Option<PathBuf>,
 }
 
 impl Paths {
@@ -69,6 +78,7 @@ impl Paths {
             out: pick(&cli.out, "docs/bench"),
             bin_dir: pick(&cli.bin_dir, "target/release"),
             wasm_dir: pick(&cli.wasm_dir, "target/wasm32-wasip1/wasm-release"),
+            readme: cli.out.is_none().then(|| root.join("README.md")),
         }
     }
 }
@@ -162,6 +172,7 @@ fn vars(db_url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
 async fn run(cli: Cli) -> Result<()> {
     let started = Instant::now();
     let when = machine::now_utc();
+    let load_at_start = machine::load_average();
     let paths = Paths::of(&cli);
     let bins = Bins::in_dir(&paths.bin_dir)?;
     let http = Http::new();
@@ -172,18 +183,23 @@ async fn run(cli: Cli) -> Result<()> {
     drop(scratch);
 
     let mode = if cli.quick {
-        "`--quick` smoke run: 1 s windows, 10k-request offload, 3 simulated minutes: rough figures"
+        "`--quick` smoke run: 1 s windows, 10k-request offload passes, 3 simulated minutes, 100 / 1k-write flushes: rough figures"
     } else {
-        "full run: 3 s windows, 100k-request offload, 10 simulated minutes"
+        "full run: 3 s windows, 100k-request offload passes, 10 simulated minutes, 1k / 10k-write flushes"
     };
+    let mut machine = machine::describe();
+    if let Some(load) = load_at_start {
+        machine.push_str(&format!(" (load average {load:.2} when the run started)"));
+    }
     let header = Header {
         when,
-        machine: machine::describe(),
+        machine,
         command: if cli.quick {
-            "cargo run --release -p bench -- --quick".to_owned()
+            "cargo xtask bench --quick".to_owned()
         } else {
-            "cargo run --release -p bench".to_owned()
+            "cargo xtask bench".to_owned()
         },
+        duration: format!("{:.0} s", started.elapsed().as_secs_f64()),
         notes: vec![
             mode.to_owned(),
             "loopback only; DB API (SQLite in memory) and host are child processes; the load generator (fixed connections, closed loop, HDR histograms) runs in the bench process on the same cores".to_owned(),
@@ -191,7 +207,14 @@ async fn run(cli: Cli) -> Result<()> {
                 "host and DB API binaries from `{}`",
                 paths.bin_dir.display()
             ),
-            format!("total run time {:.0} s", started.elapsed().as_secs_f64()),
+            format!(
+                "figure 7's flush runs with {}",
+                figures::flush::KNOBS
+                    .iter()
+                    .map(|(k, v)| format!("`{k} = {v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             "plot: `hit-latency.svg` (figure 1's series)".to_owned(),
         ],
     };
@@ -210,7 +233,30 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     eprintln!("bench: wrote {}", results.display());
+    match &paths.readme {
+        Some(readme) if !cli.quick => {
+            let summary = report::summary(&header, &rows, &missing, "docs/bench/results.md");
+            write_readme(readme, &summary)?;
+            eprintln!("bench: rewrote the summary in {}", readme.display());
+        }
+        _ => eprintln!("bench: README left alone (quick run or --out given)"),
+    }
     Ok(())
+}
+
+/// Replaces the marked summary in `readme` with `summary`.
+fn write_readme(readme: &Path, summary: &str) -> Result<()> {
+    let text = std::fs::read_to_string(readme)
+        .with_context(|| format!("cannot read {}", readme.display()))?;
+    let Some(new) = report::replace_marked(&text, summary) else {
+        anyhow::bail!(
+            "{} needs exactly one `{}` line followed by one `{}` line around the benchmark summary",
+            readme.display(),
+            report::README_BEGIN,
+            report::README_END
+        );
+    };
+    std::fs::write(readme, new).with_context(|| format!("cannot write {}", readme.display()))
 }
 
 /// The run's scratch directory (manifest, KV state), removed when dropped: after the
@@ -352,16 +398,33 @@ async fn measure(
     {
         rows.extend(r);
     }
-    rows.extend(figures::startup::rows(
-        &[host_a.ready_after, host_b.ready_after],
-        db_ready,
-    ));
+    let mut starts = vec![host_a.ready_after, host_b.ready_after];
+    // Figure 7's flush time on a host of its own, whose store holds only the flushed writes.
+    let flush_vars = vars(&db.url, &figures::flush::KNOBS);
+    if let Some(r) = figure("figure 7 (flush time)", &mut missing, async {
+        let host_c =
+            Host::start(bins, http, manifest, &scratch.join("state-c"), &flush_vars).await?;
+        starts.push(host_c.ready_after);
+        figures::flush::run(&ctx, &host_c.url, &host_c.state_dir, ADMIN_TOKEN).await
+    })
+    .await
+    {
+        rows.extend(r);
+    }
+    rows.extend(figures::startup::rows(&starts, db_ready));
+    if let Some(r) = figure(
+        "figure 8 (component compile and instantiate)",
+        &mut missing,
+        async {
+            let with_flush = manifest::write_with_flush(scratch, &paths.wasm_dir)?;
+            figures::startup::components(&with_flush, cli.quick).await
+        },
+    )
+    .await
+    {
+        rows.extend(r);
+    }
     rows.extend(figures::cost::rows(offload.as_ref(), batching.as_ref()));
-    missing.push("figure 7 (flush time for 1k / 10k buffered writes): only one simulated minute's buffer is timed (1200 writes; 300 with --quick)".into());
-    missing.push(
-        "figure 8 (per-component compile and instantiate times): not visible from outside the host"
-            .into(),
-    );
     // Figure order in the table: by figure number.
     rows.sort_by_key(|r| {
         r.figure

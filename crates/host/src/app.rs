@@ -6,18 +6,21 @@
 //! required variable without a value, a bad route, outbound host or cron expression, a
 //! store label with nowhere to live. Each component is compiled once and
 //! pre-instantiated; requests and cron ticks then only create a `Store` and instantiate.
+//! What each load step took is kept per component ([`LoadTimes`]), and
+//! [`App::instantiate`] instantiates without calling, so start-up costs can be measured.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, InstancePre, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
 use crate::bindings::{cron2, cron3, key_value, variables};
 use crate::componentize::componentize_if_necessary;
 use crate::cron_schedule::CronSchedule;
-use crate::error::LoadError;
+use crate::error::{InstantiateError, LoadError};
 use crate::kv::{KvStore, KvStores, RedisStore, SqliteFile};
 use crate::logs::Logger;
 use crate::manifest::{Manifest, RouteDecl, SourceDecl, StaticResponse};
@@ -74,12 +77,27 @@ pub enum Entry {
     Cron2(cron2::SpinCronPre<HostState>),
 }
 
+/// How long each step of loading one component took in [`App::load`].
+///
+/// Start-up cost is dominated by these steps; the benchmark reports them per component.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadTimes {
+    /// Reading the `.wasm` file and, for a core module, adapting it into a component.
+    pub componentize: Duration,
+    /// Compiling the component to native code (wasmtime's `Component::new`, Cranelift).
+    pub compile: Duration,
+    /// Linking it against the host's imports and checking its entry point.
+    pub link: Duration,
+}
+
 /// A compiled, linked component with its context.
 pub struct LoadedComponent {
     /// Grants, variables, outbound policy, log routing.
     pub context: Arc<ComponentContext>,
     /// The component's entry point, pre-instantiated.
     pub entry: Entry,
+    /// What loading it cost.
+    pub load_times: LoadTimes,
 }
 
 /// One `[[trigger.http]]` after loading.
@@ -343,13 +361,16 @@ impl App {
                 return Err(bad("remote sources are not supported".into()));
             };
             let path = base.join(source);
+            let started = Instant::now();
             let bytes = std::fs::read(&path).map_err(|e| LoadError::MissingWasm {
                 component: id.clone(),
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
             let bytes = componentize_if_necessary(&bytes).map_err(bad)?;
+            let componentized = Instant::now();
             let component = Component::new(&engine, &bytes).map_err(|e| bad(format!("{e:#}")))?;
+            let compiled = Instant::now();
             // Like Spin, an import the host does not provide is a start-up error.
             let pre: InstancePre<HostState> = linker
                 .instantiate_pre(&component)
@@ -375,6 +396,11 @@ impl App {
                     })?,
                 )
             };
+            let load_times = LoadTimes {
+                componentize: componentized - started,
+                compile: compiled - componentized,
+                link: compiled.elapsed(),
+            };
             let context = Arc::new(ComponentContext {
                 id: id.clone(),
                 kv_grants: decl.key_value_stores.clone(),
@@ -388,7 +414,14 @@ impl App {
                 },
                 logger: logger.clone(),
             });
-            components.insert(id.clone(), LoadedComponent { context, entry });
+            components.insert(
+                id.clone(),
+                LoadedComponent {
+                    context,
+                    entry,
+                    load_times,
+                },
+            );
         }
         for (i, t) in manifest.trigger.http.iter().enumerate() {
             if let Some(id) = &t.component {
@@ -412,5 +445,56 @@ impl App {
             state_dir,
             runtime,
         })
+    }
+
+    /// Instantiates component `id` in a fresh store, as every request and cron tick does
+    /// before calling its handler, then drops the instance without calling it.
+    ///
+    /// Serving never uses this; it exists so that instantiation cost can be measured on its
+    /// own (the benchmark's start-up figure).
+    ///
+    /// # Errors
+    /// [`InstantiateError`] when there is no such component or instantiation fails.
+    pub async fn instantiate(&self, id: &str) -> Result<(), InstantiateError> {
+        let loaded = self
+            .components
+            .get(id)
+            .ok_or_else(|| InstantiateError::UnknownComponent(id.to_string()))?;
+        let failed = |e: wasmtime::Error| InstantiateError::Failed {
+            component: id.to_string(),
+            reason: format!("{e:#}"),
+        };
+        let mut store = Store::new(&self.engine, HostState::new(loaded.context.clone()));
+        match &loaded.entry {
+            Entry::Http(pre) => pre.instantiate_async(&mut store).await.map(drop),
+            Entry::Cron3(pre) => pre.instantiate_async(&mut store).await.map(drop),
+            Entry::Cron2(pre) => pre.instantiate_async(&mut store).await.map(drop),
+        }
+        .map_err(failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn instantiating_an_unknown_component_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("cache-sync-app-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let manifest = dir.join("spin.toml");
+        std::fs::write(
+            &manifest,
+            "spin_manifest_version = 2\n[application]\nname = \"t\"\n[[trigger.http]]\nroute = \"/...\"\nstatic_response = { status_code = 204 }\n",
+        )
+        .expect("write manifest");
+        let mut options = AppOptions::new(&manifest);
+        options.state_dir = Some(PathBuf::new());
+        options.pooling = false;
+        let app = App::load(&options).expect("a static-only app loads");
+        let err = app.instantiate("web").await.expect_err("no such component");
+        assert!(matches!(err, InstantiateError::UnknownComponent(ref id) if id == "web"));
+        assert_eq!(err.to_string(), "no component 'web'");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -97,3 +97,19 @@ pub enum LoadError {
     #[error("cannot create the wasm engine: {0}")]
     Engine(String),
 }
+
+/// Why [`crate::App::instantiate`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstantiateError {
+    /// The application has no component with this id.
+    #[error("no component '{0}'")]
+    UnknownComponent(String),
+    /// wasmtime refused to instantiate it (for example, the instance pool is exhausted).
+    #[error("component '{component}': cannot instantiate: {reason}")]
+    Failed {
+        /// Component id.
+        component: String,
+        /// wasmtime's error.
+        reason: String,
+    },
+}

@@ -42,6 +42,6 @@ pub mod runtime_config;
 pub mod state;
 pub mod variables;
 
-pub use app::{App, AppOptions};
-pub use error::{LoadError, ManifestError};
+pub use app::{App, AppOptions, LoadTimes};
+pub use error::{InstantiateError, LoadError, ManifestError};
 pub use run::RunningApp;

@@ -12,6 +12,7 @@ use crate::client::{DbControl, Http};
 use crate::load::{self, MakeReq, Outcome, Plan, Req, Stop};
 
 pub mod cost;
+pub mod flush;
 pub mod hit;
 pub mod miss;
 pub mod offload;
