@@ -133,6 +133,44 @@ async fn past_stale_if_error_an_origin_failure_is_an_error() {
 }
 
 #[tokio::test]
+async fn a_silent_origin_is_cut_off_by_origin_timeout() {
+    let db = Db::start().await;
+    db.seed("users", "slow", serde_json::json!({"n": 1}), 1)
+        .await;
+    let gw = Gw::start(
+        "gw-origin-timeout",
+        &db,
+        &[
+            ("origin_timeout", "300ms"),
+            ("ttl", "100ms"),
+            ("stale_ttl", "0s"),
+            ("stale_if_error", "60s"),
+        ],
+    )
+    .await;
+    db.set_faults(db_api::faults::FaultConfig {
+        read_latency_ms: Some(3000),
+        ..Default::default()
+    });
+    // The DB API would answer 404 after 3 s; a 504 means the gateway stopped waiting.
+    let r = gw.get("/v1/users/cold").await;
+    assert_eq!(r.status, 504, "{r:?}");
+    assert_eq!(json(&r)["error"], "origin_timeout");
+    // A cached value past its TTL is served stale instead, within stale_if_error.
+    db.heal();
+    assert_eq!(gw.get("/v1/users/slow").await.status, 200);
+    wait(200).await;
+    db.set_faults(db_api::faults::FaultConfig {
+        read_latency_ms: Some(3000),
+        ..Default::default()
+    });
+    let r = gw.get("/v1/users/slow").await;
+    assert_eq!((r.status, header(&r, "x-cache")), (200, "STALE"), "{r:?}");
+    assert_eq!(json(&r), serde_json::json!({"n": 1}));
+    db.heal();
+}
+
+#[tokio::test]
 async fn origin_404_is_cached_as_negative_for_negative_ttl() {
     let db = Db::start().await;
     let gw = Gw::start("gw-neg", &db, &[("negative_ttl", "300ms")]).await;

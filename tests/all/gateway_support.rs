@@ -25,6 +25,7 @@ const VARS: &[&str] = &[
     "max_dirty_age",
     "flush_retry_base",
     "metrics_hit_sample",
+    "origin_timeout",
 ];
 
 fn manifest() -> String {

@@ -11,6 +11,10 @@
 //! all set to `flush_timeout`), which the host hands to its HTTP client. A timeout is a
 //! retryable failure: the batch stays sealed and is resent with the same id, so a DB API that
 //! applied it after all answers the resend from its idempotency table.
+//!
+//! The gateway's item reads go through [`HttpDb::get`] for the same reason, bounded by
+//! `origin_timeout`: a read that waits on a silent DB API is answered `504` (or stale, within
+//! `stale_if_error`) instead of hanging the client.
 
 use std::time::Duration;
 
@@ -165,6 +169,114 @@ impl HttpDb {
             Some(Err(())) | None => Err(SendError::retryable("response unavailable")),
         }
     }
+}
+
+/// What a `GET` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// The `ETag` header, if any.
+    pub etag: Option<String>,
+    /// The whole body.
+    pub body: Vec<u8>,
+}
+
+/// Why a `GET` got no complete answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchError {
+    /// A timeout (connect, first byte or between bytes) rather than another failure.
+    pub timed_out: bool,
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl FetchError {
+    fn new(reason: String) -> FetchError {
+        FetchError {
+            timed_out: reason.contains("Timeout"),
+            reason,
+        }
+    }
+}
+
+/// Largest answer body read by [`HttpDb::get`] (a stored value is at most 1 MiB).
+const MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
+
+impl HttpDb {
+    /// `GET {db_api_url}{path}` with `headers`, within the timeout.
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Result<Answer, FetchError> {
+        let list: Vec<(String, Vec<u8>)> = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        let fields = Fields::from_list(&list)
+            .map_err(|e| FetchError::new(format!("invalid request header: {e:?}")))?;
+        let request = OutgoingRequest::new(fields);
+        let path = format!("{}{path}", self.base_path);
+        let set = request.set_method(&Method::Get).is_ok()
+            && request.set_scheme(Some(&self.scheme)).is_ok()
+            && request.set_authority(Some(&self.authority)).is_ok()
+            && request.set_path_with_query(Some(&path)).is_ok();
+        if !set {
+            return Err(FetchError::new(format!(
+                "invalid request target {}{path}",
+                self.authority
+            )));
+        }
+        let outgoing = request
+            .body()
+            .map_err(|()| FetchError::new("request body unavailable".into()))?;
+        let future = outgoing_handler::handle(request, Some(self.options()))
+            .map_err(|e| FetchError::new(format!("request failed: {e:?}")))?;
+        OutgoingBody::finish(outgoing, None)
+            .map_err(|e| FetchError::new(format!("finishing the request failed: {e:?}")))?;
+        future.subscribe().block();
+        let response = match future.get() {
+            Some(Ok(Ok(response))) => response,
+            Some(Ok(Err(e))) => return Err(FetchError::new(format!("request failed: {e:?}"))),
+            Some(Err(())) | None => return Err(FetchError::new("response unavailable".into())),
+        };
+        let status = response.status();
+        let etag = response
+            .headers()
+            .get("etag")
+            .into_iter()
+            .next()
+            .and_then(|v| String::from_utf8(v).ok());
+        let body = read_all(response)?;
+        Ok(Answer { status, etag, body })
+    }
+}
+
+/// Reads a whole answer body with blocking reads (each bounded by the between-bytes
+/// timeout).
+fn read_all(response: IncomingResponse) -> Result<Vec<u8>, FetchError> {
+    let body = response
+        .consume()
+        .map_err(|()| FetchError::new("answer body unavailable".into()))?;
+    let stream = body
+        .stream()
+        .map_err(|()| FetchError::new("answer body stream unavailable".into()))?;
+    let mut out = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => {
+                out.extend_from_slice(&chunk);
+                if out.len() > MAX_ANSWER_BYTES {
+                    return Err(FetchError::new(format!(
+                        "the answer is larger than {MAX_ANSWER_BYTES} bytes"
+                    )));
+                }
+            }
+            Err(wasi::io::streams::StreamError::Closed) => break,
+            Err(e) => {
+                return Err(FetchError::new(format!("reading the answer failed: {e:?}")));
+            }
+        }
+    }
+    drop(stream);
+    Ok(out)
 }
 
 fn write_body(outgoing: OutgoingBody, body: &[u8]) -> Result<(), SendError> {

@@ -13,8 +13,8 @@ use cache_core::config::CacheConfig;
 use cache_core::contract::ITEMS_PATH;
 use cache_core::key::CacheKey;
 use cache_core::read::Origin;
+use spin_adapters::db::HttpDb;
 use spin_adapters::env;
-use spin_sdk::http::{Method, Request, Response};
 
 use crate::metrics;
 use crate::respond::Error;
@@ -33,44 +33,44 @@ pub async fn fetch(
     auth: Option<&str>,
     etag: Option<&str>,
 ) -> Result<Origin, Error> {
-    let url = format!(
-        "{}{ITEMS_PATH}/{}/{}",
-        cfg.db_api_url,
-        key.ns(),
-        key.key().to_path_segment()
-    );
-    let mut b = Request::builder();
-    b.method(Method::Get)
-        .uri(url)
-        .header("accept", "application/json");
-    if let Some(a) = authorization(cfg, auth) {
-        b.header("authorization", a);
+    let path = format!("{ITEMS_PATH}/{}/{}", key.ns(), key.key().to_path_segment());
+    let db = HttpDb::new(&cfg.db_api_url, None, cfg.origin_timeout)
+        .map_err(|e| Error::Origin(e.to_string()))?;
+    let authorization = authorization(cfg, auth);
+    let mut headers = vec![("accept", "application/json")];
+    if let Some(a) = authorization.as_deref() {
+        headers.push(("authorization", a));
     }
     if let Some(e) = etag {
-        b.header("if-none-match", e);
+        headers.push(("if-none-match", e));
     }
     let started = env::now();
-    let result: Result<Response, _> = spin_sdk::http::send(b.build()).await;
+    let result = db.get(&path, &headers);
     metrics::inc(metrics::ORIGIN_FETCHES);
     metrics::add(
         metrics::ORIGIN_FETCH_MS,
         env::now().0.saturating_sub(started.0),
     );
-    let resp =
-        result.map_err(|e| Error::Origin(format!("the DB API could not be reached: {e}")))?;
-    let status = *resp.status();
+    let answer = result.map_err(|e| {
+        if e.timed_out {
+            Error::OriginTimeout(format!(
+                "the DB API did not answer within origin_timeout ({})",
+                e.reason
+            ))
+        } else {
+            Error::Origin(format!("the DB API could not be reached: {}", e.reason))
+        }
+    })?;
+    let status = answer.status;
     match status {
         200 => {
-            let value = resp.body().to_vec();
+            let value = answer.body;
             if serde_json::from_slice::<serde_json::Value>(&value).is_err() {
                 return Err(Error::Origin(
                     "the DB API answered with invalid JSON".into(),
                 ));
             }
-            let etag = resp
-                .header("etag")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned);
+            let etag = answer.etag;
             let version = etag.as_deref().and_then(version_of);
             Ok(Origin::Found {
                 value,

@@ -12,6 +12,7 @@
 //! | `stale_ttl`             | `300s`           | after that, served stale while revalidating      |
 //! | `stale_if_error`        | `3600s`          | after fresh, served stale when the origin fails  |
 //! | `negative_ttl`          | `30s`            | how long "not found" is cached                   |
+//! | `origin_timeout`        | `5s`             | longest wait for a DB API read                   |
 //! | `compress_min_bytes`    | `1024`           | deflate values at least this long                |
 //! | `max_value_bytes`       | `960KiB`         | largest accepted value (≤ 960 KiB)               |
 //! | `max_entries`           | `1000`           | cache entries kept by the sweep                  |
@@ -62,6 +63,8 @@ pub mod var {
     pub const STALE_IF_ERROR: &str = "stale_if_error";
     /// Negative entry lifetime.
     pub const NEGATIVE_TTL: &str = "negative_ttl";
+    /// Read timeout.
+    pub const ORIGIN_TIMEOUT: &str = "origin_timeout";
     /// Compression threshold.
     pub const COMPRESS_MIN_BYTES: &str = "compress_min_bytes";
     /// Largest value.
@@ -125,6 +128,8 @@ pub struct CacheConfig {
     pub stale_if_error: Duration,
     /// How long a "not found" answer is cached.
     pub negative_ttl: Duration,
+    /// Longest wait for a DB API item read (connect, first byte, between bytes).
+    pub origin_timeout: Duration,
     /// Values at least this long are deflated if that helps.
     pub compress_min_bytes: usize,
     /// Largest value accepted for a write or cached from the origin.
@@ -168,6 +173,7 @@ impl fmt::Debug for CacheConfig {
             .field("stale_ttl", &self.stale_ttl)
             .field("stale_if_error", &self.stale_if_error)
             .field("negative_ttl", &self.negative_ttl)
+            .field("origin_timeout", &self.origin_timeout)
             .field("compress_min_bytes", &self.compress_min_bytes)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("max_entries", &self.max_entries)
@@ -280,6 +286,7 @@ impl CacheConfig {
             stale_ttl: r.duration(var::STALE_TTL, Duration::from_secs(300))?,
             stale_if_error: r.duration(var::STALE_IF_ERROR, Duration::from_secs(3600))?,
             negative_ttl: r.duration(var::NEGATIVE_TTL, Duration::from_secs(30))?,
+            origin_timeout: r.duration(var::ORIGIN_TIMEOUT, Duration::from_secs(5))?,
             compress_min_bytes: r.size_in(var::COMPRESS_MIN_BYTES, 1024, (0, usize::MAX))?,
             max_value_bytes: r.size_in(
                 var::MAX_VALUE_BYTES,
@@ -335,6 +342,9 @@ impl CacheConfig {
                 var::FLUSH_RETRY_MAX,
                 "must not be below flush_retry_base",
             ));
+        }
+        if self.origin_timeout.is_zero() {
+            return Err(invalid(var::ORIGIN_TIMEOUT, "must be greater than zero"));
         }
         if self.lease_ttl.is_zero() {
             return Err(invalid(var::LEASE_TTL, "must be greater than zero"));
