@@ -240,38 +240,3 @@ pub fn now_ms() -> u64 {
 pub async fn pause(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
-
-/// Like `support::send`, but `None` instead of failing when there is no answer within
-/// `limit` (a host that is not up yet, or was just killed).
-pub async fn try_send(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    limit: Duration,
-) -> Option<Reply> {
-    use http_body_util::{BodyExt, Full};
-    let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
-    let mut req = http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = req.body(Full::new(bytes::Bytes::new())).ok()?;
-    let resp = tokio::time::timeout(limit, client.request(req))
-        .await
-        .ok()?
-        .ok()?;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = tokio::time::timeout(limit, resp.into_body().collect())
-        .await
-        .ok()?
-        .ok()?
-        .to_bytes();
-    Some(Reply {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
-}

@@ -14,12 +14,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bytes::Bytes;
 use cache_core::stamp::Stamp;
-use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
-use crate::support::Db;
+use crate::support::{try_send, Db};
 
 /// What the gateway said about one write.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,41 +235,29 @@ static REFUSALS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Sends one write; `Unknown` when there is no complete answer within 10 s.
 async fn write(base: &str, method: &str, ns: &str, key: &str, value: Option<&Value>) -> Outcome {
-    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
     let body = value.map(|v| v.to_string()).unwrap_or_default();
-    let req = http::Request::builder()
-        .method(method)
-        .uri(format!("{base}/v1/{ns}/{key}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .expect("valid request");
-    let limit = Duration::from_secs(10);
-    let Ok(Ok(resp)) = tokio::time::timeout(limit, client.request(req)).await else {
+    let Some(r) = try_send(
+        method,
+        &format!("{base}/v1/{ns}/{key}"),
+        &[("content-type", "application/json")],
+        &body,
+        Duration::from_secs(10),
+    )
+    .await
+    else {
         return Outcome::Unknown;
     };
-    let status = resp.status().as_u16();
-    let etag = resp
-        .headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let Ok(Ok(body)) = tokio::time::timeout(limit, resp.into_body().collect()).await else {
-        return Outcome::Unknown;
-    };
-    if status != 202 {
-        let body = body.to_bytes();
+    if r.status != 202 {
+        let text = format!("{} {}", r.status, r.body);
         let mut seen = REFUSALS.lock().unwrap_or_else(|p| p.into_inner());
-        let text = format!("{status} {}", String::from_utf8_lossy(&body));
         if !seen.contains(&text) && seen.len() < 20 {
             eprintln!("refused: {text}");
             seen.push(text);
         }
-        return Outcome::Refused(status);
+        return Outcome::Refused(r.status);
     }
+    let etag = r.headers.get("etag").and_then(|v| v.to_str().ok());
     let stamp = etag
-        .as_deref()
         .and_then(|e| e.strip_prefix("\"w"))
         .and_then(|e| e.strip_suffix('"'))
         .and_then(|s| Stamp::parse(s).ok());

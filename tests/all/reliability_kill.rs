@@ -86,7 +86,7 @@ impl Drop for Host {
 
 /// GET that tolerates a host that is not up (yet) or was just killed.
 async fn try_get(url: &str) -> Option<String> {
-    try_send("GET", url, &[], Duration::from_secs(2))
+    try_send("GET", url, &[], "", Duration::from_secs(2))
         .await
         .filter(|r| r.status == 200)
         .map(|r| r.body)
@@ -147,10 +147,7 @@ async fn sigkill_in_the_middle_of_flushes_loses_and_duplicates_nothing() {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = writers(host.url(""), round, ledger.clone(), stop.clone());
         // Kill at a random moment relative to the second-boundary cron ticks.
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        pause(200 + rng % 1300).await;
+        pause(200 + next(&mut rng) % 1300).await;
         stop.store(true, Ordering::SeqCst);
         host.kill();
         for t in tasks {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::flush_support::{try_send, ADMIN};
+use crate::flush_support::ADMIN;
 use crate::ledger::Ledger;
 use crate::support::*;
 
@@ -98,7 +98,7 @@ pub async fn run(w: &Workload, bases: &[String], ledger: &Arc<Ledger>) -> Arc<Re
             while !stop.load(Ordering::Relaxed) {
                 let key = format!("k{}", next(&mut rng) % w.keys);
                 let url = format!("{base}/v1/{}/{key}", w.ns);
-                let Some(r) = try_send("GET", &url, &[], Duration::from_secs(10)).await else {
+                let Some(r) = try_send("GET", &url, &[], "", Duration::from_secs(10)).await else {
                     reads.other.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
@@ -127,6 +127,7 @@ pub async fn run(w: &Workload, bases: &[String], ledger: &Arc<Ledger>) -> Arc<Re
                         "POST",
                         &format!("{base}/admin/flush"),
                         &[("authorization", &format!("Bearer {ADMIN}"))],
+                        "",
                         Duration::from_secs(30),
                     )
                     .await;
@@ -174,8 +175,8 @@ fn wrong_value(body: &str, key: &str, writers: u64, issued: &[AtomicU64]) -> Opt
     None
 }
 
-/// SplitMix64 step: deterministic key choice per writer.
-fn next(state: &mut u64) -> u64 {
+/// SplitMix64 step: deterministic choices (keys, kill moments) from a seed.
+pub fn next(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -192,10 +193,11 @@ pub async fn drain(base: &str, limit: Duration) {
             "POST",
             &format!("{base}/admin/flush"),
             &[("authorization", &format!("Bearer {ADMIN}"))],
+            "",
             Duration::from_secs(30),
         )
         .await;
-        let Some(r) = try_send("GET", &keys_url, &[], Duration::from_secs(10)).await else {
+        let Some(r) = try_send("GET", &keys_url, &[], "", Duration::from_secs(10)).await else {
             return false;
         };
         let keys: Vec<String> = serde_json::from_str(&r.body).unwrap_or_default();

@@ -155,6 +155,39 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &str)
     }
 }
 
+/// Like [`send`], but `None` instead of failing when there is no complete answer within
+/// `limit` (a host that is not up yet, or was just killed).
+pub async fn try_send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    limit: Duration,
+) -> Option<Reply> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_string()))).ok()?;
+    let resp = tokio::time::timeout(limit, client.request(req))
+        .await
+        .ok()?
+        .ok()?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = tokio::time::timeout(limit, resp.into_body().collect())
+        .await
+        .ok()?
+        .ok()?
+        .to_bytes();
+    Some(Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
 pub async fn get(url: &str) -> Reply {
     send("GET", url, &[], "").await
 }

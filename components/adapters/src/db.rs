@@ -127,6 +127,27 @@ impl HttpDb {
         })
     }
 
+    /// A request for `{base_path}{path}` on the DB API; the error names a target the WASI
+    /// types refuse.
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        headers: Fields,
+    ) -> Result<OutgoingRequest, String> {
+        let request = OutgoingRequest::new(headers);
+        let path = format!("{}{path}", self.base_path);
+        let set = request.set_method(&method).is_ok()
+            && request.set_scheme(Some(&self.scheme)).is_ok()
+            && request.set_authority(Some(&self.authority)).is_ok()
+            && request.set_path_with_query(Some(&path)).is_ok();
+        if set {
+            Ok(request)
+        } else {
+            Err(format!("invalid request target {}{path}", self.authority))
+        }
+    }
+
     fn options(&self) -> RequestOptions {
         let nanos = u64::try_from(self.timeout.as_nanos()).unwrap_or(u64::MAX);
         let options = RequestOptions::new();
@@ -143,17 +164,13 @@ impl HttpDb {
         batch_id: &str,
         body: &[u8],
     ) -> Result<(u16, Option<String>, Vec<u8>), SendError> {
-        let request = OutgoingRequest::new(self.headers(batch_id, body.len())?);
-        let path = format!("{}{BATCH_PATH}", self.base_path);
-        let set = request.set_method(&Method::Post).is_ok()
-            && request.set_scheme(Some(&self.scheme)).is_ok()
-            && request.set_authority(Some(&self.authority)).is_ok()
-            && request.set_path_with_query(Some(&path)).is_ok();
-        if !set {
-            return Err(SendError::Permanent {
-                reason: format!("invalid request target {}{path}", self.authority),
-            });
-        }
+        let request = self
+            .request(
+                Method::Post,
+                BATCH_PATH,
+                self.headers(batch_id, body.len())?,
+            )
+            .map_err(|reason| SendError::Permanent { reason })?;
         let outgoing = request
             .body()
             .map_err(|()| SendError::retryable("request body unavailable"))?;
@@ -212,18 +229,9 @@ impl HttpDb {
             .collect();
         let fields = Fields::from_list(&list)
             .map_err(|e| FetchError::new(format!("invalid request header: {e:?}")))?;
-        let request = OutgoingRequest::new(fields);
-        let path = format!("{}{path}", self.base_path);
-        let set = request.set_method(&Method::Get).is_ok()
-            && request.set_scheme(Some(&self.scheme)).is_ok()
-            && request.set_authority(Some(&self.authority)).is_ok()
-            && request.set_path_with_query(Some(&path)).is_ok();
-        if !set {
-            return Err(FetchError::new(format!(
-                "invalid request target {}{path}",
-                self.authority
-            )));
-        }
+        let request = self
+            .request(Method::Get, path, fields)
+            .map_err(FetchError::new)?;
         let outgoing = request
             .body()
             .map_err(|()| FetchError::new("request body unavailable".into()))?;
