@@ -20,7 +20,10 @@
 //! content-derived id before sending it, and deletes the buffer records it covers only after
 //! the DB API answered. A crash anywhere in between leads to the same batch being resent with
 //! the same id; the DB API answers a repeated id from its idempotency record without applying
-//! anything again, and a re-applied older version would be refused as stale anyway. What a
+//! anything again, and a re-applied older version would be refused as stale anyway. Each
+//! write also carries its stamp as a write id, which the DB API answers `duplicate` when it
+//! has applied it already, so a write sealed into two batches by overlapping flush runs is
+//! applied once even by a DB API without a version guard (see [`crate::contract`]). What a
 //! reader can observe: its own and others' accepted writes at once through the cache; the DB
 //! API lags by up to one flush interval plus retries; a write rejected by the DB API (conflict
 //! or invalid) disappears from the cache (its entry is dropped) and lands in the dead-letter

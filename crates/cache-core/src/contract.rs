@@ -9,6 +9,20 @@
 //!   `200` with a [`BatchResponse`]: one [`ItemResult`] per write, in order. Resending a batch id
 //!   returns the first answer and applies nothing again.
 //! - `429`, `5xx` or a timeout: retry the whole batch later with the same id.
+//!
+//! # Exactly once, per write
+//!
+//! Batch ids make a resend harmless, but they are not the whole guarantee: two flush runs on
+//! different instances can, rarely, seal the same buffered write into two batches with
+//! different ids (without compare-and-swap the flush lease narrows that overlap but cannot
+//! close it; see [`crate::lease`]). Every [`BatchWrite`] therefore carries its own
+//! [`BatchWrite::write_id`], the write's stamp, and the DB API must answer a write id it has
+//! already applied with [`ItemStatus::Duplicate`] without applying it again, whatever batch it
+//! comes in, for at least a retention window longer than a write can stay buffered and
+//! retried in the cache (`max_dirty_age + flush_max_attempts × flush_retry_max`, about two
+//! hours with the defaults). A DB API that keeps the highest version per key would answer such
+//! a write `stale` anyway; the write id is what makes the guarantee hold without a version
+//! guard. Settling treats `duplicate` exactly like `applied`.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +34,9 @@ pub const BATCH_PATH: &str = "/v1/batch";
 
 /// Path prefix of the item endpoint: `{ITEMS_PATH}/{ns}/{key}`.
 pub const ITEMS_PATH: &str = "/v1/items";
+
+/// Length of a [`BatchWrite::write_id`]: lowercase hex digits, the text form of a stamp.
+pub const WRITE_ID_LEN: usize = crate::stamp::STAMP_HEX_LEN;
 
 /// What a write does to the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +55,10 @@ pub struct BatchWrite {
     pub ns: String,
     /// The key inside its namespace.
     pub key: String,
+    /// The write's unique id: its stamp in text form, [`WRITE_ID_LEN`] lowercase hex digits.
+    /// The same write keeps the same id in every batch that carries it, so the DB API can
+    /// apply it once even when it arrives under two batch ids.
+    pub write_id: String,
     /// Put or delete.
     pub op: WriteOp,
     /// The JSON value for a put (which may be JSON `null`); absent for a delete.
@@ -70,6 +91,10 @@ pub enum ItemStatus {
     Applied,
     /// The DB already holds this or a newer version; nothing changed.
     Stale,
+    /// This write id was already applied (in any batch, this one included); nothing was
+    /// applied now. A DB API may also answer it for a write id it answered `stale` before.
+    /// Settles like `applied`.
+    Duplicate,
     /// The DB refused the write because of a conflicting state.
     Conflict,
     /// The DB refused the write as invalid.
@@ -113,6 +138,7 @@ mod tests {
         let put_null = BatchWrite {
             ns: "n".into(),
             key: "k".into(),
+            write_id: "0000000003e800020000000000000003".into(),
             op: WriteOp::Put,
             value: Some(json!(null)),
             version: 1,
@@ -121,13 +147,26 @@ mod tests {
         let text = serde_json::to_string(&put_null).unwrap();
         assert_eq!(
             text,
-            r#"{"ns":"n","key":"k","op":"put","value":null,"version":1,"written_at":2}"#
+            r#"{"ns":"n","key":"k","write_id":"0000000003e800020000000000000003","op":"put","value":null,"version":1,"written_at":2}"#
         );
         assert_eq!(serde_json::from_str::<BatchWrite>(&text).unwrap(), put_null);
         let delete: BatchWrite = serde_json::from_str(
-            r#"{"ns":"n","key":"k","op":"delete","version":1,"written_at":2}"#,
+            r#"{"ns":"n","key":"k","write_id":"0000000003e800020000000000000003","op":"delete","version":1,"written_at":2}"#,
         )
         .unwrap();
         assert_eq!(delete.value, None);
+        let missing_id = r#"{"ns":"n","key":"k","op":"delete","version":1,"written_at":2}"#;
+        assert!(serde_json::from_str::<BatchWrite>(missing_id).is_err());
+    }
+
+    #[test]
+    fn duplicate_is_a_status_on_the_wire() {
+        let answer: BatchResponse =
+            serde_json::from_str(r#"{"results":[{"status":"duplicate"}]}"#).unwrap();
+        assert_eq!(answer.results[0].status, ItemStatus::Duplicate);
+        assert_eq!(
+            serde_json::to_string(&ItemStatus::Duplicate).unwrap(),
+            r#""duplicate""#
+        );
     }
 }

@@ -465,13 +465,16 @@ fn check_settle(answer: &BatchResponse, sent: usize) {
         .filter(|r| matches!(r.status, ItemStatus::Conflict | ItemStatus::Rejected))
         .count();
     assert_eq!(store.keys_with_prefix("d:").len(), refused, "dead letters");
-    assert_eq!(tally.applied + tally.stale + tally.dead_lettered, sent);
+    assert_eq!(
+        tally.applied + tally.stale + tally.duplicate + tally.dead_lettered,
+        sent
+    );
     assert_eq!(tally.dead_lettered, refused);
     assert_eq!(tally.records_deleted, sent);
     for (result, entry_key) in answer.results.iter().zip(&entry_keys) {
         let entry = store.peek(entry_key).map(envelope::decode);
         match result.status {
-            ItemStatus::Applied | ItemStatus::Stale => match entry {
+            ItemStatus::Applied | ItemStatus::Stale | ItemStatus::Duplicate => match entry {
                 Some(Ok(e)) => assert_eq!(e.dirty, None, "{entry_key} still dirty"),
                 other => panic!("{entry_key} after an applied write: {other:?}"),
             },

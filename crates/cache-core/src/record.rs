@@ -77,6 +77,7 @@ impl BufferedWrite {
         BatchWrite {
             ns: self.ns.to_string(),
             key: self.key.to_string(),
+            write_id: self.stamp.to_string(),
             op: self.op(),
             value: self.value.clone(),
             version: self.stamp.version(),

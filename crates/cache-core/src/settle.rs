@@ -1,7 +1,8 @@
 //! Settling a sealed batch once its fate is known.
 //!
-//! For every item the DB API answered: `applied` and `stale` delete exactly the buffer records
-//! the item covers and mark the cache entry clean if it still shows this very write, or drop
+//! For every item the DB API answered: `applied`, `stale` and `duplicate` (the DB API had
+//! already applied this write id, in another batch) delete exactly the buffer records the item
+//! covers and mark the cache entry clean if it still shows this very write, or drop
 //! it if it shows something older (the DB API now holds this write or a newer one);
 //! `conflict` and `rejected` dead-letter the write, delete its records and drop the cache entry
 //! if it still shows the refused write (so the next read fetches the DB's truth). Last, the
@@ -27,6 +28,9 @@ pub struct Tally {
     pub applied: usize,
     /// Items the DB API already had in this or a newer version.
     pub stale: usize,
+    /// Items whose write id the DB API had already applied, in this or another batch (the
+    /// same write sealed twice by overlapping flush runs); settled like applied ones.
+    pub duplicate: usize,
     /// Items moved to the dead-letter queue.
     pub dead_lettered: usize,
     /// Buffer records deleted.
@@ -64,11 +68,11 @@ pub fn settle_answer(
     }
     for (item, result) in batch.items.iter().zip(&answer.results) {
         match result.status {
-            ItemStatus::Applied | ItemStatus::Stale => {
-                if result.status == ItemStatus::Applied {
-                    tally.applied += 1;
-                } else {
-                    tally.stale += 1;
+            ItemStatus::Applied | ItemStatus::Stale | ItemStatus::Duplicate => {
+                match result.status {
+                    ItemStatus::Applied => tally.applied += 1,
+                    ItemStatus::Stale => tally.stale += 1,
+                    _ => tally.duplicate += 1,
                 }
                 delete_covered(store, item, tally)?;
                 mark_clean(store, &item.winner, cfg)?;
@@ -311,5 +315,52 @@ mod tests {
         for (what, before, after) in cases {
             assert_eq!(&settle_over(before), after, "{what}");
         }
+    }
+
+    #[test]
+    fn a_duplicate_settles_like_an_applied_write() {
+        let cfg = CacheConfig::with_db_api_url("http://db").unwrap();
+        let mut store = MemoryStore::new();
+        let (older, newer) = (write(1_000), write(2_000));
+        for w in [&older, &newer] {
+            store.set(&w.kv_key(), &w.encode().unwrap()).unwrap();
+        }
+        let dirty = entry(newer.stamp.version(), Some(2_000));
+        store
+            .set(KEY, &envelope::encode(&dirty, &cfg.codec_policy()).unwrap())
+            .unwrap();
+        let batch = SealedBatch::new(coalesce([older, newer.clone()]), UnixMillis(3_000));
+        store
+            .set(&batch.kv_key(), &batch.encode().unwrap())
+            .unwrap();
+        let answer = BatchResponse {
+            results: vec![ItemResult {
+                status: ItemStatus::Duplicate,
+                reason: None,
+            }],
+        };
+        let mut tally = Tally::default();
+        let settled = settle_answer(
+            &mut store,
+            &batch,
+            &answer,
+            UnixMillis(3_000),
+            &cfg,
+            &mut tally,
+        );
+        assert_eq!(settled, Ok(Settled::Done));
+        assert_eq!(
+            tally,
+            Tally {
+                duplicate: 1,
+                records_deleted: 2,
+                ..Tally::default()
+            }
+        );
+        assert_eq!(store.keys_with_prefix("w:"), Vec::<String>::new());
+        assert_eq!(store.keys_with_prefix("b:"), Vec::<String>::new());
+        assert_eq!(store.keys_with_prefix("d:"), Vec::<String>::new());
+        let left = envelope::decode(store.peek(KEY).unwrap()).unwrap();
+        assert_eq!(left, entry(newer.stamp.version(), None), "marked clean");
     }
 }

@@ -289,8 +289,15 @@ fn batch_answer_input() -> impl Strategy<Value = Vec<u8>> {
         any::<u16>(),
     ];
     let retry_after = prop_oneof!["", "[0-9]{1,3}", " [0-9]{1,21} ", "\\PC{0,12}"];
-    let result = (0usize..5, proptest::option::of("\\PC{0,8}")).prop_map(|(i, reason)| {
-        let status = ["applied", "stale", "conflict", "rejected", "lost"][i];
+    let result = (0usize..6, proptest::option::of("\\PC{0,8}")).prop_map(|(i, reason)| {
+        let status = [
+            "applied",
+            "stale",
+            "duplicate",
+            "conflict",
+            "rejected",
+            "lost",
+        ][i];
         match reason {
             Some(r) => json!({"status": status, "reason": r}),
             None => json!({"status": status}),

@@ -24,7 +24,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::backend::{Backend, PlannedBatch, PlannedWrite, SeedItem, ValidWrite};
+use crate::backend::{
+    Backend, PlannedBatch, PlannedWrite, SeedItem, ValidWrite, WriteIdPolicy,
+    DEFAULT_WRITE_ID_RETENTION,
+};
 use crate::deliveries::DeliveryJournal;
 use crate::error::ApiError;
 use crate::faults::{self, FaultConfig, Faults};
@@ -46,6 +49,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Serve the test-only `_` routes (`/_stats`, `/_reset`, `/_seed`, `/_faults`).
     pub admin_routes: bool,
+    /// How long received write ids are kept (answered `duplicate` if received again). Must
+    /// exceed the longest a write can stay buffered and retried in the cache.
+    pub write_id_retention: Duration,
 }
 
 impl Default for Settings {
@@ -55,6 +61,7 @@ impl Default for Settings {
             faults: FaultConfig::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             admin_routes: true,
+            write_id_retention: DEFAULT_WRITE_ID_RETENTION,
         }
     }
 }
@@ -68,7 +75,8 @@ pub struct AppState {
     pub faults: Arc<Faults>,
     /// Request counters.
     pub counters: Arc<Counters>,
-    /// Every write delivered in a first-sent batch, to count redeliveries.
+    /// Every write delivered in a first-sent batch and every write id applied, to count
+    /// redeliveries and double applications.
     pub deliveries: Arc<DeliveryJournal>,
     settings: Arc<Settings>,
     shutdown: Arc<watch::Sender<bool>>,
@@ -264,7 +272,10 @@ fn plan_write(faults: &Faults, raw: Value) -> PlannedWrite {
         Ok(w) => w,
         Err(e) => return PlannedWrite::Rejected(format!("invalid write: {e}")),
     };
-    if let Err(reason) = validate::namespace(&w.ns).and_then(|()| validate::item_key(&w.key)) {
+    if let Err(reason) = validate::namespace(&w.ns)
+        .and_then(|()| validate::item_key(&w.key))
+        .and_then(|()| validate::write_id(&w.write_id))
+    {
         return PlannedWrite::Rejected(reason);
     }
     if i64::try_from(w.version).is_err() || i64::try_from(w.written_at).is_err() {
@@ -281,6 +292,7 @@ fn plan_write(faults: &Faults, raw: Value) -> PlannedWrite {
     PlannedWrite::Write(ValidWrite {
         ns: w.ns,
         key: w.key,
+        write_id: w.write_id,
         op: w.op,
         value,
         version: w.version,
@@ -326,6 +338,10 @@ async fn post_batch(
         batch_id,
         fingerprint: digest,
         writes: planned,
+        write_ids: WriteIdPolicy {
+            retention: state.settings.write_id_retention,
+            guarded: !state.faults.skip_write_guards(),
+        },
     };
     let writes = batch.writes.clone();
     let outcome = state.backend.apply_batch(batch).await?;
@@ -336,6 +352,12 @@ async fn post_batch(
     } else {
         count_results(c, &outcome.response);
         add(&c.writes_redelivered, state.deliveries.record(&writes));
+        add(
+            &c.writes_applied_twice,
+            state
+                .deliveries
+                .record_applied(&writes, &outcome.response.results),
+        );
     }
     let mut response = Json(outcome.response).into_response();
     if outcome.replayed {
@@ -351,6 +373,7 @@ fn count_results(c: &Counters, response: &BatchResponse) {
         let counter = match r.status {
             ItemStatus::Applied => &c.writes_applied,
             ItemStatus::Stale => &c.writes_stale,
+            ItemStatus::Duplicate => &c.writes_duplicate,
             ItemStatus::Conflict => &c.writes_conflict,
             ItemStatus::Rejected => &c.writes_rejected,
         };
@@ -373,7 +396,9 @@ async fn get_stats(State(state): State<AppState>) -> Result<Json<StatsBody>, Api
         rows: rows.rows,
         tombstones: rows.tombstones,
         stored_batches: rows.stored_batches,
+        stored_write_ids: rows.stored_write_ids,
         deliveries_tracked: state.deliveries.len(),
+        applied_write_ids_tracked: state.deliveries.applied_len(),
     }))
 }
 

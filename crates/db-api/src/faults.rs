@@ -8,8 +8,12 @@
 //! Every fault except `garbage_after_commit` acts *before* the handler runs, so nothing is
 //! stored; `garbage_after_commit` applies the batch and then answers garbage, which is
 //! exactly "the database applied it but the client never learned", the case that idempotent
-//! resend exists for. Random faults draw from a seeded generator, so a test that sets the
-//! same config and sends the same requests sees the same faults.
+//! resend exists for. `skip_write_guards` is of another kind: it does not fail requests but
+//! makes the store apply every write as received, without the write-id check or the version
+//! guard, as a DB API with neither would; a write delivered twice is then applied twice, which
+//! shows that `writes_applied_twice` in `/_stats` catches it. Random faults draw from a seeded
+//! generator, so a test that sets the same config and sends the same requests sees the same
+//! faults.
 
 use std::collections::HashSet;
 use std::pin::Pin;
@@ -165,6 +169,10 @@ pub struct FaultConfig {
     pub down: Option<DownMode>,
     /// Writes to these keys (`"ns/key"`, split at the first `/`) are answered `rejected`.
     pub reject_keys: Vec<String>,
+    /// Batches: apply every write as received, skipping the write-id check (no `duplicate`
+    /// answers) and the version guard (no `stale` answers), like a DB API with neither. Write
+    /// ids are still recorded.
+    pub skip_write_guards: bool,
 }
 
 impl Default for FaultConfig {
@@ -186,6 +194,7 @@ impl Default for FaultConfig {
             garbage_after_commit: Trigger::default(),
             down: None,
             reject_keys: Vec::new(),
+            skip_write_guards: false,
         }
     }
 }
@@ -347,6 +356,11 @@ impl Faults {
     /// Whether the origin is set to be down.
     pub fn down(&self) -> Option<DownMode> {
         self.lock().config.down
+    }
+
+    /// Whether batches skip the write-id check and the version guard.
+    pub fn skip_write_guards(&self) -> bool {
+        self.lock().config.skip_write_guards
     }
 
     /// Whether writes to this key must be rejected.

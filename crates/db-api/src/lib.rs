@@ -3,7 +3,8 @@
 //! cache-sync is a cache at the edge that writes behind to a "main DB API". This crate is a
 //! real, small implementation of that API, so the app runs out of the box and every test and
 //! benchmark talks to a real origin: item reads with ETags, and idempotent batch writes that
-//! apply in one transaction with last-writer-wins by version. Because an origin that never
+//! apply in one transaction with last-writer-wins by version, each write at most once by its
+//! write id (kept for `--write-id-retention`, see [`backend`]). Because an origin that never
 //! fails proves nothing about a cache's reliability, it can also be told to misbehave (see
 //! [`faults`]). The wire types are `cache_core::contract`; nothing here redefines them.
 //!
@@ -13,10 +14,12 @@
 //! - [`backend`]: the [`Backend`] trait and its [`backend::sqlite`] (default) and
 //!   [`backend::postgres`] implementations.
 //! - [`faults`]: fault injection (latency, errors, throttling, timeouts, garbage, down,
-//!   rejected keys).
+//!   rejected keys, skipped write guards).
+//! - [`deliveries`]: the delivery journal behind `writes_redelivered` and
+//!   `writes_applied_twice`.
 //! - [`stats`]: request counters behind `GET /_stats`.
 //! - [`seed`]: bulk loading behind `POST /_seed`.
-//! - [`validate`]: name rules for namespaces, keys and batch ids.
+//! - [`validate`]: name rules for namespaces, keys, batch ids and write ids.
 //! - [`error`]: errors and their JSON form.
 //! - `main.rs`: the `db-api` binary (argument parsing only).
 //!
@@ -32,7 +35,7 @@
 //! ```
 //!
 //! The PostgreSQL tests run when `DB_API_TEST_POSTGRES_URL` names a scratch database (its
-//! `db_api_items` and `db_api_batches` tables are truncated).
+//! `db_api_items`, `db_api_batches` and `db_api_write_ids` tables are truncated).
 
 pub mod app;
 pub mod backend;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::error::ErrorKind;
@@ -38,6 +39,20 @@ struct Cli {
     /// Do not serve the test-only routes (/_stats, /_reset, /_seed, /_faults).
     #[arg(long)]
     no_admin: bool,
+    /// Keep received write ids this long (`500ms`, `30s`, `5m`, `2h`, `7d`).
+    ///
+    /// A write whose id was received before, in any batch, is answered `duplicate` and not
+    /// applied again; older write ids are pruned. Must exceed the longest a write can stay
+    /// buffered and be retried in the cache: max_dirty_age + flush_max_attempts ×
+    /// flush_retry_max (about 2h with the cache's defaults).
+    #[arg(
+        long,
+        env = "DB_API_WRITE_ID_RETENTION",
+        default_value = "7d",
+        value_name = "DURATION",
+        value_parser = parse_retention
+    )]
+    write_id_retention: Duration,
 
     /// Start-up faults as JSON (the body of POST /_faults); the flags below override it.
     #[arg(long, value_name = "JSON", help_heading = "Faults", value_parser = parse_faults)]
@@ -113,6 +128,26 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         Ok(rate)
     } else {
         Err(format!("{rate} is not between 0 and 1"))
+    }
+}
+
+/// A duration as the cache's configuration writes it, or whole days (`7d`); never zero.
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let parsed = match t.strip_suffix('d') {
+        Some(days) if !days.is_empty() && days.bytes().all(|b| b.is_ascii_digit()) => days
+            .parse::<u64>()
+            .ok()
+            .and_then(|d| d.checked_mul(86_400))
+            .map(Duration::from_secs),
+        _ => cache_core::config::parse_duration(t),
+    };
+    match parsed {
+        Some(d) if !d.is_zero() => Ok(d),
+        Some(_) => Err("the retention must be longer than zero".into()),
+        None => Err(format!(
+            "{s:?} is not a duration (like 500ms, 30s, 5m, 2h or 7d)"
+        )),
     }
 }
 
@@ -213,6 +248,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             faults,
             max_body_bytes: cli.max_body_bytes,
             admin_routes: !cli.no_admin,
+            write_id_retention: cli.write_id_retention,
         },
     )
     .context("invalid faults")?;
@@ -312,6 +348,20 @@ mod tests {
         assert!(f.validate().is_ok());
         assert_eq!(cli.listen.to_string(), "127.0.0.1:3001");
         assert_eq!(cli.db, ".spin/db-api.sqlite");
+        assert_eq!(
+            cli.write_id_retention,
+            db_api::backend::DEFAULT_WRITE_ID_RETENTION
+        );
+    }
+
+    #[test]
+    fn the_write_id_retention_takes_durations_and_days() {
+        for (arg, secs) in [("7d", 604_800), ("2h", 7_200), ("90m", 5_400), ("45", 45)] {
+            let cli = parse(&["--write-id-retention", arg]).unwrap();
+            assert_eq!(cli.write_id_retention, Duration::from_secs(secs), "{arg}");
+        }
+        let cli = parse(&["--write-id-retention", "250ms"]).unwrap();
+        assert_eq!(cli.write_id_retention, Duration::from_millis(250));
     }
 
     #[test]
@@ -322,6 +372,10 @@ mod tests {
             &["--down", "maybe"],
             &["--garbage-kind", "zip"],
             &["--faults", "{"],
+            &["--write-id-retention", "0s"],
+            &["--write-id-retention", "d"],
+            &["--write-id-retention", "1w"],
+            &["--write-id-retention", "-1d"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }

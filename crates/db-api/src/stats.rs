@@ -55,12 +55,19 @@ counters! {
         writes_applied,
         /// Writes answered `stale` (first sends only).
         writes_stale,
+        /// Writes answered `duplicate`: their write id was received before (first sends only).
+        writes_duplicate,
         /// Writes answered `conflict` (first sends only).
         writes_conflict,
         /// Writes answered `rejected` (first sends only).
         writes_rejected,
-        /// Writes already delivered in an earlier batch with another id (must stay 0).
+        /// Writes (namespace, key, version, value) already delivered in an earlier batch with
+        /// another id. Measures the cache's flush lease: it must stay 0 where the store has
+        /// compare-and-swap; without it, rare redeliveries are answered `duplicate`.
         writes_redelivered,
+        /// Write ids answered `applied` a second time: a write the store applied twice. Must
+        /// stay 0; only the `skip_write_guards` fault lets it grow.
+        writes_applied_twice,
         /// Requests refused for a missing or wrong token.
         unauthorized,
         /// Injected: answered as down.
@@ -102,6 +109,10 @@ pub struct StatsBody {
     pub tombstones: u64,
     /// Batch ids in the idempotency table.
     pub stored_batches: u64,
+    /// Write ids in the write-id table (pruned after the retention).
+    pub stored_write_ids: u64,
     /// Writes the delivery journal remembers (it stops at its capacity).
     pub deliveries_tracked: u64,
+    /// Applied write ids the delivery journal remembers (it stops at its capacity).
+    pub applied_write_ids_tracked: u64,
 }

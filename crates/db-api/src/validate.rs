@@ -1,4 +1,4 @@
-//! Name rules for namespaces, item keys and batch ids.
+//! Name rules for namespaces, item keys, batch ids and write ids.
 //!
 //! Namespaces and item keys use the edge's own rules from `cache_core::key` (namespace:
 //! 1–64 of `[a-z0-9_-]`; key: 1–200 bytes of UTF-8 without control characters, not `.` or
@@ -36,6 +36,17 @@ pub fn batch_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a write id: exactly [`WRITE_ID_LEN`](cache_core::contract::WRITE_ID_LEN) lowercase
+/// hex digits (a stamp's text form); the error is the reason.
+pub fn write_id(id: &str) -> Result<(), String> {
+    let len = cache_core::contract::WRITE_ID_LEN;
+    if id.len() == len && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(format!("write_id must be {len} lowercase hex digits"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +62,16 @@ mod tests {
         assert!(item_key(&"k".repeat(201)).is_err());
         assert!(batch_id("b-1").is_ok());
         assert!(batch_id("").is_err());
+        assert!(write_id("0000000003e800020000000000000003").is_ok());
+        for bad in [
+            "",
+            "0000000003e80002000000000000000",
+            "0000000003e8000200000000000000030",
+            "0000000003E800020000000000000003",
+            "0000000003e80002000000000000000g",
+            "0000000003e80002000000000000000é",
+        ] {
+            assert!(write_id(bad).is_err(), "{bad:?}");
+        }
     }
 }

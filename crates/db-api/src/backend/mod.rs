@@ -2,16 +2,35 @@
 //!
 //! The HTTP layer decides what a request means (validation, rejections, faults); a
 //! [`Backend`] only stores. The one rule a backend must get right on its own is atomicity:
-//! [`Backend::apply_batch`] applies every write of a batch *and* records the batch id with its
-//! answer in the same transaction, so a resent batch either finds its stored answer or
-//! applies as if first seen, never half of each. SQLite is the default because it needs no
-//! service; PostgreSQL is there to show the contract holds on a real multi-client database.
+//! [`Backend::apply_batch`] applies every write of a batch, records the write ids it received
+//! *and* records the batch id with its answer in the same transaction, so a resent batch
+//! either finds its stored answer or applies as if first seen, never half of each, and a write
+//! that arrives again under another batch id finds its write id and is answered `duplicate`.
+//! SQLite is the default because it needs no service; PostgreSQL is there to show the
+//! contract holds on a real multi-client database.
+//!
+//! # Write ids
+//!
+//! Each backend keeps a table of received write ids (`write_id` primary key, `applied_at`
+//! Unix milliseconds). A write id is recorded when its write is answered `applied` or
+//! `stale`: a stale write was received and decided, and any later copy of it would be stale
+//! as well, so answering that copy `duplicate` changes nothing for the cache, which settles
+//! both alike. A rejected write is not recorded, so that a dead letter sent again later (after
+//! the reason for its rejection was fixed) can still be applied. The write id is claimed
+//! before the version guard is consulted, so the check does not depend on versions at all.
+//!
+//! Rows older than [`WriteIdPolicy::retention`] are pruned, at most once per
+//! [`PRUNE_EVERY`] (or per retention, if shorter). The retention must exceed the longest a
+//! write can stay buffered and be retried in the cache (`max_dirty_age + flush_max_attempts ×
+//! flush_retry_max`, about two hours with the cache's defaults); the default is seven days.
 
 pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use cache_core::contract::{BatchResponse, WriteOp};
 use serde::Serialize;
@@ -39,6 +58,8 @@ pub struct ValidWrite {
     pub ns: String,
     /// Key within the namespace.
     pub key: String,
+    /// The write's unique id (32 lowercase hex digits, checked).
+    pub write_id: String,
     /// Put or delete.
     pub op: WriteOp,
     /// JSON text of the value for a put; `None` for a delete.
@@ -68,6 +89,48 @@ pub struct PlannedBatch {
     pub fingerprint: String,
     /// The writes, in request order.
     pub writes: Vec<PlannedWrite>,
+    /// How write ids are checked and kept for this batch.
+    pub write_ids: WriteIdPolicy,
+}
+
+/// How a backend treats write ids (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteIdPolicy {
+    /// Received write ids are kept at least this long, then pruned.
+    pub retention: Duration,
+    /// `true` (always, except under the `skip_write_guards` fault): a write id already received
+    /// is answered `duplicate`, and a write applies only over a lower version. `false`: every
+    /// write is applied as received, as by a DB API with neither guard.
+    pub guarded: bool,
+}
+
+/// How long received write ids are kept by default: seven days.
+pub const DEFAULT_WRITE_ID_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// Write ids are pruned at most this often (or once per retention, if that is shorter).
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// When write ids were last pruned; shared by the batches of one backend.
+#[derive(Debug, Default)]
+pub(crate) struct PruneClock {
+    last: AtomicI64,
+}
+
+impl PruneClock {
+    /// At most once per [`PRUNE_EVERY`] (or per `retention`, if shorter): the `applied_at`
+    /// below which write ids are to be deleted now. `None`: not yet due.
+    pub(crate) fn due(&self, now: i64, retention: Duration) -> Option<i64> {
+        let retention = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let every = retention.min(i64::try_from(PRUNE_EVERY.as_millis()).unwrap_or(i64::MAX));
+        let last = self.last.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < every {
+            return None;
+        }
+        self.last
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()
+            .map(|_| now.saturating_sub(retention))
+    }
 }
 
 /// What [`Backend::apply_batch`] did.
@@ -88,6 +151,8 @@ pub struct BackendStats {
     pub tombstones: u64,
     /// Batch ids remembered in the idempotency table.
     pub stored_batches: u64,
+    /// Write ids remembered in the write-id table.
+    pub stored_write_ids: u64,
 }
 
 /// One row to bulk-insert with [`Backend::seed`].
@@ -118,19 +183,22 @@ pub trait Backend: Send + Sync + 'static {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<StoredItem>, BackendError>>;
 
-    /// Applies a batch in one transaction together with the idempotency table.
+    /// Applies a batch in one transaction together with the idempotency and write-id tables.
     ///
     /// A batch id seen before returns the stored answer with `replayed: true` and changes
     /// nothing (or [`BackendError::IdempotencyMismatch`] if its fingerprint differs). Otherwise
-    /// each write is applied when its version is greater than the stored one (tombstones
-    /// count) and answered `stale` when not; rejections are answered as given.
+    /// each write whose write id was received before (in any batch, this one included) is
+    /// answered `duplicate` and not applied; any other write records its write id and is
+    /// applied when its version is greater than the stored one (tombstones count) and
+    /// answered `stale` when not; rejections are answered as given and not recorded. See
+    /// [`WriteIdPolicy`] for pruning and for the fault that turns both guards off.
     fn apply_batch(&self, batch: PlannedBatch)
         -> BoxFuture<'_, Result<BatchOutcome, BackendError>>;
 
     /// Row counts.
     fn stats(&self) -> BoxFuture<'_, Result<BackendStats, BackendError>>;
 
-    /// Deletes every item and every stored batch.
+    /// Deletes every item, every stored batch and every write id.
     fn reset(&self) -> BoxFuture<'_, Result<(), BackendError>>;
 
     /// Inserts or overwrites the given rows in one transaction; returns how many.
@@ -168,5 +236,27 @@ pub async fn open(db: &str) -> Result<std::sync::Arc<dyn Backend>, BackendError>
             .await
             .map_err(|e| BackendError::Task(e.to_string()))??;
         Ok(std::sync::Arc::new(backend))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_is_due_once_per_interval() {
+        let clock = PruneClock::default();
+        let day = Duration::from_secs(86_400);
+        let now = 10 * 86_400_000;
+        assert_eq!(clock.due(now, day), Some(now - 86_400_000));
+        assert_eq!(clock.due(now + 59_999, day), None);
+        assert_eq!(
+            clock.due(now + 60_000, day),
+            Some(now + 60_000 - 86_400_000)
+        );
+        // A retention shorter than a minute prunes once per retention.
+        let short = Duration::from_millis(50);
+        assert_eq!(clock.due(now + 60_049, short), None);
+        assert_eq!(clock.due(now + 60_050, short), Some(now + 60_000));
     }
 }

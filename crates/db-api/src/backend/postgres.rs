@@ -7,6 +7,12 @@
 //! exactly once. Writes are applied in key order to keep lock order stable across
 //! transactions; deadlocks and serialization failures surface as a retryable 503.
 //!
+//! Write ids are claimed the same way, one `INSERT … ON CONFLICT DO NOTHING` into
+//! `db_api_write_ids` per write, before the write itself: two batches with different ids
+//! carrying one write, sent at once, serialize on that row, and the second finds it and
+//! answers `duplicate`. Old write ids are pruned by a separate `DELETE` before the batch
+//! transaction, so pruning never holds locks for the length of a batch.
+//!
 //! A few connections are kept open (no pool crate); a closed one is reopened on next use.
 //! TLS is not supported: use it on loopback or a trusted network.
 
@@ -20,7 +26,7 @@ use tokio_postgres::{Client, NoTls};
 
 use super::{
     now_ms, to_i64, to_u64, Backend, BackendStats, BatchOutcome, BoxFuture, PlannedBatch,
-    PlannedWrite, SeedItem, StoredItem,
+    PlannedWrite, PruneClock, SeedItem, StoredItem,
 };
 use crate::error::BackendError;
 
@@ -47,7 +53,16 @@ CREATE TABLE IF NOT EXISTS db_api_batches (
     response    TEXT,
     created_at  BIGINT  NOT NULL
 );
+CREATE TABLE IF NOT EXISTS db_api_write_ids (
+    write_id    TEXT    PRIMARY KEY,
+    applied_at  BIGINT  NOT NULL
+);
+CREATE INDEX IF NOT EXISTS db_api_write_ids_by_age ON db_api_write_ids (applied_at);
 ";
+
+/// Claims a write id; no inserted row means it was received before.
+const CLAIM_WRITE_ID: &str = "INSERT INTO db_api_write_ids (write_id, applied_at) VALUES ($1, $2)
+ON CONFLICT (write_id) DO NOTHING";
 
 const UPSERT: &str = "
 INSERT INTO db_api_items AS items (ns, key, value, version, written_at, deleted, updated_at)
@@ -60,11 +75,23 @@ ON CONFLICT (ns, key) DO UPDATE SET
     updated_at = EXCLUDED.updated_at
 WHERE EXCLUDED.version > items.version";
 
+/// [`UPSERT`] without the version guard, for the `skip_write_guards` fault.
+const OVERWRITE: &str = "
+INSERT INTO db_api_items AS items (ns, key, value, version, written_at, deleted, updated_at)
+VALUES ($1, $2, CAST($3::text AS jsonb), $4, $5, $6, $7)
+ON CONFLICT (ns, key) DO UPDATE SET
+    value = EXCLUDED.value,
+    version = EXCLUDED.version,
+    written_at = EXCLUDED.written_at,
+    deleted = EXCLUDED.deleted,
+    updated_at = EXCLUDED.updated_at";
+
 /// PostgreSQL storage.
 pub struct PostgresBackend {
     url: String,
     conns: Vec<Mutex<Option<Client>>>,
     next: AtomicUsize,
+    prune: PruneClock,
 }
 
 /// Maps retryable database errors to [`BackendError::Transient`].
@@ -113,6 +140,7 @@ impl PostgresBackend {
             url: url.to_owned(),
             conns,
             next: AtomicUsize::new(0),
+            prune: PruneClock::default(),
         })
     }
 
@@ -192,8 +220,18 @@ impl Backend for PostgresBackend {
         Box::pin(async move {
             let mut guard = self.client().await?;
             let client = client_mut(&mut guard)?;
-            let tx = client.transaction().await.map_err(pg)?;
             let now = now_ms();
+            let policy = batch.write_ids;
+            if let Some(cutoff) = self.prune.due(now, policy.retention) {
+                client
+                    .execute(
+                        "DELETE FROM db_api_write_ids WHERE applied_at < $1",
+                        &[&cutoff],
+                    )
+                    .await
+                    .map_err(pg)?;
+            }
+            let tx = client.transaction().await.map_err(pg)?;
             let claimed = tx
                 .execute(
                     "INSERT INTO db_api_batches (batch_id, fingerprint, response, created_at)
@@ -246,11 +284,23 @@ impl Backend for PostgresBackend {
                 }
                 _ => std::cmp::Ordering::Equal,
             });
-            let upsert = tx.prepare(UPSERT).await.map_err(pg)?;
+            let claim = tx.prepare(CLAIM_WRITE_ID).await.map_err(pg)?;
+            let upsert = tx
+                .prepare(if policy.guarded { UPSERT } else { OVERWRITE })
+                .await
+                .map_err(pg)?;
             for i in order {
                 let PlannedWrite::Write(w) = &batch.writes[i] else {
                     continue;
                 };
+                let first = tx.execute(&claim, &[&w.write_id, &now]).await.map_err(pg)? > 0;
+                if !first && policy.guarded {
+                    results[i] = Some(ItemResult {
+                        status: ItemStatus::Duplicate,
+                        reason: None,
+                    });
+                    continue;
+                }
                 let deleted = w.op == WriteOp::Delete;
                 let value = if deleted { None } else { w.value.as_deref() };
                 let changed = tx
@@ -306,7 +356,8 @@ impl Backend for PostgresBackend {
                 .query_one(
                     "SELECT (SELECT COUNT(*) FROM db_api_items WHERE NOT deleted),
                             (SELECT COUNT(*) FROM db_api_items WHERE deleted),
-                            (SELECT COUNT(*) FROM db_api_batches)",
+                            (SELECT COUNT(*) FROM db_api_batches),
+                            (SELECT COUNT(*) FROM db_api_write_ids)",
                     &[],
                 )
                 .await
@@ -315,6 +366,7 @@ impl Backend for PostgresBackend {
                 rows: to_u64(row.try_get(0).map_err(pg)?)?,
                 tombstones: to_u64(row.try_get(1).map_err(pg)?)?,
                 stored_batches: to_u64(row.try_get(2).map_err(pg)?)?,
+                stored_write_ids: to_u64(row.try_get(3).map_err(pg)?)?,
             })
         })
     }
@@ -324,7 +376,7 @@ impl Backend for PostgresBackend {
             let mut guard = self.client().await?;
             let client = client_mut(&mut guard)?;
             client
-                .batch_execute("TRUNCATE db_api_items, db_api_batches")
+                .batch_execute("TRUNCATE db_api_items, db_api_batches, db_api_write_ids")
                 .await
                 .map_err(pg)
         })

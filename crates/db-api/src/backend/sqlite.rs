@@ -5,6 +5,9 @@
 //! behind a mutex makes `BEGIN IMMEDIATE` never wait on a lock); for a file, a few more
 //! connections read in parallel thanks to WAL mode. An in-memory database is private to its
 //! connection, so there the writer also serves reads.
+//!
+//! Received write ids live in the `write_ids` table; when pruning is due, old rows are deleted
+//! inside the batch transaction (there is only one writer, so that costs no contention).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +18,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
     now_ms, to_i64, to_u64, Backend, BackendStats, BatchOutcome, BoxFuture, PlannedBatch,
-    PlannedWrite, SeedItem, StoredItem,
+    PlannedWrite, PruneClock, SeedItem, StoredItem,
 };
 use crate::error::BackendError;
 
@@ -39,7 +42,16 @@ CREATE TABLE IF NOT EXISTS batches (
     response    TEXT    NOT NULL,
     created_at  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS write_ids (
+    write_id    TEXT    PRIMARY KEY,
+    applied_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS write_ids_by_age ON write_ids (applied_at);
 ";
+
+/// Claims a write id; no changed row means it was received before.
+const CLAIM_WRITE_ID: &str =
+    "INSERT INTO write_ids (write_id, applied_at) VALUES (?1, ?2) ON CONFLICT (write_id) DO NOTHING";
 
 /// Inserts a row, or overwrites it only when the incoming version is newer: last writer
 /// wins by version, tombstones included. One changed row means "applied".
@@ -54,6 +66,17 @@ ON CONFLICT (ns, key) DO UPDATE SET
     updated_at = excluded.updated_at
 WHERE excluded.version > items.version";
 
+/// [`UPSERT`] without the version guard, for the `skip_write_guards` fault.
+const OVERWRITE: &str = "
+INSERT INTO items (ns, key, value, version, written_at, deleted, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+ON CONFLICT (ns, key) DO UPDATE SET
+    value = excluded.value,
+    version = excluded.version,
+    written_at = excluded.written_at,
+    deleted = excluded.deleted,
+    updated_at = excluded.updated_at";
+
 /// SQLite storage.
 pub struct SqliteBackend {
     inner: Arc<Inner>,
@@ -64,6 +87,7 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    prune: PruneClock,
 }
 
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -123,6 +147,7 @@ impl SqliteBackend {
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                prune: PruneClock::default(),
             }),
         }
     }
@@ -142,7 +167,11 @@ impl SqliteBackend {
     }
 }
 
-fn apply_batch(conn: &mut Connection, batch: &PlannedBatch) -> Result<BatchOutcome, BackendError> {
+fn apply_batch(
+    conn: &mut Connection,
+    prune: &PruneClock,
+    batch: &PlannedBatch,
+) -> Result<BatchOutcome, BackendError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let stored: Option<(String, String)> = tx
         .query_row(
@@ -163,9 +192,14 @@ fn apply_batch(conn: &mut Connection, batch: &PlannedBatch) -> Result<BatchOutco
         });
     }
     let now = now_ms();
+    let policy = batch.write_ids;
+    if let Some(cutoff) = prune.due(now, policy.retention) {
+        tx.execute("DELETE FROM write_ids WHERE applied_at < ?1", [cutoff])?;
+    }
     let mut results = Vec::with_capacity(batch.writes.len());
     {
-        let mut upsert = tx.prepare_cached(UPSERT)?;
+        let mut claim = tx.prepare_cached(CLAIM_WRITE_ID)?;
+        let mut upsert = tx.prepare_cached(if policy.guarded { UPSERT } else { OVERWRITE })?;
         for planned in &batch.writes {
             let result = match planned {
                 PlannedWrite::Rejected(reason) => ItemResult {
@@ -173,25 +207,33 @@ fn apply_batch(conn: &mut Connection, batch: &PlannedBatch) -> Result<BatchOutco
                     reason: Some(reason.clone()),
                 },
                 PlannedWrite::Write(w) => {
-                    let deleted = w.op == WriteOp::Delete;
-                    let value = if deleted { None } else { w.value.as_deref() };
-                    let changed = upsert.execute(params![
-                        w.ns,
-                        w.key,
-                        value,
-                        to_i64(w.version)?,
-                        to_i64(w.written_at)?,
-                        deleted,
-                        now
-                    ])?;
-                    let status = if changed > 0 {
-                        ItemStatus::Applied
+                    let first = claim.execute(params![w.write_id, now])? > 0;
+                    if !first && policy.guarded {
+                        ItemResult {
+                            status: ItemStatus::Duplicate,
+                            reason: None,
+                        }
                     } else {
-                        ItemStatus::Stale
-                    };
-                    ItemResult {
-                        status,
-                        reason: None,
+                        let deleted = w.op == WriteOp::Delete;
+                        let value = if deleted { None } else { w.value.as_deref() };
+                        let changed = upsert.execute(params![
+                            w.ns,
+                            w.key,
+                            value,
+                            to_i64(w.version)?,
+                            to_i64(w.written_at)?,
+                            deleted,
+                            now
+                        ])?;
+                        let status = if changed > 0 {
+                            ItemStatus::Applied
+                        } else {
+                            ItemStatus::Stale
+                        };
+                        ItemResult {
+                            status,
+                            reason: None,
+                        }
                     }
                 }
             };
@@ -257,7 +299,7 @@ impl Backend for SqliteBackend {
         &self,
         batch: PlannedBatch,
     ) -> BoxFuture<'_, Result<BatchOutcome, BackendError>> {
-        self.blocking(move |inner| apply_batch(&mut lock(&inner.writer), &batch))
+        self.blocking(move |inner| apply_batch(&mut lock(&inner.writer), &inner.prune, &batch))
     }
 
     fn stats(&self) -> BoxFuture<'_, Result<BackendStats, BackendError>> {
@@ -270,10 +312,13 @@ impl Backend for SqliteBackend {
             )?;
             let stored_batches: i64 =
                 conn.query_row("SELECT COUNT(*) FROM batches", [], |row| row.get(0))?;
+            let stored_write_ids: i64 =
+                conn.query_row("SELECT COUNT(*) FROM write_ids", [], |row| row.get(0))?;
             Ok(BackendStats {
                 rows: to_u64(rows)?,
                 tombstones: to_u64(tombstones)?,
                 stored_batches: to_u64(stored_batches)?,
+                stored_write_ids: to_u64(stored_write_ids)?,
             })
         })
     }
@@ -284,6 +329,7 @@ impl Backend for SqliteBackend {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("DELETE FROM items", [])?;
             tx.execute("DELETE FROM batches", [])?;
+            tx.execute("DELETE FROM write_ids", [])?;
             tx.commit()?;
             Ok(())
         })

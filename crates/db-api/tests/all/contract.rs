@@ -112,12 +112,17 @@ pub async fn scenario(app: &Router) {
         get(app, "/v1/items/users/u1").await.status,
         StatusCode::NOT_FOUND
     );
+    // (The second delete of version 6 is another write: a write sent again is `duplicate`,
+    // see write_ids.rs.)
     let a = batch(
         app,
         "b-5",
         json!([
             put("users", "u1", json!("late"), 5),
-            delete("users", "u1", 6),
+            with_write_id(
+                delete("users", "u1", 6),
+                Some(&derived_write_id("another delete"))
+            ),
             delete("users", "never", 1)
         ]),
     )
@@ -136,8 +141,8 @@ pub async fn scenario(app: &Router) {
         app,
         "b-7",
         json!([
-            {"ns": "users", "key": "nv", "op": "put", "version": 1, "written_at": 1},
-            {"ns": "users", "key": "op", "op": "upsert", "value": 1, "version": 1, "written_at": 1},
+            {"ns": "users", "key": "nv", "write_id": derived_write_id("nv"), "op": "put", "version": 1, "written_at": 1},
+            {"ns": "users", "key": "op", "write_id": derived_write_id("op"), "op": "upsert", "value": 1, "version": 1, "written_at": 1},
             put("Bad NS", "k", json!(1), 1),
             put("users", "", json!(1), 1),
             put("users", "big", json!(1), u64::MAX),
@@ -230,5 +235,8 @@ async fn sqlite_file_passes_the_contract_and_keeps_data() {
     );
     let a = batch(&app, "keep", json!([put("users", "kept", json!(1), 1)])).await;
     assert_eq!(a.header("idempotent-replayed"), Some("true"));
+    // And so did its write id.
+    let a = batch(&app, "again", json!([put("users", "kept", json!(1), 1)])).await;
+    assert_eq!(statuses(&a), ["duplicate"]);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -235,9 +235,10 @@ async fn seed_and_reset_validate_their_input() {
 #[tokio::test]
 async fn a_resend_may_reserialize_values_and_restamp_written_at() {
     let app = default_app();
-    let first = json!([{"ns": "ns", "key": "k", "op": "put", "value": {"a": 1, "b": 2}, "version": 3, "written_at": 10}]);
+    let id = derived_write_id("k");
+    let first = json!([{"ns": "ns", "key": "k", "write_id": id, "op": "put", "value": {"a": 1, "b": 2}, "version": 3, "written_at": 10}]);
     assert_eq!(statuses(&batch(&app, "b", first).await), ["applied"]);
-    let resend = json!([{"written_at": 99, "version": 3, "value": {"b": 2, "a": 1}, "op": "put", "key": "k", "ns": "ns"}]);
+    let resend = json!([{"written_at": 99, "version": 3, "value": {"b": 2, "a": 1}, "op": "put", "write_id": id, "key": "k", "ns": "ns"}]);
     let a = batch(&app, "b", resend).await;
     assert_eq!(statuses(&a), ["applied"]);
     assert_eq!(a.header("idempotent-replayed"), Some("true"));

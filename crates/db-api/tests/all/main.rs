@@ -7,3 +7,4 @@ mod http;
 mod postgres;
 mod support;
 mod tcp;
+mod write_ids;

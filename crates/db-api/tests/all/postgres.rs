@@ -1,7 +1,7 @@
 //! The PostgreSQL backend, run only when `DB_API_TEST_POSTGRES_URL` names a database.
 //!
-//! The test truncates its tables (`db_api_items`, `db_api_batches`): point it at a scratch
-//! database.
+//! The test truncates its tables (`db_api_items`, `db_api_batches`, `db_api_write_ids`):
+//! point it at a scratch database.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -31,6 +31,48 @@ async fn postgres_passes_the_contract() {
     let app = db_api::app(state);
     post_json(&app, "/_reset", json!({})).await;
     crate::contract::scenario(&app).await;
+    crate::write_ids::scenario(&app).await;
+    let short =
+        db_api::AppState::new(Arc::clone(&backend), crate::write_ids::short_retention()).unwrap();
+    crate::write_ids::pruning(&db_api::app(short)).await;
+
+    // One write sent at once in batches with different ids is applied exactly once.
+    let write = put("ns", "once", json!(1), 1);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (app, write) = (app.clone(), write.clone());
+        tasks.push(tokio::spawn(async move {
+            batch(&app, &format!("once-{i}"), json!([write])).await
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.extend(statuses(&t.await.unwrap()));
+    }
+    answers.sort();
+    assert_eq!(
+        answers,
+        [
+            "applied",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "duplicate"
+        ]
+    );
+    let s = stats(&app).await;
+    assert_eq!(
+        (
+            s.counters.writes_applied,
+            s.counters.writes_duplicate,
+            s.counters.writes_applied_twice
+        ),
+        (1, 7, 0)
+    );
+    post_json(&app, "/_reset", json!({})).await;
 
     // Concurrent sends of one batch id apply it exactly once.
     let writes = json!([put("ns", "a", json!(1), 1), put("ns", "b", json!(2), 1)]);

@@ -105,12 +105,38 @@ pub fn statuses(answer: &Answer) -> Vec<String> {
         .collect()
 }
 
+/// A put; its write id is derived from what it writes (see [`derived_write_id`]).
 pub fn put(ns: &str, key: &str, value: Value, version: u64) -> Value {
-    json!({"ns": ns, "key": key, "op": "put", "value": value, "version": version, "written_at": 1_700_000_000_000u64.saturating_add(version)})
+    let id = derived_write_id(&format!("put {ns} {key} {version} {value}"));
+    json!({"ns": ns, "key": key, "write_id": id, "op": "put", "value": value, "version": version, "written_at": 1_700_000_000_000u64.saturating_add(version)})
 }
 
+/// A delete; its write id is derived from what it deletes (see [`derived_write_id`]).
 pub fn delete(ns: &str, key: &str, version: u64) -> Value {
-    json!({"ns": ns, "key": key, "op": "delete", "version": version, "written_at": 1_700_000_000_000u64.saturating_add(version)})
+    let id = derived_write_id(&format!("delete {ns} {key} {version}"));
+    json!({"ns": ns, "key": key, "write_id": id, "op": "delete", "version": version, "written_at": 1_700_000_000_000u64.saturating_add(version)})
+}
+
+/// 32 lowercase hex digits derived from `what`: the same write built twice gets the same id
+/// (as a resent write does), and different writes get different ids.
+pub fn derived_write_id(what: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (salt, what).hash(&mut h);
+        h.finish()
+    };
+    format!("{:016x}{:016x}", half(0), half(1))
+}
+
+/// `write` with its write id replaced by `id` (or removed, for `None`).
+pub fn with_write_id(mut write: Value, id: Option<&str>) -> Value {
+    let fields = write.as_object_mut().expect("a write object");
+    match id {
+        Some(id) => fields.insert("write_id".into(), json!(id)),
+        None => fields.remove("write_id"),
+    };
+    write
 }
 
 pub async fn stats(app: &Router) -> StatsBody {
