@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use crate::bindings::{cron2, cron3, key_value, variables};
+use crate::bindings::{cron2, cron3, key_value, variables, wasi_atomics, wasi_store};
 use crate::componentize::componentize_if_necessary;
 use crate::cron_schedule::CronSchedule;
 use crate::error::{InstantiateError, LoadError};
@@ -164,6 +164,10 @@ fn linker(engine: &Engine) -> Result<Linker<HostState>, LoadError> {
     key_value::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
         .map_err(engine_err)?;
     variables::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
+        .map_err(engine_err)?;
+    wasi_store::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
+        .map_err(engine_err)?;
+    wasi_atomics::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
         .map_err(engine_err)?;
     Ok(linker)
 }

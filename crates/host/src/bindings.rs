@@ -4,6 +4,9 @@
 //!   interfaces spin-sdk 5.x imports (vendored from the spin-sdk crate into `wit/`).
 //!   Generated with `async | trappable`: the host functions await backends (Redis) and
 //!   a host failure becomes a trap rather than a guest-visible error.
+//! - `wasi_kv`: `wasi:keyvalue/store` and `wasi:keyvalue/atomics` @0.2.0-draft2 (vendored
+//!   the same way), which spin-sdk 5.x reaches through `spin_sdk::wit::wasi::keyvalue`.
+//!   `batch` is not linked yet: a component importing it is refused at load.
 //! - `cron3` / `cron2`: the two generations of the cron trigger's world, kept in the
 //!   repository's top-level `wit/` (shared with the flush component).
 
@@ -18,6 +21,23 @@ pub mod spin {
         ",
         imports: { default: async | trappable },
         with: { "fermyon:spin/key-value.store": crate::state::KvHandle },
+    });
+}
+
+/// `wasi:keyvalue@0.2.0-draft2` store and atomics.
+#[allow(missing_docs, reason = "generated code")]
+pub mod wasi_kv {
+    wasmtime::component::bindgen!({
+        path: "wit/keyvalue@0.2.0-draft2",
+        interfaces: "
+            import wasi:keyvalue/store@0.2.0-draft2;
+            import wasi:keyvalue/atomics@0.2.0-draft2;
+        ",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": crate::state::WasiBucket,
+            "wasi:keyvalue/atomics.cas": crate::kv::KvCas,
+        },
     });
 }
 
@@ -43,3 +63,4 @@ pub mod cron2 {
 
 pub use spin::fermyon::spin::key_value;
 pub use spin::fermyon::spin::variables;
+pub use wasi_kv::wasi::keyvalue::{atomics as wasi_atomics, store as wasi_store};

@@ -16,8 +16,8 @@ use wasmtime_wasi_http::{
     WasiHttpView,
 };
 
-use crate::bindings::{key_value as kv, variables as var};
-use crate::kv::{KvStore, SharedKvStores};
+use crate::bindings::{key_value as kv, variables as var, wasi_atomics, wasi_store};
+use crate::kv::{KvCas, KvStore, SharedKvStores};
 use crate::logs::Logger;
 use crate::outbound::OutboundPolicy;
 use crate::variables::{Resolver, VariableError};
@@ -42,6 +42,11 @@ pub struct ComponentContext {
 
 /// The resource behind `fermyon:spin/key-value.store`.
 pub struct KvHandle {
+    store: KvStore,
+}
+
+/// The resource behind `wasi:keyvalue/store.bucket`.
+pub struct WasiBucket {
     store: KvStore,
 }
 
@@ -211,6 +216,154 @@ impl kv::HostStore for HostState {
     async fn drop(&mut self, handle: Resource<KvHandle>) -> wasmtime::Result<()> {
         self.table.delete(handle)?;
         Ok(())
+    }
+}
+
+fn wasi_err(e: crate::kv::KvError) -> wasi_store::Error {
+    wasi_store::Error::Other(e.0)
+}
+
+impl wasi_store::Host for HostState {
+    /// As Spin: a label outside `key_value_stores` is `access-denied`.
+    async fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<WasiBucket>, wasi_store::Error>> {
+        if !self.context.kv_grants.contains(&identifier) {
+            return Ok(Err(wasi_store::Error::AccessDenied));
+        }
+        let Some(store) = self.context.stores.get(&identifier).cloned() else {
+            return Ok(Err(wasi_store::Error::NoSuchStore));
+        };
+        Ok(Ok(self.table.push(WasiBucket { store })?))
+    }
+}
+
+impl wasi_store::HostBucket for HostState {
+    async fn get(
+        &mut self,
+        bucket: Resource<WasiBucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, wasi_store::Error>> {
+        let store = self.table.get(&bucket)?.store.clone();
+        Ok(store.get(&key).await.map_err(wasi_err))
+    }
+
+    async fn set(
+        &mut self,
+        bucket: Resource<WasiBucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
+        let store = self.table.get(&bucket)?.store.clone();
+        Ok(store.set(&key, &value).await.map_err(wasi_err))
+    }
+
+    async fn delete(
+        &mut self,
+        bucket: Resource<WasiBucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
+        let store = self.table.get(&bucket)?.store.clone();
+        Ok(store.delete(&key).await.map_err(wasi_err))
+    }
+
+    async fn exists(
+        &mut self,
+        bucket: Resource<WasiBucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, wasi_store::Error>> {
+        let store = self.table.get(&bucket)?.store.clone();
+        Ok(store.exists(&key).await.map_err(wasi_err))
+    }
+
+    /// As Spin: every key at once; a cursor is refused.
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<WasiBucket>,
+        cursor: Option<String>,
+    ) -> wasmtime::Result<Result<wasi_store::KeyResponse, wasi_store::Error>> {
+        if cursor.is_some() {
+            return Ok(Err(wasi_store::Error::Other(
+                "list_keys: cursor not supported".to_owned(),
+            )));
+        }
+        let store = self.table.get(&bucket)?.store.clone();
+        Ok(store
+            .get_keys()
+            .await
+            .map(|keys| wasi_store::KeyResponse { keys, cursor: None })
+            .map_err(wasi_err))
+    }
+
+    async fn drop(&mut self, bucket: Resource<WasiBucket>) -> wasmtime::Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl wasi_atomics::HostCas for HostState {
+    async fn new(
+        &mut self,
+        bucket: Resource<WasiBucket>,
+        key: String,
+    ) -> wasmtime::Result<Result<Resource<KvCas>, wasi_store::Error>> {
+        let store = self.table.get(&bucket)?.store.clone();
+        match store.new_cas(&key).await {
+            Ok(cas) => Ok(Ok(self.table.push(cas)?)),
+            Err(e) => Ok(Err(wasi_err(e))),
+        }
+    }
+
+    async fn current(
+        &mut self,
+        cas: Resource<KvCas>,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, wasi_store::Error>> {
+        let cas = self.table.get_mut(&cas)?;
+        Ok(cas.current().await.map_err(wasi_err))
+    }
+
+    async fn drop(&mut self, cas: Resource<KvCas>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
+        Ok(())
+    }
+}
+
+impl wasi_atomics::Host for HostState {
+    async fn increment(
+        &mut self,
+        bucket: Resource<WasiBucket>,
+        key: String,
+        delta: i64,
+    ) -> wasmtime::Result<Result<i64, wasi_store::Error>> {
+        let store = self.table.get(&bucket)?.store.clone();
+        Ok(store.increment(&key, delta).await.map_err(wasi_err))
+    }
+
+    /// As Spin: a failed swap hands back a fresh `cas` on the same key whose `current`
+    /// has already been read, so a retry compares with the latest value.
+    async fn swap(
+        &mut self,
+        cas: Resource<KvCas>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), wasi_atomics::CasError>> {
+        let mut cas = self.table.delete(cas)?;
+        match cas.swap(&value).await {
+            Ok(true) => Ok(Ok(())),
+            Ok(false) => {
+                let mut fresh = match cas.store().new_cas(cas.key()).await {
+                    Ok(fresh) => fresh,
+                    Err(e) => return Ok(Err(wasi_atomics::CasError::StoreError(wasi_err(e)))),
+                };
+                if let Err(e) = fresh.current().await {
+                    return Ok(Err(wasi_atomics::CasError::StoreError(wasi_err(e))));
+                }
+                Ok(Err(wasi_atomics::CasError::CasFailed(
+                    self.table.push(fresh)?,
+                )))
+            }
+            Err(e) => Ok(Err(wasi_atomics::CasError::StoreError(wasi_err(e)))),
+        }
     }
 }
 

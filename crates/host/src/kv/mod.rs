@@ -9,6 +9,10 @@
 //! # Layout
 //! - `sqlite.rs`: Spin's `spin_key_value(store, key, value)` table.
 //! - `redis.rs`: plain `GET`/`SET`/`DEL`/`EXISTS`/`KEYS *`, one connection manager per URL.
+//!
+//! Both also serve `wasi:keyvalue/atomics` (`increment`, and compare-and-swap through
+//! [`KvCas`]) the way Spin's backends do, caveats included: on SQLite a swap from an absent
+//! key is an unconditional write, and on Redis an aborted swap is reported as done.
 
 mod redis;
 mod sqlite;
@@ -71,6 +75,68 @@ impl KvStore {
         match self {
             KvStore::Sqlite(s) => s.get_keys(),
             KvStore::Redis(s) => s.get_keys().await,
+        }
+    }
+
+    /// Adds `delta` to the integer under `key` (absent: 0) and returns the sum.
+    pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        match self {
+            KvStore::Sqlite(s) => s.increment(key, delta),
+            KvStore::Redis(s) => s.increment(key, delta).await,
+        }
+    }
+
+    /// Starts a compare-and-swap on `key`.
+    pub async fn new_cas(&self, key: &str) -> Result<KvCas, KvError> {
+        let conn = match self {
+            KvStore::Sqlite(_) => None,
+            KvStore::Redis(s) => Some(s.cas_connection().await?),
+        };
+        Ok(KvCas {
+            store: self.clone(),
+            key: key.to_owned(),
+            observed: None,
+            redis: conn,
+        })
+    }
+}
+
+/// One compare-and-swap in progress: the value `current` saw is what `swap` compares with.
+pub struct KvCas {
+    store: KvStore,
+    key: String,
+    observed: Option<Vec<u8>>,
+    redis: Option<::redis::aio::ConnectionManager>,
+}
+
+impl KvCas {
+    /// The store it works on.
+    pub fn store(&self) -> &KvStore {
+        &self.store
+    }
+
+    /// The key it works on.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Reads the current value and remembers it for [`KvCas::swap`].
+    pub async fn current(&mut self) -> Result<Option<Vec<u8>>, KvError> {
+        let value = match (&self.store, self.redis.as_mut()) {
+            (KvStore::Redis(_), Some(conn)) => redis::cas_current(conn, &self.key).await?,
+            (store, _) => store.get(&self.key).await?,
+        };
+        self.observed.clone_from(&value);
+        Ok(value)
+    }
+
+    /// Writes `value` if the key still holds what [`KvCas::current`] saw (with the
+    /// backends' caveats above); `false` when the swap failed.
+    pub async fn swap(&mut self, value: &[u8]) -> Result<bool, KvError> {
+        match (&self.store, self.redis.as_mut()) {
+            (KvStore::Sqlite(s), _) => s.swap(&self.key, self.observed.as_deref(), value),
+            (KvStore::Redis(_), Some(conn)) => redis::cas_swap(conn, &self.key, value).await,
+            (KvStore::Redis(s), None) => s.set(&self.key, value).await.map(|()| true),
         }
     }
 }

@@ -4,6 +4,12 @@
 //! `get_keys` is `KEYS *`, which is what Spin does; so a Redis database should hold one
 //! store. The connection is made on first use, so the app starts while Redis is still
 //! coming up, and a lost connection is re-established by the connection manager.
+//!
+//! Compare-and-swap is Spin's: each `cas` gets a connection of its own, `current` is
+//! `WATCH` + `GET`, `swap` is `MULTI`/`SET`/`EXEC` then `UNWATCH`. Spin reads the `EXEC`
+//! reply as `()`, which accepts the nil reply of an aborted transaction too, so a swap that
+//! another writer aborted is reported as done (and nothing was written); this host does the
+//! same, so a guest that trusts the report fails here as it would on Spin.
 
 use std::sync::Arc;
 
@@ -64,6 +70,49 @@ impl RedisStore {
     pub(super) async fn get_keys(&self) -> Result<Vec<String>, KvError> {
         self.conn().await?.keys("*").await.map_err(redis_err)
     }
+
+    pub(super) async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        self.conn().await?.incr(key, delta).await.map_err(redis_err)
+    }
+
+    /// A connection for one compare-and-swap (a `WATCH` belongs to its connection).
+    pub(super) async fn cas_connection(&self) -> Result<redis::aio::ConnectionManager, KvError> {
+        redis::aio::ConnectionManager::new(self.client.clone())
+            .await
+            .map_err(redis_err)
+    }
+}
+
+/// `current` of a compare-and-swap: `WATCH key`, then `GET key`.
+pub(super) async fn cas_current(
+    conn: &mut redis::aio::ConnectionManager,
+    key: &str,
+) -> Result<Option<Vec<u8>>, KvError> {
+    redis::cmd("WATCH")
+        .arg(key)
+        .exec_async(conn)
+        .await
+        .map_err(redis_err)?;
+    conn.get(key).await.map_err(redis_err)
+}
+
+/// `swap` of a compare-and-swap: `MULTI`, `SET`, `EXEC`, then `UNWATCH`. The `EXEC` reply is
+/// read as `()`, as Spin does: an aborted transaction (nil reply) counts as done.
+pub(super) async fn cas_swap(
+    conn: &mut redis::aio::ConnectionManager,
+    key: &str,
+    value: &[u8],
+) -> Result<bool, KvError> {
+    let done: Result<(), redis::RedisError> = redis::pipe()
+        .atomic()
+        .set(key, value)
+        .query_async(conn)
+        .await;
+    redis::cmd("UNWATCH")
+        .exec_async(conn)
+        .await
+        .map_err(redis_err)?;
+    Ok(done.is_ok())
 }
 
 fn redis_err(e: redis::RedisError) -> KvError {

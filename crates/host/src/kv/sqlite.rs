@@ -152,6 +152,64 @@ impl SqliteStore {
             rows.collect()
         })
     }
+    /// `increment` as Spin does it: in one transaction, the value read as a little-endian
+    /// `i64` (absent: 0), plus `delta`, written back.
+    pub(super) fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        blocking(|| {
+            let mut conn = self
+                .conn
+                .lock()
+                .map_err(|_| KvError("key-value store lock poisoned".into()))?;
+            let tx = conn.transaction().map_err(sql)?;
+            let current: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
+                    params![self.label, key],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            let n = match current {
+                None => 0,
+                Some(bytes) => i64::from_le_bytes(
+                    bytes
+                        .try_into()
+                        .map_err(|_| KvError("value is not an 8-byte integer".into()))?,
+                ),
+            };
+            let next = n.wrapping_add(delta);
+            tx.execute(
+                "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(store, key) DO UPDATE SET value = excluded.value",
+                params![self.label, key, next.to_le_bytes()],
+            )
+            .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            Ok(next)
+        })
+    }
+
+    /// The swap of a compare-and-swap that read `observed`, as Spin's SQLite backend does
+    /// it: with a value observed, one `UPDATE … WHERE value = observed` (atomic; `false`
+    /// when no row matched); with none (the key was absent, or never read), an
+    /// unconditional upsert that always succeeds.
+    pub(super) fn swap(
+        &self,
+        key: &str,
+        observed: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, KvError> {
+        match observed {
+            Some(old) => self.with(|c| {
+                c.execute(
+                    "UPDATE spin_key_value SET value = ?4 WHERE store = ?1 AND key = ?2 AND value = ?3",
+                    params![self.label, key, old, value],
+                )
+                .map(|rows| rows == 1)
+            }),
+            None => self.set(key, value).map(|()| true),
+        }
+    }
 }
 
 #[cfg(test)]
