@@ -1,10 +1,12 @@
 //! Scenario 5: two host instances share one Redis-backed key-value store (Spin runtime
 //! config, a real Redis on loopback), as on SpinKube or Akamai with several replicas.
-//! Writers use both, both run the cron flush and the admin flush: the lease and the batch
-//! ids keep delivery exactly-once.
+//! Writers use both, both run the cron flush and the admin flush; then three instances with
+//! nine flushers while busy threads take the CPU. The sealing registry (compare-and-swap on
+//! Redis) keeps every write in one batch, and the DB API applies each once.
 //!
 //! Needs `CACHE_SYNC_TEST_REDIS_URL` (CI starts a Redis on loopback); without it the test
-//! says so and checks nothing. It uses Redis database 7 of that server and empties it first.
+//! says so and checks nothing. Each scenario uses a Redis database of its own on that server
+//! (7 and 8), so they can run at once, and empties it first.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,13 +19,13 @@ use crate::ledger::Ledger;
 use crate::reliability_support::*;
 use crate::support::*;
 
-/// `url` with database 7 selected.
-fn database_7(url: &str) -> String {
+/// `url` with database `n` selected.
+fn database(url: &str, n: u8) -> String {
     let url = url.trim_end_matches('/');
     let path_starts = url.find("://").map(|i| i + 3).unwrap_or(0);
     match url[path_starts..].find('/') {
-        Some(i) => format!("{}/7", &url[..path_starts + i]),
-        None => format!("{url}/7"),
+        Some(i) => format!("{}/{n}", &url[..path_starts + i]),
+        None => format!("{url}/{n}"),
     }
 }
 
@@ -41,62 +43,103 @@ async fn instance(dir: &TempDir, redis: &str, vars: &[(String, String)]) -> Runn
     start(with_flags(o, &refs), true).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hosts_on_one_redis_store_deliver_each_write_once() {
+/// `hosts` instances on one Redis store, each with its cron flush and `admin_flushers` admin
+/// flush callers, writers on all of them; optionally under CPU pressure.
+async fn shared_store(
+    scenario: &str,
+    redis_db: u8,
+    lease_ttl: &str,
+    hosts: usize,
+    admin_flushers: usize,
+    pressure: bool,
+) {
     let Ok(url) = std::env::var("CACHE_SYNC_TEST_REDIS_URL") else {
         eprintln!("skipped: CACHE_SYNC_TEST_REDIS_URL is not set");
         return;
     };
-    let redis = database_7(&url);
+    let redis = database(&url, redis_db);
     let db = Db::start().await;
     db.faults(json!({"batch_latency_ms": 30, "garbage_after_commit": {"rate": 0.1}, "seed": 5}));
     let mut vars = flags(&db.url());
     set(&mut vars, "flush_batch_max_items", "3");
-    set(&mut vars, "lease_ttl", "5s");
-    let (dir_a, dir_b) = (TempDir::new("rel-shared-a"), TempDir::new("rel-shared-b"));
-    let a = instance(&dir_a, &redis, &vars).await;
-    let b = instance(&dir_b, &redis, &vars).await;
+    set(&mut vars, "lease_ttl", lease_ttl);
+    let dirs: Vec<TempDir> = (0..hosts)
+        .map(|i| TempDir::new(&format!("rel-shared-{i}")))
+        .collect();
+    let mut apps = Vec::new();
+    for dir in &dirs {
+        apps.push(instance(dir, &redis, &vars).await);
+    }
     // A clean store: remove what an earlier run left.
-    for key in keys(&a, "").await {
+    for key in keys(&apps[0], "").await {
         let r = send(
             "DELETE",
-            &a.url(&format!("/probe/kv/default/{key}")),
+            &apps[0].url(&format!("/probe/kv/default/{key}")),
             &[],
             "",
         )
         .await;
         assert!(r.status < 300, "{r:?}");
     }
-    let bases = [a.url(""), b.url("")];
+    let bases: Vec<String> = apps.iter().map(|a| a.url("")).collect();
     let ledger = Arc::new(Ledger::default());
-    let w = Workload::hot("shared", soak(Duration::from_secs(6)));
+    let mut w = Workload::hot("shared", soak(Duration::from_secs(6)));
+    w.admin_flushers = admin_flushers;
+    let busy = pressure.then(|| CpuPressure::start(w.duration + Duration::from_secs(5)));
     run(&w, &bases, &ledger).await;
+    drop(busy);
     db.faults(json!({}));
     drain(&bases[1], Duration::from_secs(60)).await;
     let verdict = ledger.verify(&db, &[]).await;
     report(
-        "2 hosts on one Redis store, writers and flushes on both",
+        scenario,
         &format!("{} s of load", w.duration.as_secs()),
         &verdict,
     );
-    verdict.assert_clean("shared store");
+    verdict.assert_clean(scenario);
     let s = db.stats();
     assert!(s.fault_garbage_after_commit > 0, "answers were lost: {s:?}");
     assert!(dead_letters(&bases[0]).await.is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_on_one_redis_store_deliver_each_write_once() {
+    shared_store(
+        "2 hosts on one Redis store, writers and flushes on both",
+        7,
+        "5s",
+        2,
+        1,
+        false,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hosts_and_nine_flushers_on_a_loaded_machine_deliver_each_write_once() {
+    shared_store(
+        "3 hosts on one Redis store, 9 flushers, under CPU pressure, lease shorter than a run",
+        8,
+        "150ms",
+        3,
+        2,
+        true,
+    )
+    .await;
+}
+
 #[test]
-fn database_7_replaces_or_adds_the_path() {
+fn database_replaces_or_adds_the_path() {
     assert_eq!(
-        database_7("redis://127.0.0.1:6399"),
+        database("redis://127.0.0.1:6399", 7),
         "redis://127.0.0.1:6399/7"
     );
     assert_eq!(
-        database_7("redis://127.0.0.1:6399/"),
-        "redis://127.0.0.1:6399/7"
+        database("redis://127.0.0.1:6399/", 8),
+        "redis://127.0.0.1:6399/8"
     );
     assert_eq!(
-        database_7("redis://127.0.0.1:6399/0"),
+        database("redis://127.0.0.1:6399/0", 7),
         "redis://127.0.0.1:6399/7"
     );
 }

@@ -34,6 +34,8 @@ pub struct Workload {
     pub pace: Duration,
     /// Also call `POST /admin/flush` on every gateway this often (`None`: cron only).
     pub admin_flush_every: Option<Duration>,
+    /// Concurrent admin flush callers per gateway (beside its cron flush).
+    pub admin_flushers: usize,
 }
 
 impl Workload {
@@ -48,6 +50,48 @@ impl Workload {
             duration,
             pace: Duration::from_millis(5),
             admin_flush_every: Some(Duration::from_millis(400)),
+            admin_flushers: 1,
+        }
+    }
+}
+
+/// Busy threads competing with the hosts for the CPU while a scenario runs, as on a loaded
+/// production host: flush runs then stall at arbitrary points, which is how overlapping runs
+/// happen. The threads stop when this is dropped, and after `limit` at the latest.
+pub struct CpuPressure {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl CpuPressure {
+    /// One busy thread per core.
+    pub fn start(limit: Duration) -> CpuPressure {
+        let stop = Arc::new(AtomicBool::new(false));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..cores)
+            .map(|i| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let until = std::time::Instant::now() + limit;
+                    let mut x = i as u64 + 1;
+                    while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+                        for _ in 0..100_000 {
+                            x = next(&mut x);
+                        }
+                        std::hint::black_box(x);
+                    }
+                })
+            })
+            .collect();
+        CpuPressure { stop, threads }
+    }
+}
+
+impl Drop for CpuPressure {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
         }
     }
 }
@@ -119,7 +163,10 @@ pub async fn run(w: &Workload, bases: &[String], ledger: &Arc<Ledger>) -> Arc<Re
         }));
     }
     if let Some(every) = w.admin_flush_every {
-        for base in bases {
+        for base in bases
+            .iter()
+            .flat_map(|b| std::iter::repeat_n(b, w.admin_flushers))
+        {
             let (base, stop) = (base.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
@@ -247,10 +294,11 @@ pub fn soak(d: Duration) -> Duration {
 pub fn report(scenario: &str, iterations: &str, v: &crate::ledger::Verdict) {
     eprintln!("{}", v.line(scenario, iterations));
     eprintln!(
-        "RELIABILITY-ROW | {scenario} | {iterations} | {} | {} | {} | {} |",
+        "RELIABILITY-ROW | {scenario} | {iterations} | {} | {} | {} | {} | {} |",
         v.tally.acked,
         v.tally.refused + v.tally.unknown,
         v.lost.len(),
+        v.redelivered,
         v.applied_twice
     );
 }

@@ -164,8 +164,8 @@ fn soak(args: &[String]) -> anyhow::Result<()> {
         }
     }
     let status = child.wait().context("waiting for the tests")?;
-    println!("| Scenario | Iterations | Acknowledged writes | Refused or unanswered | Lost | Applied twice |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| Scenario | Iterations | Acknowledged writes | Refused or unanswered | Lost | Sent in two batches | Applied twice |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for row in &rows {
         println!("{row}");
     }

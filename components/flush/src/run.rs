@@ -58,12 +58,13 @@ fn summary(r: &FlushReport, s: &SweepReport) -> String {
     };
     format!(
         "flush: {outcome}; batches sent {} (resent {}), settled {}; items applied {}, stale {}, \
-         dead-lettered {}{}; sweep: expired {}, evicted {}",
+         duplicate {}, dead-lettered {}{}; sweep: expired {}, evicted {}",
         r.batches_sent,
         r.batches_resent,
         r.batches_settled,
         r.items.applied,
         r.items.stale,
+        r.items.duplicate,
         r.items.dead_lettered,
         if r.more { "; more remain" } else { "" },
         s.expired,

@@ -5,30 +5,35 @@
 //!
 //! 1. takes the lease ([`crate::lease`]); if another owner holds it → [`FlushOutcome::LeaseBusy`];
 //! 2. reads the flush state; inside the backoff window → [`FlushOutcome::BackingOff`];
-//! 3. resends sealed batches left by earlier runs, unchanged (same id);
-//! 4. reads the buffer records not covered by a remaining sealed batch, coalesces them per key,
+//! 3. lists the store; deletes sealed batches the lease's registry does not list (they were
+//!    never sent) and resends the registered ones left by earlier runs, unchanged (same id);
+//! 4. reads the buffer records not covered by a registered batch, coalesces them per key,
 //!    splits them into batches by item count and bytes, and for each batch: seals it (stores
-//!    `b:{id}`), sends it, settles the answer ([`crate::settle`]);
+//!    `b:{id}`), registers it in the lease record, sends it, settles the answer
+//!    ([`crate::settle`]); a registration that fails means another run took the lease over:
+//!    the batch stays unsent and the run stops ([`FlushOutcome::LeaseLost`]);
 //! 5. on a retryable failure stops, keeps the sealed batch and stores the next attempt time
 //!    (exponential backoff with jitter from `rand`, at least the server's `Retry-After`);
 //!    a batch that failed `flush_max_attempts` times, or permanently, is dead-lettered;
-//! 6. saves the flush state and releases the lease.
+//! 6. saves the flush state and releases the lease, leaving unsettled batches registered.
 //!
 //! At most `flush_max_batches` batches are sent per run; the report says when more remain.
 //! Store failures abort the run (the lease then expires by itself); everything already done
-//! is idempotent and the next run continues.
+//! is idempotent and the next run continues. Why a write can be in only one sendable batch,
+//! even when runs overlap, is the lease module's story.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::backoff::retry_delay;
 use crate::batch::{self, SealedBatch};
+use crate::batch_id::BatchId;
 use crate::buffer::coalesce;
 use crate::config::CacheConfig;
 use crate::db::{DbApi, SendError};
 use crate::dlq::{self, DeadLetter, DeadReason};
 use crate::kv_key::{KvKey, RecordKind};
-use crate::lease::{self, LeaseOutcome};
+use crate::lease::{self, HeldLease, LeaseOutcome};
 use crate::record::BufferedWrite;
 use crate::settle::{bury_batch, settle_answer, Settled, Tally};
 use crate::stamp::Stamp;
@@ -51,6 +56,9 @@ pub enum FlushOutcome {
         /// When its lease expires.
         until: UnixMillis,
     },
+    /// Another run took the lease over during this one, which stopped before sending
+    /// anything it could not register.
+    LeaseLost,
     /// An earlier failure's backoff window is still open; nothing was sent.
     BackingOff {
         /// When sending may resume.
@@ -75,6 +83,7 @@ impl FlushOutcome {
             FlushOutcome::Idle => "idle",
             FlushOutcome::Delivered => "delivered",
             FlushOutcome::LeaseBusy { .. } => "lease_busy",
+            FlushOutcome::LeaseLost => "lease_lost",
             FlushOutcome::BackingOff { .. } => "backing_off",
             FlushOutcome::Retrying { .. } => "retrying",
             FlushOutcome::StoreFailed(_) => "store_failed",
@@ -99,6 +108,9 @@ pub struct FlushReport {
     pub records_corrupt: usize,
     /// Unreadable sealed batches deleted (their records are still buffered).
     pub batches_corrupt: usize,
+    /// Sealed batches deleted because no run registered them (never sent; their records are
+    /// still buffered).
+    pub batches_unregistered: usize,
     /// Per-item results.
     pub items: Tally,
     /// The batch limit stopped the run with work left.
@@ -115,7 +127,7 @@ pub fn run<S: KvStore, D: DbApi>(
     cfg: &CacheConfig,
 ) -> FlushReport {
     let mut report = FlushReport::default();
-    match lease::acquire(store, owner, now, cfg.lease_ttl) {
+    let lease = match lease::acquire(store, owner, now, cfg.lease_ttl) {
         Err(e) => {
             report.outcome = FlushOutcome::StoreFailed(e.to_string());
             return report;
@@ -127,14 +139,16 @@ pub fn run<S: KvStore, D: DbApi>(
             };
             return report;
         }
-        Ok(LeaseOutcome::Acquired(_)) => {}
-    }
+        Ok(LeaseOutcome::Acquired(held)) => held,
+    };
     let mut flush = Flush {
         store: &mut *store,
         db,
         now,
         cfg,
         report: &mut report,
+        lease,
+        registered: BTreeSet::new(),
         sends: 0,
         settled: BTreeSet::new(),
         read_bytes: Vec::new(),
@@ -142,10 +156,25 @@ pub fn run<S: KvStore, D: DbApi>(
     let outcome = flush
         .go(rand)
         .unwrap_or_else(|e| FlushOutcome::StoreFailed(e.to_string()));
+    let Flush {
+        lease, registered, ..
+    } = flush;
+    if outcome != FlushOutcome::LeaseLost {
+        // A failed release is harmless: the lease expires, the registry stays.
+        let _ = lease.release(store, registered);
+    }
     report.outcome = outcome;
-    // A failed release is harmless: the lease expires.
-    let _ = lease::release(store, owner);
     report
+}
+
+/// How delivering ended, short of a store failure.
+enum Delivery {
+    /// Everything due was sent and settled (or the batch limit was reached).
+    Done,
+    /// A retryable failure; retry later.
+    Failed(Failure),
+    /// Another run holds the lease now.
+    LeaseLost,
 }
 
 /// A retryable failure that ends the run.
@@ -161,12 +190,24 @@ enum Sent {
     Failed(Failure),
 }
 
+impl From<Sent> for Option<Delivery> {
+    fn from(sent: Sent) -> Option<Delivery> {
+        match sent {
+            Sent::Settled => None,
+            Sent::Failed(f) => Some(Delivery::Failed(f)),
+        }
+    }
+}
+
 struct Flush<'a, S, D> {
     store: &'a mut S,
     db: &'a mut D,
     now: UnixMillis,
     cfg: &'a CacheConfig,
     report: &'a mut FlushReport,
+    lease: HeldLease,
+    /// The registered batches not yet settled: what the release leaves registered.
+    registered: BTreeSet<BatchId>,
     sends: usize,
     settled: BTreeSet<Stamp>,
     read_bytes: Vec<(Stamp, u64)>,
@@ -178,7 +219,11 @@ impl<S: KvStore, D: DbApi> Flush<'_, S, D> {
         if let Some(until) = state.next_attempt_at.filter(|t| self.now < *t) {
             return Ok(FlushOutcome::BackingOff { until });
         }
-        let failure = self.deliver()?;
+        let failure = match self.deliver()? {
+            Delivery::LeaseLost => return Ok(FlushOutcome::LeaseLost),
+            Delivery::Failed(f) => Some(f),
+            Delivery::Done => None,
+        };
         let outcome = match failure {
             Some(f) => {
                 state.failures = state.failures.saturating_add(1);
@@ -223,19 +268,23 @@ impl<S: KvStore, D: DbApi> Flush<'_, S, D> {
         Ok(outcome)
     }
 
-    /// Resends sealed batches, then flushes the buffer. `Some` on a retryable failure.
-    fn deliver(&mut self) -> Result<Option<Failure>, StoreError> {
+    /// Resends registered batches, then flushes the buffer.
+    fn deliver(&mut self) -> Result<Delivery, StoreError> {
         let keys = self.store.get_keys()?;
-        let sealed = self.load_sealed(&keys)?;
+        let Some(registered) = self.registry(&keys)? else {
+            return Ok(Delivery::LeaseLost);
+        };
+        let sealed = self.load_sealed(&registered)?;
+        self.registered = sealed.iter().map(|b| b.id.clone()).collect();
         let excluded: BTreeSet<Stamp> = sealed.iter().flat_map(|b| b.covered().copied()).collect();
         for batch in sealed {
             if self.sends >= self.cfg.flush_max_batches {
                 self.report.more = true;
-                return Ok(None);
+                return Ok(Delivery::Done);
             }
             self.report.batches_resent += 1;
-            if let Sent::Failed(f) = self.send(batch)? {
-                return Ok(Some(f));
+            if let Some(d) = self.send(batch)?.into() {
+                return Ok(d);
             }
         }
         let writes = self.load_writes(&keys, &excluded)?;
@@ -257,26 +306,69 @@ impl<S: KvStore, D: DbApi> Flush<'_, S, D> {
                     continue;
                 }
             }
-            if let Sent::Failed(f) = self.send(batch)? {
-                return Ok(Some(f));
+            if !self.lease.register(self.store, &batch.id)? {
+                // Not sent. Whether the registration took effect before the lease changed
+                // hands is for the holder's registry to say: it resends the batch, or deletes
+                // it unsent. Deleting it here could remove a batch the holder is sending.
+                return Ok(Delivery::LeaseLost);
+            }
+            self.registered.insert(batch.id.clone());
+            if let Some(d) = self.send(batch)?.into() {
+                return Ok(d);
             }
         }
-        Ok(None)
+        Ok(Delivery::Done)
     }
 
-    fn load_sealed(&mut self, keys: &[String]) -> Result<Vec<SealedBatch>, StoreError> {
-        let mut sealed = Vec::new();
+    /// The registered batches among the stored ones, after deleting the stored ones nobody
+    /// registered; `None` when the lease was lost. A lease record that does not say (first
+    /// run, unreadable record) registers every stored batch.
+    fn registry(&mut self, keys: &[String]) -> Result<Option<BTreeSet<BatchId>>, StoreError> {
+        let mut stored = BTreeSet::new();
         for key in keys
             .iter()
             .filter(|k| RecordKind::of(k) == Some(RecordKind::Batch))
         {
-            let Some(bytes) = self.store.get(key)? else {
+            match KvKey::parse(key) {
+                Some(KvKey::Batch(id)) => {
+                    stored.insert(id);
+                }
+                _ => {
+                    self.store.delete(key)?;
+                    self.report.batches_corrupt += 1;
+                }
+            }
+        }
+        let registered = match self.lease.registry() {
+            Some(r) => r.clone(),
+            None => stored.clone(),
+        };
+        for id in stored.difference(&registered) {
+            self.store.delete(&KvKey::Batch(id.clone()).render())?;
+            self.report.batches_unregistered += 1;
+        }
+        let live: BTreeSet<BatchId> = registered.intersection(&stored).cloned().collect();
+        let changed = match self.lease.registry() {
+            Some(r) => *r != live,
+            None => !live.is_empty(),
+        };
+        if changed && !self.lease.set_registry(self.store, live.clone())? {
+            return Ok(None);
+        }
+        Ok(Some(live))
+    }
+
+    fn load_sealed(&mut self, ids: &BTreeSet<BatchId>) -> Result<Vec<SealedBatch>, StoreError> {
+        let mut sealed = Vec::new();
+        for id in ids {
+            let key = KvKey::Batch(id.clone()).render();
+            let Some(bytes) = self.store.get(&key)? else {
                 continue;
             };
             match SealedBatch::decode(&bytes) {
-                Ok(b) => sealed.push(b),
-                Err(_) => {
-                    self.store.delete(key)?;
+                Ok(b) if b.id == *id => sealed.push(b),
+                _ => {
+                    self.store.delete(&key)?;
                     self.report.batches_corrupt += 1;
                 }
             }
@@ -393,10 +485,12 @@ impl<S: KvStore, D: DbApi> Flush<'_, S, D> {
     }
 
     fn add(&mut self, batch: &SealedBatch, tally: Tally) {
+        self.registered.remove(&batch.id);
         self.settled.extend(batch.covered().copied());
         let items = &mut self.report.items;
         items.applied += tally.applied;
         items.stale += tally.stale;
+        items.duplicate += tally.duplicate;
         items.dead_lettered += tally.dead_lettered;
         items.records_deleted += tally.records_deleted;
     }

@@ -1,27 +1,47 @@
-//! The flush lease: at most one flush run at a time, best effort.
+//! The flush lease and the sealing registry: which run may seal, and which sealed batches
+//! may be sent.
 //!
-//! The lease is one record, `m:lease`, naming an owner and an expiry. Spin KV has no
-//! compare-and-swap, so acquiring is write-then-read-back: a run that finds no unexpired lease
-//! of another owner writes its own and reads it back; if another owner's lease is there now,
-//! it lost. This narrows the race but cannot close it (two runs can both read their own write
-//! if their writes and reads interleave exactly). Overlapping runs are nevertheless safe:
-//! they send the same sealed batches under the same ids, which the DB API applies once, and
-//! deleting already deleted records is harmless. The lease only saves duplicate work.
+//! One record, `m:lease`, names the run holding the lease (owner and expiry) and lists the
+//! *registered* sealed batches. A run stores a new batch under `b:{id}` and then registers its
+//! id; only registered batches are ever sent, and a stored batch that is not registered was
+//! never sent (a run that crashed or lost its lease in between), so it is deleted.
 //!
-//! A run cannot renew its lease (the core has no clock of its own), so `lease_ttl` must exceed
-//! the longest run; an expired lease is simply taken over. A crashed run's lease expires.
+//! Every change to the record is a compare-and-swap against the exact bytes the run itself
+//! last stored, followed by reading the record back. That makes the registry the fence that
+//! timing cannot break: once another run has taken the lease over (its owner is in the
+//! record now), the old run's next registration fails, whatever the clocks say, so it sends
+//! nothing it sealed after losing the lease. The new run read the registry when it took the
+//! lease, so it knows every batch registered before, excludes their writes from its own
+//! batches and resends them under their own ids. A write is therefore in at most one sendable
+//! batch. The read-back is needed because Spin's Redis backend reports a swap that another
+//! writer aborted as done, and because from an absent key Spin's SQLite backend writes
+//! unconditionally; either way the read-back shows the other run's record.
+//!
+//! Where the store has no compare-and-swap (Fermyon Cloud, Akamai Functions), the same
+//! protocol runs on [`KvStore::compare_and_swap`]'s read-compare-write fallback: two runs can
+//! then both register overlapping batches in a narrow window, and the DB API's per-write
+//! idempotency (`write_id`, answered `duplicate`) keeps each write applied once.
+//!
+//! Acquiring uses the same swap, so two runs starting together rarely both proceed; if they
+//! do (the SQLite case above), the loser finds out at its first registration. A run cannot
+//! renew its lease (the core has no clock), so `lease_ttl` should exceed the longest run;
+//! when it does not, the next run takes over and the registry keeps that safe too. A crashed
+//! run's lease simply expires.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::batch_id::BatchId;
 use crate::kv_key::KvKey;
 use crate::store::{KvStore, StoreError};
 use crate::time::UnixMillis;
 
-const LEASE_FORMAT: u8 = 1;
+/// Format 2 adds the registry; format 1 records (owner and expiry only) are still read.
+const LEASE_FORMAT: u8 = 2;
 
-/// A held lease.
+/// A lease held by some run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     /// Who holds it.
@@ -31,34 +51,156 @@ pub struct Lease {
 }
 
 /// The result of trying to take the lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum LeaseOutcome {
     /// The caller holds the lease.
-    Acquired(Lease),
-    /// Another owner holds an unexpired lease.
+    Acquired(HeldLease),
+    /// Another owner holds an unexpired lease, or took it first.
     Busy(Lease),
+}
+
+/// The lease record.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct LeaseRecord {
+    owner: Option<String>,
+    expires_at: UnixMillis,
+    /// `None` when unknown: no record, an unreadable one, or format 1.
+    sealed: Option<BTreeSet<BatchId>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredLease {
     v: u8,
-    owner: String,
-    acquired_at: u64,
+    #[serde(default)]
+    owner: Option<String>,
     expires_at: u64,
+    #[serde(default)]
+    sealed: Option<Vec<String>>,
 }
 
-/// The current lease record, if any readable one exists.
+impl LeaseRecord {
+    fn decode(bytes: &[u8]) -> Option<LeaseRecord> {
+        let stored: StoredLease = serde_json::from_slice(bytes).ok()?;
+        let sealed = match (stored.v, stored.sealed) {
+            (1, _) => None,
+            (LEASE_FORMAT, sealed) => match sealed {
+                Some(ids) => Some(
+                    ids.iter()
+                        .map(|id| BatchId::parse(id))
+                        .collect::<Option<BTreeSet<_>>>()?,
+                ),
+                None => None,
+            },
+            _ => return None,
+        };
+        Some(LeaseRecord {
+            owner: stored.owner,
+            expires_at: UnixMillis(stored.expires_at),
+            sealed,
+        })
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        let stored = StoredLease {
+            v: LEASE_FORMAT,
+            owner: self.owner.clone(),
+            expires_at: self.expires_at.0,
+            sealed: self
+                .sealed
+                .as_ref()
+                .map(|ids| ids.iter().map(ToString::to_string).collect()),
+        };
+        serde_json::to_vec(&stored).map_err(|e| StoreError::Other(e.to_string()))
+    }
+
+    fn holder(&self) -> Option<Lease> {
+        self.owner.as_ref().map(|owner| Lease {
+            owner: owner.clone(),
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// The lease as this run holds it: the exact record it last stored, which every later change
+/// compares against.
+#[derive(Debug)]
+pub struct HeldLease {
+    record: LeaseRecord,
+    bytes: Vec<u8>,
+}
+
+impl HeldLease {
+    /// The registered sealed batches; `None` when the record did not say (then every stored
+    /// batch counts as registered, see [`HeldLease::set_registry`]).
+    #[must_use]
+    pub fn registry(&self) -> Option<&BTreeSet<BatchId>> {
+        self.record.sealed.as_ref()
+    }
+
+    /// Replaces the registry. `Ok(false)`: the lease was lost, nothing changed.
+    pub fn set_registry(
+        &mut self,
+        store: &mut impl KvStore,
+        sealed: BTreeSet<BatchId>,
+    ) -> Result<bool, StoreError> {
+        let next = LeaseRecord {
+            sealed: Some(sealed),
+            ..self.record.clone()
+        };
+        self.swap(store, next)
+    }
+
+    /// Registers a stored batch so that it may be sent. `Ok(false)`: the lease was lost; the
+    /// batch must not be sent.
+    pub fn register(&mut self, store: &mut impl KvStore, id: &BatchId) -> Result<bool, StoreError> {
+        let mut sealed = self.record.sealed.clone().unwrap_or_default();
+        sealed.insert(id.clone());
+        self.set_registry(store, sealed)
+    }
+
+    /// Gives the lease up, leaving `sealed` registered for the next run. `Ok(false)`: another
+    /// run holds it now (and its record stays as it is).
+    pub fn release(
+        mut self,
+        store: &mut impl KvStore,
+        sealed: BTreeSet<BatchId>,
+    ) -> Result<bool, StoreError> {
+        let next = LeaseRecord {
+            owner: None,
+            expires_at: UnixMillis(0),
+            sealed: Some(sealed),
+        };
+        self.swap(store, next)
+    }
+
+    fn swap(&mut self, store: &mut impl KvStore, next: LeaseRecord) -> Result<bool, StoreError> {
+        let bytes = next.encode()?;
+        if !swap_confirmed(store, Some(&self.bytes), &bytes)? {
+            return Ok(false);
+        }
+        self.record = next;
+        self.bytes = bytes;
+        Ok(true)
+    }
+}
+
+/// Compare-and-swap of the lease record, confirmed by reading it back.
+fn swap_confirmed(
+    store: &mut impl KvStore,
+    expected: Option<&[u8]>,
+    new: &[u8],
+) -> Result<bool, StoreError> {
+    let key = KvKey::Lease.render();
+    Ok(store.compare_and_swap(&key, expected, new)? && store.get(&key)?.as_deref() == Some(new))
+}
+
+/// The run holding the lease now, if any readable record names one.
 pub fn current(store: &mut impl KvStore) -> Result<Option<Lease>, StoreError> {
-    let Some(bytes) = store.get(&KvKey::Lease.render())? else {
-        return Ok(None);
-    };
-    Ok(serde_json::from_slice::<StoredLease>(&bytes)
-        .ok()
-        .filter(|l| l.v == LEASE_FORMAT)
-        .map(|l| Lease {
-            owner: l.owner,
-            expires_at: UnixMillis(l.expires_at),
-        }))
+    let bytes = store.get(&KvKey::Lease.render())?;
+    Ok(bytes
+        .as_deref()
+        .and_then(LeaseRecord::decode)
+        .and_then(|r| r.holder()))
 }
 
 /// Tries to take the lease for `owner` at `now` for `ttl`.
@@ -68,35 +210,30 @@ pub fn acquire(
     now: UnixMillis,
     ttl: Duration,
 ) -> Result<LeaseOutcome, StoreError> {
-    if let Some(held) = current(store)? {
+    let found = store.get(&KvKey::Lease.render())?;
+    let record = found.as_deref().and_then(LeaseRecord::decode);
+    if let Some(held) = record.as_ref().and_then(LeaseRecord::holder) {
         if held.owner != owner && now < held.expires_at {
             return Ok(LeaseOutcome::Busy(held));
         }
     }
-    let lease = Lease {
-        owner: owner.to_owned(),
+    let next = LeaseRecord {
+        owner: Some(owner.to_owned()),
         expires_at: now.saturating_add(ttl),
+        sealed: record.and_then(|r| r.sealed),
     };
-    let stored = StoredLease {
-        v: LEASE_FORMAT,
-        owner: lease.owner.clone(),
-        acquired_at: now.0,
-        expires_at: lease.expires_at.0,
-    };
-    let bytes = serde_json::to_vec(&stored).map_err(|e| StoreError::Other(e.to_string()))?;
-    store.set(&KvKey::Lease.render(), &bytes)?;
-    match current(store)? {
-        Some(read_back) if read_back.owner != owner => Ok(LeaseOutcome::Busy(read_back)),
-        _ => Ok(LeaseOutcome::Acquired(lease)),
+    let bytes = next.encode()?;
+    if swap_confirmed(store, found.as_deref(), &bytes)? {
+        return Ok(LeaseOutcome::Acquired(HeldLease {
+            record: next,
+            bytes,
+        }));
     }
-}
-
-/// Gives the lease up if `owner` still holds it.
-pub fn release(store: &mut impl KvStore, owner: &str) -> Result<(), StoreError> {
-    match current(store)? {
-        Some(held) if held.owner != owner => Ok(()),
-        _ => store.delete(&KvKey::Lease.render()),
-    }
+    let winner = current(store)?.unwrap_or(Lease {
+        owner: "another run".to_owned(),
+        expires_at: now,
+    });
+    Ok(LeaseOutcome::Busy(winner))
 }
 
 #[cfg(test)]
@@ -132,22 +269,46 @@ mod tests {
         }
     }
 
+    fn take(store: &mut MemoryStore, owner: &str, at: u64) -> HeldLease {
+        match acquire(store, owner, UnixMillis(at), TTL).unwrap() {
+            LeaseOutcome::Acquired(held) => held,
+            LeaseOutcome::Busy(l) => panic!("{owner} found the lease busy: {l:?}"),
+        }
+    }
+
+    fn id(n: u8) -> BatchId {
+        BatchId::parse(&format!("{n:032x}")).unwrap()
+    }
+
     #[test]
-    fn release_only_drops_the_own_lease_and_garbage_counts_as_free() {
+    fn a_run_whose_lease_was_taken_over_can_neither_register_nor_release() {
         let mut store = MemoryStore::new();
-        acquire(&mut store, "b", UnixMillis(0), TTL).unwrap();
-        release(&mut store, "a").unwrap();
-        assert_eq!(
-            current(&mut store).unwrap().map(|l| l.owner),
-            Some("b".into())
-        );
-        release(&mut store, "b").unwrap();
+        let mut a = take(&mut store, "a", 0);
+        assert_eq!(a.registry(), None, "a new record knows no registry");
+        assert!(a.register(&mut store, &id(1)).unwrap());
+        let mut b = take(&mut store, "b", 60_000);
+        assert_eq!(b.registry(), Some(&BTreeSet::from([id(1)])));
+        assert!(!a.register(&mut store, &id(2)).unwrap());
+        assert!(!a.release(&mut store, BTreeSet::new()).unwrap());
+        assert_eq!(current(&mut store).unwrap().unwrap().owner, "b");
+        assert!(b.register(&mut store, &id(3)).unwrap());
+        assert!(b.release(&mut store, BTreeSet::from([id(3)])).unwrap());
         assert_eq!(current(&mut store).unwrap(), None);
+        let c = take(&mut store, "c", 60_001);
+        assert_eq!(c.registry(), Some(&BTreeSet::from([id(3)])));
+    }
+
+    #[test]
+    fn garbage_and_format_1_records_count_as_free_with_an_unknown_registry() {
+        let mut store = MemoryStore::new();
         store.set("m:lease", b"junk").unwrap();
-        check(None, "a", 0, true);
+        assert_eq!(take(&mut store, "a", 0).registry(), None);
+        let v1 = br#"{"v":1,"owner":"old","acquired_at":0,"expires_at":60000}"#;
+        store.set("m:lease", v1).unwrap();
         assert!(matches!(
-            acquire(&mut store, "a", UnixMillis(0), TTL).unwrap(),
-            LeaseOutcome::Acquired(_)
+            acquire(&mut store, "a", UnixMillis(59_999), TTL).unwrap(),
+            LeaseOutcome::Busy(l) if l.owner == "old"
         ));
+        assert_eq!(take(&mut store, "a", 60_000).registry(), None);
     }
 }

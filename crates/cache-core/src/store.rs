@@ -1,8 +1,11 @@
 //! The key-value store as the core sees it, and an in-memory one for tests.
 //!
 //! The components implement [`KvStore`] over a Spin `Store`; the flush, the sweep and the
-//! dead-letter operations are written against this trait only. Spin's store offers no
-//! compare-and-swap and no prefix listing, so neither does the trait.
+//! dead-letter operations are written against this trait only. Spin's store offers no prefix
+//! listing, so neither does the trait. Compare-and-swap exists only where the host offers
+//! `wasi:keyvalue/atomics` (local Spin, SpinKube, the embedded host; not Fermyon Cloud or
+//! Akamai Functions), so [`KvStore::compare_and_swap`] has a non-atomic fallback and its
+//! callers treat a reported success as a claim to verify (see [`crate::lease`]).
 
 use std::collections::BTreeMap;
 
@@ -32,6 +35,28 @@ pub trait KvStore {
     fn delete(&mut self, key: &str) -> Result<(), StoreError>;
     /// Every key in the store.
     fn get_keys(&mut self) -> Result<Vec<String>, StoreError>;
+
+    /// Replaces the value under `key` with `new` if it is still `expected` (`None`: absent);
+    /// `Ok(false)` when it was not.
+    ///
+    /// Atomic where the store has compare-and-swap, with two caveats of Spin's own backends
+    /// that callers must allow for: from an absent key the swap is an unconditional write on
+    /// Spin's SQLite store, and Spin's Redis store reports a swap that another writer aborted
+    /// as done. `Ok(true)` is therefore a claim, which the caller confirms by reading the key
+    /// back. This default, for stores without atomics, reads, compares and writes in separate
+    /// steps: another writer can come in between.
+    fn compare_and_swap(
+        &mut self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        if self.get(key)?.as_deref() != expected {
+            return Ok(false);
+        }
+        self.set(key, new)?;
+        Ok(true)
+    }
 }
 
 /// An in-memory [`KvStore`] that can simulate a crash: after a given number of successful
@@ -138,6 +163,21 @@ impl KvStore for MemoryStore {
     fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
         self.check()?;
         Ok(self.data.keys().cloned().collect())
+    }
+
+    /// Atomic: the store is borrowed mutably for the whole call.
+    fn compare_and_swap(
+        &mut self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        if self.data.get(key).map(Vec::as_slice) != expected {
+            return Ok(false);
+        }
+        self.set(key, new)?;
+        Ok(true)
     }
 }
 

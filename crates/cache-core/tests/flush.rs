@@ -9,6 +9,7 @@ use cache_core::db::SendError;
 use cache_core::dlq::{self, DeadReason, Retried};
 use cache_core::entry::EntryKind;
 use cache_core::flush::FlushOutcome;
+use cache_core::lease;
 use cache_core::state::FlushState;
 use cache_core::store::{KvStore, MemoryStore, StoreError};
 use cache_core::time::UnixMillis;
@@ -40,9 +41,11 @@ fn buffered_writes_are_delivered_and_their_entries_marked_clean() {
     );
     assert_eq!(w.db.value("a"), Some(json!({"n": 1})));
     assert_eq!(w.db.value("c"), None);
+    assert_eq!((w.count("w:"), w.count("b:")), (0, 0));
     assert_eq!(
-        (w.count("w:"), w.count("b:"), w.count("m:lease")),
-        (0, 0, 0)
+        lease::current(&mut w.store).unwrap(),
+        None,
+        "lease released"
     );
     for key in ["a", "b", "c"] {
         assert_eq!(w.entry(key).unwrap().dirty, None, "{key}");
@@ -88,7 +91,7 @@ fn check_split(
 #[test]
 fn batches_are_split_by_item_count_and_bytes() {
     check_split(25, 10, 10, 512 * 1024, &[10, 10, 5]);
-    check_split(6, 300, 100, 1024, &[2, 2, 2]);
+    check_split(6, 300, 100, 1100, &[2, 2, 2]);
     check_split(2, 5000, 100, 1024, &[1, 1]);
 }
 
@@ -96,8 +99,9 @@ fn batches_are_split_by_item_count_and_bytes() {
 fn crash_between_seal_and_send_resends_the_same_batch_id() {
     let mut w = World::new();
     w.write("a", Some(json!(1)));
-    // Lease and seal succeed, then the process dies: the DB never sees the batch.
-    w.store.crash_after_mutations(2);
+    // Lease, seal and registration succeed, then the process dies: the DB never sees the
+    // batch.
+    w.store.crash_after_mutations(3);
     w.db.script
         .push_back(Step::Fail(retryable("connection reset", None)));
     assert!(matches!(w.flush().outcome, FlushOutcome::StoreFailed(_)));
@@ -120,8 +124,9 @@ fn crash_after_send_before_delete_resends_and_the_db_applies_once() {
     let mut w = World::new();
     w.write("a", Some(json!(1)));
     w.write("b", Some(json!(2)));
-    // Lease and seal succeed; the DB applies the batch; deleting its records fails.
-    w.store.crash_after_mutations(2);
+    // Lease, seal and registration succeed; the DB applies the batch; deleting its records
+    // fails.
+    w.store.crash_after_mutations(3);
     assert!(matches!(w.flush().outcome, FlushOutcome::StoreFailed(_)));
     w.store.recover();
     assert_eq!(w.db.applications, 2);

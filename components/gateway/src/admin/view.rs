@@ -27,7 +27,7 @@ pub fn flush(r: &FlushReport, sweep: Option<&SweepReport>) -> Value {
             outcome["flush_error"] = json!(error);
         }
         FlushOutcome::StoreFailed(e) => outcome["flush_error"] = json!(e),
-        FlushOutcome::Idle | FlushOutcome::Delivered => {}
+        FlushOutcome::Idle | FlushOutcome::Delivered | FlushOutcome::LeaseLost => {}
     }
     let fields = json!({
         "batches_sent": r.batches_sent,
@@ -36,9 +36,11 @@ pub fn flush(r: &FlushReport, sweep: Option<&SweepReport>) -> Value {
         "records_read": r.records_read,
         "records_corrupt": r.records_corrupt,
         "batches_corrupt": r.batches_corrupt,
+        "batches_unregistered": r.batches_unregistered,
         "items": {
             "applied": r.items.applied,
             "stale": r.items.stale,
+            "duplicate": r.items.duplicate,
             "dead_lettered": r.items.dead_lettered,
             "records_deleted": r.items.records_deleted,
         },

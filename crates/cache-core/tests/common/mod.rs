@@ -40,6 +40,11 @@ pub struct FakeDb {
     pub sent: Vec<BatchRequest>,
     pub applications: usize,
     pub poison: BTreeSet<String>,
+    /// Write ids seen in first-seen batches, and how often each was processed without being
+    /// caught as a duplicate.
+    pub processed: BTreeMap<String, usize>,
+    /// Answer a write id seen before `duplicate` (the contract's per-write idempotency).
+    pub forget_write_ids: bool,
 }
 
 impl FakeDb {
@@ -47,6 +52,12 @@ impl FakeDb {
         self.items
             .get(&("ns".to_owned(), key.to_owned()))
             .and_then(|(_, v)| v.clone())
+    }
+
+    /// Writes processed more than once: a database without a version guard would have
+    /// applied them twice.
+    pub fn applied_twice(&self) -> usize {
+        self.processed.values().filter(|n| **n > 1).count()
     }
 
     fn process(&mut self, batch: &BatchRequest) -> BatchResponse {
@@ -57,12 +68,20 @@ impl FakeDb {
             .writes
             .iter()
             .map(|w| {
+                let seen = self.processed.contains_key(&w.write_id);
+                if seen && !self.forget_write_ids {
+                    return ItemResult {
+                        status: ItemStatus::Duplicate,
+                        reason: None,
+                    };
+                }
                 if self.poison.contains(&w.key) {
                     return ItemResult {
                         status: ItemStatus::Rejected,
                         reason: Some("poison".into()),
                     };
                 }
+                *self.processed.entry(w.write_id.clone()).or_default() += 1;
                 let id = (w.ns.clone(), w.key.clone());
                 let current = self.items.get(&id).map_or(0, |(v, _)| *v);
                 if w.version <= current {
