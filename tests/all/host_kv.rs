@@ -88,6 +88,46 @@ async fn runtime_config_places_labels_on_their_own_files() {
     );
 }
 
+/// `wasi:keyvalue/atomics` on each backend, as Spin's backends behave: the cases are
+/// (value at the start, another writer's value between `current` and `swap`) and the answer.
+async fn check_compare_and_swap(app: &cache_sync_host::RunningApp, cases: &[(&str, &str, &str)]) {
+    for (start, meddle, expected) in cases {
+        let key = format!("cas-{}", std::process::id());
+        let r = get(&app.url(&format!(
+            "/probe/cas/default/{key}?start={start}&meddle={meddle}"
+        )))
+        .await;
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (200, *expected),
+            "start {start:?}, meddle {meddle:?}"
+        );
+        send(
+            "DELETE",
+            &app.url(&format!("/probe/kv/default/{key}")),
+            &[],
+            "",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn compare_and_swap_on_sqlite_is_spins() {
+    let dir = TempDir::new("kv-cas-sqlite");
+    let app = start(options(&write_manifest(dir.path(), APP)), false).await;
+    check_compare_and_swap(
+        &app,
+        &[
+            ("a", "", "swap=ok value=new incremented=4"),
+            ("a", "b", "swap=cas-failed value=b incremented=4"),
+            // From an absent key Spin's SQLite swap is an upsert: it succeeds regardless.
+            ("", "b", "swap=ok value=new incremented=4"),
+        ],
+    )
+    .await;
+}
+
 /// Runs against a real Redis when `CACHE_SYNC_TEST_REDIS_URL` is set (CI starts one on
 /// loopback); without it the test says so and checks nothing.
 #[tokio::test]
@@ -138,6 +178,17 @@ async fn redis_backed_store_round_trips_and_is_shared_between_hosts() {
         !dir.path().join(".spin/sqlite_key_value.db").exists(),
         "no SQLite file when default is on Redis"
     );
+    // Spin's Redis swap is WATCH/MULTI/EXEC, and an aborted EXEC is reported as done:
+    // nothing was written, yet the guest hears `ok`.
+    check_compare_and_swap(
+        &a,
+        &[
+            ("a", "", "swap=ok value=new incremented=4"),
+            ("a", "b", "swap=ok value=b incremented=4"),
+            ("", "b", "swap=ok value=b incremented=4"),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]

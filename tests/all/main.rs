@@ -10,6 +10,7 @@ mod flush_delivery;
 mod flush_dlq;
 mod flush_faults;
 mod flush_gateway;
+mod flush_no_atomics;
 mod flush_support;
 mod gateway_errors;
 mod gateway_evict;

@@ -75,6 +75,7 @@ pub fn write_manifest(dir: &Path, manifest: &str) -> PathBuf {
     for (tag, name) in [
         ("{probe}", "probe"),
         ("{gateway}", "gateway"),
+        ("{gateway_no_atomics}", "gateway_no_atomics"),
         ("{flush_v2}", "flush_cron_v2"),
         ("{flush}", "flush"),
     ] {

@@ -118,6 +118,20 @@ fn build_wasm() -> anyhow::Result<()> {
     let to = wasm_dir().join("flush_cron_v2.wasm");
     std::fs::copy(&from, &to)
         .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    // The gateway for hosts without wasi:keyvalue atomics (Fermyon Cloud, Akamai Functions),
+    // in the same variants directory.
+    let mut cmd = cargo();
+    cmd.args(["build", "--target", WASM_TARGET, "--profile", WASM_PROFILE])
+        .args(["-p", "gateway", "--no-default-features", "--target-dir"])
+        .arg(&v2_dir);
+    run(cmd, "building the gateway without atomics")?;
+    let from = v2_dir
+        .join(WASM_TARGET)
+        .join(WASM_PROFILE)
+        .join("gateway.wasm");
+    let to = wasm_dir().join("gateway_no_atomics.wasm");
+    std::fs::copy(&from, &to)
+        .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
     Ok(())
 }
 

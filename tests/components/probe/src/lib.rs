@@ -5,6 +5,11 @@
 //! - `GET|PUT|DELETE /probe/kv/:store/:key` → key-value round trip; open errors → 403/404
 //!   with the error variant as the body.
 //! - `GET /probe/keys/:store` → every key, as a JSON array.
+//! - `GET /probe/cas/:store/:key?start=S&meddle=M` → a `wasi:keyvalue` compare-and-swap with
+//!   another writer in between: the key is set to `S` (or deleted when `S` is empty), a `cas`
+//!   reads it, the Spin store API writes `M` (unless `M` is empty), and the swap writes
+//!   `new`. Answers `swap=<ok|cas-failed> value=<final value or -> incremented=<n>`, `n`
+//!   being `increment(key + "#n", 2)` twice.
 //! - `GET /probe/var/:name` → a component variable, or 404/400 with the error.
 //! - `GET /probe/outbound?url=U` → outbound GET; 502 with the error when it fails.
 //! - `GET /probe/env/:name` → an environment variable.
@@ -23,6 +28,7 @@ fn handle(req: Request) -> Response {
     router.put("/probe/kv/:store/:key", kv);
     router.delete("/probe/kv/:store/:key", kv);
     router.get("/probe/keys/:store", keys);
+    router.get("/probe/cas/:store/:key", cas);
     router.get("/probe/var/:name", var);
     router.get_async("/probe/outbound", outbound);
     router.get("/probe/env/:name", env);
@@ -88,6 +94,55 @@ fn keys(_: Request, params: Params) -> anyhow::Result<impl IntoResponse> {
     let mut keys = store.get_keys()?;
     keys.sort();
     text(200, serde_json::to_string(&keys)?)
+}
+
+fn cas(req: Request, params: Params) -> anyhow::Result<impl IntoResponse> {
+    use spin_sdk::wit::wasi::keyvalue::{atomics, store as wasi_store};
+    let (Some(name), Some(key)) = (params.get("store"), params.get("key")) else {
+        return text(400, "missing store or key");
+    };
+    let query = req.query();
+    let arg = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (start, meddle) = (arg("start"), arg("meddle"));
+    let store = match open(name) {
+        Ok(s) => s,
+        Err(r) => return Ok(r),
+    };
+    if start.is_empty() {
+        store.delete(key)?;
+    } else {
+        store.set(key, start.as_bytes())?;
+    }
+    let bucket = wasi_store::open(name).map_err(|e| anyhow::anyhow!("open: {e:?}"))?;
+    let cas = atomics::Cas::new(&bucket, key).map_err(|e| anyhow::anyhow!("cas: {e:?}"))?;
+    cas.current()
+        .map_err(|e| anyhow::anyhow!("current: {e:?}"))?;
+    if !meddle.is_empty() {
+        store.set(key, meddle.as_bytes())?;
+    }
+    let swap = match atomics::swap(cas, b"new") {
+        Ok(()) => "ok",
+        Err(atomics::CasError::CasFailed(_)) => "cas-failed",
+        Err(atomics::CasError::StoreError(e)) => return text(500, format!("swap: {e:?}")),
+    };
+    let value = store
+        .get(key)?
+        .map_or("-".to_owned(), |v| String::from_utf8_lossy(&v).into_owned());
+    let counter = format!("{key}#n");
+    store.delete(&counter)?;
+    let mut n = 0;
+    for _ in 0..2 {
+        n = atomics::increment(&bucket, &counter, 2)
+            .map_err(|e| anyhow::anyhow!("increment: {e:?}"))?;
+    }
+    store.delete(&counter)?;
+    text(200, format!("swap={swap} value={value} incremented={n}"))
 }
 
 fn var(_: Request, params: Params) -> anyhow::Result<impl IntoResponse> {
