@@ -103,33 +103,29 @@ fn build_wasm() -> anyhow::Result<()> {
     cmd.args(["build", "--target", WASM_TARGET, "--profile", WASM_PROFILE])
         .args(["-p", "gateway", "-p", "flush", "-p", "probe"]);
     run(cmd, "building the components")?;
-    // The flush component bound to the previous cron generation, in its own target
-    // directory so the two feature sets do not rebuild each other.
-    let v2_dir = root().join("target").join("cron-v2");
+    // Variants in their own target directory, so the feature sets do not rebuild each other:
+    // the flush component bound to the previous cron generation, and the gateway for hosts
+    // without wasi:keyvalue atomics (Fermyon Cloud, Akamai Functions).
+    build_variant("flush", &["--features", "cron-v2"], "flush_cron_v2")?;
+    build_variant("gateway", &["--no-default-features"], "gateway_no_atomics")
+}
+
+/// Builds `package` with `flags` in the variants target directory and copies it beside the
+/// default components as `{name}.wasm`.
+fn build_variant(package: &str, flags: &[&str], name: &str) -> anyhow::Result<()> {
+    let dir = root().join("target").join("cron-v2");
     let mut cmd = cargo();
     cmd.args(["build", "--target", WASM_TARGET, "--profile", WASM_PROFILE])
-        .args(["-p", "flush", "--features", "cron-v2", "--target-dir"])
-        .arg(&v2_dir);
-    run(cmd, "building the flush component (cron-v2)")?;
-    let from = v2_dir
+        .args(["-p", package])
+        .args(flags)
+        .arg("--target-dir")
+        .arg(&dir);
+    run(cmd, &format!("building {name}"))?;
+    let from = dir
         .join(WASM_TARGET)
         .join(WASM_PROFILE)
-        .join("flush.wasm");
-    let to = wasm_dir().join("flush_cron_v2.wasm");
-    std::fs::copy(&from, &to)
-        .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
-    // The gateway for hosts without wasi:keyvalue atomics (Fermyon Cloud, Akamai Functions),
-    // in the same variants directory.
-    let mut cmd = cargo();
-    cmd.args(["build", "--target", WASM_TARGET, "--profile", WASM_PROFILE])
-        .args(["-p", "gateway", "--no-default-features", "--target-dir"])
-        .arg(&v2_dir);
-    run(cmd, "building the gateway without atomics")?;
-    let from = v2_dir
-        .join(WASM_TARGET)
-        .join(WASM_PROFILE)
-        .join("gateway.wasm");
-    let to = wasm_dir().join("gateway_no_atomics.wasm");
+        .join(format!("{package}.wasm"));
+    let to = wasm_dir().join(format!("{name}.wasm"));
     std::fs::copy(&from, &to)
         .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
     Ok(())
