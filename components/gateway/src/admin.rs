@@ -7,7 +7,7 @@
 //!
 //! | Route | Does |
 //! |---|---|
-//! | `POST /admin/flush` | the core's flush run, then the sweep — what the cron tick does; answers the report |
+//! | `POST /admin/flush` | `cache_core::tick::tick`: the flush run, then the sweep — what the cron tick does; answers the report |
 //! | `GET /admin/stats` | buffered writes and bytes, oldest buffered age, sealed batches, DLQ depth, last flush outcome and time, next retry time |
 //! | `GET /admin/dlq` | the dead letters, oldest write first |
 //! | `POST /admin/dlq/{stamp}/retry` | puts the write back into the buffer with its original stamp (`409` if only raw text survived) |
@@ -23,15 +23,15 @@ mod view;
 
 use cache_core::config::{CacheConfig, ConfigError};
 use cache_core::dlq::{self, Discarded, DlqError, Retried};
-use cache_core::flush::{self, FlushOutcome};
 use cache_core::stamp::Stamp;
 use cache_core::state;
 use cache_core::store::StoreError;
-use cache_core::sweep;
+use cache_core::tick::{self, TickError};
 use serde_json::{json, Value};
+use spin_adapters::config;
 use spin_adapters::db::HttpDb;
+use spin_adapters::env::{self, WallClock};
 use spin_adapters::kv::SpinKv;
-use spin_adapters::{config, env};
 use spin_sdk::http::{Method, Params, Request, Response, Router};
 
 use self::auth::Denied;
@@ -172,19 +172,12 @@ fn run_flush(cfg: &CacheConfig) -> Result<(u16, Value), AdminError> {
     let mut db = HttpDb::from_config(cfg).map_err(|e| AdminError::DbConfig(e.to_string()))?;
     let mut store = SpinKv::open_configured()?;
     let owner = format!("admin-{:016x}", env::random_u64());
-    let report = flush::run(
-        &mut store,
-        &mut db,
-        env::now(),
-        env::random_u64(),
-        &owner,
-        cfg,
-    );
-    if let FlushOutcome::StoreFailed(e) = &report.outcome {
-        return Err(AdminError::Store(StoreError::Other(e.clone())));
+    let rand = env::random_u64();
+    match tick::tick(&mut store, &mut db, &mut WallClock, rand, &owner, cfg) {
+        Ok(report) => Ok((200, view::flush(&report.flush, Some(&report.sweep)))),
+        Err(TickError::Flush(e)) => Err(AdminError::Store(StoreError::Other(e))),
+        Err(TickError::Sweep(e)) => Err(AdminError::Store(e)),
     }
-    let swept = sweep::sweep(&mut store, env::now(), cfg)?;
-    Ok((200, view::flush(&report, Some(&swept))))
 }
 
 fn stats() -> Result<(u16, Value), AdminError> {

@@ -6,8 +6,9 @@
 //! buffered writes to the DB API in coalesced, idempotent batches. This crate holds every rule
 //! of that scheme and none of the plumbing: no clock (instants are [`time::UnixMillis`]
 //! arguments), no randomness (random numbers are arguments), no spin-sdk and no async runtime.
-//! The store and the DB API are reached through two small synchronous traits,
-//! [`store::KvStore`] and [`db::DbApi`], that the components implement. The consistency model
+//! The store and the DB API are reached through small synchronous traits,
+//! [`store::KvStore`], [`db::DbApi`] (batches) and [`serve::Origin`] (item reads), that the
+//! components implement. The consistency model
 //! is described in [`buffer`].
 //!
 //! # Layout
@@ -34,6 +35,7 @@
 //! Flush and housekeeping:
 //! - [`store`] — the `KvStore` trait and `MemoryStore`.
 //! - [`db`] — the `DbApi` trait and classification of its answers.
+//! - [`tick`] — one flush run then one sweep (cron and `POST /admin/flush`).
 //! - [`flush`] — the flush run.
 //! - [`batch`] — splitting into batches and sealed batches.
 //! - [`settle`] — applying a batch answer to the store.
@@ -76,5 +78,6 @@ pub mod stamp;
 pub mod state;
 pub mod store;
 pub mod sweep;
+pub mod tick;
 pub mod time;
 pub mod write;

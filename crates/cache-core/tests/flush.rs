@@ -12,6 +12,7 @@ use cache_core::flush::FlushOutcome;
 use cache_core::lease;
 use cache_core::state::FlushState;
 use cache_core::store::{KvStore, MemoryStore, StoreError};
+use cache_core::tick::TickError;
 use cache_core::time::UnixMillis;
 use common::{write_into, Step, World};
 use serde_json::json;
@@ -422,4 +423,32 @@ fn stats_reflect_buffer_batches_and_the_last_outcome() {
     assert_eq!(st.oldest_buffered_age_ms, Some(2_000));
     assert_eq!(st.state.last_outcome.as_deref(), Some("retrying"));
     assert!(st.state.next_attempt_at.is_some());
+}
+
+#[test]
+fn a_tick_flushes_then_sweeps() {
+    let mut w = World::new();
+    w.write("old", Some(json!(1)));
+    assert_eq!(w.tick().unwrap().flush.outcome, FlushOutcome::Delivered);
+    w.advance_ms(4_000_000);
+    w.write("new", Some(json!(2)));
+    let report = w.tick().unwrap();
+    assert_eq!(report.flush.outcome, FlushOutcome::Delivered);
+    assert_eq!((report.sweep.expired, report.sweep.remaining), (1, 1));
+    assert!(report.did_work());
+    assert_eq!(w.entry("old"), None);
+    assert_eq!(w.entry("new").unwrap().dirty, None);
+    assert_eq!(w.db.value("new"), Some(json!(2)));
+    assert!(!w.tick().unwrap().did_work());
+}
+
+#[test]
+fn a_tick_stops_when_the_store_fails() {
+    let mut w = World::new();
+    w.write("a", Some(json!(1)));
+    w.store.crash_after_mutations(0);
+    assert!(matches!(w.tick(), Err(TickError::Flush(_))));
+    w.store.recover();
+    assert_eq!(w.count("w:"), 1);
+    assert!(w.db.sent.is_empty());
 }

@@ -1,9 +1,10 @@
-//! Shared test fixtures: a scripted, idempotent fake DB API and a small world around a
-//! `MemoryStore` with a fixed clock.
+//! Shared test fixtures: a scripted, idempotent fake DB API, a clock that moves only when
+//! slept on, and a small world around a `MemoryStore` that runs flushes and ticks.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
 
 use cache_core::config::CacheConfig;
 use cache_core::contract::{BatchRequest, BatchResponse, ItemResult, ItemStatus, WriteOp};
@@ -14,7 +15,8 @@ use cache_core::flush::{self, FlushReport};
 use cache_core::key::CacheKey;
 use cache_core::stamp::{Stamp, StampGen};
 use cache_core::store::{KvStore, MemoryStore};
-use cache_core::time::UnixMillis;
+use cache_core::tick::{self, TickError, TickReport};
+use cache_core::time::{Clock, UnixMillis};
 use cache_core::write::{prepare_write, Change, EntryUpdate};
 use serde_json::Value;
 
@@ -123,6 +125,38 @@ impl DbApi for FakeDb {
     }
 }
 
+/// A clock that moves only when slept on (or set), and can act on each sleep.
+#[derive(Default)]
+pub struct TestClock {
+    pub now: UnixMillis,
+    pub slept: Duration,
+    #[allow(clippy::type_complexity, reason = "a test hook")]
+    pub on_sleep: Option<Box<dyn FnMut(UnixMillis)>>,
+}
+
+impl TestClock {
+    pub fn at(now: UnixMillis) -> TestClock {
+        TestClock {
+            now,
+            ..TestClock::default()
+        }
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&mut self) -> UnixMillis {
+        self.now
+    }
+
+    fn sleep(&mut self, d: Duration) {
+        self.now = self.now.saturating_add(d);
+        self.slept += d;
+        if let Some(hook) = &mut self.on_sleep {
+            hook(self.now);
+        }
+    }
+}
+
 pub const T0: u64 = 1_700_000_000_000;
 
 /// A store, a fake DB, a config and a clock that only moves when told.
@@ -169,6 +203,21 @@ impl World {
             &mut self.store,
             &mut self.db,
             self.now,
+            7,
+            &owner,
+            &self.cfg,
+        )
+    }
+
+    /// One flush then one sweep, as cron and `POST /admin/flush` run them.
+    pub fn tick(&mut self) -> Result<TickReport, TickError> {
+        self.runs += 1;
+        let owner = format!("tick-{}", self.runs);
+        let mut clock = TestClock::at(self.now);
+        tick::tick(
+            &mut self.store,
+            &mut self.db,
+            &mut clock,
             7,
             &owner,
             &self.cfg,
