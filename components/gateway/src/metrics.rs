@@ -19,7 +19,9 @@ use cache_core::store::KvStore;
 use spin_adapters::{env, kv::SpinKv};
 use spin_sdk::http::{Params, Request, Response};
 
-use crate::respond::{self, Error};
+use cache_core::serve::RequestError;
+
+use crate::respond;
 
 /// Cache hits (fresh entries served).
 pub const HITS: &str = "hits";
@@ -106,7 +108,7 @@ pub fn handle(_: Request, _: Params) -> anyhow::Result<Response> {
     })
 }
 
-fn render() -> Result<String, Error> {
+fn render() -> Result<String, RequestError> {
     let mut kv = SpinKv::open_configured()?;
     let counter_prefix = KvKey::Counter(String::new()).render();
     let mut counters = BTreeMap::new();

@@ -35,6 +35,23 @@ pub const BATCH_PATH: &str = "/v1/batch";
 /// Path prefix of the item endpoint: `{ITEMS_PATH}/{ns}/{key}`.
 pub const ITEMS_PATH: &str = "/v1/items";
 
+/// The DB API's path of `key`: `{ITEMS_PATH}/{ns}/{key}`, the key percent-encoded.
+#[must_use]
+pub fn item_path(key: &crate::key::CacheKey) -> String {
+    format!("{ITEMS_PATH}/{}/{}", key.ns(), key.key().to_path_segment())
+}
+
+/// The item version in the DB API's `"v{version}"` ETags (weak or strong); `None` for any
+/// other ETag.
+#[must_use]
+pub fn version_from_etag(etag: &str) -> Option<u64> {
+    etag.trim_start_matches("W/")
+        .trim_matches('"')
+        .strip_prefix('v')?
+        .parse()
+        .ok()
+}
+
 /// Length of a [`BatchWrite::write_id`]: lowercase hex digits, the text form of a stamp.
 pub const WRITE_ID_LEN: usize = crate::stamp::STAMP_HEX_LEN;
 

@@ -6,10 +6,9 @@
 //! buffered writes to the DB API in coalesced, idempotent batches. This crate holds every rule
 //! of that scheme and none of the plumbing: no clock (instants are [`time::UnixMillis`]
 //! arguments), no randomness (random numbers are arguments), no spin-sdk and no async runtime.
-//! The store and the DB API are reached through small synchronous traits,
-//! [`store::KvStore`], [`db::DbApi`] (batches) and [`serve::Origin`] (item reads), that the
-//! components implement. The consistency model
-//! is described in [`buffer`].
+//! The store and the DB API are reached through small synchronous traits that the
+//! components implement: [`store::KvStore`], [`db::DbApi`] (batches) and [`serve::Origin`]
+//! (item reads). The consistency model is described in [`buffer`].
 //!
 //! # Layout
 //!
@@ -24,13 +23,15 @@
 //! - [`contract`] — the DB API wire types.
 //! - [`config`] — `CacheConfig` from Spin variables, with defaults and validation.
 //!
-//! Gateway decisions:
+//! Request paths:
+//! - [`serve`] — one `GET`, `PUT`, `PATCH` or `DELETE` top-down, over [`store::KvStore`] and
+//!   [`serve::Origin`]: typed replies, the one error-to-status table, deferred work as data.
 //! - [`policy`] — freshness windows and caching headers.
 //! - [`read`] — the read plan and what to store after asking the origin.
 //! - [`write`](mod@write) — what to store for a put or delete.
 //! - [`merge_patch`] — RFC 7386 JSON Merge Patch.
 //! - [`buffer`] — coalescing, backpressure, and the consistency model.
-//! - [`fill`] — the fill lease that collapses concurrent misses of one key.
+//! - [`fill`] — the fill lease that collapses concurrent misses of one key, and its protocol.
 //!
 //! Flush and housekeeping:
 //! - [`store`] — the `KvStore` trait and `MemoryStore`.
@@ -73,6 +74,7 @@ pub mod merge_patch;
 pub mod policy;
 pub mod read;
 pub mod record;
+pub mod serve;
 pub mod settle;
 pub mod stamp;
 pub mod state;

@@ -1,7 +1,7 @@
-//! The gateway's read path as pure decisions.
+//! The read path's decisions, pure: what a stored entry means, what an origin answer stores.
 //!
 //! [`plan_read`] says what to do with whatever the store returned for a key; [`apply_origin`]
-//! says what to store after asking the origin. The component only performs the I/O.
+//! says what to store after asking the origin. [`crate::serve`] runs them.
 //!
 //! Rules:
 //! - A dirty entry is the newest truth (the DB API has not seen its write yet): it is always
@@ -11,8 +11,8 @@
 //! - A missing or undecodable entry is a miss; the fetched value overwrites it.
 //!
 //! There is no compare-and-swap in Spin KV. A write may land between reading the entry and
-//! storing the origin's answer; the component narrows that window by re-reading the entry just
-//! before storing and passing it to [`apply_origin`].
+//! storing the origin's answer; [`crate::serve`] narrows that window by re-reading the entry
+//! just before storing and passing it to [`apply_origin`].
 
 use crate::config::CacheConfig;
 use crate::entry::{Entry, EntryKind};
@@ -82,9 +82,9 @@ pub fn plan_read(stored: Option<&[u8]>, now: UnixMillis) -> ReadPlan {
     }
 }
 
-/// What the origin answered.
+/// What the origin answered (classified by [`crate::serve::origin::classify`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub enum OriginAnswer {
     /// `200` with a JSON body.
     Found {
         /// The body.
@@ -105,8 +105,6 @@ pub enum Origin {
 pub enum SkipReason {
     /// The entry now holds undelivered writes; they win over the origin.
     Dirty,
-    /// The value exceeds `max_value_bytes`: serve it, don't cache it.
-    TooLarge,
     /// `304` but nothing is cached to refresh.
     NothingToRefresh,
 }
@@ -116,6 +114,9 @@ pub enum SkipReason {
 pub enum OriginApply {
     /// Store this entry.
     Store(Entry),
+    /// Serve this entry once and store nothing: the value exceeds `max_value_bytes`. Its
+    /// windows all end at once, so it is never fresh.
+    ServeUnstored(Entry),
     /// Store nothing.
     Skip(SkipReason),
 }
@@ -124,7 +125,7 @@ pub enum OriginApply {
 #[must_use]
 pub fn apply_origin(
     current: Option<&Entry>,
-    origin: Origin,
+    origin: OriginAnswer,
     now: UnixMillis,
     cfg: &CacheConfig,
 ) -> OriginApply {
@@ -132,26 +133,37 @@ pub fn apply_origin(
         return OriginApply::Skip(SkipReason::Dirty);
     }
     let (kind, value, etag, version, windows) = match origin {
-        Origin::Found {
+        OriginAnswer::Found {
             value,
             etag,
             version,
         } => {
             if value.len() > cfg.max_value_bytes {
-                return OriginApply::Skip(SkipReason::TooLarge);
+                return OriginApply::ServeUnstored(Entry {
+                    kind: EntryKind::Value,
+                    value,
+                    etag,
+                    version: 0,
+                    fetched_at: Some(now),
+                    written_at: None,
+                    fresh_until: now,
+                    stale_until: now,
+                    stale_if_error_until: now,
+                    dirty: None,
+                });
             }
             let etag = etag.filter(|e| e.len() <= MAX_ETAG_BYTES);
             let windows = value_windows(now, cfg);
             (EntryKind::Value, value, etag, version.unwrap_or(0), windows)
         }
-        Origin::NotFound => (
+        OriginAnswer::NotFound => (
             EntryKind::Absent,
             Vec::new(),
             None,
             0,
             absent_windows(now, cfg),
         ),
-        Origin::NotModified => {
+        OriginAnswer::NotModified => {
             let Some(current) = current else {
                 return OriginApply::Skip(SkipReason::NothingToRefresh);
             };
