@@ -7,9 +7,10 @@
 //! and `Content-Length` of a write. Everything after that is the core's.
 
 use cache_core::config::CacheConfig;
+use cache_core::counters;
 use cache_core::key::CacheKey;
 use cache_core::serve::origin::{ItemAnswer, ItemRead, Origin, Unanswered};
-use cache_core::serve::{self, Event, GetRequest, Op, RequestError, WriteRequest};
+use cache_core::serve::{self, GetRequest, Op, RequestError, WriteRequest};
 use cache_core::store::KvStore;
 use spin_adapters::db::HttpDb;
 use spin_adapters::env::{self, WallClock};
@@ -118,15 +119,7 @@ fn item_inner(req: &Request, params: &Params) -> Result<Response, RequestError> 
             &write,
         )
     };
-    for event in &outcome.events {
-        match event {
-            Event::Hit => metrics::inc_sampled(metrics::HITS, cfg.metrics_hit_sample),
-            Event::NegativeHit => metrics::inc(metrics::NEGATIVE_HITS),
-            Event::Stale => metrics::inc(metrics::STALE),
-            Event::Miss => metrics::inc(metrics::MISSES),
-            Event::WriteBuffered => metrics::inc(metrics::WRITES_BUFFERED),
-        }
-    }
+    metrics::record(&outcome.events, cfg.metrics_hit_sample);
     deferred::defer(outcome.deferred);
     Ok(respond::reply(outcome.reply))
 }
@@ -207,9 +200,9 @@ impl Origin for DbOrigin<'_> {
             .map_err(|e| Unanswered::Failed(e.to_string()))?;
         let started = env::now();
         let result = db.get_item(read);
-        metrics::inc(metrics::ORIGIN_FETCHES);
+        metrics::inc(counters::ORIGIN_FETCHES);
         metrics::add(
-            metrics::ORIGIN_FETCH_MS,
+            counters::ORIGIN_FETCH_MS,
             env::now().0.saturating_sub(started.0),
         );
         result

@@ -9,7 +9,8 @@ use spin_sdk::http::Response;
 
 use crate::metrics;
 
-/// The HTTP response for `reply`.
+/// The HTTP response for `reply`; an error is counted for `/metrics`, and logged when it is
+/// the server's.
 pub fn reply(reply: Reply) -> Response {
     if let Some((code, message)) = &reply.error {
         metrics::count_error(code);
@@ -17,6 +18,11 @@ pub fn reply(reply: Reply) -> Response {
             eprintln!("gateway: {} {code}: {message}", reply.status);
         }
     }
+    http(reply)
+}
+
+/// The HTTP response for `reply`, as it is.
+pub fn http(reply: Reply) -> Response {
     let mut b = Response::builder();
     b.status(reply.status);
     for (name, value) in reply.headers {

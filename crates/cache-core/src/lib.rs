@@ -32,6 +32,7 @@
 //! - [`merge_patch`] — RFC 7386 JSON Merge Patch.
 //! - [`buffer`] — coalescing, backpressure, and the consistency model.
 //! - [`fill`] — the fill lease that collapses concurrent misses of one key, and its protocol.
+//! - [`counters`] — the `/metrics` counters, kept in the store, and their exposition.
 //!
 //! Flush and housekeeping:
 //! - [`store`] — the `KvStore` trait and `MemoryStore`.
@@ -44,6 +45,7 @@
 //! - [`lease`] — the best-effort flush lease.
 //! - [`dlq`] — the dead-letter queue: list, retry, discard.
 //! - [`state`] — the flush state record and `/admin/stats`.
+//! - [`admin`] — the admin operations (flush, stats, dead letters) as replies.
 //! - [`sweep`] — expiry and eviction of cache entries.
 //!
 //! Small helpers: [`time`] (instants), [`hash`] (a stable FNV-1a hash).
@@ -52,12 +54,14 @@
 //! `fuzz_corpus` test check on untrusted bytes.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod backoff;
 pub mod batch;
 pub mod batch_id;
 pub mod buffer;
 pub mod config;
 pub mod contract;
+pub mod counters;
 pub mod db;
 pub mod dlq;
 pub mod entry;

@@ -1,7 +1,8 @@
 //! Replies as data, and the one table from request errors to statuses.
 //!
 //! A [`Reply`] is everything the HTTP layer sends: status, headers, body. [`RequestError`]
-//! covers every way a request to the item routes, `/healthz` or `/metrics` ends in an error;
+//! covers every way a request to the gateway's routes ends in an error (item routes,
+//! `/healthz`, `/metrics`, `/admin/*`);
 //! [`RequestError::reply`] is the only place such an error becomes a status, a code and a
 //! JSON body `{"error": "<code>", "message": "…"}`.
 
@@ -123,6 +124,22 @@ pub enum RequestError {
     Store(StoreError),
     /// 500: an entry or record could not be encoded.
     Internal(String),
+    /// 403: the admin routes are closed (`admin_token` unset).
+    AdminDisabled,
+    /// 401 with `WWW-Authenticate: Bearer`: no or a wrong admin token.
+    Unauthorized,
+    /// 400: an admin route's stamp does not parse.
+    BadStamp(String),
+    /// 404: no dead letter with that stamp.
+    NoDeadLetter(String),
+    /// 409: a dead letter holds only unreadable text.
+    NothingToResend(String),
+    /// 500: a stored record does not decode.
+    RecordUnreadable(String),
+    /// 500: the DB API client cannot be built from the configuration.
+    DbConfig(String),
+    /// 503: the store failed during an admin operation.
+    StoreUnavailable(StoreError),
 }
 
 impl From<StoreError> for RequestError {
@@ -192,6 +209,22 @@ impl RequestError {
             }
             RequestError::Store(e) => (500, "store_error", e.to_string()),
             RequestError::Internal(m) => (500, "internal", m.clone()),
+            RequestError::AdminDisabled => (
+                403,
+                "admin_disabled",
+                "admin routes are disabled: set the admin_token variable".to_owned(),
+            ),
+            RequestError::Unauthorized => (
+                401,
+                "unauthorized",
+                "missing or wrong Authorization: Bearer token".to_owned(),
+            ),
+            RequestError::BadStamp(m) => (400, "bad_stamp", m.clone()),
+            RequestError::NoDeadLetter(m) => (404, "not_found", m.clone()),
+            RequestError::NothingToResend(m) => (409, "nothing_to_resend", m.clone()),
+            RequestError::RecordUnreadable(m) => (500, "record_unreadable", m.clone()),
+            RequestError::DbConfig(m) => (500, "config_invalid", m.clone()),
+            RequestError::StoreUnavailable(e) => (503, "store_unavailable", e.to_string()),
         }
     }
 
@@ -211,6 +244,7 @@ impl RequestError {
                 headers.push(("retry-after", retry_after.as_secs().max(1).to_string()));
             }
             RequestError::Store(StoreError::Full) => headers.push(("retry-after", "1".to_owned())),
+            RequestError::Unauthorized => headers.push(("www-authenticate", "Bearer".to_owned())),
             _ => {}
         }
         Reply {
