@@ -1,4 +1,5 @@
-//! The route table, and the glue from HTTP requests to `cache_core::serve`.
+//! The route table, and the glue from HTTP requests to `cache_core::serve` (items) and
+//! `cache_core::admin` (`/admin/*`).
 //!
 //! Item routes take every method and dispatch here, so an unsupported method gets a JSON
 //! 405 with `Allow` rather than the router's bare default. The configuration is read per
@@ -6,18 +7,19 @@
 //! What belongs to HTTP stays here: the exact path, the method, the headers, the media type
 //! and `Content-Length` of a write. Everything after that is the core's.
 
+use cache_core::admin;
 use cache_core::config::CacheConfig;
 use cache_core::counters;
 use cache_core::key::CacheKey;
 use cache_core::serve::origin::{ItemAnswer, ItemRead, Origin, Unanswered};
-use cache_core::serve::{self, GetRequest, Op, RequestError, WriteRequest};
+use cache_core::serve::{self, GetRequest, Op, Reply, RequestError, WriteRequest};
 use cache_core::store::KvStore;
 use spin_adapters::db::HttpDb;
 use spin_adapters::env::{self, WallClock};
 use spin_adapters::{config, kv::SpinKv};
 use spin_sdk::http::{Method, Params, Request, Response, Router};
 
-use crate::{admin, deferred, metrics, respond};
+use crate::{deferred, metrics, respond};
 
 const ITEM_METHODS: &str = "GET, PUT, PATCH, DELETE";
 
@@ -32,7 +34,7 @@ pub fn router() -> Router {
         }
     });
     router.any_async("/v1/:ns/:key", item);
-    admin::register(&mut router);
+    admin_routes(&mut router);
     router.any("/*", |_: Request, _: Params| {
         Ok::<_, anyhow::Error>(respond::error(&RequestError::NoRoute))
     });
@@ -207,4 +209,69 @@ impl Origin for DbOrigin<'_> {
         );
         result
     }
+}
+
+/// The `/admin/*` routes: `cache_core::admin` behind a method check, the configuration and
+/// the bearer token. Each route takes every method and checks it itself: the catch-all route
+/// would otherwise answer a wrong method with `404` instead of `405` and `Allow`. Admin errors
+/// are not counted in `/metrics`.
+fn admin_routes(router: &mut Router) {
+    router.any("/admin/flush", |req: Request, _: Params| {
+        admin_route(&req, (Method::Post, "POST"), admin_flush)
+    });
+    router.any("/admin/stats", |req: Request, _: Params| {
+        admin_route(&req, (Method::Get, "GET"), |_| {
+            admin::stats(&mut admin_store()?, env::now())
+        })
+    });
+    router.any("/admin/dlq", |req: Request, _: Params| {
+        admin_route(&req, (Method::Get, "GET"), |_| {
+            admin::dead_letters(&mut admin_store()?)
+        })
+    });
+    router.any("/admin/dlq/:stamp/retry", |req: Request, p: Params| {
+        let stamp = p.get("stamp").unwrap_or_default();
+        admin_route(&req, (Method::Post, "POST"), |_| {
+            admin::retry(&mut admin_store()?, stamp)
+        })
+    });
+    router.any("/admin/dlq/:stamp", |req: Request, p: Params| {
+        let stamp = p.get("stamp").unwrap_or_default();
+        admin_route(&req, (Method::Delete, "DELETE"), |_| {
+            admin::discard(&mut admin_store()?, stamp)
+        })
+    });
+}
+
+/// Checks the method, loads the configuration, checks the token, runs `route`, and renders
+/// the result.
+fn admin_route(
+    req: &Request,
+    (method, allow): (Method, &'static str),
+    route: impl FnOnce(&CacheConfig) -> Result<Reply, RequestError>,
+) -> anyhow::Result<Response> {
+    let result = if *req.method() == method {
+        config::load()
+            .map_err(RequestError::Config)
+            .and_then(|cfg| {
+                let auth = req.header("authorization").and_then(|v| v.as_str());
+                admin::authorize(auth, cfg.admin_token.as_deref())?;
+                route(&cfg)
+            })
+    } else {
+        Err(RequestError::MethodNotAllowed(allow))
+    };
+    Ok(respond::http(result.unwrap_or_else(|e| e.reply())))
+}
+
+fn admin_store() -> Result<SpinKv, RequestError> {
+    SpinKv::open_configured().map_err(RequestError::StoreUnavailable)
+}
+
+fn admin_flush(cfg: &CacheConfig) -> Result<Reply, RequestError> {
+    let mut db = HttpDb::from_config(cfg).map_err(|e| RequestError::DbConfig(e.to_string()))?;
+    let mut store = admin_store()?;
+    let owner = format!("admin-{:016x}", env::random_u64());
+    let rand = env::random_u64();
+    admin::flush(&mut store, &mut db, &mut WallClock, rand, &owner, cfg)
 }

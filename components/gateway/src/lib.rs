@@ -17,18 +17,16 @@
 //! The client has its whole answer before the origin is asked.
 //!
 //! # Layout
-//! - [`api`]: the route table; item requests into `cache_core::serve`, and the DB API as
-//!   the core's `Origin`.
+//! - [`api`]: the route table; item requests into `cache_core::serve`, the DB API as the
+//!   core's `Origin`, and the `/admin/*` routes over `cache_core::admin`.
 //! - [`respond`]: the core's replies as HTTP responses.
 //! - [`metrics`]: counters and `GET /metrics`.
 //! - [`deferred`]: work run after the response is sent.
-//! - `admin`: the `/admin` routes (flush side).
 
 use spin_sdk::http::conversions::TryFromIncomingRequest;
 use spin_sdk::http::{IncomingRequest, OutgoingResponse, Request, ResponseOutparam};
 use spin_sdk::http_component;
 
-mod admin;
 mod api;
 mod deferred;
 mod metrics;
