@@ -1,7 +1,7 @@
-//! One cron tick: `cache_core::tick::tick`, the flush run then the sweep.
+//! One cron tick: `cache_core::delivery::tick::tick`, the flush run then the sweep.
 //!
 //! Everything here is plumbing: read the configuration, open the store and the DB API, and
-//! hand them to `cache_core::tick::tick` (the admin route `POST /admin/flush` calls the
+//! hand them to `cache_core::delivery::tick::tick` (the admin route `POST /admin/flush` calls the
 //! same). The lease owner is random per tick, so two overlapping runs (a slow tick and the next one, a tick and the admin route, two instances)
 //! never both believe they hold the lease.
 //!
@@ -9,9 +9,9 @@
 //! store — or when the store fails mid-run. A DB API failure is not a tick failure: the core
 //! has stored the backoff and the sealed batch, which is the designed way to wait.
 
-use cache_core::flush::{FlushOutcome, FlushReport};
-use cache_core::sweep::SweepReport;
-use cache_core::tick;
+use cache_core::delivery::flush::{FlushOutcome, FlushReport};
+use cache_core::delivery::sweep::SweepReport;
+use cache_core::delivery::tick;
 use spin_adapters::db::HttpDb;
 use spin_adapters::env::{self, WallClock};
 use spin_adapters::{config, kv::SpinKv};

@@ -9,8 +9,8 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use cache_core::counters;
+use cache_core::delivery::state;
 use cache_core::serve::{Event, RequestError};
-use cache_core::state;
 use spin_adapters::{env, kv::SpinKv};
 use spin_sdk::http::{Params, Request, Response};
 

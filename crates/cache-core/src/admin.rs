@@ -7,7 +7,7 @@
 //!
 //! | Route | Does |
 //! |---|---|
-//! | `POST /admin/flush` | [`flush`]: [`crate::tick::tick`], the flush run then the sweep — what the cron tick does; answers the report |
+//! | `POST /admin/flush` | [`flush`]: [`crate::delivery::tick::tick`], the flush run then the sweep — what the cron tick does; answers the report |
 //! | `GET /admin/stats` | [`stats`]: buffered writes and bytes, oldest buffered age, sealed batches, DLQ depth, last flush outcome and time, next retry time |
 //! | `GET /admin/dlq` | [`dead_letters`]: the dead letters, oldest write first |
 //! | `POST /admin/dlq/{stamp}/retry` | [`retry`]: puts the write back into the buffer with its original stamp (`409` if only raw text survived) |
@@ -24,14 +24,14 @@ use serde_json::{json, Value};
 
 use crate::config::CacheConfig;
 use crate::db::DbApi;
-use crate::dlq::{self, DeadLetter, DeadLetters, Discarded, DlqError, Retried};
-use crate::flush::{FlushOutcome, FlushReport};
+use crate::delivery::dlq::{self, DeadLetter, DeadLetters, Discarded, DlqError, Retried};
+use crate::delivery::flush::{FlushOutcome, FlushReport};
+use crate::delivery::state::{self, FlushStats};
+use crate::delivery::sweep::SweepReport;
+use crate::delivery::tick::{self, TickError};
 use crate::serve::{Reply, RequestError};
 use crate::stamp::Stamp;
-use crate::state::{self, FlushStats};
 use crate::store::{KvStore, StoreError};
-use crate::sweep::SweepReport;
-use crate::tick::{self, TickError};
 use crate::time::{Clock, UnixMillis};
 
 /// Checks a request's `Authorization` against the configured `admin_token`.

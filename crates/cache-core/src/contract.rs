@@ -15,7 +15,7 @@
 //! Batch ids make a resend harmless, but they are not the whole guarantee: two flush runs on
 //! different instances can, rarely, seal the same buffered write into two batches with
 //! different ids (without compare-and-swap the flush lease narrows that overlap but cannot
-//! close it; see [`crate::lease`]). Every [`BatchWrite`] therefore carries its own
+//! close it; see [`crate::delivery::lease`]). Every [`BatchWrite`] therefore carries its own
 //! [`BatchWrite::write_id`], the write's stamp, and the DB API must answer a write id it has
 //! already applied with [`ItemStatus::Duplicate`] without applying it again, whatever batch it
 //! comes in, for at least a retention window longer than a write can stay buffered and

@@ -8,15 +8,15 @@
 //! counters are approximate (they undercount under concurrency, never overcount) and are best
 //! read as rates. Fresh hits, the most frequent event, are sampled by the gateway
 //! (`metrics_hit_sample`). The gauges (entries, buffered writes, flush figures) are exact:
-//! they come from the store's keys and the flush state record ([`crate::state::stats`]).
+//! they come from the store's keys and the flush state record ([`crate::delivery::state::stats`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::kv_key::{KvKey, META_PREFIX};
+use crate::delivery::state::FlushStats;
 use crate::serve::Event;
-use crate::state::FlushStats;
 use crate::store::{KvStore, StoreError};
+use crate::stored::kv_key::{KvKey, META_PREFIX};
 
 /// Cache hits (fresh entries served).
 pub const HITS: &str = "hits";

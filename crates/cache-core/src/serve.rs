@@ -60,25 +60,30 @@
 //! record is stored but before the entry is leaves the write buffered but unacknowledged:
 //! the flush delivers it, and nothing acknowledged is ever lost.
 
+pub mod fill;
+pub(crate) mod merge_patch;
 pub mod origin;
+pub mod policy;
+pub mod prepare;
+pub mod read;
 pub mod reply;
 
 use serde_json::Value;
 
+use self::fill::Claim;
+use self::prepare::{is_newer_than, prepare_write, Change, EntryUpdate, PreparedWrite, WriteError};
 use crate::buffer::{admit, Admission, Backpressure, BufferStats};
 use crate::config::CacheConfig;
+use crate::delivery::state::FlushState;
 use crate::entry::{Entry, EntryKind};
 use crate::envelope::{self, EnvelopeError};
-use crate::fill::{self, Claim};
 use crate::key::CacheKey;
-use crate::kv_key::MAX_KV_VALUE_BYTES;
-use crate::merge_patch::merge_patch;
-use crate::read::{apply_origin, plan_read, OriginApply, ReadPlan};
+use crate::serve::merge_patch::merge_patch;
+use crate::serve::read::{apply_origin, plan_read, OriginApply, ReadPlan};
 use crate::stamp::{Stamp, StampGen};
-use crate::state::FlushState;
 use crate::store::KvStore;
+use crate::stored::kv_key::MAX_KV_VALUE_BYTES;
 use crate::time::{Clock, UnixMillis};
-use crate::write::{is_newer_than, prepare_write, Change, EntryUpdate, PreparedWrite, WriteError};
 
 pub use self::origin::Origin;
 use self::reply::{accepted, etag_list_matches, etag_list_matches_strong, Buffered};
@@ -343,7 +348,7 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         key: &CacheKey,
         auth: Option<&str>,
         etag: Option<&str>,
-    ) -> Result<crate::read::OriginAnswer, RequestError> {
+    ) -> Result<crate::serve::read::OriginAnswer, RequestError> {
         let read = origin::item_read(self.cfg, key, auth, etag);
         origin::classify(self.origin.get_item(&read))
     }
@@ -353,7 +358,7 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
     fn store_answer(
         &mut self,
         key: &CacheKey,
-        answer: crate::read::OriginAnswer,
+        answer: crate::serve::read::OriginAnswer,
     ) -> Result<Entry, RequestError> {
         let now = self.clock.now();
         let entry_key = key.kv_key();

@@ -3,7 +3,7 @@
 mod common;
 
 use cache_core::admin;
-use cache_core::dlq;
+use cache_core::delivery::dlq;
 use cache_core::serve::Reply;
 use common::{TestClock, World};
 use serde_json::{json, Value};

@@ -5,10 +5,10 @@ mod common;
 
 use std::time::Duration;
 
+use cache_core::delivery::flush::FlushOutcome;
 use cache_core::entry::EntryKind;
-use cache_core::fill;
-use cache_core::flush::FlushOutcome;
 use cache_core::record::BufferedWrite;
+use cache_core::serve::fill;
 use cache_core::serve::origin::{classify, ItemAnswer, Unanswered};
 use cache_core::serve::{
     self, CacheStatus, Deferred, Event, GetRequest, Op, Outcome, RequestError, WriteRequest,

@@ -27,7 +27,7 @@
 use crate::config::CacheConfig;
 use crate::contract::{item_path, version_from_etag};
 use crate::key::CacheKey;
-use crate::read::OriginAnswer;
+use crate::serve::read::OriginAnswer;
 
 use super::reply::RequestError;
 

@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::config::ConfigError;
 use crate::entry::Entry;
 use crate::key::KeyError;
-use crate::policy;
+use crate::serve::policy;
 use crate::stamp::Stamp;
 use crate::store::StoreError;
 use crate::time::UnixMillis;

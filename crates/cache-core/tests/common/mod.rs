@@ -12,17 +12,17 @@ use std::time::Duration;
 use cache_core::config::CacheConfig;
 use cache_core::contract::{BatchRequest, BatchResponse, ItemResult, ItemStatus, WriteOp};
 use cache_core::db::{DbApi, SendError};
+use cache_core::delivery::flush::{self, FlushReport};
+use cache_core::delivery::tick::{self, TickError, TickReport};
 use cache_core::entry::Entry;
 use cache_core::envelope;
-use cache_core::flush::{self, FlushReport};
 use cache_core::key::CacheKey;
 use cache_core::serve::origin::{ItemAnswer, ItemRead, Origin, Unanswered};
+use cache_core::serve::prepare::{prepare_write, Change, EntryUpdate};
 use cache_core::serve::{self, GetRequest, Op, Outcome, RequestError, WriteRequest};
 use cache_core::stamp::{Stamp, StampGen};
 use cache_core::store::{KvStore, MemoryStore, StoreError};
-use cache_core::tick::{self, TickError, TickReport};
 use cache_core::time::{Clock, UnixMillis};
-use cache_core::write::{prepare_write, Change, EntryUpdate};
 use serde_json::Value;
 
 /// What the fake does with the next batch.

@@ -17,7 +17,7 @@
 use crate::config::CacheConfig;
 use crate::entry::{Entry, EntryKind};
 use crate::envelope::{self, EnvelopeError, MAX_ETAG_BYTES};
-use crate::policy::{absent_windows, freshness, value_windows, Freshness};
+use crate::serve::policy::{absent_windows, freshness, value_windows, Freshness};
 use crate::time::UnixMillis;
 
 /// Why the origin must be asked.

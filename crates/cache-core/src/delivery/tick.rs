@@ -9,9 +9,9 @@ use thiserror::Error;
 
 use crate::config::CacheConfig;
 use crate::db::DbApi;
-use crate::flush::{self, FlushOutcome, FlushReport};
+use crate::delivery::flush::{self, FlushOutcome, FlushReport};
+use crate::delivery::sweep::{self, SweepReport};
 use crate::store::{KvStore, StoreError};
-use crate::sweep::{self, SweepReport};
 use crate::time::Clock;
 
 /// What one tick did.

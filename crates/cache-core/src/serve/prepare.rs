@@ -1,10 +1,10 @@
 //! The write path's one pure step: what to store for a put or delete.
 //!
 //! [`prepare_write`] turns an accepted change into the buffer record and the new cache entry.
-//! [`crate::serve::write`] then checks [`crate::buffer::admit`] with the record's size, stores
+//! [`crate::serve::write()`] then checks [`crate::buffer::admit`] with the record's size, stores
 //! the record (this is the durability point: the client is answered only after it succeeded),
 //! and then stores the entry (the visibility point). `PATCH` is a put of
-//! [`crate::merge_patch::merge_patch`] applied to the current value.
+//! `merge_patch` applied to the current value.
 //!
 //! Writes go to the unscoped entry; the DB API knows no scopes.
 
@@ -14,8 +14,8 @@ use crate::config::CacheConfig;
 use crate::entry::{Dirty, Entry, EntryKind};
 use crate::envelope::{self, EnvelopeError};
 use crate::key::CacheKey;
-use crate::policy::{absent_windows, value_windows};
 use crate::record::{BufferedWrite, RecordError};
+use crate::serve::policy::{absent_windows, value_windows};
 use crate::stamp::Stamp;
 use crate::time::UnixMillis;
 

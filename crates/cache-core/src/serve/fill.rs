@@ -2,7 +2,7 @@
 //!
 //! When many requests miss the same key at once, each would ask the DB API. Spin KV has no
 //! compare-and-swap, so a miss cannot atomically claim the key. Instead the first miss writes
-//! a short lease (`m:fill:{hash}`, see [`crate::kv_key`]) naming itself and reads it back; if
+//! a short lease (`m:fill:{hash}`, see [`crate::stored::kv_key`]) naming itself and reads it back; if
 //! the read-back names it, it fetches and stores the entry, then deletes the lease. A miss
 //! that finds another owner's unexpired lease waits for the entry to appear (polling the
 //! store) and only asks the origin itself when the lease's expiry passes without an entry.
@@ -30,9 +30,9 @@ use serde::{Deserialize, Serialize};
 use crate::entry::Entry;
 use crate::hash::fnv1a64;
 use crate::key::CacheKey;
-use crate::kv_key::KvKey;
-use crate::read::{plan_read, ReadPlan};
+use crate::serve::read::{plan_read, ReadPlan};
 use crate::store::{KvStore, StoreError};
+use crate::stored::kv_key::KvKey;
 use crate::time::{Clock, UnixMillis};
 
 /// How long a fill lease holds; waiters give up on the holder after this.
