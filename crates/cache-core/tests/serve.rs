@@ -660,6 +660,111 @@ fn a_crash_after_any_store_operation_loses_nothing_acknowledged() {
     }
 }
 
+/// A store whose `n`-th operation fails once, whatever its kind; every other succeeds.
+struct FailOnce {
+    inner: MemoryStore,
+    countdown: Option<usize>,
+}
+
+impl FailOnce {
+    fn hit(&mut self) -> Result<(), StoreError> {
+        match self.countdown {
+            Some(0) => {
+                self.countdown = None;
+                Err(StoreError::Other("injected".into()))
+            }
+            Some(n) => {
+                self.countdown = Some(n - 1);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl KvStore for FailOnce {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.hit()?;
+        self.inner.get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.hit()?;
+        self.inner.set(key, value)
+    }
+    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
+        self.hit()?;
+        self.inner.delete(key)
+    }
+    fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
+        self.hit()?;
+        self.inner.get_keys()
+    }
+}
+
+/// One failed store operation anywhere in a write, the store working again right after:
+/// a write is acknowledged only with its record stored, and every operation's failure is
+/// tried.
+#[test]
+fn a_single_failed_store_operation_never_acknowledges_a_write_without_its_record() {
+    for op in [Op::Put(b"2".to_vec()), Op::Patch(b"{\"m\":2}".to_vec())] {
+        let mut failures = 0;
+        for n in 0..20 {
+            let mut w = World::new();
+            let mut store = FailOnce {
+                inner: std::mem::take(&mut w.store),
+                countdown: Some(n),
+            };
+            w.origin.found(r#"{"n":1}"#, "\"v3\"");
+            let req = WriteRequest {
+                key: World::key("a"),
+                op: op.clone(),
+                if_match: None,
+                if_none_match: None,
+                authorization: None,
+            };
+            let mut clock = TestClock::at(w.now);
+            let out = serve::write(&mut store, &mut w.origin, &mut clock, 9, &w.cfg, &req);
+            let records = store.inner.keys_with_prefix("w:");
+            if out.reply.status == 202 {
+                assert_eq!(
+                    records.len(),
+                    1,
+                    "{op:?}, failure at {n}: acknowledged, no record"
+                );
+            } else {
+                failures += 1;
+                assert!(
+                    matches!(out.reply.status, 500 | 502),
+                    "{op:?} {n}: {:?}",
+                    out.reply
+                );
+            }
+            if store.countdown.is_some() {
+                assert!(
+                    failures > 0,
+                    "{op:?}: the write has fewer than {n} operations"
+                );
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_write_whose_record_the_full_store_refuses_is_not_acknowledged() {
+    let mut w = cached();
+    let before = w.entry("a");
+    w.store.limit_keys(w.store.keys_with_prefix("").len());
+    let out = w.put("a", "2");
+    assert_eq!(
+        (out.reply.status, error_code(&out)),
+        (503, Some("store_full"))
+    );
+    assert_eq!(out.reply.header("retry-after"), Some("1"));
+    assert!(records(&w).is_empty());
+    assert_eq!(w.entry("a"), before);
+}
+
 // ---- KV operations per request ----
 
 /// A store that records the kind of each operation.
