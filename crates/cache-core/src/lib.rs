@@ -40,9 +40,9 @@
 //! backpressure, and the consistency model), [`contract`] (the DB API wire types and paths),
 //! [`config`] (`CacheConfig` from Spin variables), and the traits the components implement:
 //! [`store`] ([`KvStore`], with [`MemoryStore`] for tests), [`db`] ([`DbApi`], batches),
-//! [`serve::Origin`] (item reads), [`time`] ([`Clock`] and instants). Small helper: [`hash`].
-//! Inside the crate the grouped modules are also reachable by their short names
-//! (`crate::lease`), which the flush's own modules use.
+//! [`serve::Origin`] (item reads), [`time`] ([`Clock`] and instants); and [`hash`], a
+//! stable FNV-1a hash. Inside the crate the grouped modules are also reachable by their short
+//! names (`crate::lease`), which the flush's own modules use.
 //!
 //! `fuzz_checks` (hidden) holds the invariants that the fuzz targets in `fuzz/` and the
 //! `fuzz_corpus` test check on untrusted bytes.
