@@ -16,20 +16,9 @@
 
 use crate::config::CacheConfig;
 use crate::entry::{Entry, EntryKind};
-use crate::envelope::{self, EnvelopeError, MAX_ETAG_BYTES};
+use crate::envelope::{self, MAX_ETAG_BYTES};
 use crate::serve::policy::{absent_windows, freshness, value_windows, Freshness};
 use crate::time::UnixMillis;
-
-/// Why the origin must be asked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FetchReason {
-    /// No entry.
-    Missing,
-    /// The stored value does not decode; it will be overwritten.
-    Corrupt(EnvelopeError),
-    /// The entry is past its stale window (a fallback may still exist).
-    Expired,
-}
 
 /// What to do for a read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,32 +27,19 @@ pub enum ReadPlan {
     Serve(Entry),
     /// Serve the entry, then refresh it from the origin.
     ServeAndRevalidate(Entry),
-    /// Ask the origin; if it fails, serve `fallback` when there is one, else fail.
+    /// Ask the origin (no entry, an expired one, or one that does not decode and will be
+    /// overwritten); if it fails, serve `fallback` when there is one, else fail.
     Fetch {
         /// A stale-if-error entry to serve when the origin fails.
         fallback: Option<Entry>,
-        /// Why the origin is asked.
-        reason: FetchReason,
     },
 }
 
 /// Decides a read from the stored bytes of the entry (`None` if the key is absent).
 #[must_use]
 pub fn plan_read(stored: Option<&[u8]>, now: UnixMillis) -> ReadPlan {
-    let entry = match stored.map(envelope::decode) {
-        None => {
-            return ReadPlan::Fetch {
-                fallback: None,
-                reason: FetchReason::Missing,
-            }
-        }
-        Some(Err(e)) => {
-            return ReadPlan::Fetch {
-                fallback: None,
-                reason: FetchReason::Corrupt(e),
-            }
-        }
-        Some(Ok(entry)) => entry,
+    let Some(Ok(entry)) = stored.map(envelope::decode) else {
+        return ReadPlan::Fetch { fallback: None };
     };
     if entry.is_dirty() {
         return ReadPlan::Serve(entry);
@@ -73,12 +49,8 @@ pub fn plan_read(stored: Option<&[u8]>, now: UnixMillis) -> ReadPlan {
         Freshness::Stale => ReadPlan::ServeAndRevalidate(entry),
         Freshness::StaleIfError => ReadPlan::Fetch {
             fallback: Some(entry),
-            reason: FetchReason::Expired,
         },
-        Freshness::Expired => ReadPlan::Fetch {
-            fallback: None,
-            reason: FetchReason::Expired,
-        },
+        Freshness::Expired => ReadPlan::Fetch { fallback: None },
     }
 }
 
