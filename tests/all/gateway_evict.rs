@@ -3,8 +3,8 @@
 //! treats evicted keys as misses. The sweep runs here over the store's SQLite file.
 
 use cache_core::config::CacheConfig;
+use cache_core::delivery::sweep::sweep;
 use cache_core::store::{KvStore, StoreError};
-use cache_core::sweep::sweep;
 use cache_core::time::UnixMillis;
 
 use crate::gateway_support::*;

@@ -12,18 +12,21 @@
 //! retryable failure: the batch stays sealed and is resent with the same id, so a DB API that
 //! applied it after all answers the resend from its idempotency table.
 //!
-//! The gateway's item reads go through [`HttpDb::get`] for the same reason, bounded by
-//! `origin_timeout`: a read that waits on a silent DB API is answered `504` (or stale, within
-//! `stale_if_error`) instead of hanging the client.
+//! The gateway's item reads go through [`HttpDb::get`] (cache-core's `Origin`) for the same
+//! reason, bounded by `origin_timeout`: a read that waits on a silent DB API is answered `504`
+//! (or stale, within `stale_if_error`) instead of hanging the client. A timeout is told apart
+//! by WASI's error code, not by its message.
 
 use std::time::Duration;
 
 use cache_core::config::{parse_duration, CacheConfig};
 use cache_core::contract::{BatchRequest, BatchResponse, BATCH_PATH, IDEMPOTENCY_KEY_HEADER};
 use cache_core::db::{parse_batch_answer, DbApi, SendError};
+use cache_core::serve::origin::{ItemAnswer, ItemRead, Origin, Unanswered};
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{
-    Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    ErrorCode, Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions,
+    Scheme,
 };
 
 /// The Spin variable holding the per-request timeout (`10s` when unset).
@@ -188,32 +191,21 @@ impl HttpDb {
     }
 }
 
-/// What a `GET` answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    /// The status code.
-    pub status: u16,
-    /// The `ETag` header, if any.
-    pub etag: Option<String>,
-    /// The whole body.
-    pub body: Vec<u8>,
+/// Why a `GET` got no complete answer: a timeout when WASI's error code is one of the
+/// timeouts, never by reading the message.
+fn failed(reason: String) -> Unanswered {
+    Unanswered::Failed(reason)
 }
 
-/// Why a `GET` got no complete answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchError {
-    /// A timeout (connect, first byte or between bytes) rather than another failure.
-    pub timed_out: bool,
-    /// What went wrong.
-    pub reason: String,
-}
-
-impl FetchError {
-    fn new(reason: String) -> FetchError {
-        FetchError {
-            timed_out: reason.contains("Timeout"),
-            reason,
-        }
+fn code_error(context: &str, e: &ErrorCode) -> Unanswered {
+    let reason = format!("{context}: {e:?}");
+    match e {
+        ErrorCode::DnsTimeout
+        | ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionReadTimeout
+        | ErrorCode::ConnectionWriteTimeout
+        | ErrorCode::HttpResponseTimeout => Unanswered::TimedOut(reason),
+        _ => Unanswered::Failed(reason),
     }
 }
 
@@ -222,28 +214,26 @@ const MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
 
 impl HttpDb {
     /// `GET {db_api_url}{path}` with `headers`, within the timeout.
-    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Result<Answer, FetchError> {
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Result<ItemAnswer, Unanswered> {
         let list: Vec<(String, Vec<u8>)> = headers
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
             .collect();
         let fields = Fields::from_list(&list)
-            .map_err(|e| FetchError::new(format!("invalid request header: {e:?}")))?;
-        let request = self
-            .request(Method::Get, path, fields)
-            .map_err(FetchError::new)?;
+            .map_err(|e| failed(format!("invalid request header: {e:?}")))?;
+        let request = self.request(Method::Get, path, fields).map_err(failed)?;
         let outgoing = request
             .body()
-            .map_err(|()| FetchError::new("request body unavailable".into()))?;
+            .map_err(|()| failed("request body unavailable".into()))?;
         let future = outgoing_handler::handle(request, Some(self.options()))
-            .map_err(|e| FetchError::new(format!("request failed: {e:?}")))?;
+            .map_err(|e| code_error("request failed", &e))?;
         OutgoingBody::finish(outgoing, None)
-            .map_err(|e| FetchError::new(format!("finishing the request failed: {e:?}")))?;
+            .map_err(|e| code_error("finishing the request failed", &e))?;
         future.subscribe().block();
         let response = match future.get() {
             Some(Ok(Ok(response))) => response,
-            Some(Ok(Err(e))) => return Err(FetchError::new(format!("request failed: {e:?}"))),
-            Some(Err(())) | None => return Err(FetchError::new("response unavailable".into())),
+            Some(Ok(Err(e))) => return Err(code_error("request failed", &e)),
+            Some(Err(())) | None => return Err(failed("response unavailable".into())),
         };
         let status = response.status();
         let etag = response
@@ -253,33 +243,41 @@ impl HttpDb {
             .next()
             .and_then(|v| String::from_utf8(v).ok());
         let body = read_all(response)?;
-        Ok(Answer { status, etag, body })
+        Ok(ItemAnswer { status, etag, body })
+    }
+}
+
+/// Item reads for the request paths (`cache_core::serve`), bounded by this client's
+/// timeout.
+impl Origin for HttpDb {
+    fn get_item(&mut self, read: &ItemRead) -> Result<ItemAnswer, Unanswered> {
+        self.get(&read.path, &read.headers())
     }
 }
 
 /// Reads a whole answer body with blocking reads (each bounded by the between-bytes
 /// timeout).
-fn read_all(response: IncomingResponse) -> Result<Vec<u8>, FetchError> {
+fn read_all(response: IncomingResponse) -> Result<Vec<u8>, Unanswered> {
     let body = response
         .consume()
-        .map_err(|()| FetchError::new("answer body unavailable".into()))?;
+        .map_err(|()| failed("answer body unavailable".into()))?;
     let stream = body
         .stream()
-        .map_err(|()| FetchError::new("answer body stream unavailable".into()))?;
+        .map_err(|()| failed("answer body stream unavailable".into()))?;
     let mut out = Vec::new();
     loop {
         match stream.blocking_read(64 * 1024) {
             Ok(chunk) => {
                 out.extend_from_slice(&chunk);
                 if out.len() > MAX_ANSWER_BYTES {
-                    return Err(FetchError::new(format!(
+                    return Err(failed(format!(
                         "the answer is larger than {MAX_ANSWER_BYTES} bytes"
                     )));
                 }
             }
             Err(wasi::io::streams::StreamError::Closed) => break,
             Err(e) => {
-                return Err(FetchError::new(format!("reading the answer failed: {e:?}")));
+                return Err(failed(format!("reading the answer failed: {e:?}")));
             }
         }
     }

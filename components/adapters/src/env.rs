@@ -6,7 +6,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cache_core::time::UnixMillis;
+use cache_core::time::{Clock, UnixMillis};
 
 /// The wall clock as Unix milliseconds (0 if the clock reads before the epoch).
 #[must_use]
@@ -26,4 +26,19 @@ pub fn random_u64() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u64(now().0);
     h.finish()
+}
+
+/// The wall clock as cache-core's [`Clock`]; sleeping blocks the instance, which serves only
+/// this request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WallClock;
+
+impl Clock for WallClock {
+    fn now(&mut self) -> UnixMillis {
+        now()
+    }
+
+    fn sleep(&mut self, d: std::time::Duration) {
+        std::thread::sleep(d);
+    }
 }

@@ -1,42 +1,32 @@
-//! One cron tick: the core's flush run, then the sweep.
+//! One cron tick: `cache_core::delivery::tick::tick`, the flush run then the sweep.
 //!
 //! Everything here is plumbing: read the configuration, open the store and the DB API, and
-//! hand them to `cache_core::flush::run` and `cache_core::sweep::sweep` (the admin route
-//! `POST /admin/flush` calls the same two). The lease owner is random per tick, so two
-//! overlapping runs (a slow tick and the next one, a tick and the admin route, two instances)
+//! hand them to `cache_core::delivery::tick::tick` (the admin route `POST /admin/flush` calls the
+//! same). The lease owner is random per tick, so two overlapping runs (a slow tick and the next one, a tick and the admin route, two instances)
 //! never both believe they hold the lease.
 //!
 //! A tick fails (and the host logs it) only when it cannot start — bad configuration, no
 //! store — or when the store fails mid-run. A DB API failure is not a tick failure: the core
 //! has stored the backoff and the sealed batch, which is the designed way to wait.
 
-use cache_core::flush::{self, FlushOutcome, FlushReport};
-use cache_core::sweep::{self, SweepReport};
+use cache_core::delivery::flush::{FlushOutcome, FlushReport};
+use cache_core::delivery::sweep::SweepReport;
+use cache_core::delivery::tick;
 use spin_adapters::db::HttpDb;
-use spin_adapters::kv::SpinKv;
-use spin_adapters::{config, env};
+use spin_adapters::env::{self, WallClock};
+use spin_adapters::{config, kv::SpinKv};
 
-/// Runs one flush and one sweep.
+/// Runs one tick: a flush, then a sweep.
 pub fn on_tick() -> Result<(), String> {
     let cfg = config::load().map_err(|e| format!("configuration: {e}"))?;
     let mut db = HttpDb::from_config(&cfg).map_err(|e| format!("configuration: {e}"))?;
     let mut store = SpinKv::open_configured().map_err(|e| format!("key-value store: {e}"))?;
     let owner = format!("cron-{:016x}", env::random_u64());
-    let report = flush::run(
-        &mut store,
-        &mut db,
-        env::now(),
-        env::random_u64(),
-        &owner,
-        &cfg,
-    );
-    if let FlushOutcome::StoreFailed(e) = &report.outcome {
-        return Err(format!("flush: key-value store failed: {e}"));
-    }
-    let swept = sweep::sweep(&mut store, env::now(), &cfg).map_err(|e| format!("sweep: {e}"))?;
-    if report.outcome != FlushOutcome::Idle || swept.expired + swept.evicted + swept.unreadable > 0
-    {
-        println!("{}", summary(&report, &swept));
+    let rand = env::random_u64();
+    let report = tick::tick(&mut store, &mut db, &mut WallClock, rand, &owner, &cfg)
+        .map_err(|e| e.to_string())?;
+    if report.did_work() {
+        println!("{}", summary(&report.flush, &report.sweep));
     }
     Ok(())
 }

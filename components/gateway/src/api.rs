@@ -1,17 +1,25 @@
-//! The route table, and the glue from HTTP requests to the read and write paths.
+//! The route table, and the glue from HTTP requests to `cache_core::serve` (items) and
+//! `cache_core::admin` (`/admin/*`).
 //!
 //! Item routes take every method and dispatch here, so an unsupported method gets a JSON
 //! 405 with `Allow` rather than the router's bare default. The configuration is read per
 //! request (a Spin instance lives for one request); an invalid variable is a 500 naming it.
+//! What belongs to HTTP stays here: the exact path, the method, the headers, the media type
+//! and `Content-Length` of a write. Everything after that is the core's.
 
+use cache_core::admin;
+use cache_core::config::CacheConfig;
+use cache_core::counters;
 use cache_core::key::CacheKey;
+use cache_core::serve::origin::{ItemAnswer, ItemRead, Origin, Unanswered};
+use cache_core::serve::{self, GetRequest, Op, Reply, RequestError, WriteRequest};
 use cache_core::store::KvStore;
+use spin_adapters::db::HttpDb;
+use spin_adapters::env::{self, WallClock};
 use spin_adapters::{config, kv::SpinKv};
 use spin_sdk::http::{Method, Params, Request, Response, Router};
 
-use crate::respond::{self, Error, Result};
-use crate::write::Op;
-use crate::{admin, metrics, read, write};
+use crate::{deferred, metrics, respond};
 
 const ITEM_METHODS: &str = "GET, PUT, PATCH, DELETE";
 
@@ -22,28 +30,28 @@ pub fn router() -> Router {
     router.any("/metrics", |req: Request, params: Params| {
         match req.method() {
             Method::Get => metrics::handle(req, params),
-            _ => Ok(respond::error(&Error::MethodNotAllowed("GET"))),
+            _ => Ok(respond::error(&RequestError::MethodNotAllowed("GET"))),
         }
     });
     router.any_async("/v1/:ns/:key", item);
-    admin::register(&mut router);
+    admin_routes(&mut router);
     router.any("/*", |_: Request, _: Params| {
-        Ok::<_, anyhow::Error>(respond::error(&Error::NoRoute))
+        Ok::<_, anyhow::Error>(respond::error(&RequestError::NoRoute))
     });
     router
 }
 
 fn healthz(req: Request, _: Params) -> anyhow::Result<Response> {
     if *req.method() != Method::Get {
-        return Ok(respond::error(&Error::MethodNotAllowed("GET")));
+        return Ok(respond::error(&RequestError::MethodNotAllowed("GET")));
     }
-    let check = || -> Result<()> {
+    let check = || -> Result<(), RequestError> {
         config::load()?;
         let mut kv = SpinKv::open_configured()?;
         kv.set("m:health", b"ok")?;
         match kv.get("m:health")?.as_deref() {
             Some(b"ok") => Ok(()),
-            _ => Err(Error::Internal("key-value round trip failed".into())),
+            _ => Err(RequestError::Internal("key-value round trip failed".into())),
         }
     };
     Ok(match check() {
@@ -53,36 +61,217 @@ fn healthz(req: Request, _: Params) -> anyhow::Result<Response> {
 }
 
 async fn item(req: Request, params: Params) -> anyhow::Result<Response> {
-    Ok(match item_inner(&req, &params).await {
+    Ok(match item_inner(&req, &params) {
         Ok(resp) => resp,
         Err(e) => respond::error(&e),
     })
 }
 
-async fn item_inner(req: &Request, params: &Params) -> Result<Response> {
+fn item_inner(req: &Request, params: &Params) -> Result<Response, RequestError> {
     let ns = params.get("ns").unwrap_or("");
     let raw_key = params.get("key").unwrap_or("");
     // The router ignores leading and trailing slashes, so `/v1/ns/a/` would address the key
     // `a`, while a client that forgot to encode the key `a/` meant that one. Only the exact
     // form names an item.
     if req.path() != format!("/v1/{ns}/{raw_key}") {
-        return Err(Error::NoRoute);
+        return Err(RequestError::NoRoute);
     }
-    let op = match req.method() {
-        Method::Get => None,
-        Method::Put => Some(Op::Put),
-        Method::Patch => Some(Op::Patch),
-        Method::Delete => Some(Op::Delete),
-        _ => return Err(Error::MethodNotAllowed(ITEM_METHODS)),
-    };
+    let method = req.method().clone();
+    if !matches!(
+        method,
+        Method::Get | Method::Put | Method::Patch | Method::Delete
+    ) {
+        return Err(RequestError::MethodNotAllowed(ITEM_METHODS));
+    }
     let key = CacheKey::from_path(ns, raw_key)?;
     let cfg = config::load()?;
-    let auth = req.header("authorization").and_then(|v| v.as_str());
-    match op {
-        None => {
-            let inm = req.header("if-none-match").and_then(|v| v.as_str());
-            read::get(&cfg, &key, auth, inm).await
+    let header = |name: &str| req.header(name).and_then(|v| v.as_str()).map(str::to_owned);
+    let authorization = header("authorization");
+    let rand = env::random_u64();
+    let outcome = if method == Method::Get {
+        let mut kv = SpinKv::open_configured()?;
+        let get = GetRequest {
+            key,
+            authorization,
+            if_none_match: header("if-none-match"),
+        };
+        serve::get(
+            &mut kv,
+            &mut DbOrigin(&cfg),
+            &mut WallClock,
+            rand,
+            &cfg,
+            &get,
+        )
+    } else {
+        let write = WriteRequest {
+            key,
+            op: write_op(&method, req)?,
+            if_match: header("if-match"),
+            if_none_match: header("if-none-match"),
+            authorization,
+        };
+        let mut kv = SpinKv::open_configured()?;
+        serve::write(
+            &mut kv,
+            &mut DbOrigin(&cfg),
+            &mut WallClock,
+            rand,
+            &cfg,
+            &write,
+        )
+    };
+    metrics::record(&outcome.events, cfg.metrics_hit_sample);
+    deferred::defer(outcome.deferred);
+    Ok(respond::reply(outcome.reply))
+}
+
+/// The write a `PUT`, `PATCH` or `DELETE` asks for, after the HTTP checks of its body: the
+/// declared media type, and a `Content-Length` (or chunked transfer) for a body.
+fn write_op(method: &Method, req: &Request) -> Result<Op, RequestError> {
+    let content_type = req
+        .header("content-type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    let op = match method {
+        Method::Put if is_json(content_type) => Op::Put(Vec::new()),
+        Method::Put => return Err(RequestError::UnsupportedMediaType("application/json")),
+        Method::Patch if is_merge_patch(content_type) => Op::Patch(Vec::new()),
+        Method::Patch => {
+            return Err(RequestError::UnsupportedMediaType(
+                "application/merge-patch+json or application/json",
+            ))
         }
-        Some(op) => write::write(&cfg, &key, op, req, auth).await,
+        _ => return Ok(Op::Delete),
+    };
+    let declared = req
+        .header("content-length")
+        .and_then(|v| v.as_str())
+        .map(|v| v.trim().parse::<u64>());
+    let chunked = req.header("transfer-encoding").is_some();
+    match declared {
+        None if !chunked && req.body().is_empty() => return Err(RequestError::LengthRequired),
+        Some(Err(_)) => {
+            return Err(RequestError::BadRequest("invalid Content-Length".into()));
+        }
+        _ => {}
     }
+    let body = req.body().to_vec();
+    Ok(match op {
+        Op::Put(_) => Op::Put(body),
+        _ => Op::Patch(body),
+    })
+}
+
+/// `application/json` or any `+json` type, with or without parameters.
+fn is_json(content_type: &str) -> bool {
+    let essence = essence(content_type);
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// A `PATCH` body is an RFC 7386 merge patch: `application/merge-patch+json`, or plain
+/// `application/json`. Other `+json` types are other patch formats (a JSON Patch,
+/// `application/json-patch+json`, is a list of operations); applying one as a merge patch
+/// would replace the value with the operations, so they are refused.
+fn is_merge_patch(content_type: &str) -> bool {
+    matches!(
+        essence(content_type).as_str(),
+        "application/merge-patch+json" | "application/json"
+    )
+}
+
+/// The media type without parameters, lowercased.
+fn essence(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// The DB API's item endpoint for the request paths: one `HttpDb` read per call, bounded
+/// by `origin_timeout` and sent without the flush's token (the core chooses the
+/// `Authorization`), counted and timed for `/metrics`.
+pub struct DbOrigin<'a>(pub &'a CacheConfig);
+
+impl Origin for DbOrigin<'_> {
+    fn get_item(&mut self, read: &ItemRead) -> Result<ItemAnswer, Unanswered> {
+        let mut db = HttpDb::new(&self.0.db_api_url, None, self.0.origin_timeout)
+            .map_err(|e| Unanswered::Failed(e.to_string()))?;
+        let started = env::now();
+        let result = db.get_item(read);
+        metrics::inc(counters::ORIGIN_FETCHES);
+        metrics::add(
+            counters::ORIGIN_FETCH_MS,
+            env::now().0.saturating_sub(started.0),
+        );
+        result
+    }
+}
+
+/// The `/admin/*` routes: `cache_core::admin` behind a method check, the configuration and
+/// the bearer token. Each route takes every method and checks it itself: the catch-all route
+/// would otherwise answer a wrong method with `404` instead of `405` and `Allow`. Admin errors
+/// are not counted in `/metrics`.
+fn admin_routes(router: &mut Router) {
+    router.any("/admin/flush", |req: Request, _: Params| {
+        admin_route(&req, (Method::Post, "POST"), admin_flush)
+    });
+    router.any("/admin/stats", |req: Request, _: Params| {
+        admin_route(&req, (Method::Get, "GET"), |_| {
+            admin::stats(&mut admin_store()?, env::now())
+        })
+    });
+    router.any("/admin/dlq", |req: Request, _: Params| {
+        admin_route(&req, (Method::Get, "GET"), |_| {
+            admin::dead_letters(&mut admin_store()?)
+        })
+    });
+    router.any("/admin/dlq/:stamp/retry", |req: Request, p: Params| {
+        let stamp = p.get("stamp").unwrap_or_default();
+        admin_route(&req, (Method::Post, "POST"), |_| {
+            admin::retry(&mut admin_store()?, stamp)
+        })
+    });
+    router.any("/admin/dlq/:stamp", |req: Request, p: Params| {
+        let stamp = p.get("stamp").unwrap_or_default();
+        admin_route(&req, (Method::Delete, "DELETE"), |_| {
+            admin::discard(&mut admin_store()?, stamp)
+        })
+    });
+}
+
+/// Checks the method, loads the configuration, checks the token, runs `route`, and renders
+/// the result.
+fn admin_route(
+    req: &Request,
+    (method, allow): (Method, &'static str),
+    route: impl FnOnce(&CacheConfig) -> Result<Reply, RequestError>,
+) -> anyhow::Result<Response> {
+    let result = if *req.method() == method {
+        config::load()
+            .map_err(RequestError::Config)
+            .and_then(|cfg| {
+                let auth = req.header("authorization").and_then(|v| v.as_str());
+                admin::authorize(auth, cfg.admin_token.as_deref())?;
+                route(&cfg)
+            })
+    } else {
+        Err(RequestError::MethodNotAllowed(allow))
+    };
+    Ok(respond::http(result.unwrap_or_else(|e| e.reply())))
+}
+
+fn admin_store() -> Result<SpinKv, RequestError> {
+    SpinKv::open_configured().map_err(RequestError::StoreUnavailable)
+}
+
+fn admin_flush(cfg: &CacheConfig) -> Result<Reply, RequestError> {
+    let mut db = HttpDb::from_config(cfg).map_err(|e| RequestError::DbConfig(e.to_string()))?;
+    let mut store = admin_store()?;
+    let owner = format!("admin-{:016x}", env::random_u64());
+    let rand = env::random_u64();
+    admin::flush(&mut store, &mut db, &mut WallClock, rand, &owner, cfg)
 }

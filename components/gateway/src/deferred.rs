@@ -1,43 +1,48 @@
 //! Work that runs after the response has been sent.
 //!
 //! The handler sends and closes the response body before calling [`run_all`] (see the crate
-//! docs), so nothing here delays the client. A stale read queues a revalidation of its
-//! entry; every request's metrics are persisted last. Failures are logged and dropped: the
+//! docs), so nothing here delays the client. The request paths return their deferred work
+//! as data (`cache_core::serve::Deferred`): a stale read asks for a revalidation of its
+//! entry. Every request's metrics are persisted last. Failures are logged and dropped: the
 //! entry stays stale and the next stale read queues another attempt.
 
 use std::cell::RefCell;
 
-use cache_core::key::CacheKey;
+use cache_core::serve::{self, Deferred, RequestError};
+use spin_adapters::env::{self, WallClock};
+use spin_adapters::{config, kv::SpinKv};
 
-use crate::{metrics, read};
-
-/// One piece of deferred work.
-pub enum Task {
-    /// Refresh a stale entry from the origin.
-    Revalidate {
-        /// The entry.
-        key: CacheKey,
-        /// The `Authorization` to send, as the read would have.
-        auth: Option<String>,
-    },
-}
+use crate::{api, metrics};
 
 thread_local! {
-    static QUEUE: RefCell<Vec<Task>> = const { RefCell::new(Vec::new()) };
+    static QUEUE: RefCell<Vec<Deferred>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Queues `task` to run after the response.
-pub fn defer(task: Task) {
-    QUEUE.with(|q| q.borrow_mut().push(task));
+/// Queues `work` to run after the response.
+pub fn defer(work: Vec<Deferred>) {
+    QUEUE.with(|q| q.borrow_mut().extend(work));
 }
 
-/// Runs the queued tasks, then persists metrics.
+/// Runs the queued work, then persists metrics.
 pub async fn run_all() {
-    let tasks = QUEUE.with(|q| std::mem::take(&mut *q.borrow_mut()));
-    for task in tasks {
-        match task {
-            Task::Revalidate { key, auth } => {
-                if let Err(e) = read::revalidate(&key, auth.as_deref()).await {
+    let work = QUEUE.with(|q| std::mem::take(&mut *q.borrow_mut()));
+    for item in work {
+        match item {
+            Deferred::Revalidate { key, authorization } => {
+                let run = || -> Result<(), RequestError> {
+                    let cfg = config::load()?;
+                    let mut kv = SpinKv::open_configured()?;
+                    serve::revalidate(
+                        &mut kv,
+                        &mut api::DbOrigin(&cfg),
+                        &mut WallClock,
+                        env::random_u64(),
+                        &cfg,
+                        &key,
+                        authorization.as_deref(),
+                    )
+                };
+                if let Err(e) = run() {
                     eprintln!("gateway: revalidating {} failed: {e:?}", key.kv_key());
                 }
             }

@@ -3,7 +3,9 @@
 //! Reads are served from the Spin key-value store with TTL, stale-while-revalidate,
 //! stale-if-error and negative caching, filling misses from the main DB API; writes update
 //! the cache at once (read-your-writes) and are recorded in the durable write buffer that the
-//! flush component delivers. Every rule lives in `cache-core`; this crate performs the I/O.
+//! flush component delivers. Every rule lives in `cache-core` (`cache_core::serve` tells the
+//! story of one request); this crate parses HTTP into typed requests, performs the I/O and
+//! maps the core's replies to HTTP.
 //!
 //! # Why a streaming handler
 //!
@@ -15,34 +17,26 @@
 //! The client has its whole answer before the origin is asked.
 //!
 //! # Layout
-//! - [`api`]: the route table.
-//! - [`read`]: `GET /v1/{ns}/{key}`; [`fill`]: collapsing concurrent misses.
-//! - [`write`]: `PUT`/`PATCH`/`DELETE /v1/{ns}/{key}`.
-//! - [`origin`]: calls to the DB API.
-//! - [`respond`]: building every response, and the one mapping of errors to statuses.
+//! - [`api`]: the route table; item requests into `cache_core::serve`, the DB API as the
+//!   core's `Origin`, and the `/admin/*` routes over `cache_core::admin`.
+//! - [`respond`]: the core's replies as HTTP responses.
 //! - [`metrics`]: counters and `GET /metrics`.
 //! - [`deferred`]: work run after the response is sent.
-//! - `admin`: the `/admin` routes (flush side).
 
 use spin_sdk::http::conversions::TryFromIncomingRequest;
 use spin_sdk::http::{IncomingRequest, OutgoingResponse, Request, ResponseOutparam};
 use spin_sdk::http_component;
 
-mod admin;
 mod api;
 mod deferred;
-mod fill;
 mod metrics;
-mod origin;
-mod read;
 mod respond;
-mod write;
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let response = match Request::try_from_incoming_request(req).await {
         Ok(req) => api::router().handle_async(req).await,
-        Err(e) => respond::error(&respond::Error::BadRequest(format!(
+        Err(e) => respond::error(&cache_core::serve::RequestError::BadRequest(format!(
             "unreadable request: {e}"
         ))),
     };

@@ -5,7 +5,7 @@
 //! **Read-your-writes.** A write is accepted only after its buffer record (`w:{stamp}`) is
 //! stored, and the cache entry is then overwritten with the new value (or a tombstone) marked
 //! dirty. Every later read that reaches the same store sees it: dirty entries are served
-//! whatever their age and are never replaced by origin data (see [`crate::read`]). A crash
+//! whatever their age and are never replaced by origin data (see [`crate::serve::read`]). A crash
 //! between the two stores leaves the write durable but not yet visible; it becomes visible
 //! once delivered and re-fetched.
 //!
@@ -35,9 +35,9 @@ use std::time::Duration;
 
 use crate::config::CacheConfig;
 use crate::key::{ItemKey, Namespace};
-use crate::kv_key::{KvKey, RecordKind};
 use crate::record::BufferedWrite;
 use crate::stamp::Stamp;
+use crate::stored::kv_key::{KvKey, RecordKind};
 use crate::time::UnixMillis;
 
 /// The newest write of one key, and every buffered write it replaces.

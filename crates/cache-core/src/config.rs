@@ -40,7 +40,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::envelope::CodecPolicy;
-use crate::kv_key::MAX_KV_VALUE_BYTES;
+use crate::stored::kv_key::MAX_KV_VALUE_BYTES;
 
 /// Room kept free in a 1 MiB KV value for envelope, record and batch overhead.
 pub const VALUE_HEADROOM_BYTES: usize = 64 * 1024;

@@ -15,7 +15,7 @@
 //! Batch ids make a resend harmless, but they are not the whole guarantee: two flush runs on
 //! different instances can, rarely, seal the same buffered write into two batches with
 //! different ids (without compare-and-swap the flush lease narrows that overlap but cannot
-//! close it; see [`crate::lease`]). Every [`BatchWrite`] therefore carries its own
+//! close it; see [`crate::delivery::lease`]). Every [`BatchWrite`] therefore carries its own
 //! [`BatchWrite::write_id`], the write's stamp, and the DB API must answer a write id it has
 //! already applied with [`ItemStatus::Duplicate`] without applying it again, whatever batch it
 //! comes in, for at least a retention window longer than a write can stay buffered and
@@ -34,6 +34,23 @@ pub const BATCH_PATH: &str = "/v1/batch";
 
 /// Path prefix of the item endpoint: `{ITEMS_PATH}/{ns}/{key}`.
 pub const ITEMS_PATH: &str = "/v1/items";
+
+/// The DB API's path of `key`: `{ITEMS_PATH}/{ns}/{key}`, the key percent-encoded.
+#[must_use]
+pub fn item_path(key: &crate::key::CacheKey) -> String {
+    format!("{ITEMS_PATH}/{}/{}", key.ns(), key.key().to_path_segment())
+}
+
+/// The item version in the DB API's `"v{version}"` ETags (weak or strong); `None` for any
+/// other ETag.
+#[must_use]
+pub fn version_from_etag(etag: &str) -> Option<u64> {
+    etag.trim_start_matches("W/")
+        .trim_matches('"')
+        .strip_prefix('v')?
+        .parse()
+        .ok()
+}
 
 /// Length of a [`BatchWrite::write_id`]: lowercase hex digits, the text form of a stamp.
 pub const WRITE_ID_LEN: usize = crate::stamp::STAMP_HEX_LEN;

@@ -14,27 +14,27 @@
 
 use serde_json::{Map, Value};
 
-use crate::batch::SealedBatch;
-use crate::batch_id::BatchId;
 use crate::buffer::Coalesced;
 use crate::config::CacheConfig;
 use crate::contract::{BatchResponse, ItemStatus, WriteOp};
 use crate::db::{parse_batch_answer, SendError};
-use crate::dlq::DeadLetter;
+use crate::delivery::batch::SealedBatch;
+use crate::delivery::batch_id::BatchId;
+use crate::delivery::dlq::DeadLetter;
+use crate::delivery::lease;
+use crate::delivery::settle::{settle_answer, Settled, Tally};
+use crate::delivery::state::FlushState;
 use crate::entry::{Dirty, Entry, EntryKind};
 use crate::envelope::{self, Codec, CodecPolicy, EnvelopeError, MAX_ETAG_BYTES};
-use crate::fill;
 use crate::hash::fnv1a64;
 use crate::key::{
     self, CacheKey, ItemKey, Namespace, Scope, MAX_ITEM_KEY_BYTES, MAX_NAMESPACE_LEN, MAX_SCOPE_LEN,
 };
-use crate::kv_key::{KvKey, RecordKind, MAX_KV_KEY_BYTES, MAX_KV_VALUE_BYTES};
-use crate::lease;
 use crate::record::{BufferedWrite, RecordError};
-use crate::settle::{settle_answer, Settled, Tally};
+use crate::serve::fill;
 use crate::stamp::Stamp;
-use crate::state::FlushState;
 use crate::store::{KvStore, MemoryStore};
+use crate::stored::kv_key::{KvKey, RecordKind, MAX_KV_KEY_BYTES, MAX_KV_VALUE_BYTES};
 use crate::time::UnixMillis;
 
 /// Largest answer [`batch_answer`] also settles against a sealed batch (settling is linear).
@@ -281,10 +281,10 @@ pub fn merge_patch(data: &[u8]) {
     let (Some(Ok(target)), Some(Ok(patch))) = (values.next(), values.next()) else {
         return;
     };
-    let result = crate::merge_patch::merge_patch(&target, &patch);
+    let result = crate::serve::merge_patch::merge_patch(&target, &patch);
     check_merged(&target, &patch, &result);
     assert_eq!(
-        crate::merge_patch::merge_patch(&result, &patch),
+        crate::serve::merge_patch::merge_patch(&result, &patch),
         result,
         "applying {patch} twice"
     );

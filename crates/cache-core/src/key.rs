@@ -3,13 +3,13 @@
 //! Everything that reaches the core from a URL is checked once, here, and afterwards carried
 //! as a type that cannot hold an invalid value. The rules follow from where the names end up:
 //! a Spin key-value key (at most [`MAX_KV_KEY_BYTES`] bytes on Fermyon Cloud) and a DB API
-//! path. The KV layout itself lives in [`crate::kv_key`].
+//! path. The KV layout itself lives in [`crate::stored::kv_key`].
 
 use std::fmt;
 
 use thiserror::Error;
 
-use crate::kv_key::{KvKey, MAX_KV_KEY_BYTES};
+use crate::stored::kv_key::{KvKey, MAX_KV_KEY_BYTES};
 
 /// Longest namespace, in characters (all ASCII).
 pub const MAX_NAMESPACE_LEN: usize = 64;

@@ -6,75 +6,74 @@
 //! buffered writes to the DB API in coalesced, idempotent batches. This crate holds every rule
 //! of that scheme and none of the plumbing: no clock (instants are [`time::UnixMillis`]
 //! arguments), no randomness (random numbers are arguments), no spin-sdk and no async runtime.
-//! The store and the DB API are reached through two small synchronous traits,
-//! [`store::KvStore`] and [`db::DbApi`], that the components implement. The consistency model
-//! is described in [`buffer`].
+//! The store and the DB API are reached through small synchronous traits that the
+//! components implement: [`store::KvStore`], [`db::DbApi`] (batches) and [`serve::Origin`]
+//! (item reads). The consistency model is described in [`buffer`].
 //!
 //! # Layout
 //!
-//! Names and formats:
-//! - [`key`] — validated `Namespace`, `ItemKey`, `Scope`, `CacheKey`; percent-decoding.
-//! - [`kv_key`] — the KV key layout of every record kind.
-//! - [`stamp`] — write stamps, their total order, and the DB version derived from them.
-//! - [`batch_id`] — content-derived ids of sealed batches.
-//! - [`entry`] — a decoded cache entry.
-//! - [`envelope`] — the versioned byte format of cache entries.
-//! - [`record`] — a buffered write and its stored form.
-//! - [`contract`] — the DB API wire types.
-//! - [`config`] — `CacheConfig` from Spin variables, with defaults and validation.
+//! The tree follows the architecture: three groups, and the shared vocabulary beside them.
 //!
-//! Gateway decisions:
-//! - [`policy`] — freshness windows and caching headers.
-//! - [`read`] — the read plan and what to store after asking the origin.
-//! - [`write`](mod@write) — what to store for a put or delete.
-//! - [`merge_patch`] — RFC 7386 JSON Merge Patch.
-//! - [`buffer`] — coalescing, backpressure, and the consistency model.
-//! - [`fill`] — the fill lease that collapses concurrent misses of one key.
+//! [`serve`] — the request paths: one `GET`, `PUT`, `PATCH` or `DELETE` top-down, over
+//! [`KvStore`] and [`serve::Origin`]: typed replies, the one error-to-status table, deferred
+//! work as data. Its parts: [`serve::read`] (the read plan, what an origin answer stores),
+//! [`serve::prepare`] (the buffer record and dirty entry of a write), [`serve::fill`] (the fill
+//! lease that collapses concurrent misses), [`serve::policy`] (freshness, caching headers),
+//! `merge_patch` (RFC 7386), [`serve::origin`] (the item endpoint and its answers),
+//! [`serve::reply`] (replies as data). Beside it: [`admin`] (the admin operations as replies)
+//! and [`counters`] (the `/metrics` counters and their exposition).
 //!
-//! Flush and housekeeping:
-//! - [`store`] — the `KvStore` trait and `MemoryStore`.
-//! - [`db`] — the `DbApi` trait and classification of its answers.
-//! - [`flush`] — the flush run.
-//! - [`batch`] — splitting into batches and sealed batches.
-//! - [`settle`] — applying a batch answer to the store.
-//! - [`backoff`] — retry delays.
-//! - [`lease`] — the best-effort flush lease.
-//! - [`dlq`] — the dead-letter queue: list, retry, discard.
-//! - [`state`] — the flush state record and `/admin/stats`.
-//! - [`sweep`] — expiry and eviction of cache entries.
+//! [`delivery`] — the flush machinery: [`delivery::tick`] (one flush then one sweep, what cron
+//! and `POST /admin/flush` run), [`delivery::flush`] (the run), [`delivery::batch`] and
+//! [`delivery::batch_id`] (sealed batches and their content-derived ids), `settle` (applying
+//! an answer), `backoff` (retry delays), [`delivery::lease`] (the flush lease),
+//! [`delivery::dlq`] (dead letters), [`delivery::state`] (the flush state record and
+//! `/admin/stats`), [`delivery::sweep`] (expiry and eviction of entries).
 //!
-//! Small helpers: [`time`] (instants), [`hash`] (a stable FNV-1a hash).
+//! [`stored`] — the stored formats: [`stored::envelope`] (cache entries),
+//! [`stored::record`] (buffered writes), [`stored::kv_key`] (the KV key layout of every record
+//! kind). `envelope` and `record` are also at the root, the paths tools and end-to-end tests
+//! use to inspect a store.
+//!
+//! The shared vocabulary: [`key`] (validated names; percent-decoding), [`stamp`] (write
+//! order and versions), [`entry`] (a decoded cache entry), [`buffer`] (coalescing,
+//! backpressure, and the consistency model), [`contract`] (the DB API wire types and paths),
+//! [`config`] (`CacheConfig` from Spin variables), and the traits the components implement:
+//! [`store`] ([`KvStore`], with [`MemoryStore`] for tests), [`db`] ([`DbApi`], batches),
+//! [`serve::Origin`] (item reads), [`time`] ([`Clock`] and instants); and [`hash`], a
+//! stable FNV-1a hash. Inside the crate the grouped modules are also reachable by their short
+//! names (`crate::lease`), which the flush's own modules use.
 //!
 //! `fuzz_checks` (hidden) holds the invariants that the fuzz targets in `fuzz/` and the
 //! `fuzz_corpus` test check on untrusted bytes.
 #![deny(missing_docs)]
 
-pub mod backoff;
-pub mod batch;
-pub mod batch_id;
+pub mod admin;
 pub mod buffer;
 pub mod config;
 pub mod contract;
+pub mod counters;
 pub mod db;
-pub mod dlq;
+pub mod delivery;
 pub mod entry;
-pub mod envelope;
-pub mod fill;
-pub mod flush;
 #[doc(hidden)]
 pub mod fuzz_checks;
 pub mod hash;
 pub mod key;
-pub mod kv_key;
-pub mod lease;
-pub mod merge_patch;
-pub mod policy;
-pub mod read;
-pub mod record;
-pub mod settle;
+pub mod serve;
 pub mod stamp;
-pub mod state;
 pub mod store;
-pub mod sweep;
+pub mod stored;
 pub mod time;
-pub mod write;
+
+pub use config::CacheConfig;
+pub use db::DbApi;
+pub use key::CacheKey;
+pub use serve::Origin;
+pub use store::{KvStore, MemoryStore, StoreError};
+pub use stored::{envelope, record};
+pub use time::{Clock, UnixMillis};
+
+// The short paths the flush run and the flush lease use for their siblings.
+use delivery::{backoff, batch, batch_id, dlq, lease, settle, state};
+use stored::kv_key;

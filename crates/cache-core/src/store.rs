@@ -5,7 +5,7 @@
 //! listing, so neither does the trait. Compare-and-swap exists only where the host offers
 //! `wasi:keyvalue/atomics` (local Spin, SpinKube, the embedded host; not Fermyon Cloud or
 //! Akamai Functions), so [`KvStore::compare_and_swap`] has a non-atomic fallback and its
-//! callers treat a reported success as a claim to verify (see [`crate::lease`]).
+//! callers treat a reported success as a claim to verify (see [`crate::delivery::lease`]).
 
 use std::collections::BTreeMap;
 

@@ -31,6 +31,18 @@ impl UnixMillis {
     }
 }
 
+/// The clock as the request paths see it: the caller's wall clock, and a way to wait.
+///
+/// Only the fill lease's waiters need time to pass within one call (they poll the store for
+/// an entry another request is filling); everything else takes a [`UnixMillis`] argument.
+/// Tests implement it with a clock that moves only when slept on.
+pub trait Clock {
+    /// The current instant.
+    fn now(&mut self) -> UnixMillis;
+    /// Waits for `d`.
+    fn sleep(&mut self, d: Duration);
+}
+
 /// `d` in whole milliseconds, saturating at `u64::MAX`.
 #[must_use]
 pub fn duration_millis(d: Duration) -> u64 {

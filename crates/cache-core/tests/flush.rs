@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use cache_core::contract::{ItemResult, ItemStatus};
 use cache_core::db::SendError;
-use cache_core::dlq::{self, DeadReason, Retried};
+use cache_core::delivery::dlq::{self, DeadReason, Retried};
+use cache_core::delivery::flush::FlushOutcome;
+use cache_core::delivery::lease;
+use cache_core::delivery::state::FlushState;
+use cache_core::delivery::tick::TickError;
 use cache_core::entry::EntryKind;
-use cache_core::flush::FlushOutcome;
-use cache_core::lease;
-use cache_core::state::FlushState;
 use cache_core::store::{KvStore, MemoryStore, StoreError};
 use cache_core::time::UnixMillis;
 use common::{write_into, Step, World};
@@ -189,7 +190,7 @@ fn write_arriving_mid_flush_survives_and_keeps_its_entry_dirty() {
         pending: Some(("a".into(), json!("new"))),
         cfg: w.cfg.clone(),
     };
-    let report = cache_core::flush::run(&mut store, &mut w.db, w.now, 1, "r", &w.cfg);
+    let report = cache_core::delivery::flush::run(&mut store, &mut w.db, w.now, 1, "r", &w.cfg);
     w.store = store.inner;
     assert_eq!(report.outcome, FlushOutcome::Delivered);
     assert_eq!(w.db.value("a"), Some(json!("old")));
@@ -325,7 +326,8 @@ fn answer_with_the_wrong_number_of_results_is_retried() {
 fn lease_held_by_another_run_sends_nothing() {
     let mut w = World::new();
     w.write("a", Some(json!(1)));
-    cache_core::lease::acquire(&mut w.store, "other", w.now, Duration::from_secs(60)).unwrap();
+    cache_core::delivery::lease::acquire(&mut w.store, "other", w.now, Duration::from_secs(60))
+        .unwrap();
     let outcome = w.flush().outcome;
     assert!(matches!(outcome, FlushOutcome::LeaseBusy { ref owner, .. } if owner == "other"));
     assert!(w.db.sent.is_empty());
@@ -409,7 +411,7 @@ fn stats_reflect_buffer_batches_and_the_last_outcome() {
     w.write("b", Some(json!(2)));
     w.db.script.push_back(Step::Fail(retryable("503", None)));
     w.flush();
-    let st = cache_core::state::stats(&mut w.store, w.now).unwrap();
+    let st = cache_core::delivery::state::stats(&mut w.store, w.now).unwrap();
     assert_eq!(
         (
             st.entries,
@@ -422,4 +424,32 @@ fn stats_reflect_buffer_batches_and_the_last_outcome() {
     assert_eq!(st.oldest_buffered_age_ms, Some(2_000));
     assert_eq!(st.state.last_outcome.as_deref(), Some("retrying"));
     assert!(st.state.next_attempt_at.is_some());
+}
+
+#[test]
+fn a_tick_flushes_then_sweeps() {
+    let mut w = World::new();
+    w.write("old", Some(json!(1)));
+    assert_eq!(w.tick().unwrap().flush.outcome, FlushOutcome::Delivered);
+    w.advance_ms(4_000_000);
+    w.write("new", Some(json!(2)));
+    let report = w.tick().unwrap();
+    assert_eq!(report.flush.outcome, FlushOutcome::Delivered);
+    assert_eq!((report.sweep.expired, report.sweep.remaining), (1, 1));
+    assert!(report.did_work());
+    assert_eq!(w.entry("old"), None);
+    assert_eq!(w.entry("new").unwrap().dirty, None);
+    assert_eq!(w.db.value("new"), Some(json!(2)));
+    assert!(!w.tick().unwrap().did_work());
+}
+
+#[test]
+fn a_tick_stops_when_the_store_fails() {
+    let mut w = World::new();
+    w.write("a", Some(json!(1)));
+    w.store.crash_after_mutations(0);
+    assert!(matches!(w.tick(), Err(TickError::Flush(_))));
+    w.store.recover();
+    assert_eq!(w.count("w:"), 1);
+    assert!(w.db.sent.is_empty());
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use cache_core::config::CacheConfig;
 use cache_core::contract::{BatchRequest, BatchResponse};
 use cache_core::db::{DbApi, SendError};
-use cache_core::flush;
+use cache_core::delivery::flush;
 use cache_core::stamp::StampGen;
 use cache_core::store::{KvStore, MemoryStore, StoreError};
 use cache_core::time::UnixMillis;

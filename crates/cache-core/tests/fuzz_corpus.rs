@@ -8,20 +8,20 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use cache_core::batch::SealedBatch;
-use cache_core::batch_id::BatchId;
 use cache_core::buffer::Coalesced;
-use cache_core::dlq::{DeadLetter, DeadReason};
+use cache_core::delivery::batch::SealedBatch;
+use cache_core::delivery::batch_id::BatchId;
+use cache_core::delivery::dlq::{DeadLetter, DeadReason};
+use cache_core::delivery::state::FlushState;
 use cache_core::entry::{Dirty, Entry, EntryKind};
 use cache_core::envelope::{self, CodecPolicy};
-use cache_core::fill::{self, FillLease};
 use cache_core::fuzz_checks;
 use cache_core::key::{CacheKey, ItemKey, Namespace, Scope};
-use cache_core::kv_key::KvKey;
 use cache_core::record::BufferedWrite;
+use cache_core::serve::fill::{self, FillLease};
 use cache_core::stamp::{Stamp, MAX_STAMP_MILLIS};
-use cache_core::state::FlushState;
 use cache_core::store::{KvStore, MemoryStore};
+use cache_core::stored::kv_key::KvKey;
 use cache_core::time::UnixMillis;
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;

@@ -3,7 +3,7 @@
 //! same batches sent to it directly: the DB work that no flush can avoid.
 //!
 //! The writes are stored as the gateway stores them, without the HTTP round trip: for each,
-//! `cache_core::write::prepare_write` gives the buffer record (`w:{stamp}`) and the dirty
+//! `cache_core::serve::prepare::prepare_write` gives the buffer record (`w:{stamp}`) and the dirty
 //! cache entry, and both go straight into the host's KV file (Spin's SQLite table, which the
 //! host opens in WAL mode). Buffering 10k writes through the gateway would take minutes, since
 //! each write lists the store's keys for its backpressure check.
@@ -18,15 +18,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
-use cache_core::batch::{split, SealedBatch};
 use cache_core::buffer::coalesce;
 use cache_core::config::CacheConfig;
 use cache_core::contract::{BATCH_PATH, IDEMPOTENCY_KEY_HEADER};
+use cache_core::delivery::batch::{split, SealedBatch};
 use cache_core::key::CacheKey;
 use cache_core::record::BufferedWrite;
+use cache_core::serve::prepare::{prepare_write, Change, EntryUpdate};
 use cache_core::stamp::StampGen;
 use cache_core::time::UnixMillis;
-use cache_core::write::{prepare_write, Change, EntryUpdate};
 
 use super::writes::flush_all;
 use super::Ctx;

@@ -1,21 +1,28 @@
-//! Shared test fixtures: a scripted, idempotent fake DB API and a small world around a
-//! `MemoryStore` with a fixed clock.
+//! Shared test fixtures: a scripted, idempotent fake DB API, a scripted fake item endpoint
+//! (`Origin`), a clock that moves only when slept on, and a small world around a
+//! `MemoryStore` that runs flushes, ticks and requests.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
 
 use cache_core::config::CacheConfig;
 use cache_core::contract::{BatchRequest, BatchResponse, ItemResult, ItemStatus, WriteOp};
 use cache_core::db::{DbApi, SendError};
+use cache_core::delivery::flush::{self, FlushReport};
+use cache_core::delivery::tick::{self, TickError, TickReport};
 use cache_core::entry::Entry;
 use cache_core::envelope;
-use cache_core::flush::{self, FlushReport};
 use cache_core::key::CacheKey;
+use cache_core::serve::origin::{ItemAnswer, ItemRead, Origin, Unanswered};
+use cache_core::serve::prepare::{prepare_write, Change, EntryUpdate};
+use cache_core::serve::{self, GetRequest, Op, Outcome, RequestError, WriteRequest};
 use cache_core::stamp::{Stamp, StampGen};
-use cache_core::store::{KvStore, MemoryStore};
-use cache_core::time::UnixMillis;
-use cache_core::write::{prepare_write, Change, EntryUpdate};
+use cache_core::store::{KvStore, MemoryStore, StoreError};
+use cache_core::time::{Clock, UnixMillis};
 use serde_json::Value;
 
 /// What the fake does with the next batch.
@@ -123,6 +130,99 @@ impl DbApi for FakeDb {
     }
 }
 
+/// A scripted item endpoint: answers reads in order, and records them.
+#[derive(Debug, Default)]
+pub struct FakeOrigin {
+    pub script: VecDeque<Result<ItemAnswer, Unanswered>>,
+    pub reads: Vec<ItemRead>,
+}
+
+impl FakeOrigin {
+    /// Queues `200` with `body` and `etag`.
+    pub fn found(&mut self, body: &str, etag: &str) {
+        self.script.push_back(Ok(ItemAnswer {
+            status: 200,
+            etag: Some(etag.to_owned()),
+            body: body.as_bytes().to_vec(),
+        }));
+    }
+
+    /// Queues a bodiless answer with `status`.
+    pub fn status(&mut self, status: u16) {
+        self.script.push_back(Ok(ItemAnswer {
+            status,
+            etag: None,
+            body: Vec::new(),
+        }));
+    }
+
+    /// Queues no answer.
+    pub fn unanswered(&mut self, why: Unanswered) {
+        self.script.push_back(Err(why));
+    }
+}
+
+impl Origin for FakeOrigin {
+    fn get_item(&mut self, read: &ItemRead) -> Result<ItemAnswer, Unanswered> {
+        self.reads.push(read.clone());
+        self.script
+            .pop_front()
+            .unwrap_or_else(|| Err(Unanswered::Failed("no scripted answer".into())))
+    }
+}
+
+/// A clock that moves only when slept on (or set), and can act on each sleep.
+#[derive(Default)]
+pub struct TestClock {
+    pub now: UnixMillis,
+    pub slept: Duration,
+    #[allow(clippy::type_complexity, reason = "a test hook")]
+    pub on_sleep: Option<Box<dyn FnMut(UnixMillis)>>,
+}
+
+impl TestClock {
+    pub fn at(now: UnixMillis) -> TestClock {
+        TestClock {
+            now,
+            ..TestClock::default()
+        }
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&mut self) -> UnixMillis {
+        self.now
+    }
+
+    fn sleep(&mut self, d: Duration) {
+        self.now = self.now.saturating_add(d);
+        self.slept += d;
+        if let Some(hook) = &mut self.on_sleep {
+            hook(self.now);
+        }
+    }
+}
+
+/// A `MemoryStore` several parties hold at once (a request, and a test hook acting as a
+/// concurrent request).
+#[derive(Debug, Clone, Default)]
+pub struct SharedStore(pub Rc<RefCell<MemoryStore>>);
+
+impl KvStore for SharedStore {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.borrow_mut().get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.0.borrow_mut().set(key, value)
+    }
+    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
+        self.0.borrow_mut().delete(key)
+    }
+    fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
+        self.0.borrow_mut().get_keys()
+    }
+}
+
 pub const T0: u64 = 1_700_000_000_000;
 
 /// A store, a fake DB, a config and a clock that only moves when told.
@@ -133,6 +233,9 @@ pub struct World {
     pub now: UnixMillis,
     pub stamps: StampGen,
     pub runs: u64,
+    pub origin: FakeOrigin,
+    /// Random numbers handed to requests: one more per request.
+    pub rand: u64,
 }
 
 impl World {
@@ -144,6 +247,8 @@ impl World {
             now: UnixMillis(T0),
             stamps: StampGen::new(0xabcd),
             runs: 0,
+            origin: FakeOrigin::default(),
+            rand: 0x5000,
         }
     }
 
@@ -172,6 +277,97 @@ impl World {
             7,
             &owner,
             &self.cfg,
+        )
+    }
+
+    /// One flush then one sweep, as cron and `POST /admin/flush` run them.
+    pub fn tick(&mut self) -> Result<TickReport, TickError> {
+        self.runs += 1;
+        let owner = format!("tick-{}", self.runs);
+        let mut clock = TestClock::at(self.now);
+        tick::tick(
+            &mut self.store,
+            &mut self.db,
+            &mut clock,
+            7,
+            &owner,
+            &self.cfg,
+        )
+    }
+
+    /// `GET` of `name`, with the request's other fields from `with`.
+    pub fn get_with(&mut self, name: &str, with: impl FnOnce(&mut GetRequest)) -> Outcome {
+        let mut req = GetRequest {
+            key: World::key(name),
+            authorization: None,
+            if_none_match: None,
+        };
+        with(&mut req);
+        self.rand += 1;
+        let mut clock = TestClock::at(self.now);
+        let out = serve::get(
+            &mut self.store,
+            &mut self.origin,
+            &mut clock,
+            self.rand,
+            &self.cfg,
+            &req,
+        );
+        self.now = clock.now;
+        out
+    }
+
+    /// A plain `GET` of `name`.
+    pub fn get(&mut self, name: &str) -> Outcome {
+        self.get_with(name, |_| {})
+    }
+
+    /// A write of `name`, with the request's other fields from `with`.
+    pub fn send_with(
+        &mut self,
+        name: &str,
+        op: Op,
+        with: impl FnOnce(&mut WriteRequest),
+    ) -> Outcome {
+        let mut req = WriteRequest {
+            key: World::key(name),
+            op,
+            if_match: None,
+            if_none_match: None,
+            authorization: None,
+        };
+        with(&mut req);
+        self.rand += 1;
+        let mut clock = TestClock::at(self.now);
+        let out = serve::write(
+            &mut self.store,
+            &mut self.origin,
+            &mut clock,
+            self.rand,
+            &self.cfg,
+            &req,
+        );
+        self.now = clock.now;
+        out
+    }
+
+    /// A `PUT` of `json` to `name`.
+    pub fn put(&mut self, name: &str, json: &str) -> Outcome {
+        self.send_with(name, Op::Put(json.as_bytes().to_vec()), |_| {})
+    }
+
+    /// The deferred revalidation of `name`.
+    pub fn revalidate(&mut self, name: &str) -> Result<(), RequestError> {
+        self.rand += 1;
+        let mut clock = TestClock::at(self.now);
+        serve::revalidate(
+            &mut self.store,
+            &mut self.origin,
+            &mut clock,
+            self.rand,
+            &self.cfg,
+            &World::key(name),
+            None,
         )
     }
 

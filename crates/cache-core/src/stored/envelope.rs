@@ -21,8 +21,8 @@ use thiserror::Error;
 
 use crate::entry::{Dirty, Entry, EntryKind};
 use crate::hash::fnv1a64;
-use crate::kv_key::MAX_KV_VALUE_BYTES;
 use crate::stamp::Stamp;
+use crate::stored::kv_key::MAX_KV_VALUE_BYTES;
 use crate::time::UnixMillis;
 
 /// First two bytes of every envelope.

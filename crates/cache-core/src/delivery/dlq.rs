@@ -15,11 +15,11 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::batch_id::BatchId;
-use crate::kv_key::{KvKey, RecordKind};
+use crate::delivery::batch_id::BatchId;
 use crate::record::{BufferedWrite, RecordError, StoredWrite};
 use crate::stamp::Stamp;
 use crate::store::{KvStore, StoreError};
+use crate::stored::kv_key::{KvKey, RecordKind};
 use crate::time::UnixMillis;
 
 const DEAD_LETTER_FORMAT: u8 = 1;

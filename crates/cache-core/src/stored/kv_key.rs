@@ -22,7 +22,7 @@
 //! Unscoped keys keep their form when scopes are introduced. Keys longer than
 //! [`MAX_KV_KEY_BYTES`] cannot be stored; [`crate::key::CacheKey::new`] refuses them.
 
-use crate::batch_id::BatchId;
+use crate::delivery::batch_id::BatchId;
 use crate::key::{CacheKey, ItemKey, Namespace, Scope};
 use crate::stamp::Stamp;
 

@@ -5,7 +5,7 @@
 //! needs only `now`. The windows follow RFC 5861: `stale_ttl` (stale-while-revalidate) and
 //! `stale_if_error` both start when the entry stops being fresh.
 //!
-//! Dirty entries are judged like any other here; the read plan ([`crate::read`]) is what makes
+//! Dirty entries are judged like any other here; the read plan ([`crate::serve::read`]) is what makes
 //! them authoritative regardless of age.
 
 use std::time::Duration;

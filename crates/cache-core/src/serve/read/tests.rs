@@ -13,13 +13,13 @@ fn fetched(kind: EntryKind, value: &str) -> Entry {
     match apply_origin(
         None,
         if kind == EntryKind::Value {
-            Origin::Found {
+            OriginAnswer::Found {
                 value: value.as_bytes().to_vec(),
                 etag: Some("\"e\"".into()),
                 version: Some(3),
             }
         } else {
-            Origin::NotFound
+            OriginAnswer::NotFound
         },
         UnixMillis(T0),
         &cfg(),
@@ -90,23 +90,19 @@ fn read_plan_follows_freshness_and_dirty_entries_are_always_served() {
 
 #[test]
 fn corrupt_entry_is_a_miss_to_overwrite() {
-    let plan = plan_read(Some(b"garbage"), UnixMillis(T0));
-    assert!(matches!(
-        plan,
-        ReadPlan::Fetch {
-            fallback: None,
-            reason: FetchReason::Corrupt(EnvelopeError::Truncated)
-        }
-    ));
+    for garbage in [&b"garbage"[..], b"", &[1, 0xff, 0xff]] {
+        let plan = plan_read(Some(garbage), UnixMillis(T0));
+        assert_eq!(plan, ReadPlan::Fetch { fallback: None }, "{garbage:?}");
+    }
 }
 
 #[test]
 fn origin_answers_never_replace_dirty_entries() {
     let current = dirty(fetched(EntryKind::Value, "1"));
     for origin in [
-        Origin::NotFound,
-        Origin::NotModified,
-        Origin::Found {
+        OriginAnswer::NotFound,
+        OriginAnswer::NotModified,
+        OriginAnswer::Found {
             value: b"2".to_vec(),
             etag: None,
             version: None,
@@ -125,29 +121,29 @@ fn origin_answers_are_stored_with_fresh_windows() {
     let later = UnixMillis(T0 + 100_000);
     let current = fetched(EntryKind::Value, "1");
     let OriginApply::Store(refreshed) =
-        apply_origin(Some(&current), Origin::NotModified, later, &cfg)
+        apply_origin(Some(&current), OriginAnswer::NotModified, later, &cfg)
     else {
         panic!("304 should refresh");
     };
     assert_eq!(refreshed.value, b"1");
     assert_eq!(refreshed.fresh_until, UnixMillis(T0 + 160_000));
     assert_eq!(
-        apply_origin(None, Origin::NotModified, later, &cfg),
+        apply_origin(None, OriginAnswer::NotModified, later, &cfg),
         OriginApply::Skip(SkipReason::NothingToRefresh)
     );
 
     let big = vec![b'1'; cfg.max_value_bytes + 1];
-    let found = Origin::Found {
+    let found = OriginAnswer::Found {
         value: big,
         etag: None,
         version: None,
     };
-    assert_eq!(
-        apply_origin(None, found, later, &cfg),
-        OriginApply::Skip(SkipReason::TooLarge)
-    );
+    let OriginApply::ServeUnstored(e) = apply_origin(None, found, later, &cfg) else {
+        panic!("should serve without storing")
+    };
+    assert_eq!((e.fresh_until, e.stale_if_error_until), (later, later));
 
-    let long_etag = Origin::Found {
+    let long_etag = OriginAnswer::Found {
         value: b"1".to_vec(),
         etag: Some("x".repeat(MAX_ETAG_BYTES + 1)),
         version: Some(9),

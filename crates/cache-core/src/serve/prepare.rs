@@ -1,10 +1,10 @@
-//! The gateway's write path as one pure step: what to store for a put or delete.
+//! The write path's one pure step: what to store for a put or delete.
 //!
 //! [`prepare_write`] turns an accepted change into the buffer record and the new cache entry.
-//! The component then checks [`crate::buffer::admit`] with the record's size, stores the record
-//! (this is the durability point: answer the client only after it succeeded), and then stores
-//! the entry (the visibility point). `PATCH` is a put of
-//! [`crate::merge_patch::merge_patch`] applied to the current value.
+//! [`crate::serve::write()`] then checks [`crate::buffer::admit`] with the record's size, stores
+//! the record (this is the durability point: the client is answered only after it succeeded),
+//! and then stores the entry (the visibility point). `PATCH` is a put of
+//! `merge_patch` applied to the current value.
 //!
 //! Writes go to the unscoped entry; the DB API knows no scopes.
 
@@ -14,8 +14,8 @@ use crate::config::CacheConfig;
 use crate::entry::{Dirty, Entry, EntryKind};
 use crate::envelope::{self, EnvelopeError};
 use crate::key::CacheKey;
-use crate::policy::{absent_windows, value_windows};
 use crate::record::{BufferedWrite, RecordError};
+use crate::serve::policy::{absent_windows, value_windows};
 use crate::stamp::Stamp;
 use crate::time::UnixMillis;
 
@@ -138,7 +138,7 @@ pub fn prepare_write(
 }
 
 /// Whether `entry` already shows something newer than a write stamped `stamp`.
-fn is_newer_than(entry: &Entry, stamp: Stamp) -> bool {
+pub(crate) fn is_newer_than(entry: &Entry, stamp: Stamp) -> bool {
     match entry.dirty {
         Some(d) => d.stamp > stamp,
         None => entry.version > stamp.version(),

@@ -9,8 +9,8 @@ use thiserror::Error;
 
 use crate::contract::{BatchWrite, WriteOp};
 use crate::key::{ItemKey, KeyError, Namespace};
-use crate::kv_key::{KvKey, MAX_KV_VALUE_BYTES};
 use crate::stamp::{Stamp, StampError};
+use crate::stored::kv_key::{KvKey, MAX_KV_VALUE_BYTES};
 use crate::time::UnixMillis;
 
 /// The record format this build writes.

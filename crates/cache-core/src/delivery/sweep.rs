@@ -9,8 +9,8 @@
 
 use crate::config::CacheConfig;
 use crate::envelope;
-use crate::kv_key::RecordKind;
 use crate::store::{KvStore, StoreError};
+use crate::stored::kv_key::RecordKind;
 use crate::time::UnixMillis;
 
 /// What a sweep did.

@@ -7,9 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::kv_key::{KvKey, RecordKind};
 use crate::stamp::Stamp;
 use crate::store::{KvStore, StoreError};
+use crate::stored::kv_key::{KvKey, RecordKind};
 use crate::time::UnixMillis;
 
 const STATE_FORMAT: u8 = 1;

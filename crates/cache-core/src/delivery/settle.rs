@@ -9,16 +9,16 @@
 //! sealed batch itself is deleted. Each step is idempotent, so a crash part-way is repaired by
 //! resending the batch (same id, same answer) and settling again.
 
-use crate::batch::SealedBatch;
 use crate::buffer::Coalesced;
 use crate::config::CacheConfig;
 use crate::contract::{BatchResponse, ItemStatus};
-use crate::dlq::{self, DeadLetter, DeadReason, DlqError};
+use crate::delivery::batch::SealedBatch;
+use crate::delivery::dlq::{self, DeadLetter, DeadReason, DlqError};
 use crate::envelope;
 use crate::key::CacheKey;
-use crate::kv_key::KvKey;
 use crate::record::BufferedWrite;
 use crate::store::{KvStore, StoreError};
+use crate::stored::kv_key::KvKey;
 use crate::time::UnixMillis;
 
 /// What settling did, summed over items.

@@ -7,12 +7,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch_id::BatchId;
 use crate::buffer::Coalesced;
 use crate::contract::BatchRequest;
-use crate::kv_key::{KvKey, MAX_KV_VALUE_BYTES};
+use crate::delivery::batch_id::BatchId;
 use crate::record::{BufferedWrite, RecordError, StoredWrite};
 use crate::stamp::{Stamp, STAMP_HEX_LEN};
+use crate::stored::kv_key::{KvKey, MAX_KV_VALUE_BYTES};
 use crate::time::UnixMillis;
 
 const BATCH_FORMAT: u8 = 1;

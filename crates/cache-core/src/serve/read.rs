@@ -1,7 +1,7 @@
-//! The gateway's read path as pure decisions.
+//! The read path's decisions, pure: what a stored entry means, what an origin answer stores.
 //!
 //! [`plan_read`] says what to do with whatever the store returned for a key; [`apply_origin`]
-//! says what to store after asking the origin. The component only performs the I/O.
+//! says what to store after asking the origin. [`crate::serve`] runs them.
 //!
 //! Rules:
 //! - A dirty entry is the newest truth (the DB API has not seen its write yet): it is always
@@ -11,25 +11,14 @@
 //! - A missing or undecodable entry is a miss; the fetched value overwrites it.
 //!
 //! There is no compare-and-swap in Spin KV. A write may land between reading the entry and
-//! storing the origin's answer; the component narrows that window by re-reading the entry just
-//! before storing and passing it to [`apply_origin`].
+//! storing the origin's answer; [`crate::serve`] narrows that window by re-reading the entry
+//! just before storing and passing it to [`apply_origin`].
 
 use crate::config::CacheConfig;
 use crate::entry::{Entry, EntryKind};
-use crate::envelope::{self, EnvelopeError, MAX_ETAG_BYTES};
-use crate::policy::{absent_windows, freshness, value_windows, Freshness};
+use crate::envelope::{self, MAX_ETAG_BYTES};
+use crate::serve::policy::{absent_windows, freshness, value_windows, Freshness};
 use crate::time::UnixMillis;
-
-/// Why the origin must be asked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FetchReason {
-    /// No entry.
-    Missing,
-    /// The stored value does not decode; it will be overwritten.
-    Corrupt(EnvelopeError),
-    /// The entry is past its stale window (a fallback may still exist).
-    Expired,
-}
 
 /// What to do for a read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,32 +27,19 @@ pub enum ReadPlan {
     Serve(Entry),
     /// Serve the entry, then refresh it from the origin.
     ServeAndRevalidate(Entry),
-    /// Ask the origin; if it fails, serve `fallback` when there is one, else fail.
+    /// Ask the origin (no entry, an expired one, or one that does not decode and will be
+    /// overwritten); if it fails, serve `fallback` when there is one, else fail.
     Fetch {
         /// A stale-if-error entry to serve when the origin fails.
         fallback: Option<Entry>,
-        /// Why the origin is asked.
-        reason: FetchReason,
     },
 }
 
 /// Decides a read from the stored bytes of the entry (`None` if the key is absent).
 #[must_use]
 pub fn plan_read(stored: Option<&[u8]>, now: UnixMillis) -> ReadPlan {
-    let entry = match stored.map(envelope::decode) {
-        None => {
-            return ReadPlan::Fetch {
-                fallback: None,
-                reason: FetchReason::Missing,
-            }
-        }
-        Some(Err(e)) => {
-            return ReadPlan::Fetch {
-                fallback: None,
-                reason: FetchReason::Corrupt(e),
-            }
-        }
-        Some(Ok(entry)) => entry,
+    let Some(Ok(entry)) = stored.map(envelope::decode) else {
+        return ReadPlan::Fetch { fallback: None };
     };
     if entry.is_dirty() {
         return ReadPlan::Serve(entry);
@@ -73,18 +49,14 @@ pub fn plan_read(stored: Option<&[u8]>, now: UnixMillis) -> ReadPlan {
         Freshness::Stale => ReadPlan::ServeAndRevalidate(entry),
         Freshness::StaleIfError => ReadPlan::Fetch {
             fallback: Some(entry),
-            reason: FetchReason::Expired,
         },
-        Freshness::Expired => ReadPlan::Fetch {
-            fallback: None,
-            reason: FetchReason::Expired,
-        },
+        Freshness::Expired => ReadPlan::Fetch { fallback: None },
     }
 }
 
-/// What the origin answered.
+/// What the origin answered (classified by [`crate::serve::origin::classify`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub enum OriginAnswer {
     /// `200` with a JSON body.
     Found {
         /// The body.
@@ -105,8 +77,6 @@ pub enum Origin {
 pub enum SkipReason {
     /// The entry now holds undelivered writes; they win over the origin.
     Dirty,
-    /// The value exceeds `max_value_bytes`: serve it, don't cache it.
-    TooLarge,
     /// `304` but nothing is cached to refresh.
     NothingToRefresh,
 }
@@ -116,6 +86,9 @@ pub enum SkipReason {
 pub enum OriginApply {
     /// Store this entry.
     Store(Entry),
+    /// Serve this entry once and store nothing: the value exceeds `max_value_bytes`. Its
+    /// windows all end at once, so it is never fresh.
+    ServeUnstored(Entry),
     /// Store nothing.
     Skip(SkipReason),
 }
@@ -124,7 +97,7 @@ pub enum OriginApply {
 #[must_use]
 pub fn apply_origin(
     current: Option<&Entry>,
-    origin: Origin,
+    origin: OriginAnswer,
     now: UnixMillis,
     cfg: &CacheConfig,
 ) -> OriginApply {
@@ -132,26 +105,37 @@ pub fn apply_origin(
         return OriginApply::Skip(SkipReason::Dirty);
     }
     let (kind, value, etag, version, windows) = match origin {
-        Origin::Found {
+        OriginAnswer::Found {
             value,
             etag,
             version,
         } => {
             if value.len() > cfg.max_value_bytes {
-                return OriginApply::Skip(SkipReason::TooLarge);
+                return OriginApply::ServeUnstored(Entry {
+                    kind: EntryKind::Value,
+                    value,
+                    etag,
+                    version: 0,
+                    fetched_at: Some(now),
+                    written_at: None,
+                    fresh_until: now,
+                    stale_until: now,
+                    stale_if_error_until: now,
+                    dirty: None,
+                });
             }
             let etag = etag.filter(|e| e.len() <= MAX_ETAG_BYTES);
             let windows = value_windows(now, cfg);
             (EntryKind::Value, value, etag, version.unwrap_or(0), windows)
         }
-        Origin::NotFound => (
+        OriginAnswer::NotFound => (
             EntryKind::Absent,
             Vec::new(),
             None,
             0,
             absent_windows(now, cfg),
         ),
-        Origin::NotModified => {
+        OriginAnswer::NotModified => {
             let Some(current) = current else {
                 return OriginApply::Skip(SkipReason::NothingToRefresh);
             };

@@ -1,0 +1,277 @@
+//! The admin operations: operating the flush from outside, as replies.
+//!
+//! Fermyon Cloud, Akamai and SpinKube run no cron trigger, so the flush must also be reachable
+//! over HTTP; and an operator needs to see the buffer and the dead-letter queue. The gateway
+//! routes these under `/admin/*`; every one requires `Authorization: Bearer {admin_token}`
+//! ([`authorize`]).
+//!
+//! | Route | Does |
+//! |---|---|
+//! | `POST /admin/flush` | [`flush`]: [`crate::delivery::tick::tick`], the flush run then the sweep — what the cron tick does; answers the report |
+//! | `GET /admin/stats` | [`stats`]: buffered writes and bytes, oldest buffered age, sealed batches, DLQ depth, last flush outcome and time, next retry time |
+//! | `GET /admin/dlq` | [`dead_letters`]: the dead letters, oldest write first |
+//! | `POST /admin/dlq/{stamp}/retry` | [`retry`]: puts the write back into the buffer with its original stamp (`409` if only raw text survived) |
+//! | `DELETE /admin/dlq/{stamp}` | [`discard`]: drops the dead letter for good |
+//!
+//! A completed flush answers `200` whatever its outcome (`delivered`, `idle`, `retrying`,
+//! `backing_off`, `lease_busy`: the body says which); a store failure answers `503`. Errors
+//! come from [`RequestError::reply`], the same table as the item routes'. The report types
+//! carry no serialization (they are not a stored format); the JSON views here are the one
+//! place that decides how an operator sees them. Instants are Unix milliseconds, absent
+//! instants are `null`.
+
+use serde_json::{json, Value};
+
+use crate::config::CacheConfig;
+use crate::db::DbApi;
+use crate::delivery::dlq::{self, DeadLetter, DeadLetters, Discarded, DlqError, Retried};
+use crate::delivery::flush::{FlushOutcome, FlushReport};
+use crate::delivery::state::{self, FlushStats};
+use crate::delivery::sweep::SweepReport;
+use crate::delivery::tick::{self, TickError};
+use crate::serve::{Reply, RequestError};
+use crate::stamp::Stamp;
+use crate::store::{KvStore, StoreError};
+use crate::time::{Clock, UnixMillis};
+
+/// Checks a request's `Authorization` against the configured `admin_token`.
+///
+/// The admin routes can flush, replay and delete data, so they are closed unless the token
+/// is set: an unset token disables them (`403`) rather than leaving them open. The token is
+/// compared in constant time so its prefix cannot be probed.
+pub fn authorize(
+    authorization: Option<&str>,
+    configured: Option<&str>,
+) -> Result<(), RequestError> {
+    let Some(expected) = configured.filter(|t| !t.is_empty()) else {
+        return Err(RequestError::AdminDisabled);
+    };
+    let given = authorization
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .ok_or(RequestError::Unauthorized)?;
+    if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(RequestError::Unauthorized)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+/// A `200` admin answer.
+fn ok(body: &Value) -> Reply {
+    let mut reply = Reply::json(200, body.to_string());
+    reply.headers.push(("cache-control", "no-store".to_owned()));
+    reply
+}
+
+fn unavailable(e: StoreError) -> RequestError {
+    RequestError::StoreUnavailable(e)
+}
+
+/// `POST /admin/flush`: one tick, lease owner `owner`.
+pub fn flush<S: KvStore, D: DbApi, C: Clock>(
+    store: &mut S,
+    db: &mut D,
+    clock: &mut C,
+    rand: u64,
+    owner: &str,
+    cfg: &CacheConfig,
+) -> Result<Reply, RequestError> {
+    match tick::tick(store, db, clock, rand, owner, cfg) {
+        Ok(report) => Ok(ok(&flush_view(&report.flush, Some(&report.sweep)))),
+        Err(TickError::Flush(e)) => Err(unavailable(StoreError::Other(e))),
+        Err(TickError::Sweep(e)) => Err(unavailable(e)),
+    }
+}
+
+/// `GET /admin/stats`.
+pub fn stats(store: &mut impl KvStore, now: UnixMillis) -> Result<Reply, RequestError> {
+    let stats = state::stats(store, now).map_err(unavailable)?;
+    Ok(ok(&stats_view(&stats)))
+}
+
+/// `GET /admin/dlq`.
+pub fn dead_letters(store: &mut impl KvStore) -> Result<Reply, RequestError> {
+    let letters = dlq::list(store).map_err(unavailable)?;
+    Ok(ok(&dead_letters_view(&letters)))
+}
+
+fn stamp(raw: &str) -> Result<Stamp, RequestError> {
+    Stamp::parse(raw).map_err(|e| RequestError::BadStamp(format!("{raw:?}: {e}")))
+}
+
+/// `POST /admin/dlq/{stamp}/retry`.
+pub fn retry(store: &mut impl KvStore, raw_stamp: &str) -> Result<Reply, RequestError> {
+    let stamp = stamp(raw_stamp)?;
+    let retried = dlq::retry(store, stamp).map_err(|e| match e {
+        DlqError::Store(e) => unavailable(e),
+        DlqError::Record(e) => RequestError::RecordUnreadable(e.to_string()),
+    })?;
+    match retried {
+        Retried::Requeued => Ok(ok(
+            &json!({ "stamp": stamp.to_string(), "status": "requeued" }),
+        )),
+        Retried::NotFound => Err(RequestError::NoDeadLetter(format!(
+            "no dead letter {stamp}"
+        ))),
+        Retried::NothingToResend => Err(RequestError::NothingToResend(format!(
+            "dead letter {stamp} holds only an unreadable record; discard it instead"
+        ))),
+    }
+}
+
+/// `DELETE /admin/dlq/{stamp}`.
+pub fn discard(store: &mut impl KvStore, raw_stamp: &str) -> Result<Reply, RequestError> {
+    let stamp = stamp(raw_stamp)?;
+    match dlq::discard(store, stamp).map_err(unavailable)? {
+        Discarded::Removed => Ok(ok(
+            &json!({ "stamp": stamp.to_string(), "status": "discarded" }),
+        )),
+        Discarded::NotFound => Err(RequestError::NoDeadLetter(format!(
+            "no dead letter {stamp}"
+        ))),
+    }
+}
+
+/// The flush report, with the sweep that followed it.
+#[must_use]
+pub fn flush_view(r: &FlushReport, sweep: Option<&SweepReport>) -> Value {
+    let mut outcome = json!({ "outcome": r.outcome.label() });
+    match &r.outcome {
+        FlushOutcome::LeaseBusy { owner, until } => {
+            outcome["lease_owner"] = json!(owner);
+            outcome["lease_until"] = json!(until.0);
+        }
+        FlushOutcome::BackingOff { until } => outcome["next_attempt_at"] = json!(until.0),
+        FlushOutcome::Retrying {
+            next_attempt_at,
+            error,
+        } => {
+            outcome["next_attempt_at"] = json!(next_attempt_at.0);
+            outcome["flush_error"] = json!(error);
+        }
+        FlushOutcome::StoreFailed(e) => outcome["flush_error"] = json!(e),
+        FlushOutcome::Idle | FlushOutcome::Delivered | FlushOutcome::LeaseLost => {}
+    }
+    let fields = json!({
+        "batches_sent": r.batches_sent,
+        "batches_resent": r.batches_resent,
+        "batches_settled": r.batches_settled,
+        "records_read": r.records_read,
+        "records_corrupt": r.records_corrupt,
+        "batches_corrupt": r.batches_corrupt,
+        "batches_unregistered": r.batches_unregistered,
+        "items": {
+            "applied": r.items.applied,
+            "stale": r.items.stale,
+            "duplicate": r.items.duplicate,
+            "dead_lettered": r.items.dead_lettered,
+            "records_deleted": r.items.records_deleted,
+        },
+        "more": r.more,
+        "sweep": sweep.map(|s| json!({
+            "expired": s.expired,
+            "evicted": s.evicted,
+            "unreadable": s.unreadable,
+            "dirty": s.dirty,
+            "remaining": s.remaining,
+        })),
+    });
+    if let (Some(a), Value::Object(b)) = (outcome.as_object_mut(), fields) {
+        a.extend(b);
+    }
+    outcome
+}
+
+fn stats_view(s: &FlushStats) -> Value {
+    let st = &s.state;
+    json!({
+        "entries": s.entries,
+        "buffered_writes": s.buffered_writes,
+        "buffered_bytes": s.buffered_bytes,
+        "oldest_buffered_age_ms": s.oldest_buffered_age_ms,
+        "sealed_batches": s.sealed_batches,
+        "dead_letters": s.dead_letters,
+        "last_flush": {
+            "outcome": st.last_outcome,
+            "at": st.last_run_at.map(|t| t.0),
+            "error": st.last_error,
+            "last_success_at": st.last_success_at.map(|t| t.0),
+        },
+        "consecutive_failures": st.failures,
+        "next_retry_at": st.next_attempt_at.map(|t| t.0),
+    })
+}
+
+fn dead_letters_view(d: &DeadLetters) -> Value {
+    json!({
+        "dead_letters": d.letters.iter().map(letter_view).collect::<Vec<_>>(),
+        "unreadable": d.unreadable,
+    })
+}
+
+fn letter_view(l: &DeadLetter) -> Value {
+    let mut v = json!({
+        "stamp": l.stamp.to_string(),
+        "reason": l.reason,
+        "detail": l.detail,
+        "attempts": l.attempts,
+        "batch_id": l.batch_id.as_ref().map(|b| b.as_str().to_owned()),
+        "dead_at": l.dead_at.0,
+    });
+    if let Some(w) = &l.write {
+        v["ns"] = json!(w.ns.to_string());
+        v["key"] = json!(w.key.to_string());
+        v["op"] = json!(if w.value.is_some() { "put" } else { "delete" });
+        v["value"] = w.value.clone().unwrap_or(Value::Null);
+        v["written_at"] = json!(w.written_at.0);
+    }
+    if let Some(raw) = &l.raw {
+        v["raw"] = json!(raw);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_configured_bearer_token_opens_the_admin_routes() {
+        let t = Some("s3cret");
+        assert_eq!(authorize(Some("Bearer s3cret"), t), Ok(()));
+        assert_eq!(authorize(Some("  bearer  s3cret "), t), Ok(()));
+        assert_eq!(authorize(None, None), Err(RequestError::AdminDisabled));
+        assert_eq!(
+            authorize(Some("Bearer "), Some("")),
+            Err(RequestError::AdminDisabled)
+        );
+        for wrong in [
+            None,
+            Some("Bearer s3cre"),
+            Some("Basic s3cret"),
+            Some("s3cret"),
+        ] {
+            assert_eq!(
+                authorize(wrong, t),
+                Err(RequestError::Unauthorized),
+                "{wrong:?}"
+            );
+        }
+        let r = RequestError::Unauthorized.reply();
+        assert_eq!(
+            (r.status, r.header("www-authenticate")),
+            (401, Some("Bearer"))
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! The `/metrics` counters: their names, how they are kept in the store, and the Prometheus
+//! text that shows them with the flush gauges.
+//!
+//! A Spin instance lives for one request, so in-memory counters would always read zero.
+//! Each request counts in memory while it runs; after its response is sent it adds its counts
+//! to `m:count:{name}` records ([`add_to_store`]) with a read-modify-write per counter. Spin KV
+//! has no increment, so concurrent requests can overwrite each other's additions: the
+//! counters are approximate (they undercount under concurrency, never overcount) and are best
+//! read as rates. Fresh hits, the most frequent event, are sampled by the gateway
+//! (`metrics_hit_sample`). The gauges (entries, buffered writes, flush figures) are exact:
+//! they come from the store's keys and the flush state record ([`crate::delivery::state::stats`]).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::delivery::state::FlushStats;
+use crate::serve::Event;
+use crate::store::{KvStore, StoreError};
+use crate::stored::kv_key::{KvKey, META_PREFIX};
+
+/// Cache hits (fresh entries served).
+pub const HITS: &str = "hits";
+/// Misses (origin asked).
+pub const MISSES: &str = "misses";
+/// Stale entries served.
+pub const STALE: &str = "stale";
+/// Negative entries served.
+pub const NEGATIVE_HITS: &str = "negative_hits";
+/// Origin fetches (fills and revalidations).
+pub const ORIGIN_FETCHES: &str = "origin_fetches";
+/// Total origin fetch time in milliseconds.
+pub const ORIGIN_FETCH_MS: &str = "origin_fetch_ms";
+/// Writes accepted into the buffer.
+pub const WRITES_BUFFERED: &str = "writes_buffered";
+const ERROR_PREFIX: &str = "error.";
+
+/// The counter a request event adds to.
+#[must_use]
+pub fn of_event(event: Event) -> &'static str {
+    match event {
+        Event::Hit => HITS,
+        Event::NegativeHit => NEGATIVE_HITS,
+        Event::Stale => STALE,
+        Event::Miss => MISSES,
+        Event::WriteBuffered => WRITES_BUFFERED,
+    }
+}
+
+/// The counter of error replies with `code`.
+#[must_use]
+pub fn of_error(code: &str) -> String {
+    format!("{ERROR_PREFIX}{code}")
+}
+
+fn parse(bytes: Option<Vec<u8>>) -> u64 {
+    bytes
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// Adds `pending` to the stored counters, best effort: a counter whose store call fails is
+/// skipped.
+pub fn add_to_store(store: &mut impl KvStore, pending: BTreeMap<String, u64>) {
+    for (name, n) in pending {
+        let key = KvKey::Counter(name).render();
+        let old = parse(store.get(&key).ok().flatten());
+        let _ = store.set(&key, old.saturating_add(n).to_string().as_bytes());
+    }
+}
+
+/// Every stored counter by name (unreadable values count as 0).
+pub fn load(store: &mut impl KvStore) -> Result<BTreeMap<String, u64>, StoreError> {
+    let counter_prefix = KvKey::Counter(String::new()).render();
+    let mut counters = BTreeMap::new();
+    for key in store.get_keys()? {
+        if !key.starts_with(META_PREFIX) {
+            continue;
+        }
+        let Some(name) = key.strip_prefix(&counter_prefix) else {
+            continue;
+        };
+        counters.insert(name.to_owned(), parse(store.get(&key)?));
+    }
+    Ok(counters)
+}
+
+/// The Prometheus text exposition (format 0.0.4) of `counters` and `stats`.
+#[must_use]
+pub fn render(counters: &BTreeMap<String, u64>, stats: &FlushStats) -> String {
+    let get = |n: &str| counters.get(n).copied().unwrap_or(0);
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    };
+    counter("cache_hits_total", "Fresh entries served.", get(HITS));
+    counter(
+        "cache_misses_total",
+        "Reads that asked the DB API.",
+        get(MISSES),
+    );
+    counter("cache_stale_total", "Stale entries served.", get(STALE));
+    counter(
+        "cache_negative_hits_total",
+        "Negative entries served.",
+        get(NEGATIVE_HITS),
+    );
+    counter(
+        "cache_writes_buffered_total",
+        "Writes accepted into the buffer.",
+        get(WRITES_BUFFERED),
+    );
+    let fetches = get(ORIGIN_FETCHES);
+    let ms = get(ORIGIN_FETCH_MS);
+    let _ = writeln!(
+        out,
+        "# HELP cache_origin_fetch_seconds Time spent fetching from the DB API.\n\
+         # TYPE cache_origin_fetch_seconds summary\n\
+         cache_origin_fetch_seconds_sum {}.{:03}\ncache_origin_fetch_seconds_count {fetches}",
+        ms / 1000,
+        ms % 1000
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cache_errors_total Error responses by code.\n# TYPE cache_errors_total counter"
+    );
+    for (name, v) in counters
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(ERROR_PREFIX)?, v)))
+    {
+        let _ = writeln!(out, "cache_errors_total{{kind=\"{name}\"}} {v}");
+    }
+    let mut gauge = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    };
+    gauge(
+        "cache_entries",
+        "Cache entries in the store.",
+        stats.entries as u64,
+    );
+    gauge(
+        "cache_buffered_writes",
+        "Writes waiting for the flush.",
+        stats.buffered_writes as u64,
+    );
+    gauge(
+        "cache_dead_letters",
+        "Writes the DB API refused.",
+        stats.dead_letters as u64,
+    );
+    // The flush figures of `/admin/stats`, for scraping.
+    gauge(
+        "cache_buffered_bytes",
+        "Bytes of buffered writes, as of the last flush run.",
+        stats.buffered_bytes,
+    );
+    gauge(
+        "cache_oldest_buffered_age_seconds",
+        "Age of the oldest write waiting for the flush (0 when none).",
+        stats.oldest_buffered_age_ms.unwrap_or(0) / 1000,
+    );
+    gauge(
+        "cache_sealed_batches",
+        "Batches sealed and waiting for the DB API's answer.",
+        stats.sealed_batches as u64,
+    );
+    gauge(
+        "cache_flush_consecutive_failures",
+        "Flush runs that failed in a row.",
+        u64::from(stats.state.failures),
+    );
+    gauge(
+        "cache_flush_last_run_timestamp_seconds",
+        "When the last flush run ended (0: never).",
+        stats.state.last_run_at.map_or(0, |t| t.0 / 1000),
+    );
+    gauge(
+        "cache_flush_last_success_timestamp_seconds",
+        "When a flush run last delivered everything it tried (0: never).",
+        stats.state.last_success_at.map_or(0, |t| t.0 / 1000),
+    );
+    gauge(
+        "cache_flush_next_retry_timestamp_seconds",
+        "No batch is sent before this time (0: no backoff).",
+        stats.state.next_attempt_at.map_or(0, |t| t.0 / 1000),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[test]
+    fn counts_add_up_in_the_store_and_render_with_the_gauges() {
+        let mut store = MemoryStore::new();
+        store.set("m:count:hits", b"garbage").unwrap();
+        let pending = |pairs: &[(&str, u64)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect::<BTreeMap<_, _>>()
+        };
+        add_to_store(
+            &mut store,
+            pending(&[(HITS, 16), (&of_error("bad_key"), 1)]),
+        );
+        add_to_store(&mut store, pending(&[(HITS, 16), (ORIGIN_FETCH_MS, 1_234)]));
+        let counters = load(&mut store).unwrap();
+        assert_eq!(counters.get(HITS), Some(&32));
+        let stats = FlushStats {
+            entries: 3,
+            ..FlushStats::default()
+        };
+        let text = render(&counters, &stats);
+        for line in [
+            "cache_hits_total 32",
+            "cache_misses_total 0",
+            "cache_origin_fetch_seconds_sum 1.234",
+            "cache_errors_total{kind=\"bad_key\"} 1",
+            "cache_entries 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! Replies as data, and the one table from request errors to statuses.
+//!
+//! A [`Reply`] is everything the HTTP layer sends: status, headers, body. [`RequestError`]
+//! covers every way a request to the gateway's routes ends in an error (item routes,
+//! `/healthz`, `/metrics`, `/admin/*`);
+//! [`RequestError::reply`] is the only place such an error becomes a status, a code and a
+//! JSON body `{"error": "<code>", "message": "…"}`.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::config::ConfigError;
+use crate::entry::Entry;
+use crate::key::KeyError;
+use crate::serve::policy;
+use crate::stamp::Stamp;
+use crate::store::StoreError;
+use crate::time::UnixMillis;
+
+/// How the answer relates to the cache, for `X-Cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Served from a fresh entry (or one a concurrent request just filled).
+    Hit,
+    /// Fetched from the origin.
+    Miss,
+    /// Served from a stale entry (revalidating, or because the origin failed).
+    Stale,
+    /// Served from a negative entry.
+    Negative,
+}
+
+impl CacheStatus {
+    /// The `X-Cache` value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Stale => "STALE",
+            CacheStatus::Negative => "NEGATIVE",
+        }
+    }
+}
+
+/// An HTTP answer as data.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// For reads served from the cache or the origin: how (also in `X-Cache`).
+    pub cache: Option<CacheStatus>,
+    /// Headers, lowercase names.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// For error replies: the code and message (counted and logged by the caller).
+    pub error: Option<(&'static str, String)>,
+}
+
+impl Reply {
+    /// The value of header `name`, if set.
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A JSON reply.
+    #[must_use]
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type", "application/json".to_owned())],
+            body: body.into(),
+            ..Reply::default()
+        }
+    }
+}
+
+/// Everything that ends a request with an error status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// 400: a bad namespace or key.
+    BadKey(KeyError),
+    /// 400: the body is not JSON.
+    BadJson(String),
+    /// 400: anything else malformed.
+    BadRequest(String),
+    /// 404: no such item (the origin said so, or it was deleted).
+    NotFound,
+    /// 404: no such route.
+    NoRoute,
+    /// 405, with the allowed methods.
+    MethodNotAllowed(&'static str),
+    /// 411: a write without `Content-Length`.
+    LengthRequired,
+    /// 413: the value is too large.
+    TooLarge(String),
+    /// 412: `If-Match` did not match, or `If-None-Match` did.
+    PreconditionFailed,
+    /// 415: a write whose body is not declared JSON (or, for `PATCH`, a merge patch); the
+    /// media types accepted.
+    UnsupportedMediaType(&'static str),
+    /// 503 with `Retry-After`: the write buffer is full.
+    Backpressure {
+        /// Which bound.
+        reason: &'static str,
+        /// Suggested wait.
+        retry_after: Duration,
+    },
+    /// 502: the DB API failed or answered something unusable.
+    Origin(String),
+    /// 504: the DB API timed out.
+    OriginTimeout(String),
+    /// The DB API refused the caller (401/403 are passed through, never cached).
+    OriginRefused(u16),
+    /// 500: the configuration is invalid.
+    Config(ConfigError),
+    /// 500 (or 503 when full): the key-value store failed.
+    Store(StoreError),
+    /// 500: an entry or record could not be encoded.
+    Internal(String),
+    /// 403: the admin routes are closed (`admin_token` unset).
+    AdminDisabled,
+    /// 401 with `WWW-Authenticate: Bearer`: no or a wrong admin token.
+    Unauthorized,
+    /// 400: an admin route's stamp does not parse.
+    BadStamp(String),
+    /// 404: no dead letter with that stamp.
+    NoDeadLetter(String),
+    /// 409: a dead letter holds only unreadable text.
+    NothingToResend(String),
+    /// 500: a stored record does not decode.
+    RecordUnreadable(String),
+    /// 500: the DB API client cannot be built from the configuration.
+    DbConfig(String),
+    /// 503: the store failed during an admin operation.
+    StoreUnavailable(StoreError),
+}
+
+impl From<StoreError> for RequestError {
+    fn from(e: StoreError) -> Self {
+        RequestError::Store(e)
+    }
+}
+
+impl From<KeyError> for RequestError {
+    fn from(e: KeyError) -> Self {
+        RequestError::BadKey(e)
+    }
+}
+
+impl From<ConfigError> for RequestError {
+    fn from(e: ConfigError) -> Self {
+        RequestError::Config(e)
+    }
+}
+
+impl RequestError {
+    /// Status, code and message: the one table.
+    #[must_use]
+    pub fn parts(&self) -> (u16, &'static str, String) {
+        match self {
+            RequestError::BadKey(e) => (400, "bad_key", e.to_string()),
+            RequestError::BadJson(m) => (400, "bad_json", format!("body is not valid JSON: {m}")),
+            RequestError::BadRequest(m) => (400, "bad_request", m.clone()),
+            RequestError::NotFound => (404, "not_found", "no such item".to_owned()),
+            RequestError::NoRoute => (404, "not_found", "no such route".to_owned()),
+            RequestError::MethodNotAllowed(allow) => (
+                405,
+                "method_not_allowed",
+                format!("allowed methods: {allow}"),
+            ),
+            RequestError::LengthRequired => (
+                411,
+                "length_required",
+                "a write needs a Content-Length".to_owned(),
+            ),
+            RequestError::TooLarge(m) => (413, "too_large", m.clone()),
+            RequestError::PreconditionFailed => (
+                412,
+                "precondition_failed",
+                "If-Match does not match the current ETag, or If-None-Match does".to_owned(),
+            ),
+            RequestError::UnsupportedMediaType(accepted) => (
+                415,
+                "unsupported_media_type",
+                format!("this write must be sent as {accepted}"),
+            ),
+            RequestError::Backpressure { reason, .. } => (
+                503,
+                "backpressure",
+                format!("the write buffer is full ({reason}); retry later"),
+            ),
+            RequestError::Origin(m) => (502, "origin_error", m.clone()),
+            RequestError::OriginTimeout(m) => (504, "origin_timeout", m.clone()),
+            RequestError::OriginRefused(s) => (
+                *s,
+                "origin_refused",
+                format!("the DB API refused the request with {s}"),
+            ),
+            RequestError::Config(e) => (500, "config_invalid", e.to_string()),
+            RequestError::Store(StoreError::Full) => {
+                (503, "store_full", "the key-value store is full".to_owned())
+            }
+            RequestError::Store(e) => (500, "store_error", e.to_string()),
+            RequestError::Internal(m) => (500, "internal", m.clone()),
+            RequestError::AdminDisabled => (
+                403,
+                "admin_disabled",
+                "admin routes are disabled: set the admin_token variable".to_owned(),
+            ),
+            RequestError::Unauthorized => (
+                401,
+                "unauthorized",
+                "missing or wrong Authorization: Bearer token".to_owned(),
+            ),
+            RequestError::BadStamp(m) => (400, "bad_stamp", m.clone()),
+            RequestError::NoDeadLetter(m) => (404, "not_found", m.clone()),
+            RequestError::NothingToResend(m) => (409, "nothing_to_resend", m.clone()),
+            RequestError::RecordUnreadable(m) => (500, "record_unreadable", m.clone()),
+            RequestError::DbConfig(m) => (500, "config_invalid", m.clone()),
+            RequestError::StoreUnavailable(e) => (503, "store_unavailable", e.to_string()),
+        }
+    }
+
+    /// The error reply: JSON body, `Cache-Control: no-store`, and `Allow` or `Retry-After`
+    /// where the error calls for one.
+    #[must_use]
+    pub fn reply(&self) -> Reply {
+        let (status, code, message) = self.parts();
+        let body = json!({ "error": code, "message": message });
+        let mut headers = vec![
+            ("content-type", "application/json".to_owned()),
+            ("cache-control", "no-store".to_owned()),
+        ];
+        match self {
+            RequestError::MethodNotAllowed(allow) => headers.push(("allow", (*allow).to_owned())),
+            RequestError::Backpressure { retry_after, .. } => {
+                headers.push(("retry-after", retry_after.as_secs().max(1).to_string()));
+            }
+            RequestError::Store(StoreError::Full) => headers.push(("retry-after", "1".to_owned())),
+            RequestError::Unauthorized => headers.push(("www-authenticate", "Bearer".to_owned())),
+            _ => {}
+        }
+        Reply {
+            status,
+            cache: None,
+            headers,
+            body: body.to_string().into_bytes(),
+            error: Some((code, message)),
+        }
+    }
+}
+
+/// Serves an entry: the value (200), 304 when `if_none_match` matches, or 404 for a
+/// negative entry or tombstone; with `X-Cache`, `ETag`, `Age`, `Cache-Control` and, while
+/// the entry holds unflushed writes, `X-Sync: pending` and `X-Dirty-Age`.
+#[must_use]
+pub fn entry(
+    entry: &Entry,
+    status: CacheStatus,
+    if_none_match: Option<&str>,
+    now: UnixMillis,
+) -> Reply {
+    let mut headers = vec![
+        ("x-cache", status.as_str().to_owned()),
+        ("age", policy::age_secs(entry, now).to_string()),
+        ("cache-control", policy::cache_control(entry, now).render()),
+    ];
+    if let Some(d) = entry.dirty {
+        headers.push(("x-sync", "pending".to_owned()));
+        headers.push((
+            "x-dirty-age",
+            now.saturating_since(d.since).as_secs().to_string(),
+        ));
+    }
+    let reply = |status_code, headers, body| Reply {
+        status: status_code,
+        cache: Some(status),
+        headers,
+        body,
+        error: None,
+    };
+    let Some(body) = entry.body() else {
+        let body = json!({ "error": "not_found", "message": "no such item" });
+        headers.push(("content-type", "application/json".to_owned()));
+        return reply(404, headers, body.to_string().into_bytes());
+    };
+    if let Some(etag) = &entry.etag {
+        headers.push(("etag", etag.clone()));
+        if if_none_match.is_some_and(|inm| etag_list_matches(inm, etag)) {
+            return reply(304, headers, Vec::new());
+        }
+    }
+    headers.push(("content-type", "application/json".to_owned()));
+    reply(200, headers, body.to_vec())
+}
+
+/// Proof that a write's buffer record is stored: only `serve::store_record` makes one,
+/// and [`accepted`] needs one, so no `202` can be built before the record is durable.
+#[derive(Debug)]
+pub struct Buffered {
+    pub(super) stamp: Stamp,
+}
+
+/// `202 Accepted` for a buffered write: its ETag (`"w{stamp}"`) and `X-Sync: pending`.
+#[must_use]
+pub fn accepted(buffered: Buffered) -> Reply {
+    let etag = format!("\"w{}\"", buffered.stamp);
+    let body = json!({ "status": "accepted", "etag": etag });
+    let mut reply = Reply::json(202, body.to_string());
+    reply.headers.push(("etag", etag));
+    reply.headers.push(("x-sync", "pending".to_owned()));
+    reply
+}
+
+/// Whether a comma-separated `If-None-Match` list names `etag` (or is `*`).
+/// Weak comparison: `W/` prefixes are ignored.
+#[must_use]
+pub fn etag_list_matches(list: &str, etag: &str) -> bool {
+    let strip = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    let want = strip(etag);
+    list.split(',').any(|t| t.trim() == "*" || strip(t) == want)
+}
+
+/// Whether a comma-separated `If-Match` list names `etag` (or is `*`).
+/// Strong comparison: a weak tag on either side never matches.
+#[must_use]
+pub fn etag_list_matches_strong(list: &str, etag: &str) -> bool {
+    let want = etag.trim();
+    list.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || (t == want && !want.starts_with("W/")))
+}

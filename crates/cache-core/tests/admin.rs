@@ -1,0 +1,91 @@
+//! The admin operations (`cache_core::admin`) against `MemoryStore` and the fake DB API.
+
+mod common;
+
+use cache_core::admin;
+use cache_core::delivery::dlq;
+use cache_core::serve::Reply;
+use common::{TestClock, World};
+use serde_json::{json, Value};
+
+fn body(r: &Reply) -> Value {
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+fn flush(w: &mut World) -> Reply {
+    let mut clock = TestClock::at(w.now);
+    admin::flush(&mut w.store, &mut w.db, &mut clock, 7, "admin-test", &w.cfg).unwrap()
+}
+
+#[test]
+fn flush_answers_the_tick_report_and_stats_the_state() {
+    let mut w = World::new();
+    w.write("a", Some(json!(1)));
+    let stats = admin::stats(&mut w.store, w.now).unwrap();
+    assert_eq!(body(&stats)["buffered_writes"], 1);
+    let r = flush(&mut w);
+    assert_eq!(
+        (r.status, r.header("cache-control")),
+        (200, Some("no-store"))
+    );
+    let b = body(&r);
+    assert_eq!(b["outcome"], "delivered");
+    assert_eq!(b["items"]["applied"], 1);
+    assert_eq!(b["sweep"]["remaining"], 1);
+    let stats = body(&admin::stats(&mut w.store, w.now).unwrap());
+    assert_eq!(
+        (&stats["buffered_writes"], &stats["last_flush"]["outcome"]),
+        (&json!(0), &json!("delivered"))
+    );
+}
+
+#[test]
+fn dead_letters_are_listed_retried_and_discarded() {
+    let mut w = World::new();
+    w.db.poison.insert("bad".into());
+    w.write("bad", Some(json!(1)));
+    flush(&mut w);
+    let list = body(&admin::dead_letters(&mut w.store).unwrap());
+    let stamp = list["dead_letters"][0]["stamp"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(list["dead_letters"][0]["key"], "bad");
+
+    let r = admin::retry(&mut w.store, &stamp).unwrap();
+    assert_eq!(body(&r)["status"], "requeued");
+    assert_eq!(w.count("w:"), 1);
+    let missing = admin::retry(&mut w.store, &stamp).unwrap_err().reply();
+    assert_eq!(
+        (missing.status, body(&missing)["error"].as_str()),
+        (404, Some("not_found"))
+    );
+
+    flush(&mut w);
+    let r = admin::discard(&mut w.store, &stamp).unwrap();
+    assert_eq!(body(&r)["status"], "discarded");
+    assert!(dlq::list(&mut w.store).unwrap().letters.is_empty());
+    let again = admin::discard(&mut w.store, &stamp).unwrap_err().reply();
+    assert_eq!(again.status, 404);
+    let bad = admin::discard(&mut w.store, "nope").unwrap_err().reply();
+    assert_eq!(
+        (bad.status, body(&bad)["error"].as_str()),
+        (400, Some("bad_stamp"))
+    );
+}
+
+#[test]
+fn a_failing_store_is_a_503() {
+    let mut w = World::new();
+    w.write("a", Some(json!(1)));
+    w.store.crash_after_mutations(0);
+    let mut clock = TestClock::at(w.now);
+    let e = admin::flush(&mut w.store, &mut w.db, &mut clock, 7, "o", &w.cfg).unwrap_err();
+    let r = e.reply();
+    assert_eq!(
+        (r.status, body(&r)["error"].as_str()),
+        (503, Some("store_unavailable"))
+    );
+    let r = admin::stats(&mut w.store, w.now).unwrap_err().reply();
+    assert_eq!(r.status, 503);
+}
