@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use cache_core::config::{parse_duration, CacheConfig};
+use cache_core::config::CacheConfig;
 use cache_core::contract::{BatchRequest, BatchResponse, BATCH_PATH, IDEMPOTENCY_KEY_HEADER};
 use cache_core::db::{parse_batch_answer, DbApi, SendError};
 use cache_core::serve::origin::{ItemAnswer, ItemRead, Origin, Unanswered};
@@ -28,12 +28,6 @@ use spin_sdk::wit::wasi::http0_2_0::types::{
     ErrorCode, Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions,
     Scheme,
 };
-
-/// The Spin variable holding the per-request timeout (`10s` when unset).
-pub const FLUSH_TIMEOUT_VAR: &str = "flush_timeout";
-
-/// The timeout when `flush_timeout` is unset.
-pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bytes written to the request body stream per call (the WASI limit for blocking writes).
 const WRITE_CHUNK: usize = 4096;
@@ -61,20 +55,9 @@ impl std::fmt::Display for DbConfigError {
 impl std::error::Error for DbConfigError {}
 
 impl HttpDb {
-    /// The DB API of `cfg`, with the `flush_timeout` variable (a variable that is not
-    /// declared for the component counts as unset).
+    /// The DB API of `cfg`, with its `flush_timeout`.
     pub fn from_config(cfg: &CacheConfig) -> Result<HttpDb, DbConfigError> {
-        let timeout = match spin_sdk::variables::get(FLUSH_TIMEOUT_VAR) {
-            Ok(v) if !v.trim().is_empty() => parse_duration(v.trim())
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    DbConfigError(format!(
-                        "{FLUSH_TIMEOUT_VAR}: expected a duration like 10s or 500ms, got {v:?}"
-                    ))
-                })?,
-            _ => DEFAULT_FLUSH_TIMEOUT,
-        };
-        HttpDb::new(&cfg.db_api_url, cfg.db_api_token.clone(), timeout)
+        HttpDb::new(&cfg.db_api_url, cfg.db_api_token.clone(), cfg.flush_timeout)
     }
 
     /// The DB API at `url` (`http://` or `https://`, optionally with a base path).

@@ -9,6 +9,7 @@
 //! it does not load there, so their build (`spin.cloud.toml`) leaves the feature out and the
 //! core's read-compare-write fallback is used.
 
+use cache_core::config::CacheConfig;
 use cache_core::store::{KvStore, StoreError};
 use spin_sdk::key_value::{Error, Store};
 
@@ -35,14 +36,11 @@ impl SpinKv {
         })
     }
 
-    /// Opens the store named by the `kv_store` variable, `default` when it is unset or
-    /// undeclared (the only label Fermyon Cloud and Akamai Functions offer). The label must
-    /// also be listed in the component's `key_value_stores`.
-    pub fn open_configured() -> Result<SpinKv, StoreError> {
-        let label = spin_sdk::variables::get("kv_store")
-            .ok()
-            .filter(|l| !l.trim().is_empty());
-        SpinKv::open(label.as_deref().unwrap_or("default"))
+    /// Opens the store named by `cfg.kv_store` (`default` unless configured, the only label
+    /// Fermyon Cloud and Akamai Functions offer). The label must also be listed in the
+    /// component's `key_value_stores`.
+    pub fn open_configured(cfg: &CacheConfig) -> Result<SpinKv, StoreError> {
+        SpinKv::open(&cfg.kv_store)
     }
 }
 

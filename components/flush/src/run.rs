@@ -20,7 +20,7 @@ use spin_adapters::{config, kv::SpinKv};
 pub fn on_tick() -> Result<(), String> {
     let cfg = config::load().map_err(|e| format!("configuration: {e}"))?;
     let mut db = HttpDb::from_config(&cfg).map_err(|e| format!("configuration: {e}"))?;
-    let mut store = SpinKv::open_configured().map_err(|e| format!("key-value store: {e}"))?;
+    let mut store = SpinKv::open_configured(&cfg).map_err(|e| format!("key-value store: {e}"))?;
     let owner = format!("cron-{:016x}", env::random_u64());
     let rand = env::random_u64();
     let report = tick::tick(&mut store, &mut db, &mut WallClock, rand, &owner, &cfg)

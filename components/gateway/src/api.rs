@@ -46,8 +46,8 @@ fn healthz(req: Request, _: Params) -> anyhow::Result<Response> {
         return Ok(respond::error(&RequestError::MethodNotAllowed("GET")));
     }
     let check = || -> Result<(), RequestError> {
-        config::load()?;
-        let mut kv = SpinKv::open_configured()?;
+        let cfg = config::load()?;
+        let mut kv = SpinKv::open_configured(&cfg)?;
         kv.set("m:health", b"ok")?;
         match kv.get("m:health")?.as_deref() {
             Some(b"ok") => Ok(()),
@@ -89,7 +89,7 @@ fn item_inner(req: &Request, params: &Params) -> Result<Response, RequestError> 
     let authorization = header("authorization");
     let rand = env::random_u64();
     let outcome = if method == Method::Get {
-        let mut kv = SpinKv::open_configured()?;
+        let mut kv = SpinKv::open_configured(&cfg)?;
         let get = GetRequest {
             key,
             authorization,
@@ -111,7 +111,7 @@ fn item_inner(req: &Request, params: &Params) -> Result<Response, RequestError> 
             if_none_match: header("if-none-match"),
             authorization,
         };
-        let mut kv = SpinKv::open_configured()?;
+        let mut kv = SpinKv::open_configured(&cfg)?;
         serve::write(
             &mut kv,
             &mut DbOrigin(&cfg),
@@ -220,25 +220,25 @@ fn admin_routes(router: &mut Router) {
         admin_route(&req, (Method::Post, "POST"), admin_flush)
     });
     router.any("/admin/stats", |req: Request, _: Params| {
-        admin_route(&req, (Method::Get, "GET"), |_| {
-            admin::stats(&mut admin_store()?, env::now())
+        admin_route(&req, (Method::Get, "GET"), |cfg| {
+            admin::stats(&mut admin_store(cfg)?, env::now())
         })
     });
     router.any("/admin/dlq", |req: Request, _: Params| {
-        admin_route(&req, (Method::Get, "GET"), |_| {
-            admin::dead_letters(&mut admin_store()?)
+        admin_route(&req, (Method::Get, "GET"), |cfg| {
+            admin::dead_letters(&mut admin_store(cfg)?)
         })
     });
     router.any("/admin/dlq/:stamp/retry", |req: Request, p: Params| {
         let stamp = p.get("stamp").unwrap_or_default();
-        admin_route(&req, (Method::Post, "POST"), |_| {
-            admin::retry(&mut admin_store()?, stamp)
+        admin_route(&req, (Method::Post, "POST"), |cfg| {
+            admin::retry(&mut admin_store(cfg)?, stamp)
         })
     });
     router.any("/admin/dlq/:stamp", |req: Request, p: Params| {
         let stamp = p.get("stamp").unwrap_or_default();
-        admin_route(&req, (Method::Delete, "DELETE"), |_| {
-            admin::discard(&mut admin_store()?, stamp)
+        admin_route(&req, (Method::Delete, "DELETE"), |cfg| {
+            admin::discard(&mut admin_store(cfg)?, stamp)
         })
     });
 }
@@ -264,13 +264,13 @@ fn admin_route(
     Ok(respond::http(result.unwrap_or_else(|e| e.reply())))
 }
 
-fn admin_store() -> Result<SpinKv, RequestError> {
-    SpinKv::open_configured().map_err(RequestError::StoreUnavailable)
+fn admin_store(cfg: &CacheConfig) -> Result<SpinKv, RequestError> {
+    SpinKv::open_configured(cfg).map_err(RequestError::StoreUnavailable)
 }
 
 fn admin_flush(cfg: &CacheConfig) -> Result<Reply, RequestError> {
     let mut db = HttpDb::from_config(cfg).map_err(|e| RequestError::DbConfig(e.to_string()))?;
-    let mut store = admin_store()?;
+    let mut store = admin_store(cfg)?;
     let owner = format!("admin-{:016x}", env::random_u64());
     let rand = env::random_u64();
     admin::flush(&mut store, &mut db, &mut WallClock, rand, &owner, cfg)

@@ -31,7 +31,7 @@ pub async fn run_all() {
             Deferred::Revalidate { key, authorization } => {
                 let run = || -> Result<(), RequestError> {
                     let cfg = config::load()?;
-                    let mut kv = SpinKv::open_configured()?;
+                    let mut kv = SpinKv::open_configured(&cfg)?;
                     serve::revalidate(
                         &mut kv,
                         &mut api::DbOrigin(&cfg),

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use cache_core::counters;
 use cache_core::delivery::state;
 use cache_core::serve::{Event, RequestError};
-use spin_adapters::{env, kv::SpinKv};
+use spin_adapters::{config, env, kv::SpinKv};
 use spin_sdk::http::{Params, Request, Response};
 
 use crate::respond;
@@ -67,7 +67,12 @@ pub fn persist() {
     if pending.is_empty() {
         return;
     }
-    if let Ok(mut kv) = SpinKv::open_configured() {
+    // Without a valid configuration there is no store to count in (the request itself was
+    // answered 500 naming the variable).
+    let Ok(cfg) = config::load() else {
+        return;
+    };
+    if let Ok(mut kv) = SpinKv::open_configured(&cfg) {
         counters::add_to_store(&mut kv, pending);
     }
 }
@@ -75,7 +80,8 @@ pub fn persist() {
 /// `GET /metrics`.
 pub fn handle(_: Request, _: Params) -> anyhow::Result<Response> {
     let render = || -> Result<String, RequestError> {
-        let mut kv = SpinKv::open_configured()?;
+        let cfg = config::load()?;
+        let mut kv = SpinKv::open_configured(&cfg)?;
         let counts = counters::load(&mut kv)?;
         let stats = state::stats(&mut kv, env::now())?;
         Ok(counters::render(&counts, &stats))

@@ -25,7 +25,9 @@
 //! | `flush_max_attempts`    | `20`             | attempts before a batch is dead-lettered         |
 //! | `flush_retry_base`      | `1s`             | first retry delay                                |
 //! | `flush_retry_max`       | `300s`           | largest retry delay                              |
+//! | `flush_timeout`         | `10s`            | connect/first-byte/between-bytes, batch request  |
 //! | `lease_ttl`             | `60s`            | how long a flush run holds the lease             |
+//! | `kv_store`              | `default`        | the key-value store label                        |
 //! | `admin_token`           | unset            | bearer token for `/admin` routes                 |
 //! | `metrics_hit_sample`    | `16`             | count fresh hits one in N (adding N)             |
 //!
@@ -91,6 +93,10 @@ pub mod var {
     pub const FLUSH_RETRY_MAX: &str = "flush_retry_max";
     /// Lease lifetime.
     pub const LEASE_TTL: &str = "lease_ttl";
+    /// Timeout of a batch request to the DB API.
+    pub const FLUSH_TIMEOUT: &str = "flush_timeout";
+    /// The key-value store label.
+    pub const KV_STORE: &str = "kv_store";
     /// Admin bearer token.
     pub const ADMIN_TOKEN: &str = "admin_token";
     /// Sampling of the hit counter.
@@ -156,6 +162,10 @@ pub struct CacheConfig {
     pub flush_retry_max: Duration,
     /// How long a flush run holds the lease.
     pub lease_ttl: Duration,
+    /// Connect, first-byte and between-bytes timeout of a batch request.
+    pub flush_timeout: Duration,
+    /// The key-value store label (also listed in the component's `key_value_stores`).
+    pub kv_store: String,
     /// Bearer token for the admin routes.
     pub admin_token: Option<String>,
     /// Fresh hits are counted one in this many (each counted one adds this many), so that
@@ -187,6 +197,8 @@ impl fmt::Debug for CacheConfig {
             .field("flush_retry_base", &self.flush_retry_base)
             .field("flush_retry_max", &self.flush_retry_max)
             .field("lease_ttl", &self.lease_ttl)
+            .field("flush_timeout", &self.flush_timeout)
+            .field("kv_store", &self.kv_store)
             .field("admin_token", &redact(&self.admin_token))
             .field("metrics_hit_sample", &self.metrics_hit_sample)
             .finish()
@@ -313,6 +325,8 @@ impl CacheConfig {
             flush_retry_base: r.duration(var::FLUSH_RETRY_BASE, Duration::from_secs(1))?,
             flush_retry_max: r.duration(var::FLUSH_RETRY_MAX, Duration::from_secs(300))?,
             lease_ttl: r.duration(var::LEASE_TTL, Duration::from_secs(60))?,
+            flush_timeout: r.duration(var::FLUSH_TIMEOUT, Duration::from_secs(10))?,
+            kv_store: r.raw(var::KV_STORE).unwrap_or_else(|| "default".to_owned()),
             admin_token: r.raw(var::ADMIN_TOKEN),
             metrics_hit_sample: u64::try_from(r.count(
                 var::METRICS_HIT_SAMPLE,
@@ -348,6 +362,9 @@ impl CacheConfig {
         }
         if self.lease_ttl.is_zero() {
             return Err(invalid(var::LEASE_TTL, "must be greater than zero"));
+        }
+        if self.flush_timeout.is_zero() {
+            return Err(invalid(var::FLUSH_TIMEOUT, "must be greater than zero"));
         }
         if self.max_buffered_bytes == 0 {
             return Err(invalid(

@@ -80,7 +80,7 @@ use crate::envelope::{self, EnvelopeError};
 use crate::key::CacheKey;
 use crate::serve::merge_patch::merge_patch;
 use crate::serve::read::{apply_origin, plan_read, OriginApply, ReadPlan};
-use crate::stamp::{Stamp, StampGen};
+use crate::stamp::Stamp;
 use crate::store::KvStore;
 use crate::stored::kv_key::MAX_KV_VALUE_BYTES;
 use crate::time::{Clock, UnixMillis};
@@ -423,7 +423,9 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             .store
             .get(&key.kv_key())?
             .and_then(|b| envelope::decode(&b).ok());
-        let stamp = StampGen::new(self.rand).next(now);
+        // A Spin instance serves one request, and a request makes one write: the random
+        // number is the instance id and the per-instance sequence is 0.
+        let stamp = Stamp::new(now, 0, self.rand);
         let prepared = prepare_write(key, change, current.as_ref(), stamp, now, self.cfg).map_err(
             |e| match e {
                 WriteError::TooLarge { .. }

@@ -129,9 +129,10 @@ impl fmt::Display for Stamp {
     }
 }
 
-/// Hands out strictly increasing stamps for one instance.
+/// Hands out strictly increasing stamps for one long-lived writer (the tests' simulated
+/// gateways and fuzz inputs; a Spin request makes one write and stamps it directly).
 ///
-/// Create one per instance (in Spin: per request) with a random id. If the clock goes
+/// Create one per writer with a random id. If the clock goes
 /// backwards the generator keeps its last millis; after 256 stamps in one millisecond it
 /// moves on to the next millisecond, so versions stay strictly increasing.
 #[derive(Debug, Clone)]

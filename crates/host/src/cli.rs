@@ -114,35 +114,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         cron: !cli.no_cron,
     };
+    let stop = shutdown_signal();
     let running = RunningApp::start(options, cli.listen, run).await?;
     for line in startup_lines(&running.app, running.addr) {
         println!("{line}");
     }
-    shutdown_signal().await;
+    stop.await;
     eprintln!("Shutting down");
     running.stop().await;
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
+/// Listens for SIGINT and SIGTERM from the moment it is called (so a signal that arrives
+/// while the app is still starting is not missed); the future resolves on the first one.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
+        use tokio::signal::unix::{signal, SignalKind};
+        let listeners = signal(SignalKind::interrupt())
+            .and_then(|int| signal(SignalKind::terminate()).map(|term| (int, term)));
+        async move {
+            match listeners {
+                Ok((mut int, mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
                 Err(_) => {
                     let _ = tokio::signal::ctrl_c().await;
-                    return;
                 }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

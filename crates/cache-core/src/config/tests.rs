@@ -29,6 +29,8 @@ fn defaults_apply_when_only_the_url_is_set_and_empty_means_unset() {
     assert_eq!(cfg.flush_batch_max_items, 100);
     assert_eq!(cfg.flush_batch_max_bytes, 512 * 1024);
     assert_eq!(cfg.admin_token, None);
+    assert_eq!(cfg.flush_timeout, Duration::from_secs(10));
+    assert_eq!(cfg.kv_store, "default");
     assert_eq!(
         cfg,
         CacheConfig::with_db_api_url("https://db.example/api").unwrap()
@@ -90,6 +92,8 @@ fn invalid_values_are_refused_naming_the_variable() {
             Err("`flush_retry_max`"),
         ),
         (&[URL, ("lease_ttl", "0")], Err("`lease_ttl`")),
+        (&[URL, ("flush_timeout", "0s")], Err("`flush_timeout`")),
+        (&[URL, ("flush_timeout", "soon")], Err("`flush_timeout`")),
     ];
     for (vars, expected) in cases {
         check(vars, *expected);
