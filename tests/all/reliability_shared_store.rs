@@ -44,7 +44,7 @@ async fn instance(dir: &TempDir, redis: &str, vars: &[(String, String)]) -> Runn
 }
 
 /// `hosts` instances on one Redis store, each with its cron flush and `admin_flushers` admin
-/// flush callers, writers on all of them; optionally under CPU pressure.
+/// flush callers, writers on all of them; optionally under CPU pressure. `None` when skipped.
 async fn shared_store(
     scenario: &str,
     redis_db: u8,
@@ -52,10 +52,10 @@ async fn shared_store(
     hosts: usize,
     admin_flushers: usize,
     pressure: bool,
-) {
+) -> Option<db_api::stats::CountersSnapshot> {
     let Ok(url) = std::env::var("CACHE_SYNC_TEST_REDIS_URL") else {
         eprintln!("skipped: CACHE_SYNC_TEST_REDIS_URL is not set");
-        return;
+        return None;
     };
     let redis = database(&url, redis_db);
     let db = Db::start().await;
@@ -97,14 +97,13 @@ async fn shared_store(
         &verdict,
     );
     verdict.assert_clean(scenario);
-    let s = db.stats();
-    assert!(s.fault_garbage_after_commit > 0, "answers were lost: {s:?}");
     assert!(dead_letters(&bases[0]).await.is_empty());
+    Some(db.stats())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hosts_on_one_redis_store_deliver_each_write_once() {
-    shared_store(
+    let s = shared_store(
         "2 hosts on one Redis store, writers and flushes on both",
         7,
         "5s",
@@ -113,6 +112,11 @@ async fn two_hosts_on_one_redis_store_deliver_each_write_once() {
         false,
     )
     .await;
+    // With a lease longer than a run, runs finish and the DB API's lost answers were met.
+    // (Runs that keep losing a short lease on a loaded machine may send too few batches.)
+    if let Some(s) = s {
+        assert!(s.fault_garbage_after_commit > 0, "answers were lost: {s:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,6 +54,7 @@ fn every_crate_is_documented_and_mapped() {
     let architecture = read("ARCHITECTURE.md");
     let crates = [
         ("crates/cache-core", "src/lib.rs"),
+        ("crates/contract", "src/lib.rs"),
         ("crates/host", "src/lib.rs"),
         ("crates/db-api", "src/lib.rs"),
         ("crates/bench", "src/main.rs"),

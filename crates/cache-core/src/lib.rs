@@ -37,7 +37,7 @@
 //!
 //! The shared vocabulary: [`key`] (validated names; percent-decoding), [`stamp`] (write
 //! order and versions), [`entry`] (a decoded cache entry), [`buffer`] (coalescing,
-//! backpressure, and the consistency model), [`contract`] (the DB API wire types and paths),
+//! backpressure, and the consistency model), [`contract`] (the DB API wire types and paths, re-exported from the `cache-sync-contract` crate),
 //! [`config`] (`CacheConfig` from Spin variables), and the traits the components implement:
 //! [`store`] ([`KvStore`], with [`MemoryStore`] for tests), [`db`] ([`DbApi`], batches),
 //! [`serve::Origin`] (item reads), [`time`] ([`Clock`] and instants); and [`hash`], a
@@ -51,7 +51,8 @@
 pub mod admin;
 pub mod buffer;
 pub mod config;
-pub mod contract;
+/// The DB API wire contract (its own crate, shared with the reference DB API).
+pub use cache_sync_contract::wire as contract;
 pub mod counters;
 pub mod db;
 pub mod delivery;

@@ -29,7 +29,7 @@ use thiserror::Error;
 use crate::time::UnixMillis;
 
 /// Length of a stamp's text form.
-pub const STAMP_HEX_LEN: usize = 32;
+pub const STAMP_HEX_LEN: usize = crate::contract::WRITE_ID_LEN;
 
 /// Largest millis a stamp holds (2^44 − 1); later instants are clamped.
 pub const MAX_STAMP_MILLIS: u64 = (1 << 44) - 1;

@@ -17,7 +17,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cache_core::contract::{
+use cache_sync_contract::wire::{
     BatchResponse, BatchWrite, ItemStatus, WriteOp, BATCH_PATH, IDEMPOTENCY_KEY_HEADER,
 };
 use serde::Deserialize;

@@ -23,7 +23,7 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
-use cache_core::contract::{ItemResult, ItemStatus};
+use cache_sync_contract::wire::{ItemResult, ItemStatus};
 
 use crate::backend::{PlannedWrite, ValidWrite};
 
@@ -35,7 +35,8 @@ type Identity = (String, String, u64, u64);
 
 fn identity(w: &ValidWrite) -> Identity {
     let mut h = DefaultHasher::new();
-    w.op.eq(&cache_core::contract::WriteOp::Delete).hash(&mut h);
+    w.op.eq(&cache_sync_contract::wire::WriteOp::Delete)
+        .hash(&mut h);
     w.value.hash(&mut h);
     (w.ns.clone(), w.key.clone(), w.version, h.finish())
 }
@@ -116,7 +117,7 @@ impl DeliveryJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cache_core::contract::WriteOp;
+    use cache_sync_contract::wire::WriteOp;
 
     fn put(key: &str, version: u64, value: &str) -> PlannedWrite {
         PlannedWrite::Write(ValidWrite {

@@ -453,7 +453,7 @@ fn garbage(kind: GarbageKind) -> Response {
 fn classify(method: &Method, path: &str) -> RouteClass {
     if path.starts_with("/v1/items/") && (method == Method::GET || method == Method::HEAD) {
         RouteClass::Read
-    } else if path == cache_core::contract::BATCH_PATH && method == Method::POST {
+    } else if path == cache_sync_contract::wire::BATCH_PATH && method == Method::POST {
         RouteClass::Batch
     } else {
         RouteClass::Other

@@ -6,7 +6,7 @@
 //! apply in one transaction with last-writer-wins by version, each write at most once by its
 //! write id (kept for `--write-id-retention`, see [`backend`]). Because an origin that never
 //! fails proves nothing about a cache's reliability, it can also be told to misbehave (see
-//! [`faults`]). The wire types are `cache_core::contract`; nothing here redefines them.
+//! [`faults`]). The wire types are `cache_sync_contract::wire`; nothing here redefines them.
 //!
 //! # Layout
 //!

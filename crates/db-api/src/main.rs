@@ -131,17 +131,9 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-/// A duration as the cache's configuration writes it, or whole days (`7d`); never zero.
+/// A duration with its unit, like `500ms`, `30s`, `5m`, `2h` or `7d`; never zero.
 fn parse_retention(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let parsed = match t.strip_suffix('d') {
-        Some(days) if !days.is_empty() && days.bytes().all(|b| b.is_ascii_digit()) => days
-            .parse::<u64>()
-            .ok()
-            .and_then(|d| d.checked_mul(86_400))
-            .map(Duration::from_secs),
-        _ => cache_core::config::parse_duration(t),
-    };
+    let parsed = humantime::parse_duration(s.trim()).ok();
     match parsed {
         Some(d) if !d.is_zero() => Ok(d),
         Some(_) => Err("the retention must be longer than zero".into()),
@@ -356,7 +348,12 @@ mod tests {
 
     #[test]
     fn the_write_id_retention_takes_durations_and_days() {
-        for (arg, secs) in [("7d", 604_800), ("2h", 7_200), ("90m", 5_400), ("45", 45)] {
+        for (arg, secs) in [
+            ("7d", 604_800),
+            ("2h", 7_200),
+            ("90m", 5_400),
+            ("1w", 604_800),
+        ] {
             let cli = parse(&["--write-id-retention", arg]).unwrap();
             assert_eq!(cli.write_id_retention, Duration::from_secs(secs), "{arg}");
         }
@@ -374,7 +371,7 @@ mod tests {
             &["--faults", "{"],
             &["--write-id-retention", "0s"],
             &["--write-id-retention", "d"],
-            &["--write-id-retention", "1w"],
+            &["--write-id-retention", "45"],
             &["--write-id-retention", "-1d"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");

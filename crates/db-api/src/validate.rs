@@ -1,6 +1,6 @@
 //! Name rules for namespaces, item keys, batch ids and write ids.
 //!
-//! Namespaces and item keys use the edge's own rules from `cache_core::key` (namespace:
+//! Namespaces and item keys use the edge's own rules from `cache_sync_contract::names` (namespace:
 //! 1–64 of `[a-z0-9_-]`; key: 1–200 bytes of UTF-8 without control characters, not `.` or
 //! `..`), so anything the cache accepts, this API stores, and anything else is refused before
 //! it reaches the database.
@@ -10,14 +10,14 @@ pub const MAX_BATCH_ID_BYTES: usize = 200;
 
 /// Checks a namespace with the cache's own rule; the error is the reason.
 pub fn namespace(ns: &str) -> Result<(), String> {
-    cache_core::key::Namespace::parse(ns)
+    cache_sync_contract::names::Namespace::parse(ns)
         .map(drop)
         .map_err(|e| e.to_string())
 }
 
 /// Checks an (already decoded) item key with the cache's own rule; the error is the reason.
 pub fn item_key(key: &str) -> Result<(), String> {
-    cache_core::key::ItemKey::parse(key)
+    cache_sync_contract::names::ItemKey::parse(key)
         .map(drop)
         .map_err(|e| e.to_string())
 }
@@ -36,10 +36,10 @@ pub fn batch_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a write id: exactly [`WRITE_ID_LEN`](cache_core::contract::WRITE_ID_LEN) lowercase
+/// Checks a write id: exactly [`WRITE_ID_LEN`](cache_sync_contract::wire::WRITE_ID_LEN) lowercase
 /// hex digits (a stamp's text form); the error is the reason.
 pub fn write_id(id: &str) -> Result<(), String> {
-    let len = cache_core::contract::WRITE_ID_LEN;
+    let len = cache_sync_contract::wire::WRITE_ID_LEN;
     if id.len() == len && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         Ok(())
     } else {

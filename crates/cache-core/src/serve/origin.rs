@@ -100,7 +100,7 @@ pub fn item_read(
     etag: Option<&str>,
 ) -> ItemRead {
     ItemRead {
-        path: item_path(key),
+        path: item_path(key.ns(), key.key()),
         authorization: authorization(cfg, client_auth),
         if_none_match: etag.map(str::to_owned),
     }

@@ -144,8 +144,8 @@ impl StoredWrite {
             WriteOp::Delete => None,
         };
         Ok(BufferedWrite {
-            ns: Namespace::parse(&self.ns)?,
-            key: ItemKey::parse(&self.key)?,
+            ns: Namespace::parse(&self.ns).map_err(KeyError::from)?,
+            key: ItemKey::parse(&self.key).map_err(KeyError::from)?,
             value,
             stamp: Stamp::parse(&self.stamp)?,
             written_at: UnixMillis(self.written_at),

@@ -32,7 +32,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use cache_core::contract::{BatchResponse, WriteOp};
+use cache_sync_contract::wire::{BatchResponse, WriteOp};
 use serde::Serialize;
 
 use crate::error::BackendError;

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cache_core::contract::{BatchResponse, ItemResult, ItemStatus, WriteOp};
+use cache_sync_contract::wire::{BatchResponse, ItemResult, ItemStatus, WriteOp};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};

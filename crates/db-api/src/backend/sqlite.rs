@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use cache_core::contract::{BatchResponse, ItemResult, ItemStatus, WriteOp};
+use cache_sync_contract::wire::{BatchResponse, ItemResult, ItemStatus, WriteOp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{

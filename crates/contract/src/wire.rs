@@ -26,6 +26,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::names::{ItemKey, Namespace};
+
 /// Header that carries the batch id, per draft-ietf-httpapi-idempotency-key-header.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 
@@ -37,8 +39,8 @@ pub const ITEMS_PATH: &str = "/v1/items";
 
 /// The DB API's path of `key`: `{ITEMS_PATH}/{ns}/{key}`, the key percent-encoded.
 #[must_use]
-pub fn item_path(key: &crate::key::CacheKey) -> String {
-    format!("{ITEMS_PATH}/{}/{}", key.ns(), key.key().to_path_segment())
+pub fn item_path(ns: &Namespace, key: &ItemKey) -> String {
+    format!("{ITEMS_PATH}/{ns}/{}", key.to_path_segment())
 }
 
 /// The item version in the DB API's `"v{version}"` ETags (weak or strong); `None` for any
@@ -52,8 +54,9 @@ pub fn version_from_etag(etag: &str) -> Option<u64> {
         .ok()
 }
 
-/// Length of a [`BatchWrite::write_id`]: lowercase hex digits, the text form of a stamp.
-pub const WRITE_ID_LEN: usize = crate::stamp::STAMP_HEX_LEN;
+/// Length of a [`BatchWrite::write_id`]: lowercase hex digits, the text form of the cache's
+/// write stamp (48-bit milliseconds, 16-bit sequence, 64-bit instance id).
+pub const WRITE_ID_LEN: usize = 32;
 
 /// What a write does to the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +141,7 @@ pub struct BatchResponse {
 /// Deserializes a present member as `Some`, even when it is JSON `null`; an absent member
 /// falls back to `None` through `#[serde(default)]`. Without this, a put of `null` would read
 /// back as a put without a value.
-pub(crate) fn present_value<'de, D>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error>
+pub fn present_value<'de, D>(deserializer: D) -> Result<Option<serde_json::Value>, D::Error>
 where
     D: serde::Deserializer<'de>,
 {
