@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cache_sync_host::RunningApp;
+use cache_sync_testkit::Manifest;
 use serde_json::{json, Value};
 
 pub use crate::support::Db;
@@ -28,76 +29,14 @@ pub fn manifest(cron: Option<&str>) -> String {
 /// [`manifest`], optionally without the gateway (faster to start: for the tests that only
 /// need the cron-triggered flush).
 pub fn manifest_with(cron: Option<&str>, with_gateway: bool) -> String {
-    let knobs = [
-        "db_api_url",
-        "db_api_token",
-        "admin_token",
-        "flush_batch_max_items",
-        "flush_batch_max_bytes",
-        "flush_max_batches",
-        "flush_max_attempts",
-        "flush_retry_base",
-        "flush_retry_max",
-        "flush_timeout",
-        "lease_ttl",
-        "max_buffered_writes",
-        "max_buffered_bytes",
-        "max_dirty_age",
-    ];
-    let declared: String = knobs
-        .iter()
-        .map(|k| format!("{k} = {{ default = \"\" }}\n"))
-        .collect();
-    let used: String = knobs
-        .iter()
-        .map(|k| format!("{k} = \"{{{{ {k} }}}}\"\n"))
-        .collect();
     // The flush component is bound to a cron trigger either way; without a schedule the
     // tests start the app with its cron scheduler off and fire the handler themselves.
-    let cron = format!(
-        "[[trigger.cron]]\ncomponent = \"flush\"\ncron_expression = \"{}\"\n",
-        cron.unwrap_or("0 0 0 1 1 *")
-    );
-    let gateway = if with_gateway {
-        format!(
-            r#"
-[[trigger.http]]
-route = "/..."
-component = "gateway"
-[component.gateway]
-source = "{{gateway}}"
-key_value_stores = ["default"]
-allowed_outbound_hosts = ["{{{{ db_api_url }}}}"]
-[component.gateway.variables]
-{used}
-"#
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        r#"
-spin_manifest_version = 2
-[application]
-name = "flush-test"
-[variables]
-{declared}
-[[trigger.http]]
-route = "/probe/..."
-component = "probe"
-{cron}
-[component.probe]
-source = "{{probe}}"
-key_value_stores = ["default"]
-{gateway}
-[component.flush]
-source = "{{flush}}"
-key_value_stores = ["default"]
-allowed_outbound_hosts = ["{{{{ db_api_url }}}}"]
-[component.flush.variables]
-{used}
-"#
-    )
+    let mut m = Manifest::new("flush-test").probe("{probe}");
+    if with_gateway {
+        m = m.gateway("{gateway}", "{{ db_api_url }}");
+    }
+    m.flush("{flush}", cron.unwrap_or("0 0 0 1 1 *"), "{{ db_api_url }}")
+        .render()
 }
 
 /// Variables for an app against `db`: fast retries, short timeout, the test admin token.

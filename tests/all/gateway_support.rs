@@ -4,57 +4,16 @@
 use std::time::Duration;
 
 use cache_sync_host::RunningApp;
+use cache_sync_testkit::Manifest;
 
 pub use crate::support::Db;
 use crate::support::*;
 
-/// Every variable the gateway reads, declared with an empty default (= core default).
-const VARS: &[&str] = &[
-    "db_api_url",
-    "db_api_token",
-    "admin_token",
-    "ttl",
-    "stale_ttl",
-    "stale_if_error",
-    "negative_ttl",
-    "compress_min_bytes",
-    "max_value_bytes",
-    "max_entries",
-    "max_buffered_writes",
-    "max_buffered_bytes",
-    "max_dirty_age",
-    "flush_retry_base",
-    "metrics_hit_sample",
-    "origin_timeout",
-];
-
 fn manifest() -> String {
-    let mut m =
-        String::from("spin_manifest_version = 2\n[application]\nname = \"gw\"\n[variables]\n");
-    for v in VARS {
-        m.push_str(&format!("{v} = {{ default = \"\" }}\n"));
-    }
-    m.push_str(
-        r#"[[trigger.http]]
-route = "/probe/..."
-component = "probe"
-[[trigger.http]]
-route = "/..."
-component = "gateway"
-[component.probe]
-source = "{probe}"
-key_value_stores = ["default"]
-[component.gateway]
-source = "{gateway}"
-key_value_stores = ["default"]
-allowed_outbound_hosts = ["http://127.0.0.1:*"]
-[component.gateway.variables]
-"#,
-    );
-    for v in VARS {
-        m.push_str(&format!("{v} = \"{{{{ {v} }}}}\"\n"));
-    }
-    m
+    Manifest::new("gw")
+        .probe("{probe}")
+        .gateway("{gateway}", "http://127.0.0.1:*")
+        .render()
 }
 
 /// An app with the gateway (and the probe) against `db`, with extra `vars`.

@@ -2,33 +2,16 @@
 
 use std::time::Duration;
 
+use cache_sync_testkit::Manifest;
+
 use crate::support::*;
 
 fn app(flush: &str) -> String {
-    format!(
-        r#"
-spin_manifest_version = 2
-[application]
-name = "cron"
-[variables]
-db_api_url = {{ default = "http://127.0.0.1:9" }}
-[[trigger.http]]
-route = "/probe/..."
-component = "probe"
-[[trigger.cron]]
-component = "flush"
-cron_expression = "* * * * * *"
-[component.probe]
-source = "{{probe}}"
-key_value_stores = ["default"]
-[component.flush]
-source = "{flush}"
-key_value_stores = ["default"]
-allowed_outbound_hosts = ["http://127.0.0.1:9"]
-[component.flush.variables]
-db_api_url = "{{{{ db_api_url }}}}"
-"#
-    )
+    Manifest::new("cron")
+        .default("db_api_url", "http://127.0.0.1:9")
+        .probe("{probe}")
+        .flush(flush, "* * * * * *", "http://127.0.0.1:9")
+        .render()
 }
 
 /// The flush state record the flush component saves on every run (`m:flush`), if any.

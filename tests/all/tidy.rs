@@ -55,6 +55,7 @@ fn every_crate_is_documented_and_mapped() {
     let crates = [
         ("crates/cache-core", "src/lib.rs"),
         ("crates/contract", "src/lib.rs"),
+        ("crates/testkit", "src/lib.rs"),
         ("crates/host", "src/lib.rs"),
         ("crates/db-api", "src/lib.rs"),
         ("crates/bench", "src/main.rs"),

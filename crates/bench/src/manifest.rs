@@ -9,35 +9,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-
-/// Every variable the gateway reads; an empty value means the core's default.
-const VARS: &[&str] = &[
-    "db_api_url",
-    "db_api_token",
-    "admin_token",
-    "ttl",
-    "stale_ttl",
-    "stale_if_error",
-    "negative_ttl",
-    "compress_min_bytes",
-    "max_value_bytes",
-    "max_entries",
-    "max_buffered_writes",
-    "max_buffered_bytes",
-    "max_dirty_age",
-    "flush_batch_max_items",
-    "flush_batch_max_bytes",
-    "flush_max_batches",
-    "flush_max_attempts",
-    "flush_retry_base",
-    "flush_retry_max",
-    "flush_timeout",
-    "lease_ttl",
-];
+use cache_sync_testkit::Manifest;
 
 /// Writes `spin.toml` into `dir` for the components in `wasm_dir`; returns its path.
 pub fn write(dir: &Path, wasm_dir: &Path) -> Result<PathBuf> {
-    let m = text(wasm_dir)?;
+    let m = manifest(wasm_dir)?.render();
     save(dir, "spin.toml", &m)
 }
 
@@ -45,21 +21,11 @@ pub fn write(dir: &Path, wasm_dir: &Path) -> Result<PathBuf> {
 /// `spin-with-flush.toml`; returns its path.
 pub fn write_with_flush(dir: &Path, wasm_dir: &Path) -> Result<PathBuf> {
     let flush = component_path(wasm_dir, "flush")?;
-    let mut m = text(wasm_dir)?;
-    m.push_str(&format!(
-        r#"[[trigger.cron]]
-component = "flush"
-cron_expression = "0 * * * * *"
-[component.flush]
-source = "{flush}"
-key_value_stores = ["default"]
-allowed_outbound_hosts = ["http://127.0.0.1:*"]
-[component.flush.variables]
-"#
-    ));
-    for v in VARS {
-        m.push_str(&format!("{v} = \"{{{{ {v} }}}}\"\n"));
-    }
+    // Loaded, never served: no DB API is given, so `db_api_url` needs a default.
+    let m = manifest(wasm_dir)?
+        .default("db_api_url", "http://127.0.0.1:9")
+        .flush(&flush, "0 * * * * *", "http://127.0.0.1:*")
+        .render();
     save(dir, "spin-with-flush.toml", &m)
 }
 
@@ -83,39 +49,9 @@ fn save(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The manifest text of the gateway and the probe.
-fn text(wasm_dir: &Path) -> Result<String> {
-    let mut paths = Vec::new();
-    for name in ["gateway", "probe"] {
-        paths.push(component_path(wasm_dir, name)?);
-    }
-    let mut m = String::from(
-        "spin_manifest_version = 2\n[application]\nname = \"cache-sync-bench\"\n[variables]\n",
-    );
-    for v in VARS {
-        m.push_str(&format!("{v} = {{ default = \"\" }}\n"));
-    }
-    m.push_str(&format!(
-        r#"[[trigger.http]]
-route = "/probe/..."
-component = "probe"
-[[trigger.http]]
-route = "/..."
-component = "gateway"
-[component.probe]
-source = "{probe}"
-key_value_stores = ["default"]
-[component.gateway]
-source = "{gateway}"
-key_value_stores = ["default"]
-allowed_outbound_hosts = ["http://127.0.0.1:*"]
-[component.gateway.variables]
-"#,
-        gateway = paths[0],
-        probe = paths[1],
-    ));
-    for v in VARS {
-        m.push_str(&format!("{v} = \"{{{{ {v} }}}}\"\n"));
-    }
-    Ok(m)
+/// The gateway and the probe.
+fn manifest(wasm_dir: &Path) -> Result<Manifest> {
+    Ok(Manifest::new("cache-sync-bench")
+        .probe(&component_path(wasm_dir, "probe")?)
+        .gateway(&component_path(wasm_dir, "gateway")?, "http://127.0.0.1:*"))
 }

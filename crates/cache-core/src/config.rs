@@ -97,6 +97,35 @@ pub mod var {
     pub const FLUSH_TIMEOUT: &str = "flush_timeout";
     /// The key-value store label.
     pub const KV_STORE: &str = "kv_store";
+
+    /// Every variable [`CacheConfig::from_lookup`](super::CacheConfig::from_lookup) reads:
+    /// what a manifest declares and hands to the components.
+    pub const ALL: &[&str] = &[
+        DB_API_URL,
+        DB_API_TOKEN,
+        TTL,
+        STALE_TTL,
+        STALE_IF_ERROR,
+        NEGATIVE_TTL,
+        ORIGIN_TIMEOUT,
+        COMPRESS_MIN_BYTES,
+        MAX_VALUE_BYTES,
+        MAX_ENTRIES,
+        MAX_BUFFERED_WRITES,
+        MAX_BUFFERED_BYTES,
+        MAX_DIRTY_AGE,
+        FLUSH_BATCH_MAX_ITEMS,
+        FLUSH_BATCH_MAX_BYTES,
+        FLUSH_MAX_BATCHES,
+        FLUSH_MAX_ATTEMPTS,
+        FLUSH_RETRY_BASE,
+        FLUSH_RETRY_MAX,
+        LEASE_TTL,
+        FLUSH_TIMEOUT,
+        KV_STORE,
+        ADMIN_TOKEN,
+        METRICS_HIT_SAMPLE,
+    ];
     /// Admin bearer token.
     pub const ADMIN_TOKEN: &str = "admin_token";
     /// Sampling of the hit counter.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cache_sync_host::{App, AppOptions, InstantiateError};
+use cache_sync_testkit::Manifest;
 
 fn wasm_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/wasm32-wasip1/wasm-release")
@@ -28,28 +29,14 @@ async fn load_times_are_recorded_and_components_instantiate() {
     let dir = std::env::temp_dir().join(format!("cache-sync-load-times-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let manifest = dir.join("spin.toml");
+    let path = |p: &Path| p.display().to_string().replace('\\', "/");
     std::fs::write(
         &manifest,
-        format!(
-            r#"spin_manifest_version = 2
-[application]
-name = "load-times"
-[[trigger.http]]
-route = "/..."
-component = "probe"
-[[trigger.cron]]
-component = "flush"
-cron_expression = "0 0 0 1 1 *"
-[component.probe]
-source = "{}"
-key_value_stores = ["default"]
-[component.flush]
-source = "{}"
-key_value_stores = ["default"]
-"#,
-            probe.display().to_string().replace('\\', "/"),
-            flush.display().to_string().replace('\\', "/"),
-        ),
+        Manifest::new("load-times")
+            .default("db_api_url", "http://127.0.0.1:9")
+            .probe(&path(&probe))
+            .flush(&path(&flush), "0 0 0 1 1 *", "http://127.0.0.1:9")
+            .render(),
     )
     .expect("write manifest");
     let mut options = AppOptions::new(&manifest);

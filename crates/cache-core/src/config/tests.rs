@@ -145,3 +145,19 @@ fn debug_output_hides_secrets() {
         "{text}"
     );
 }
+
+#[test]
+fn the_list_of_variables_is_exactly_what_the_configuration_reads() {
+    let asked = std::cell::RefCell::new(Vec::new());
+    CacheConfig::from_lookup(|name| {
+        asked.borrow_mut().push(name.to_owned());
+        (name == var::DB_API_URL).then(|| "http://db.test".to_owned())
+    })
+    .unwrap();
+    let mut asked = asked.into_inner();
+    asked.sort();
+    asked.dedup();
+    let mut all: Vec<String> = var::ALL.iter().map(|s| (*s).to_owned()).collect();
+    all.sort();
+    assert_eq!(asked, all);
+}

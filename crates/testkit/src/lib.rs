@@ -1,0 +1,150 @@
+//! Test support shared by the end-to-end tests (`tests/`), the host's tests and the
+//! benchmark: one builder for the `spin.toml` they run.
+//!
+//! Every cache variable is declared from the core's own list (`cache_core::config::var::ALL`)
+//! with an empty default (the core's default) and templated into the gateway and the flush
+//! component, so a new knob reaches every test app and the benchmark without a copied list;
+//! tests set values with `--variable`-style flags or [`Manifest::default`]. `db_api_url` is
+//! required unless given a default: Spin refuses at load an `allowed_outbound_hosts` entry
+//! that an empty default would make invalid.
+
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use cache_core::config::var;
+
+/// A manifest under construction. Component sources are paths (or `{placeholders}` the
+/// caller replaces).
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    name: String,
+    defaults: BTreeMap<String, String>,
+    triggers: String,
+    components: String,
+}
+
+impl Manifest {
+    /// An application called `name`, with no component yet.
+    #[must_use]
+    pub fn new(name: &str) -> Manifest {
+        Manifest {
+            name: name.to_owned(),
+            defaults: BTreeMap::new(),
+            triggers: String::new(),
+            components: String::new(),
+        }
+    }
+
+    /// Gives `variable` a default other than empty.
+    #[must_use]
+    pub fn default(mut self, variable: &str, value: &str) -> Manifest {
+        self.defaults.insert(variable.to_owned(), value.to_owned());
+        self
+    }
+
+    /// The probe test component on `/probe/...`, with the `default` store.
+    #[must_use]
+    pub fn probe(mut self, source: &str) -> Manifest {
+        self.http("/probe/...", "probe");
+        self.component("probe", source, None, false);
+        self
+    }
+
+    /// The gateway on `/...`, with the `default` store, outbound access to `outbound` and
+    /// every cache variable.
+    #[must_use]
+    pub fn gateway(mut self, source: &str, outbound: &str) -> Manifest {
+        self.http("/...", "gateway");
+        self.component("gateway", source, Some(outbound), true);
+        self
+    }
+
+    /// The flush component on the cron schedule `cron`, with the `default` store, outbound
+    /// access to `outbound` and every cache variable.
+    #[must_use]
+    pub fn flush(mut self, source: &str, cron: &str, outbound: &str) -> Manifest {
+        let _ = write!(
+            self.triggers,
+            "[[trigger.cron]]\ncomponent = \"flush\"\ncron_expression = \"{cron}\"\n"
+        );
+        self.component("flush", source, Some(outbound), true);
+        self
+    }
+
+    /// The manifest text.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut m = format!(
+            "spin_manifest_version = 2\n[application]\nname = \"{}\"\n[variables]\n",
+            self.name
+        );
+        for v in var::ALL {
+            match self.defaults.get(*v) {
+                Some(default) => {
+                    let _ = writeln!(m, "{v} = {{ default = \"{default}\" }}");
+                }
+                None if *v == var::DB_API_URL => {
+                    let _ = writeln!(m, "{v} = {{ required = true }}");
+                }
+                None => {
+                    let _ = writeln!(m, "{v} = {{ default = \"\" }}");
+                }
+            }
+        }
+        m.push_str(&self.triggers);
+        m.push_str(&self.components);
+        m
+    }
+
+    fn http(&mut self, route: &str, component: &str) {
+        let _ = write!(
+            self.triggers,
+            "[[trigger.http]]\nroute = \"{route}\"\ncomponent = \"{component}\"\n"
+        );
+    }
+
+    fn component(&mut self, id: &str, source: &str, outbound: Option<&str>, variables: bool) {
+        let c = &mut self.components;
+        let _ = write!(
+            c,
+            "[component.{id}]\nsource = \"{source}\"\nkey_value_stores = [\"default\"]\n"
+        );
+        if let Some(host) = outbound {
+            let _ = writeln!(c, "allowed_outbound_hosts = [\"{host}\"]");
+        }
+        if variables {
+            let _ = writeln!(c, "[component.{id}.variables]");
+            for v in var::ALL {
+                let _ = writeln!(c, "{v} = \"{{{{ {v} }}}}\"");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cache_variable_is_declared_and_handed_to_both_components() {
+        let m = Manifest::new("t")
+            .default("ttl", "5s")
+            .probe("p.wasm")
+            .gateway("g.wasm", "http://127.0.0.1:*")
+            .flush("f.wasm", "* * * * * *", "{{ db_api_url }}")
+            .render();
+        for v in var::ALL {
+            assert!(m.contains(&format!("\n{v} = {{ ")), "{v} declared");
+            assert_eq!(
+                m.matches(&format!("{v} = \"{{{{ {v} }}}}\"")).count(),
+                2,
+                "{v} templated into the gateway and the flush component"
+            );
+        }
+        assert!(m.contains("\nttl = { default = \"5s\" }"));
+        assert!(m.contains("\ndb_api_url = { required = true }"));
+        assert!(m.contains("route = \"/probe/...\"") && m.contains("cron_expression"));
+    }
+}
