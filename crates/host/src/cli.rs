@@ -55,6 +55,10 @@ struct Cli {
     /// Use the on-demand instance allocator instead of the pooling allocator.
     #[arg(long)]
     disable_pooling: bool,
+    /// Set TCP_NODELAY on accepted connections (Spin does not: by default neither does
+    /// this host, so small responses written in pieces behave as on Spin).
+    #[arg(long)]
+    tcp_nodelay: bool,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -111,6 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let run = RunOptions {
         serve: ServeOptions {
             log_requests: cli.log_requests,
+            tcp_nodelay: cli.tcp_nodelay,
         },
         cron: !cli.no_cron,
     };

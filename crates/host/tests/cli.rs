@@ -92,7 +92,7 @@ fn serves_static_routes_and_stops_on_sigint() {
     .expect("write");
     let mut child = bin()
         .current_dir(&dir)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--tcp-nodelay"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
