@@ -44,9 +44,15 @@ pub fn manifest_with(cron: Option<&str>, with_gateway: bool) -> String {
         "max_buffered_bytes",
         "max_dirty_age",
     ];
+    // `db_api_url` feeds `allowed_outbound_hosts`: Spin checks such an entry at load with
+    // the defaults, and an empty one is invalid, so the URL has no default; the tests
+    // always provide it.
     let declared: String = knobs
         .iter()
-        .map(|k| format!("{k} = {{ default = \"\" }}\n"))
+        .map(|k| match *k {
+            "db_api_url" => format!("{k} = {{ required = true }}\n"),
+            _ => format!("{k} = {{ default = \"\" }}\n"),
+        })
         .collect();
     let used: String = knobs
         .iter()

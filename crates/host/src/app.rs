@@ -226,6 +226,46 @@ fn open_stores(
     Ok(stores)
 }
 
+/// A component's outbound policy, with Spin's timing of the checks: a literal entry is
+/// checked now; a templated one now if the manifest defaults alone resolve it, and
+/// otherwise when first used, so an entry made invalid by a provided value (a path in
+/// `--variable db_api_url=...`) leaves the application running and every outbound request
+/// of the component refused, with the reason logged.
+fn outbound_policy<'a>(
+    resolver: &Resolver,
+    entries: impl Iterator<Item = &'a String>,
+) -> Result<OutboundPolicy, (String, String)> {
+    let mut expanded = Vec::new();
+    let mut literals = Vec::new();
+    for entry in entries {
+        let template = crate::variables::Template::parse(entry).map_err(|e| (entry.clone(), e))?;
+        if template.references().next().is_none() {
+            literals.push(entry.as_str());
+            expanded.push(entry.clone());
+            continue;
+        }
+        if let Some(with_defaults) = resolver
+            .expand_with_defaults(entry)
+            .map_err(|e| (entry.clone(), e))?
+        {
+            crate::outbound::AllowedHost::parse(&with_defaults).map_err(|reason| {
+                (
+                    entry.clone(),
+                    format!("using default variable value(s) it results in invalid config {with_defaults:?}: {reason}"),
+                )
+            })?;
+        }
+        expanded.push(resolver.expand(entry).map_err(|e| (entry.clone(), e))?);
+    }
+    OutboundPolicy::new(literals.iter().copied())?;
+    Ok(
+        match OutboundPolicy::new(expanded.iter().map(String::as_str)) {
+            Ok(policy) => policy,
+            Err((entry, reason)) => OutboundPolicy::broken(format!("{entry:?}: {reason}")),
+        },
+    )
+}
+
 /// Spin 1's `allowed_http_hosts` entries as `allowed_outbound_hosts` entries.
 fn legacy_http_hosts(entries: &[String]) -> Vec<String> {
     entries
@@ -339,28 +379,17 @@ impl App {
                 component: id.clone(),
                 reason,
             };
-            let mut outbound_entries = Vec::new();
             let legacy = legacy_http_hosts(&decl.allowed_http_hosts);
             if !legacy.is_empty() {
                 logger.host("Warning: Use of the deprecated field `allowed_http_hosts` - to fix, replace `allowed_http_hosts` with `allowed_outbound_hosts = [...]`");
             }
-            for entry in decl.allowed_outbound_hosts.iter().chain(&legacy) {
-                let expanded =
-                    resolver
-                        .expand(entry)
-                        .map_err(|reason| LoadError::BadOutboundHost {
-                            component: id.clone(),
-                            entry: entry.clone(),
-                            reason,
-                        })?;
-                outbound_entries.push(expanded);
-            }
-            let outbound = OutboundPolicy::new(outbound_entries.iter().map(String::as_str))
-                .map_err(|(entry, reason)| LoadError::BadOutboundHost {
-                    component: id.clone(),
-                    entry,
-                    reason,
-                })?;
+            let outbound =
+                outbound_policy(&resolver, decl.allowed_outbound_hosts.iter().chain(&legacy))
+                    .map_err(|(entry, reason)| LoadError::BadOutboundHost {
+                        component: id.clone(),
+                        entry,
+                        reason,
+                    })?;
             let SourceDecl::Path(source) = &decl.source else {
                 return Err(bad("remote sources are not supported".into()));
             };
