@@ -31,8 +31,10 @@ async fn component_variables_render_with_provider_precedence() {
             ("SPIN_VARIABLE_PORT".to_string(), "8443".to_string()),
             ("SPIN_VARIABLE_TOKEN".to_string(), "from-env".to_string()),
         ],
-        Some("SPIN_VARIABLE_HOST=from-dotenv\nSPIN_VARIABLE_TOKEN=from-dotenv\n"),
-    );
+        // Spin reads `.env` with dotenvy: a comment after a quoted value is not part of it.
+        Some("SPIN_VARIABLE_HOST=\"from-dotenv\" # comment\nSPIN_VARIABLE_TOKEN=from-dotenv\n"),
+    )
+    .expect("valid .env");
     providers.flags.insert("token".into(), "from-flag".into());
     o.providers = providers;
     o.extra_env = vec![("FROM_FLAG".into(), "f".into())];
@@ -61,4 +63,15 @@ async fn a_missing_required_variable_stops_startup() {
         .expect("load fails");
     let msg = err.to_string();
     assert!(msg.contains("'token'") && !msg.contains('\n'), "{msg}");
+}
+
+#[tokio::test]
+async fn an_undeclared_variable_flag_is_accepted() {
+    let dir = TempDir::new("vars-undeclared");
+    let o = with_flags(
+        options(&write_manifest(dir.path(), APP)),
+        &[("token", "t"), ("not_declared", "x")],
+    );
+    let app = start(o, false).await;
+    assert_eq!(get(&app.url("/probe/var/token")).await.body, "t");
 }

@@ -114,9 +114,7 @@ pub async fn start(options: AppOptions, cron: bool) -> RunningApp {
         options,
         SocketAddr::from(([127, 0, 0, 1], 0)),
         RunOptions {
-            serve: ServeOptions {
-                log_requests: false,
-            },
+            serve: ServeOptions::default(),
             cron,
         },
     )

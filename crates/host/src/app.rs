@@ -226,6 +226,118 @@ fn open_stores(
     Ok(stores)
 }
 
+/// A component's outbound policy, with Spin's timing of the checks: a literal entry is
+/// checked now; a templated one now if the manifest defaults alone resolve it, and
+/// otherwise when first used, so an entry made invalid by a provided value (a path in
+/// `--variable db_api_url=...`) leaves the application running and every outbound request
+/// of the component refused, with the reason logged.
+fn outbound_policy<'a>(
+    resolver: &Resolver,
+    entries: impl Iterator<Item = &'a String>,
+) -> Result<OutboundPolicy, (String, String)> {
+    let mut expanded = Vec::new();
+    let mut literals = Vec::new();
+    for entry in entries {
+        let template = crate::variables::Template::parse(entry).map_err(|e| (entry.clone(), e))?;
+        if template.references().next().is_none() {
+            literals.push(entry.as_str());
+            expanded.push(entry.clone());
+            continue;
+        }
+        if let Some(with_defaults) = resolver
+            .expand_with_defaults(entry)
+            .map_err(|e| (entry.clone(), e))?
+        {
+            crate::outbound::AllowedHost::parse(&with_defaults).map_err(|reason| {
+                (
+                    entry.clone(),
+                    format!("using default variable value(s) it results in invalid config {with_defaults:?}: {reason}"),
+                )
+            })?;
+        }
+        expanded.push(resolver.expand(entry).map_err(|e| (entry.clone(), e))?);
+    }
+    OutboundPolicy::new(literals.iter().copied())?;
+    Ok(
+        match OutboundPolicy::new(expanded.iter().map(String::as_str)) {
+            Ok(policy) => policy,
+            Err((entry, reason)) => OutboundPolicy::broken(format!("{entry:?}: {reason}")),
+        },
+    )
+}
+
+/// Interfaces Spin serves that this host does not, by import name without version.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    ("fermyon:spin/sqlite", "SQLite"),
+    ("spin:sqlite/sqlite", "SQLite"),
+    ("fermyon:spin/redis", "Redis"),
+    ("fermyon:spin/redis-types", "Redis"),
+    ("fermyon:spin/rdbms-types", "PostgreSQL and MySQL"),
+    ("spin:redis/redis", "Redis"),
+    ("fermyon:spin/mqtt", "MQTT"),
+    ("spin:mqtt/mqtt", "MQTT"),
+    ("fermyon:spin/postgres", "PostgreSQL"),
+    ("spin:postgres/postgres", "PostgreSQL"),
+    ("fermyon:spin/mysql", "MySQL"),
+    ("spin:mysql/mysql", "MySQL"),
+    ("fermyon:spin/llm", "Serverless AI (LLM)"),
+    ("fermyon:spin/http", "Spin 1 outbound HTTP"),
+    ("fermyon:spin/config", "Spin 1 config"),
+    (
+        "spin:key-value/key-value",
+        "key-value (spin:key-value@3, spin-sdk 6+)",
+    ),
+    (
+        "spin:variables/variables",
+        "variables (spin:variables@3, spin-sdk 6+)",
+    ),
+    ("wasi:config/store", "wasi:config variables"),
+    ("wasi:keyvalue/batch", "wasi:keyvalue batch operations"),
+    ("wasi:sockets/tcp", "TCP sockets"),
+    ("wasi:sockets/tcp-create-socket", "TCP sockets"),
+    ("wasi:sockets/udp", "UDP sockets"),
+    ("wasi:sockets/udp-create-socket", "UDP sockets"),
+    ("wasi:sockets/ip-name-lookup", "DNS lookups (wasi:sockets)"),
+];
+
+/// The first import of `component` that Spin serves and this host does not, as one line.
+fn unsupported_import(engine: &Engine, component: &Component) -> Option<String> {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine) {
+        let unversioned = name.split('@').next().unwrap_or(name);
+        if let Some((_, what)) = UNSUPPORTED.iter().find(|(n, _)| *n == unversioned) {
+            return Some(format!(
+                "imports {name} ({what}), which the embedded host does not implement; run this application with `spin up`"
+            ));
+        }
+    }
+    None
+}
+
+/// wasmtime's linking error as one line, naming the import it could not satisfy.
+fn link_error(text: &str) -> String {
+    let missing = text
+        .split_once("imports instance `")
+        .or_else(|| text.split_once("imports function `"))
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(name, _)| name);
+    match missing {
+        Some(name) => format!(
+            "imports {name}, which the embedded host does not implement; if Spin serves it, run this application with `spin up`"
+        ),
+        None => format!("cannot link: {}", one_line(text)),
+    }
+}
+
+/// Joins a multi-line message into one line.
+fn one_line(text: &str) -> String {
+    text.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Spin 1's `allowed_http_hosts` entries as `allowed_outbound_hosts` entries.
 fn legacy_http_hosts(entries: &[String]) -> Vec<String> {
     entries
@@ -339,28 +451,17 @@ impl App {
                 component: id.clone(),
                 reason,
             };
-            let mut outbound_entries = Vec::new();
             let legacy = legacy_http_hosts(&decl.allowed_http_hosts);
             if !legacy.is_empty() {
                 logger.host("Warning: Use of the deprecated field `allowed_http_hosts` - to fix, replace `allowed_http_hosts` with `allowed_outbound_hosts = [...]`");
             }
-            for entry in decl.allowed_outbound_hosts.iter().chain(&legacy) {
-                let expanded =
-                    resolver
-                        .expand(entry)
-                        .map_err(|reason| LoadError::BadOutboundHost {
-                            component: id.clone(),
-                            entry: entry.clone(),
-                            reason,
-                        })?;
-                outbound_entries.push(expanded);
-            }
-            let outbound = OutboundPolicy::new(outbound_entries.iter().map(String::as_str))
-                .map_err(|(entry, reason)| LoadError::BadOutboundHost {
-                    component: id.clone(),
-                    entry,
-                    reason,
-                })?;
+            let outbound =
+                outbound_policy(&resolver, decl.allowed_outbound_hosts.iter().chain(&legacy))
+                    .map_err(|(entry, reason)| LoadError::BadOutboundHost {
+                        component: id.clone(),
+                        entry,
+                        reason,
+                    })?;
             let SourceDecl::Path(source) = &decl.source else {
                 return Err(bad("remote sources are not supported".into()));
             };
@@ -375,10 +476,14 @@ impl App {
             let componentized = Instant::now();
             let component = Component::new(&engine, &bytes).map_err(|e| bad(format!("{e:#}")))?;
             let compiled = Instant::now();
-            // Like Spin, an import the host does not provide is a start-up error.
+            // Like Spin, an import the host does not provide is a start-up error; one
+            // that Spin serves and this host does not is named, with the way to run it.
+            if let Some(refusal) = unsupported_import(&engine, &component) {
+                return Err(bad(refusal));
+            }
             let pre: InstancePre<HostState> = linker
                 .instantiate_pre(&component)
-                .map_err(|e| bad(format!("cannot link: {e:#}")))?;
+                .map_err(|e| bad(link_error(&format!("{e:#}"))))?;
             let entry = if cron_ids.contains(&id.as_str()) {
                 match cron3::SpinCronPre::new(pre.clone()) {
                     Ok(p) => Entry::Cron3(p),
@@ -499,6 +604,63 @@ mod tests {
         let err = app.instantiate("web").await.expect_err("no such component");
         assert!(matches!(err, InstantiateError::UnknownComponent(ref id) if id == "web"));
         assert_eq!(err.to_string(), "no component 'web'");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A component whose only content is an import of instance `name`.
+    fn importing(name: &str) -> Vec<u8> {
+        let mut component = wasm_encoder::Component::new();
+        let mut instance = wasm_encoder::InstanceType::new();
+        instance
+            .ty()
+            .function()
+            .params(std::iter::empty::<(&str, wasm_encoder::ComponentValType)>())
+            .result(None);
+        instance.export("f", wasm_encoder::ComponentTypeRef::Func(0));
+        let mut types = wasm_encoder::ComponentTypeSection::new();
+        types.instance(&instance);
+        component.section(&types);
+        let mut imports = wasm_encoder::ComponentImportSection::new();
+        imports.import(name, wasm_encoder::ComponentTypeRef::Instance(0));
+        component.section(&imports);
+        component.finish()
+    }
+
+    #[test]
+    fn unsupported_interfaces_are_refused_at_load_with_one_line() {
+        let dir = std::env::temp_dir().join(format!("cache-sync-app-unsup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let cases = [
+            ("fermyon:spin/sqlite@2.0.0", Some("SQLite")),
+            ("spin:sqlite/sqlite@3.0.0", Some("SQLite")),
+            ("fermyon:spin/redis@2.0.0", Some("Redis")),
+            ("fermyon:spin/mqtt@2.0.0", Some("MQTT")),
+            ("spin:postgres/postgres@4.0.0", Some("PostgreSQL")),
+            ("wasi:sockets/tcp@0.2.0", Some("TCP sockets")),
+            ("example:unknown/thing@1.0.0", None),
+        ];
+        for (i, (name, what)) in cases.iter().enumerate() {
+            let wasm = dir.join(format!("c{i}.wasm"));
+            std::fs::write(&wasm, importing(name)).expect("write component");
+            let manifest = dir.join(format!("spin{i}.toml"));
+            std::fs::write(
+                &manifest,
+                format!("spin_manifest_version = 2\n[application]\nname = \"t\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"c\"\n[component.c]\nsource = \"c{i}.wasm\"\n"),
+            )
+            .expect("write manifest");
+            let mut options = AppOptions::new(&manifest);
+            options.state_dir = Some(PathBuf::new());
+            options.pooling = false;
+            let err = App::load(&options)
+                .err()
+                .expect("refused at load")
+                .to_string();
+            assert!(!err.contains('\n'), "one line: {err}");
+            assert!(err.contains(name) && err.contains("spin up"), "{err}");
+            if let Some(what) = what {
+                assert!(err.contains(&format!("({what})")), "{err}");
+            }
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -55,6 +55,10 @@ struct Cli {
     /// Use the on-demand instance allocator instead of the pooling allocator.
     #[arg(long)]
     disable_pooling: bool,
+    /// Set TCP_NODELAY on accepted connections (Spin does not: by default neither does
+    /// this host, so small responses written in pieces behave as on Spin).
+    #[arg(long)]
+    tcp_nodelay: bool,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -98,8 +102,9 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Spin reads `.env` from the working directory and ignores one it cannot read.
     let dotenv = std::fs::read_to_string(".env").ok();
-    let mut providers = Providers::from_env(std::env::vars(), dotenv.as_deref());
+    let mut providers = Providers::from_env(spin_variable_env()?, dotenv.as_deref())?;
     providers.flags = cli.variables.into_iter().collect::<BTreeMap<_, _>>();
     let mut options = AppOptions::new(cli.from);
     options.runtime_config = cli.runtime_config_file;
@@ -111,6 +116,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let run = RunOptions {
         serve: ServeOptions {
             log_requests: cli.log_requests,
+            tcp_nodelay: cli.tcp_nodelay,
         },
         cron: !cli.no_cron,
     };
@@ -123,6 +129,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     eprintln!("Shutting down");
     running.stop().await;
     Ok(())
+}
+
+/// The process's `SPIN_VARIABLE_*` variables; one whose value is not Unicode is an error
+/// (Spin fails to resolve it), other variables are not looked at.
+fn spin_variable_env() -> anyhow::Result<Vec<(String, String)>> {
+    let mut vars = Vec::new();
+    for (key, value) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if !key.starts_with(crate::variables::ENV_PREFIX) {
+            continue;
+        }
+        let value = value
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("environment variable {key} is not valid Unicode"))?;
+        vars.push((key.to_string(), value));
+    }
+    Ok(vars)
 }
 
 /// Listens for SIGINT and SIGTERM from the moment it is called (so a signal that arrives

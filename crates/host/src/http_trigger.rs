@@ -1,13 +1,20 @@
 //! The HTTP trigger: accept connections, route, run one fresh instance per request.
 //!
-//! Behaviour follows `spin up`: `/.well-known/spin/health` answers `OK` and
-//! `/.well-known/spin/info` a JSON description, an unmatched path is an empty 404, the
-//! component sees the client's headers plus Spin's `spin-*` headers (full URL, path
-//! info, matched route, component route, base path, client address, `:name` captures),
-//! and a component that traps or returns no response yields an empty 500. A routed request
-//! without a usable authority (no `Host`, a `Host` that is not an authority, or one that
+//! Behaviour follows `spin up` (Spin's `crates/trigger-http`): each connection is served
+//! as HTTP/1.1 or, when it opens with the HTTP/2 preface, as HTTP/2 (h2c with prior
+//! knowledge); accepted sockets keep the operating system's default, so Nagle's
+//! algorithm stays on unless [`ServeOptions::tcp_nodelay`] asks otherwise.
+//! `/.well-known/spin/health` answers `OK` and `/.well-known/spin/info` Spin's JSON
+//! description (name, and version when set), an unmatched path is an empty 404. A
+//! component sees the client's headers, then Spin's `spin-*` headers appended after them
+//! (full URL, path info, matched route, base path, raw component route, component route,
+//! client address, `:name` captures): a client that sends `spin-client-addr` itself
+//! leaves two values, its own first. A request with a header value that is not UTF-8 is
+//! an empty 500 before the component runs, and a component that traps or returns no
+//! response yields an empty 500. A routed request without a usable authority (no `Host`
+//! and no authority in the target, a `Host` that is not an authority, or one that
 //! contradicts the request target) is not answered: Spin's server fails the request and
-//! hyper closes the connection.
+//! hyper closes the connection (HTTP/2: resets the stream).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,8 +28,8 @@ use http::uri::Authority;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use wasmtime::Store;
-use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::WasiHttpView;
@@ -32,10 +39,14 @@ use crate::routes::{RouteMatch, WELL_KNOWN_PREFIX};
 use crate::state::HostState;
 
 /// Serving options.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ServeOptions {
     /// Print one line per request to stderr.
     pub log_requests: bool,
+    /// Set `TCP_NODELAY` on accepted connections. Spin never does (the default here too),
+    /// so a response written in several small pieces can wait for the client's delayed
+    /// ACK on a keep-alive connection; `true` sends each piece at once.
+    pub tcp_nodelay: bool,
 }
 
 fn full(body: impl Into<Bytes>) -> HyperOutgoingBody {
@@ -52,6 +63,18 @@ fn empty(status: StatusCode) -> Response<HyperOutgoingBody> {
     );
     *response.status_mut() = status;
     response
+}
+
+/// Socket options for an accepted connection: `TCP_NODELAY` only when asked for (Spin's
+/// server sets none).
+fn apply_socket_options(
+    stream: &tokio::net::TcpStream,
+    options: &ServeOptions,
+) -> std::io::Result<()> {
+    if options.tcp_nodelay {
+        stream.set_nodelay(true)?;
+    }
+    Ok(())
 }
 
 /// Accepts connections on `listener` until `shutdown` completes.
@@ -74,17 +97,17 @@ pub async fn serve(
                 continue;
             }
         };
-        // Responses are small and written in pieces; without NODELAY, Nagle plus the
-        // client's delayed ACK add ~40 ms to keep-alive requests.
-        let _ = stream.set_nodelay(true);
+        if let Err(e) = apply_socket_options(&stream, &options) {
+            app.logger.host(&format!("cannot set TCP_NODELAY: {e}"));
+        }
         let app = app.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let app = app.clone();
                 async move { handle(app, req, client_addr, options).await }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
+            // HTTP/1.1 (keep-alive on) or HTTP/2 with prior knowledge, as Spin's server.
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
@@ -152,12 +175,7 @@ async fn route_and_run(
         let response = match well_known {
             "health" => Response::new(full("OK")),
             "info" => {
-                let info = serde_json::json!({
-                    "name": app.manifest.application.name,
-                    "version": app.manifest.application.version,
-                    "host": concat!("cache-sync-host ", env!("CARGO_PKG_VERSION")),
-                });
-                let mut r = Response::new(full(info.to_string()));
+                let mut r = Response::new(full(app_info(app)));
                 r.headers_mut().insert(
                     http::header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
@@ -193,6 +211,23 @@ async fn route_and_run(
         None => (empty(StatusCode::INTERNAL_SERVER_ERROR), "?".into()),
     };
     (Ok(response), target)
+}
+
+/// Spin's `/.well-known/spin/info` body: pretty-printed JSON with the application's name
+/// and, when the manifest sets a non-empty one, its version.
+fn app_info(app: &App) -> String {
+    #[derive(serde::Serialize)]
+    struct AppInfo<'a> {
+        name: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<&'a str>,
+    }
+    let application = &app.manifest.application;
+    let info = AppInfo {
+        name: &application.name,
+        version: application.version.as_deref().filter(|v| !v.is_empty()),
+    };
+    serde_json::to_string_pretty(&info).unwrap_or_default()
 }
 
 fn static_response(sr: &crate::manifest::StaticResponse) -> Response<HyperOutgoingBody> {
@@ -259,19 +294,35 @@ async fn run_component(
     let Entry::Http(pre) = &component.entry else {
         anyhow::bail!("component '{id}' is not an HTTP component");
     };
+    // As Spin: every header value must be UTF-8, or the request fails before the
+    // component is instantiated (an empty 500).
+    for (name, value) in req.headers() {
+        if std::str::from_utf8(value.as_bytes()).is_err() {
+            anyhow::bail!("header '{name}' has a value that is not valid UTF-8");
+        }
+    }
     let path_and_query = req
         .uri()
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/")
         .to_string();
-    let full_url = format!("http://{authority}{path_and_query}");
+    // Spin builds `spin-full-url` from the `Host` header's text, or `localhost` when the
+    // request has none (an HTTP/2 request, or an absolute-form target without `Host`);
+    // the component's request URI keeps the authority determined above.
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let full_url = format!("http://{host}{path_and_query}");
     for (name, value) in spin_headers(&full_url, route, client_addr) {
         if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            req.headers_mut().insert(n, v);
+            req.headers_mut().append(n, v);
         }
     }
-    *req.uri_mut() = full_url.parse()?;
+    *req.uri_mut() = format!("http://{authority}{path_and_query}").parse()?;
 
     let mut store = Store::new(&app.engine, HostState::new(component.context.clone()));
     let req = req.map(|body| body.map_err(wasmtime_wasi_http::Error::from));
@@ -306,6 +357,29 @@ async fn run_component(
         Err(_) => {
             task.await??;
             anyhow::bail!("guest failed to produce a response prior to returning")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tcp_nodelay_is_set_only_when_asked_for() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        for nodelay in [false, true] {
+            let _client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let (accepted, _) = listener.accept().await.expect("accept");
+            let options = ServeOptions {
+                tcp_nodelay: nodelay,
+                ..ServeOptions::default()
+            };
+            apply_socket_options(&accepted, &options).expect("applies");
+            assert_eq!(accepted.nodelay().expect("reads the option"), nodelay);
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct WasiBucket {
 /// Outbound HTTP gate: checks the component's policy, then sends with wasmtime's client.
 pub struct OutboundHooks {
     context: Arc<ComponentContext>,
+    /// Whether this instance already logged that its allowed hosts do not parse.
+    reported_broken: bool,
 }
 
 impl WasiHttpHooks for OutboundHooks {
@@ -72,6 +74,17 @@ impl WasiHttpHooks for OutboundHooks {
                 >,
             > + Send,
     > {
+        if let Some(reason) = self.context.outbound.broken_reason() {
+            // Spin resolves templated entries at first use, once per instance, and logs
+            // why they fail; the request is refused.
+            if !self.reported_broken {
+                self.reported_broken = true;
+                self.context
+                    .logger
+                    .host(&format!("Error parsing allowed outbound hosts: {reason}"));
+            }
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
         if !self.context.outbound.allows(request.uri()) {
             let uri = request.uri();
             let origin = format!(
@@ -118,6 +131,7 @@ impl HostState {
             table: ResourceTable::new(),
             hooks: OutboundHooks {
                 context: context.clone(),
+                reported_broken: false,
             },
             context,
         }

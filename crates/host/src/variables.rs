@@ -99,19 +99,27 @@ pub struct Providers {
 
 impl Providers {
     /// Takes `SPIN_VARIABLE_*` from an environment listing and from `.env` text.
+    ///
+    /// `.env` is read as Spin reads it, with the dotenvy crate: quotes, `export`,
+    /// comments after values and `${VAR}` substitution behave the same.
+    ///
+    /// # Errors
+    /// [`LoadError::Variable`] naming the first line dotenvy cannot parse (Spin starts
+    /// with such a file and then fails every variable lookup that reaches it).
     pub fn from_env(
         env: impl IntoIterator<Item = (String, String)>,
         dotenv_text: Option<&str>,
-    ) -> Providers {
+    ) -> Result<Providers, LoadError> {
         let keep = |(k, v): (String, String)| k.starts_with(ENV_PREFIX).then_some((k, v));
-        let dotenv = dotenv_text
-            .map(|text| parse_dotenv(text).into_iter().filter_map(keep).collect())
-            .unwrap_or_default();
-        Providers {
+        let dotenv = match dotenv_text {
+            Some(text) => parse_dotenv(text)?.into_iter().filter_map(keep).collect(),
+            None => BTreeMap::new(),
+        };
+        Ok(Providers {
             flags: BTreeMap::new(),
             env: env.into_iter().filter_map(keep).collect(),
             dotenv,
-        }
+        })
     }
 
     fn lookup(&self, name: &str) -> Option<&String> {
@@ -126,23 +134,11 @@ impl Providers {
 /// Prefix of the environment variables that set application variables.
 pub const ENV_PREFIX: &str = "SPIN_VARIABLE_";
 
-/// `KEY=VALUE` lines; `#` comments, blank lines, `export ` and surrounding quotes allowed.
-fn parse_dotenv(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|line| {
-            let line = line.strip_prefix("export ").unwrap_or(line);
-            let (k, v) = line.split_once('=')?;
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-                .unwrap_or(v);
-            Some((k.trim().to_string(), v.to_string()))
-        })
-        .collect()
+/// The `KEY=VALUE` pairs of `.env` text, a later line winning over an earlier one.
+fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, LoadError> {
+    dotenvy::from_read_iter(text.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LoadError::Variable(format!("invalid .env: {e}")))
 }
 
 /// Why a variable has no value; shown to the guest and in logs.
@@ -168,6 +164,7 @@ pub enum VariableError {
 #[derive(Debug, Clone)]
 pub struct Resolver {
     values: BTreeMap<String, Option<String>>,
+    defaults: BTreeMap<String, Option<String>>,
     secrets: Vec<String>,
     components: BTreeMap<String, BTreeMap<String, Template>>,
 }
@@ -183,13 +180,7 @@ impl Resolver {
         components: impl IntoIterator<Item = (&'a String, &'a BTreeMap<String, String>)>,
         providers: &Providers,
     ) -> Result<Resolver, LoadError> {
-        for name in providers.flags.keys() {
-            if !decls.contains_key(name) {
-                return Err(LoadError::Variable(format!(
-                    "--variable {name}: the application declares no variable '{name}'"
-                )));
-            }
-        }
+        // Like Spin, a `--variable` the application does not declare is accepted and unused.
         let mut values = BTreeMap::new();
         for (name, decl) in decls {
             let value = providers
@@ -224,8 +215,13 @@ impl Resolver {
             .filter(|(_, d)| d.secret)
             .map(|(n, _)| n.clone())
             .collect();
+        let defaults = decls
+            .iter()
+            .map(|(name, decl)| (name.clone(), decl.default.clone()))
+            .collect();
         Ok(Resolver {
             values,
+            defaults,
             secrets,
             components: parsed,
         })
@@ -252,6 +248,22 @@ impl Resolver {
     /// A message for a bad template or an unknown or unset variable.
     pub fn expand(&self, text: &str) -> Result<String, String> {
         Template::parse(text)?.render(|name| self.app_value(name).map_err(|e| e.to_string()))
+    }
+
+    /// Expands a manifest expression with the manifest defaults alone, as Spin validates
+    /// templated `allowed_outbound_hosts` entries at load: `None` when a referenced
+    /// variable has no default (the expression is then checked only when first used).
+    ///
+    /// # Errors
+    /// A message for a bad template.
+    pub fn expand_with_defaults(&self, text: &str) -> Result<Option<String>, String> {
+        let template = Template::parse(text)?;
+        Ok(template
+            .render(|name| match self.defaults.get(name) {
+                Some(Some(v)) => Ok(v.clone()),
+                _ => Err(()),
+            })
+            .ok())
     }
 
     /// What `variables::get(name)` returns to `component`.
@@ -355,7 +367,8 @@ mod tests {
                 env.map(|v| ("SPIN_VARIABLE_V".to_string(), v.to_string())),
                 dot.map(|v| format!("# comment\nSPIN_VARIABLE_V=\"{v}\"\nOTHER=1\n"))
                     .as_deref(),
-            );
+            )
+            .expect("valid .env");
             if let Some(f) = flag {
                 providers.flags.insert("v".into(), f.to_string());
             }
@@ -369,6 +382,31 @@ mod tests {
                 Err(()) => assert!(got.is_err(), "case {i} should fail"),
             }
         }
+    }
+
+    #[test]
+    fn dotenv_is_read_as_spin_reads_it() {
+        let text = "# settings\nSPIN_VARIABLE_NEGATIVE_TTL=\"40s\" # comment\nexport SPIN_VARIABLE_TTL='5s'\nSPIN_VARIABLE_A=plain # note\nSPIN_VARIABLE_B=\"x\"\nSPIN_VARIABLE_C=${SPIN_VARIABLE_B}y\nIGNORED=1\n";
+        let p = Providers::from_env([], Some(text)).expect("valid .env");
+        let got: Vec<(&str, &str)> = p
+            .dotenv
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("SPIN_VARIABLE_A", "plain"),
+                ("SPIN_VARIABLE_B", "x"),
+                ("SPIN_VARIABLE_C", "xy"),
+                ("SPIN_VARIABLE_NEGATIVE_TTL", "40s"),
+                ("SPIN_VARIABLE_TTL", "5s"),
+            ]
+        );
+        let err = Providers::from_env([], Some("SPIN_VARIABLE_OK=1\nnot a pair\n"))
+            .expect_err("a line dotenvy cannot parse");
+        assert!(err.to_string().starts_with("invalid .env"), "{err}");
+        assert!(!err.to_string().contains('\n'), "{err}");
     }
 
     #[test]
@@ -398,8 +436,14 @@ mod tests {
         let comp = BTreeMap::from([("x".to_string(), "{{ nope }}".to_string())]);
         let id = "c".to_string();
         assert!(Resolver::new(&decls, [(&id, &comp)], &Providers::default()).is_err());
+    }
+
+    #[test]
+    fn an_undeclared_flag_is_accepted_and_unused() {
+        let decls = BTreeMap::from([("v".to_string(), decl(Some("1"), false))]);
         let mut flags = Providers::default();
         flags.flags.insert("zzz".into(), "1".into());
-        assert!(Resolver::new(&decls, [], &flags).is_err());
+        let r = Resolver::new(&decls, [], &flags).expect("Spin accepts an undeclared --variable");
+        assert_eq!(r.app_value("v"), Ok("1".into()));
     }
 }

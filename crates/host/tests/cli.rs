@@ -69,6 +69,9 @@ fn bad_setups_fail_with_one_line() {
     check_fails(&dir, &["--variable", "nonsense"], "key=value");
     check_fails(&dir, &["--listen", "not-an-address"], "not-an-address");
     check_fails(&dir, &["--bogus-flag"], "--bogus-flag");
+    std::fs::write(dir.join(".env"), "SPIN_VARIABLE_TOKEN=x\nnot a pair\n").expect("write");
+    check_fails(&dir, &[], ".env");
+    std::fs::remove_file(dir.join(".env")).expect("remove .env");
     std::fs::write(
         dir.join("routes.toml"),
         VALID.replace("route = \"/...\"", "route = \"/a/:\""),
@@ -90,9 +93,18 @@ fn serves_static_routes_and_stops_on_sigint() {
         "spin_manifest_version = 2\n[application]\nname = \"s\"\n[[trigger.http]]\nroute = \"/hello\"\nstatic_response = { body = \"hi\" }\n",
     )
     .expect("write");
+    // `.env` as Spin reads it, and a `--variable` the app does not declare: both accepted.
+    std::fs::write(dir.join(".env"), "SPIN_VARIABLE_UNUSED=\"40s\" # comment\n")
+        .expect("write .env");
     let mut child = bin()
         .current_dir(&dir)
-        .args(["--listen", "127.0.0.1:0"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--variable",
+            "undeclared=1",
+            "--tcp-nodelay",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -1,7 +1,9 @@
 //! Test component: exercises one host feature per route, so the host's behaviour can be
 //! checked end to end independently of the product components.
 //!
-//! - `GET /probe/headers` → the request headers as a JSON object.
+//! - `GET /probe/headers` → the request headers as a JSON object, as the component
+//!   receives them: a name with one value maps to it, a name with several to the array of
+//!   them in order (spin-sdk's `Request` would keep only the last one).
 //! - `GET|PUT|DELETE /probe/kv/:store/:key` → key-value round trip; open errors → 403/404
 //!   with the error variant as the body.
 //! - `GET /probe/keys/:store` → every key, as a JSON array.
@@ -16,14 +18,26 @@
 //! - `GET /probe/print?msg=M` → writes M to stdout and stderr.
 //! - `GET /probe/trap` → traps.
 
-use spin_sdk::http::{IntoResponse, Method, Params, Request, Response, Router};
+use spin_sdk::http::conversions::TryFromIncomingRequest;
+use spin_sdk::http::{IncomingRequest, IntoResponse, Method, Params, Request, Response, Router};
 use spin_sdk::http_component;
 use spin_sdk::key_value::{Error as KvError, Store};
 
 #[http_component]
-fn handle(req: Request) -> Response {
+async fn handle(req: IncomingRequest) -> Response {
+    if req
+        .path_with_query()
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("/probe/headers")
+    {
+        return headers(&req);
+    }
+    let req = match Request::try_from_incoming_request(req).await {
+        Ok(r) => r,
+        Err(e) => return Response::new(400, format!("{e:?}")),
+    };
     let mut router = Router::new();
-    router.get("/probe/headers", headers);
     router.get("/probe/kv/:store/:key", kv);
     router.put("/probe/kv/:store/:key", kv);
     router.delete("/probe/kv/:store/:key", kv);
@@ -41,17 +55,19 @@ fn text(status: u16, body: impl Into<String>) -> anyhow::Result<Response> {
     Ok(Response::new(status, body.into()))
 }
 
-fn headers(req: Request, _: Params) -> anyhow::Result<impl IntoResponse> {
-    let map: serde_json::Map<String, serde_json::Value> = req
-        .headers()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                serde_json::Value::String(v.as_str().unwrap_or("").to_string()),
-            )
-        })
-        .collect();
-    text(200, serde_json::Value::Object(map).to_string())
+fn headers(req: &IncomingRequest) -> Response {
+    let mut map = serde_json::Map::new();
+    for (name, value) in req.headers().entries() {
+        let value = serde_json::Value::String(String::from_utf8_lossy(&value).into_owned());
+        match map.get_mut(&name) {
+            None => {
+                map.insert(name, value);
+            }
+            Some(serde_json::Value::Array(values)) => values.push(value),
+            Some(first) => *first = serde_json::Value::Array(vec![first.take(), value]),
+        }
+    }
+    Response::new(200, serde_json::Value::Object(map).to_string())
 }
 
 fn open(store: &str) -> Result<Store, Response> {
