@@ -21,7 +21,7 @@ use crate::bindings::{cron2, cron3, key_value, variables, wasi_atomics, wasi_sto
 use crate::componentize::componentize_if_necessary;
 use crate::cron_schedule::CronSchedule;
 use crate::error::{InstantiateError, LoadError};
-use crate::kv::{KvStore, KvStores, RedisStore, SqliteFile};
+use crate::kv::{KvStores, RedisStore, SqliteFile, StoreBackend};
 use crate::logs::Logger;
 use crate::manifest::{Manifest, RouteDecl, SourceDecl, StaticResponse};
 use crate::outbound::OutboundPolicy;
@@ -199,20 +199,20 @@ fn open_stores(
     labels.dedup();
     for label in labels {
         let store = match runtime.key_value_stores.get(label) {
-            Some(KvPlacement::Redis(url)) => KvStore::Redis(RedisStore::new(url).map_err(|e| {
+            Some(KvPlacement::Redis(url)) => StoreBackend::Redis(RedisStore::new(url).map_err(|e| {
                 LoadError::KeyValue {
                     label: label.clone(),
                     reason: e.0,
                 }
             })?),
             Some(KvPlacement::Spin(Some(path))) => {
-                KvStore::Sqlite(open_file(path.clone(), label)?.store(label))
+                StoreBackend::Sqlite(open_file(path.clone(), label)?.store(label))
             }
             Some(KvPlacement::Spin(None)) => {
-                KvStore::Sqlite(open_file(default_kv.to_path_buf(), label)?.store(label))
+                StoreBackend::Sqlite(open_file(default_kv.to_path_buf(), label)?.store(label))
             }
             None if label == "default" => {
-                KvStore::Sqlite(open_file(default_kv.to_path_buf(), label)?.store(label))
+                StoreBackend::Sqlite(open_file(default_kv.to_path_buf(), label)?.store(label))
             }
             None => {
                 return Err(LoadError::KeyValue {

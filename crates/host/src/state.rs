@@ -17,7 +17,7 @@ use wasmtime_wasi_http::{
 };
 
 use crate::bindings::{key_value as kv, variables as var, wasi_atomics, wasi_store};
-use crate::kv::{KvCas, KvStore, SharedKvStores};
+use crate::kv::{KvCas, SharedKvStores, StoreBackend};
 use crate::logs::Logger;
 use crate::outbound::OutboundPolicy;
 use crate::variables::{Resolver, VariableError};
@@ -42,12 +42,12 @@ pub struct ComponentContext {
 
 /// The resource behind `fermyon:spin/key-value.store`.
 pub struct KvHandle {
-    store: KvStore,
+    store: StoreBackend,
 }
 
 /// The resource behind `wasi:keyvalue/store.bucket`.
 pub struct WasiBucket {
-    store: KvStore,
+    store: StoreBackend,
 }
 
 /// Outbound HTTP gate: checks the component's policy, then sends with wasmtime's client.

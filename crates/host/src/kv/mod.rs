@@ -30,67 +30,67 @@ pub struct KvError(pub String);
 
 /// One labelled store on its backend.
 #[derive(Clone)]
-pub enum KvStore {
+pub enum StoreBackend {
     /// A SQLite file (Spin's `type = "spin"`).
     Sqlite(SqliteStore),
     /// A Redis server (`type = "redis"`).
     Redis(RedisStore),
 }
 
-impl KvStore {
+impl StoreBackend {
     /// Reads a value.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         match self {
-            KvStore::Sqlite(s) => s.get(key),
-            KvStore::Redis(s) => s.get(key).await,
+            StoreBackend::Sqlite(s) => s.get(key),
+            StoreBackend::Redis(s) => s.get(key).await,
         }
     }
 
     /// Writes a value, replacing any previous one.
     pub async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
         match self {
-            KvStore::Sqlite(s) => s.set(key, value),
-            KvStore::Redis(s) => s.set(key, value).await,
+            StoreBackend::Sqlite(s) => s.set(key, value),
+            StoreBackend::Redis(s) => s.set(key, value).await,
         }
     }
 
     /// Deletes a key; deleting an absent key is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), KvError> {
         match self {
-            KvStore::Sqlite(s) => s.delete(key),
-            KvStore::Redis(s) => s.delete(key).await,
+            StoreBackend::Sqlite(s) => s.delete(key),
+            StoreBackend::Redis(s) => s.delete(key).await,
         }
     }
 
     /// Whether a key exists.
     pub async fn exists(&self, key: &str) -> Result<bool, KvError> {
         match self {
-            KvStore::Sqlite(s) => s.exists(key),
-            KvStore::Redis(s) => s.exists(key).await,
+            StoreBackend::Sqlite(s) => s.exists(key),
+            StoreBackend::Redis(s) => s.exists(key).await,
         }
     }
 
     /// Every key in the store (Spin offers no prefix filter).
     pub async fn get_keys(&self) -> Result<Vec<String>, KvError> {
         match self {
-            KvStore::Sqlite(s) => s.get_keys(),
-            KvStore::Redis(s) => s.get_keys().await,
+            StoreBackend::Sqlite(s) => s.get_keys(),
+            StoreBackend::Redis(s) => s.get_keys().await,
         }
     }
 
     /// Adds `delta` to the integer under `key` (absent: 0) and returns the sum.
     pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
         match self {
-            KvStore::Sqlite(s) => s.increment(key, delta),
-            KvStore::Redis(s) => s.increment(key, delta).await,
+            StoreBackend::Sqlite(s) => s.increment(key, delta),
+            StoreBackend::Redis(s) => s.increment(key, delta).await,
         }
     }
 
     /// Starts a compare-and-swap on `key`.
     pub async fn new_cas(&self, key: &str) -> Result<KvCas, KvError> {
         let conn = match self {
-            KvStore::Sqlite(_) => None,
-            KvStore::Redis(s) => Some(s.cas_connection().await?),
+            StoreBackend::Sqlite(_) => None,
+            StoreBackend::Redis(s) => Some(s.cas_connection().await?),
         };
         Ok(KvCas {
             store: self.clone(),
@@ -103,7 +103,7 @@ impl KvStore {
 
 /// One compare-and-swap in progress: the value `current` saw is what `swap` compares with.
 pub struct KvCas {
-    store: KvStore,
+    store: StoreBackend,
     key: String,
     observed: Option<Vec<u8>>,
     redis: Option<::redis::aio::ConnectionManager>,
@@ -111,7 +111,7 @@ pub struct KvCas {
 
 impl KvCas {
     /// The store it works on.
-    pub fn store(&self) -> &KvStore {
+    pub fn store(&self) -> &StoreBackend {
         &self.store
     }
 
@@ -123,7 +123,7 @@ impl KvCas {
     /// Reads the current value and remembers it for [`KvCas::swap`].
     pub async fn current(&mut self) -> Result<Option<Vec<u8>>, KvError> {
         let value = match (&self.store, self.redis.as_mut()) {
-            (KvStore::Redis(_), Some(conn)) => redis::cas_current(conn, &self.key).await?,
+            (StoreBackend::Redis(_), Some(conn)) => redis::cas_current(conn, &self.key).await?,
             (store, _) => store.get(&self.key).await?,
         };
         self.observed.clone_from(&value);
@@ -134,9 +134,9 @@ impl KvCas {
     /// backends' caveats above); `false` when the swap failed.
     pub async fn swap(&mut self, value: &[u8]) -> Result<bool, KvError> {
         match (&self.store, self.redis.as_mut()) {
-            (KvStore::Sqlite(s), _) => s.swap(&self.key, self.observed.as_deref(), value),
-            (KvStore::Redis(_), Some(conn)) => redis::cas_swap(conn, &self.key, value).await,
-            (KvStore::Redis(s), None) => s.set(&self.key, value).await.map(|()| true),
+            (StoreBackend::Sqlite(s), _) => s.swap(&self.key, self.observed.as_deref(), value),
+            (StoreBackend::Redis(_), Some(conn)) => redis::cas_swap(conn, &self.key, value).await,
+            (StoreBackend::Redis(s), None) => s.set(&self.key, value).await.map(|()| true),
         }
     }
 }
@@ -144,17 +144,17 @@ impl KvCas {
 /// The stores defined for an application, by label.
 #[derive(Clone, Default)]
 pub struct KvStores {
-    stores: BTreeMap<String, KvStore>,
+    stores: BTreeMap<String, StoreBackend>,
 }
 
 impl KvStores {
     /// Adds or replaces the store for `label`.
-    pub fn insert(&mut self, label: String, store: KvStore) {
+    pub fn insert(&mut self, label: String, store: StoreBackend) {
         self.stores.insert(label, store);
     }
 
     /// The store for `label`, if defined.
-    pub fn get(&self, label: &str) -> Option<&KvStore> {
+    pub fn get(&self, label: &str) -> Option<&StoreBackend> {
         self.stores.get(label)
     }
 
