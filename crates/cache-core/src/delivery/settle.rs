@@ -266,23 +266,30 @@ mod tests {
             .set(KEY, &envelope::encode(before, &cfg.codec_policy()).unwrap())
             .unwrap();
         let batch = SealedBatch::new(coalesce([write(2_000)]), UnixMillis(3_000));
+        settle_all(&mut store, &batch, ItemStatus::Applied, &cfg);
+        store.peek(KEY).map(|b| envelope::decode(b).unwrap())
+    }
+
+    /// Settles `batch` at 3000 ms with every item answered `status`; the tally.
+    fn settle_all(
+        store: &mut MemoryStore,
+        batch: &SealedBatch,
+        status: ItemStatus,
+        cfg: &CacheConfig,
+    ) -> Tally {
         let answer = BatchResponse {
-            results: vec![ItemResult {
-                status: ItemStatus::Applied,
-                reason: None,
-            }],
+            results: vec![
+                ItemResult {
+                    status,
+                    reason: None,
+                };
+                batch.items.len()
+            ],
         };
         let mut tally = Tally::default();
-        let settled = settle_answer(
-            &mut store,
-            &batch,
-            &answer,
-            UnixMillis(3_000),
-            &cfg,
-            &mut tally,
-        );
+        let settled = settle_answer(store, batch, &answer, UnixMillis(3_000), cfg, &mut tally);
         assert_eq!(settled, Ok(Settled::Done));
-        store.peek(KEY).map(|b| envelope::decode(b).unwrap())
+        tally
     }
 
     #[test]
@@ -333,22 +340,7 @@ mod tests {
         store
             .set(&batch.kv_key(), &batch.encode().unwrap())
             .unwrap();
-        let answer = BatchResponse {
-            results: vec![ItemResult {
-                status: ItemStatus::Duplicate,
-                reason: None,
-            }],
-        };
-        let mut tally = Tally::default();
-        let settled = settle_answer(
-            &mut store,
-            &batch,
-            &answer,
-            UnixMillis(3_000),
-            &cfg,
-            &mut tally,
-        );
-        assert_eq!(settled, Ok(Settled::Done));
+        let tally = settle_all(&mut store, &batch, ItemStatus::Duplicate, &cfg);
         assert_eq!(
             tally,
             Tally {

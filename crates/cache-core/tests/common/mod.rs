@@ -295,6 +295,31 @@ impl World {
         )
     }
 
+    /// Runs one request at the world's clock with a fresh random number; the clock moves on
+    /// as far as the request waited.
+    fn step(
+        &mut self,
+        request: impl FnOnce(
+            &mut MemoryStore,
+            &mut FakeOrigin,
+            &mut TestClock,
+            u64,
+            &CacheConfig,
+        ) -> Outcome,
+    ) -> Outcome {
+        self.rand += 1;
+        let mut clock = TestClock::at(self.now);
+        let out = request(
+            &mut self.store,
+            &mut self.origin,
+            &mut clock,
+            self.rand,
+            &self.cfg,
+        );
+        self.now = clock.now;
+        out
+    }
+
     /// `GET` of `name`, with the request's other fields from `with`.
     pub fn get_with(&mut self, name: &str, with: impl FnOnce(&mut GetRequest)) -> Outcome {
         let mut req = GetRequest {
@@ -303,18 +328,9 @@ impl World {
             if_none_match: None,
         };
         with(&mut req);
-        self.rand += 1;
-        let mut clock = TestClock::at(self.now);
-        let out = serve::get(
-            &mut self.store,
-            &mut self.origin,
-            &mut clock,
-            self.rand,
-            &self.cfg,
-            &req,
-        );
-        self.now = clock.now;
-        out
+        self.step(|store, origin, clock, rand, cfg| {
+            serve::get(store, origin, clock, rand, cfg, &req)
+        })
     }
 
     /// A plain `GET` of `name`.
@@ -337,18 +353,9 @@ impl World {
             authorization: None,
         };
         with(&mut req);
-        self.rand += 1;
-        let mut clock = TestClock::at(self.now);
-        let out = serve::write(
-            &mut self.store,
-            &mut self.origin,
-            &mut clock,
-            self.rand,
-            &self.cfg,
-            &req,
-        );
-        self.now = clock.now;
-        out
+        self.step(|store, origin, clock, rand, cfg| {
+            serve::write(store, origin, clock, rand, cfg, &req)
+        })
     }
 
     /// A `PUT` of `json` to `name`.
