@@ -14,7 +14,7 @@
 //! | `DELETE /admin/dlq/{stamp}` | [`discard`]: drops the dead letter for good |
 //!
 //! A completed flush answers `200` whatever its outcome (`delivered`, `idle`, `retrying`,
-//! `backing_off`, `lease_busy`: the body says which); a store failure answers `503`. Errors
+//! `backing_off`, `lease_busy`, `lease_lost`: the body says which); a store failure answers `503`. Errors
 //! come from [`RequestError::reply`], the same table as the item routes'. The report types
 //! carry no serialization (they are not a stored format); the JSON views here are the one
 //! place that decides how an operator sees them. Instants are Unix milliseconds, absent
