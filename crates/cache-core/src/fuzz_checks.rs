@@ -398,6 +398,7 @@ fn check_settle(answer: &BatchResponse, sent: usize) {
             value: Some(Value::from(i)),
             stamp,
             written_at: UnixMillis(1_000),
+            subject: None,
         };
         let entry = Entry {
             kind: EntryKind::Value,

@@ -334,6 +334,7 @@ fn buffered_write() -> impl Strategy<Value = BufferedWrite> {
             value,
             stamp,
             written_at,
+            subject: None,
         })
 }
 

@@ -9,6 +9,21 @@
 //!   `200` with a [`BatchResponse`]: one [`ItemResult`] per write, in order. Resending a batch id
 //!   returns the first answer and applies nothing again.
 //! - `429`, `5xx` or a timeout: retry the whole batch later with the same id.
+//! - `POST {db_api}/v1/authorize` with the caller's `Authorization` (none for an anonymous
+//!   caller) and an [`AuthorizeRequest`] → `200` with an [`AuthorizeResponse`] naming the
+//!   principal the DB API knows the caller as, or `401`/`403` (with `WWW-Authenticate`) when it
+//!   would refuse that access. The cache asks before it acknowledges a write.
+//!
+//! # Writes on behalf of a caller
+//!
+//! A write the cache acknowledged was authorized for its caller at that moment; it reaches the
+//! DB API later, in a batch the cache sends under its own `db_api_token`. Each
+//! [`BatchWrite`] therefore names the principal it is made for in
+//! [`BatchWrite::on_behalf_of`], and the DB API checks that principal's rights again when
+//! applying it: a write the principal may no longer make is answered
+//! [`ItemStatus::Rejected`] with reason [`FORBIDDEN_REASON`], so a credential revoked between
+//! the write and the flush is honoured. A write without `on_behalf_of` (buffered before the
+//! cache knew its caller) is the cache's own.
 //!
 //! # Exactly once, per write
 //!
@@ -36,6 +51,55 @@ pub const BATCH_PATH: &str = "/v1/batch";
 
 /// Path prefix of the item endpoint: `{ITEMS_PATH}/{ns}/{key}`.
 pub const ITEMS_PATH: &str = "/v1/items";
+
+/// Path of the authorization endpoint, relative to the DB API base URL.
+pub const AUTHORIZE_PATH: &str = "/v1/authorize";
+
+/// The `reason` of a write the DB API refused because its principal may not make it.
+pub const FORBIDDEN_REASON: &str = "forbidden";
+
+/// The longest principal name a DB API may answer (bytes); longer answers are refused.
+pub const MAX_PRINCIPAL_BYTES: usize = 256;
+
+/// A kind of access to one item, as [`AUTHORIZE_PATH`] is asked about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// `GET` the item.
+    Read,
+    /// `PUT`, `PATCH` or `DELETE` the item.
+    Write,
+}
+
+impl Access {
+    /// The wire name: `read` or `write`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+        }
+    }
+}
+
+/// Body of `POST /v1/authorize`: may the caller (its `Authorization` header) make this access?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizeRequest {
+    /// Namespace of the item.
+    pub ns: String,
+    /// The key inside its namespace.
+    pub key: String,
+    /// The access asked for.
+    pub op: Access,
+}
+
+/// Body of a `200` answer to `POST /v1/authorize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizeResponse {
+    /// The subject the DB API knows the caller as (at most [`MAX_PRINCIPAL_BYTES`] bytes);
+    /// `anonymous` callers have one too when the DB API grants them access.
+    pub principal: String,
+}
 
 /// The DB API's path of `key`: `{ITEMS_PATH}/{ns}/{key}`, the key percent-encoded.
 #[must_use]
@@ -92,6 +156,10 @@ pub struct BatchWrite {
     pub version: u64,
     /// When the client's write was accepted, Unix milliseconds.
     pub written_at: u64,
+    /// The principal the write is made for, as the DB API's authorization call named it; the
+    /// DB API checks that principal's rights again before applying the write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
 }
 
 /// Body of `POST /v1/batch`.
@@ -163,6 +231,7 @@ mod tests {
             value: Some(json!(null)),
             version: 1,
             written_at: 2,
+            on_behalf_of: None,
         };
         let text = serde_json::to_string(&put_null).unwrap();
         assert_eq!(
@@ -177,6 +246,24 @@ mod tests {
         assert_eq!(delete.value, None);
         let missing_id = r#"{"ns":"n","key":"k","op":"delete","version":1,"written_at":2}"#;
         assert!(serde_json::from_str::<BatchWrite>(missing_id).is_err());
+    }
+
+    #[test]
+    fn on_behalf_of_is_sent_only_when_known_and_authorize_speaks_lowercase() {
+        let w: BatchWrite = serde_json::from_str(
+            r#"{"ns":"n","key":"k","write_id":"0000000003e800020000000000000003","op":"delete","version":1,"written_at":2,"on_behalf_of":"alice"}"#,
+        )
+        .unwrap();
+        assert_eq!(w.on_behalf_of.as_deref(), Some("alice"));
+        let req = AuthorizeRequest {
+            ns: "sessions".into(),
+            key: "alice:1".into(),
+            op: Access::Write,
+        };
+        assert_eq!(
+            serde_json::to_string(&req).unwrap(),
+            r#"{"ns":"sessions","key":"alice:1","op":"write"}"#
+        );
     }
 
     #[test]

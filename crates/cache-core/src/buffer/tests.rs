@@ -10,6 +10,7 @@ fn write(key: &str, millis: u64, instance: u64) -> BufferedWrite {
         value: Some(json!({ "at": millis })),
         stamp: Stamp::new(UnixMillis(millis), 0, instance),
         written_at: UnixMillis(millis),
+        subject: None,
     }
 }
 

@@ -184,6 +184,7 @@ mod tests {
             value: Some(json!("x".repeat(value_len))),
             stamp: Stamp::new(UnixMillis(1_000 + i as u64), 0, 1),
             written_at: UnixMillis(1_000),
+            subject: None,
         }))
     }
 

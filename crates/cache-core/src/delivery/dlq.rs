@@ -229,6 +229,7 @@ mod tests {
                 value: Some(json!({"x": 1})),
                 stamp,
                 written_at: UnixMillis(millis),
+                subject: None,
             }),
             raw: (!write).then(|| "garbage".to_owned()),
             reason: if write {

@@ -236,6 +236,7 @@ mod tests {
             value: Some(serde_json::json!(millis)),
             stamp: Stamp::new(UnixMillis(millis), 0, 1),
             written_at: UnixMillis(millis),
+            subject: None,
         }
     }
 

@@ -101,6 +101,7 @@ pub fn prepare_write(
         value,
         stamp,
         written_at: now,
+        subject: None,
     };
     let record = write.encode()?;
     let entry = if current.is_some_and(|c| is_newer_than(c, stamp)) {

@@ -52,6 +52,9 @@ pub struct BufferedWrite {
     pub stamp: Stamp,
     /// When the gateway accepted it.
     pub written_at: UnixMillis,
+    /// The principal the write was authorized for (never a credential); `None` for a write
+    /// accepted without an authorization decision.
+    pub subject: Option<String>,
 }
 
 impl BufferedWrite {
@@ -82,6 +85,7 @@ impl BufferedWrite {
             value: self.value.clone(),
             version: self.stamp.version(),
             written_at: self.written_at.0,
+            on_behalf_of: self.subject.clone(),
         }
     }
 
@@ -118,6 +122,8 @@ pub(crate) struct StoredWrite {
     value: Option<serde_json::Value>,
     stamp: String,
     written_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject: Option<String>,
 }
 
 impl From<&BufferedWrite> for StoredWrite {
@@ -130,6 +136,7 @@ impl From<&BufferedWrite> for StoredWrite {
             value: w.value.clone(),
             stamp: w.stamp.to_string(),
             written_at: w.written_at.0,
+            subject: w.subject.clone(),
         }
     }
 }
@@ -149,6 +156,7 @@ impl StoredWrite {
             value,
             stamp: Stamp::parse(&self.stamp)?,
             written_at: UnixMillis(self.written_at),
+            subject: self.subject,
         })
     }
 }
@@ -165,6 +173,7 @@ mod tests {
             value,
             stamp: Stamp::new(UnixMillis(1_000), 2, 3),
             written_at: UnixMillis(1_000),
+            subject: None,
         }
     }
 
