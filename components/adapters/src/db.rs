@@ -22,7 +22,7 @@ use std::time::Duration;
 use cache_core::config::CacheConfig;
 use cache_core::contract::{BatchRequest, BatchResponse, BATCH_PATH, IDEMPOTENCY_KEY_HEADER};
 use cache_core::db::{parse_batch_answer, DbApi, SendError};
-use cache_core::serve::origin::{ItemAnswer, ItemRead, Origin, Unanswered};
+use cache_core::serve::origin::{AuthorizeCall, ItemAnswer, ItemRead, Origin, Unanswered};
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{
     ErrorCode, Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions,
@@ -196,45 +196,85 @@ fn code_error(context: &str, e: &ErrorCode) -> Unanswered {
 const MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
 
 impl HttpDb {
-    /// `GET {db_api_url}{path}` with `headers`, within the timeout.
-    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Result<ItemAnswer, Unanswered> {
-        let list: Vec<(String, Vec<u8>)> = headers
+    /// `{method} {db_api_url}{path}` with `headers` and `body`, within the timeout.
+    pub fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<ItemAnswer, Unanswered> {
+        let mut list: Vec<(String, Vec<u8>)> = headers
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
             .collect();
+        if !body.is_empty() {
+            list.push((
+                "content-length".to_owned(),
+                body.len().to_string().into_bytes(),
+            ));
+        }
         let fields = Fields::from_list(&list)
             .map_err(|e| failed(format!("invalid request header: {e:?}")))?;
-        let request = self.request(Method::Get, path, fields).map_err(failed)?;
+        let request = self.request(method, path, fields).map_err(failed)?;
         let outgoing = request
             .body()
             .map_err(|()| failed("request body unavailable".into()))?;
         let future = outgoing_handler::handle(request, Some(self.options()))
             .map_err(|e| code_error("request failed", &e))?;
-        OutgoingBody::finish(outgoing, None)
-            .map_err(|e| code_error("finishing the request failed", &e))?;
+        let written = if body.is_empty() {
+            OutgoingBody::finish(outgoing, None)
+                .map_err(|e| code_error("finishing the request failed", &e))
+        } else {
+            write_body(outgoing, body).map_err(|e| failed(format!("{e:?}")))
+        };
         future.subscribe().block();
         let response = match future.get() {
             Some(Ok(Ok(response))) => response,
             Some(Ok(Err(e))) => return Err(code_error("request failed", &e)),
             Some(Err(())) | None => return Err(failed("response unavailable".into())),
         };
+        written?;
         let status = response.status();
+        let header = |name: &str| {
+            let values: Vec<String> = response
+                .headers()
+                .get(name)
+                .into_iter()
+                .filter_map(|v| String::from_utf8(v).ok())
+                .collect();
+            (!values.is_empty()).then(|| values.join(", "))
+        };
         let etag = response
             .headers()
             .get("etag")
             .into_iter()
             .next()
             .and_then(|v| String::from_utf8(v).ok());
+        let cache_control = header("cache-control");
+        let vary = header("vary");
+        let www_authenticate = header("www-authenticate");
         let body = read_all(response)?;
-        Ok(ItemAnswer { status, etag, body })
+        Ok(ItemAnswer {
+            status,
+            etag,
+            cache_control,
+            vary,
+            www_authenticate,
+            body,
+        })
     }
 }
 
-/// Item reads for the request paths (`cache_core::serve`), bounded by this client's
-/// timeout.
+/// Item reads and authorization calls for the request paths (`cache_core::serve`), bounded
+/// by this client's timeout. They carry the caller's credentials, never this client's token.
 impl Origin for HttpDb {
     fn get_item(&mut self, read: &ItemRead) -> Result<ItemAnswer, Unanswered> {
-        self.get(&read.path, &read.headers())
+        self.call(Method::Get, &read.path, &read.headers(), &[])
+    }
+
+    fn authorize(&mut self, call: &AuthorizeCall) -> Result<ItemAnswer, Unanswered> {
+        self.call(Method::Post, call.path, &call.headers(), &call.body)
     }
 }
 

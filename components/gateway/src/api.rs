@@ -11,7 +11,7 @@ use cache_core::admin;
 use cache_core::config::CacheConfig;
 use cache_core::counters;
 use cache_core::key::CacheKey;
-use cache_core::serve::origin::{ItemAnswer, ItemRead, Origin, Unanswered};
+use cache_core::serve::origin::{AuthorizeCall, ItemAnswer, ItemRead, Origin, Unanswered};
 use cache_core::serve::{self, GetRequest, Op, Reply, RequestError, WriteRequest};
 use cache_core::store::KvStore;
 use spin_adapters::db::HttpDb;
@@ -191,15 +191,21 @@ fn essence(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// The DB API's item endpoint for the request paths: one `HttpDb` read per call, bounded
-/// by `origin_timeout` and sent without the flush's token (the core chooses the
-/// `Authorization`), counted and timed for `/metrics`.
+/// The DB API's item and authorization endpoints for the request paths: one `HttpDb` call
+/// each, bounded by `origin_timeout` and sent without the flush's token (the core sends the
+/// caller's `Authorization`); item reads are counted and timed for `/metrics`.
 pub struct DbOrigin<'a>(pub &'a CacheConfig);
+
+impl DbOrigin<'_> {
+    fn db(&self) -> Result<HttpDb, Unanswered> {
+        HttpDb::new(&self.0.db_api_url, None, self.0.origin_timeout)
+            .map_err(|e| Unanswered::Failed(e.to_string()))
+    }
+}
 
 impl Origin for DbOrigin<'_> {
     fn get_item(&mut self, read: &ItemRead) -> Result<ItemAnswer, Unanswered> {
-        let mut db = HttpDb::new(&self.0.db_api_url, None, self.0.origin_timeout)
-            .map_err(|e| Unanswered::Failed(e.to_string()))?;
+        let mut db = self.db()?;
         let started = env::now();
         let result = db.get_item(read);
         metrics::inc(counters::ORIGIN_FETCHES);
@@ -208,6 +214,10 @@ impl Origin for DbOrigin<'_> {
             env::now().0.saturating_sub(started.0),
         );
         result
+    }
+
+    fn authorize(&mut self, call: &AuthorizeCall) -> Result<ItemAnswer, Unanswered> {
+        self.db()?.authorize(call)
     }
 }
 

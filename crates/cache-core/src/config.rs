@@ -30,6 +30,9 @@
 //! | `kv_store`              | `default`        | the key-value store label                        |
 //! | `admin_token`           | unset            | bearer token for `/admin` routes                 |
 //! | `metrics_hit_sample`    | `16`             | count fresh hits one in N (adding N)             |
+//! | `auth_mode`             | `origin`         | who decides access: `origin`, `grant` or `jwt`   |
+//! | `auth_key`              | unset            | secret for keyed digests of credentials          |
+//! | `grant_ttl`             | `60s`            | how long an access decision is kept (≤ 1h)       |
 //!
 //! Durations are plain seconds or suffixed (`500ms`, `30s`, `5m`, `1h`); sizes are plain bytes
 //! or suffixed (`512KiB`, `1MiB`). Fermyon Cloud caps a store at 1024 keys; cache entries,
@@ -125,12 +128,48 @@ pub mod var {
         KV_STORE,
         ADMIN_TOKEN,
         METRICS_HIT_SAMPLE,
+        AUTH_MODE,
+        AUTH_KEY,
+        GRANT_TTL,
     ];
     /// Admin bearer token.
     pub const ADMIN_TOKEN: &str = "admin_token";
     /// Sampling of the hit counter.
     pub const METRICS_HIT_SAMPLE: &str = "metrics_hit_sample";
+    /// Who decides access.
+    pub const AUTH_MODE: &str = "auth_mode";
+    /// Secret of the keyed credential digests.
+    pub const AUTH_KEY: &str = "auth_key";
+    /// Lifetime of a kept access decision.
+    pub const GRANT_TTL: &str = "grant_ttl";
 }
+
+/// Who decides what a caller may read and write (see [`crate::auth`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuthMode {
+    /// The DB API, asked with the caller's own credentials; entries are shared or kept per
+    /// caller as its `Cache-Control` allows.
+    Origin,
+    /// The DB API, as in `Origin`, but answers are kept shared and every caller needs a read
+    /// grant (a conditional `GET` with its credentials) before it is served one.
+    Grant,
+    /// The cache itself: bearer JWTs verified at the edge, access by per-namespace rules.
+    Jwt,
+}
+
+impl AuthMode {
+    fn parse(s: &str) -> Option<AuthMode> {
+        match s {
+            "origin" => Some(AuthMode::Origin),
+            "grant" => Some(AuthMode::Grant),
+            "jwt" => Some(AuthMode::Jwt),
+            _ => None,
+        }
+    }
+}
+
+/// The longest `grant_ttl`: how stale an access decision may ever be.
+pub const MAX_GRANT_TTL: Duration = Duration::from_secs(3600);
 
 /// Why the configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -200,6 +239,13 @@ pub struct CacheConfig {
     /// Fresh hits are counted one in this many (each counted one adds this many), so that
     /// most hits write nothing to the store; 1 counts every hit.
     pub metrics_hit_sample: u64,
+    /// Who decides access.
+    pub auth_mode: AuthMode,
+    /// Secret key of the credential digests; without it nothing derived from a credential is
+    /// stored (no per-caller entries, no kept grants).
+    pub auth_key: Option<String>,
+    /// How long an access decision (a grant) is kept: the longest a revocation can take.
+    pub grant_ttl: Duration,
 }
 
 impl fmt::Debug for CacheConfig {
@@ -230,6 +276,9 @@ impl fmt::Debug for CacheConfig {
             .field("kv_store", &self.kv_store)
             .field("admin_token", &redact(&self.admin_token))
             .field("metrics_hit_sample", &self.metrics_hit_sample)
+            .field("auth_mode", &self.auth_mode)
+            .field("auth_key", &redact(&self.auth_key))
+            .field("grant_ttl", &self.grant_ttl)
             .finish()
     }
 }
@@ -363,6 +412,14 @@ impl CacheConfig {
                 (1, 1_000_000),
             )?)
             .unwrap_or(u64::MAX),
+            auth_mode: r.parsed(
+                var::AUTH_MODE,
+                AuthMode::Origin,
+                AuthMode::parse,
+                "origin, grant or jwt",
+            )?,
+            auth_key: r.raw(var::AUTH_KEY),
+            grant_ttl: r.duration(var::GRANT_TTL, Duration::from_secs(60))?,
         };
         cfg.cross_check()
     }
@@ -394,6 +451,12 @@ impl CacheConfig {
         }
         if self.flush_timeout.is_zero() {
             return Err(invalid(var::FLUSH_TIMEOUT, "must be greater than zero"));
+        }
+        if self.grant_ttl.is_zero() || self.grant_ttl > MAX_GRANT_TTL {
+            return Err(invalid(var::GRANT_TTL, "must be between 1ms and 1h"));
+        }
+        if self.auth_key.as_ref().is_some_and(|k| k.len() < 16) {
+            return Err(invalid(var::AUTH_KEY, "must be at least 16 characters"));
         }
         if self.max_buffered_bytes == 0 {
             return Err(invalid(

@@ -27,6 +27,20 @@ pub struct Dirty {
     pub since: UnixMillis,
 }
 
+/// Who may be served an entry without asking the origin (the auth model in [`crate::auth`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Audience {
+    /// Any caller: the origin marked the answer shareable (`public`, `s-maxage`, or an
+    /// anonymous request's answer without `private`).
+    Anyone,
+    /// A caller holding a read grant for the key: written entries, answers kept shared in
+    /// `grant` mode, and entries stored before audiences existed.
+    #[default]
+    Granted,
+    /// The one caller whose scope is in the entry's key (`c:{ns}#{scope}:{key}`).
+    Caller,
+}
+
 /// One cached item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -50,9 +64,31 @@ pub struct Entry {
     pub stale_if_error_until: UnixMillis,
     /// Undelivered-write state; `None` when the DB API has everything this entry shows.
     pub dirty: Option<Dirty>,
+    /// Who may be served it.
+    pub audience: Audience,
 }
 
 impl Entry {
+    /// An entry of `kind` holding `value`, for `audience`, with no etag, version 0, no
+    /// history, and every window ending at `now`: the caller sets what it knows and applies
+    /// its windows.
+    #[must_use]
+    pub fn at(kind: EntryKind, value: Vec<u8>, audience: Audience, now: UnixMillis) -> Entry {
+        Entry {
+            kind,
+            value,
+            etag: None,
+            version: 0,
+            fetched_at: None,
+            written_at: None,
+            fresh_until: now,
+            stale_until: now,
+            stale_if_error_until: now,
+            dirty: None,
+            audience,
+        }
+    }
+
     /// The JSON body to serve, for value entries.
     #[must_use]
     pub fn body(&self) -> Option<&[u8]> {

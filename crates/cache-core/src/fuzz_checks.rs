@@ -24,7 +24,7 @@ use crate::delivery::dlq::DeadLetter;
 use crate::delivery::lease;
 use crate::delivery::settle::{settle_answer, Settled, Tally};
 use crate::delivery::state::FlushState;
-use crate::entry::{Dirty, Entry, EntryKind};
+use crate::entry::{Audience, Dirty, Entry, EntryKind};
 use crate::envelope::{self, Codec, CodecPolicy, EnvelopeError, MAX_ETAG_BYTES};
 use crate::hash::fnv1a64;
 use crate::key::{
@@ -410,6 +410,7 @@ fn check_settle(answer: &BatchResponse, sent: usize) {
             fresh_until: UnixMillis(100_000),
             stale_until: UnixMillis(100_000),
             stale_if_error_until: UnixMillis(100_000),
+            audience: Audience::Granted,
             dirty: Some(Dirty {
                 stamp,
                 since: UnixMillis(1_000),

@@ -7,59 +7,83 @@
 //! Nothing here does I/O of its own: the store and the origin are traits, time is a
 //! [`Clock`], randomness an argument.
 //!
+//! Who may see and change what is decided in [`crate::auth`]: the caller is identified first
+//! ([`gate::identify`]; in `jwt` mode its token must verify and
+//! the rules must allow the access), every origin call carries the caller's own
+//! `Authorization`, and nothing derived from a credential is stored but keyed digests.
+//!
 //! # One GET ([`get`])
 //!
-//! 1. Read the entry (`c:{ns}:{key}`); [`plan_read`] decides. A value that does not decode is
-//!    a miss and is overwritten.
+//! 1. Read the shared entry (`c:{ns}:{key}`); [`plan_read`] decides. A value that does not
+//!    decode is a miss and is overwritten.
 //! 2. Fresh, or dirty (the DB API has not seen its write yet, so it is the newest truth) →
-//!    serve it: `HIT`, or `NEGATIVE` (404) for a negative entry or tombstone.
+//!    serve it, if the caller may be served it: an entry for anyone needs nothing, any other
+//!    a read grant ([`gate::check_read_grant`]). `HIT`,
+//!    or `NEGATIVE` (404) for a negative entry or tombstone.
 //! 3. Stale → serve it (`STALE`) and return a [`Deferred::Revalidate`]: the client never waits
 //!    for the refresh.
-//! 4. Missing, expired or corrupt → fill: claim the fill lease ([`fill::claim`]); a request
-//!    that finds another's lease waits for its entry (`HIT`) and fetches itself only when the
-//!    lease lapses without one. The fetch is classified ([`origin::classify`]); the entry is
-//!    re-read just before storing and [`apply_origin`] decides what to store (a dirty entry is
-//!    never replaced by origin data; a 404 becomes a negative entry; a value over
+//! 4. Otherwise the same for the caller's own entry (`c:{ns}#{scope}:{key}`), when it has
+//!    one: a credentialed caller with an `auth_key` configured.
+//! 5. Missing, expired or corrupt → fill: claim the fill lease of the caller's own entry (or
+//!    the shared one) ([`fill::claim`]); a request that finds another's lease waits for its
+//!    entry (`HIT`) and fetches itself only when the lease lapses without one. The fetch
+//!    carries the caller's `Authorization` and is classified ([`origin::classify`]); its
+//!    `Cache-Control` and `Vary` say where the answer is kept ([`cache_control`]: shared,
+//!    shared behind grants, the caller's own entry, or nowhere). That entry is re-read just
+//!    before storing and [`apply_origin`] decides what to store (a dirty entry is never
+//!    replaced by origin data; a 404 becomes a negative entry; a value over
 //!    `max_value_bytes` is served once and stored nowhere). The lease is released.
-//! 5. The origin failed (502/504) and the entry is within `stale_if_error` → serve it
-//!    (`STALE`); otherwise the error is the answer. Origin errors are never cached.
-//! 6. The reply carries `ETag`, `Age`, `Cache-Control`, `X-Cache`, and `X-Sync: pending` with
-//!    `X-Dirty-Age` for a dirty entry; a matching `If-None-Match` is a `304`.
+//! 6. The origin failed (502/504) and an entry the caller may be served is within
+//!    `stale_if_error` → serve it (`STALE`); otherwise the error is the answer. Origin errors
+//!    and refusals are never cached; a `401`/`403` is passed through with its
+//!    `WWW-Authenticate`.
+//! 7. The reply carries `ETag`, `Age`, `Cache-Control` (`private` unless the entry is for
+//!    anyone), `X-Cache`, and `X-Sync: pending` with `X-Dirty-Age` for a dirty entry; a
+//!    matching `If-None-Match` is a `304`.
 //!
-//! KV operations: a fresh hit is one `get`. A miss that fills is `get` (entry), `get`, `set`,
+//! KV operations: a fresh hit of an entry for anyone is one `get`. A caller's own entry costs
+//! one more `get` (the shared entry first); an entry behind a grant one or two more (the
+//! grant's window and the one before). A miss that fills is `get` (entry), `get`, `set`,
 //! `get` (claim the lease), `get`, `set` (re-read and store the entry), `get`, `delete`
 //! (release the lease): five reads and three writes.
 //!
 //! # One PUT, PATCH or DELETE ([`write`](fn@write))
 //!
 //! 1. Validate: the body within `max_value_bytes` and JSON. A rejected request stores nothing.
-//! 2. Read the entry. A `PATCH`, or a write with `If-Match`/`If-None-Match`, needs the current
-//!    value: when the entry is not servable it is read through from the DB API (the fill
-//!    above, without the stale fallback).
-//! 3. Preconditions (RFC 9110 13.1.1–2): `If-Match` compares strongly, `If-None-Match` weakly,
+//! 2. Authorize ([`gate::authorize_write`]): a kept
+//!    write grant, or the DB API's authorization call with the caller's credentials; a
+//!    refusal is passed through, an unanswered call is `503`, and nothing is stored. The
+//!    principal it names goes into the buffer record.
+//! 3. A `PATCH`, or a write with `If-Match`/`If-None-Match`, needs the current value: it is
+//!    read as a `GET` reads it (steps 1–5 above, without serving stale), so the caller needs
+//!    read access too.
+//! 4. Preconditions (RFC 9110 13.1.1–2): `If-Match` compares strongly, `If-None-Match` weakly,
 //!    `*` stands for any current value (a negative entry or a tombstone is none) → `412`.
-//! 4. `PATCH` applies the RFC 7386 merge patch to the current value (none: `null`) and is
+//! 5. `PATCH` applies the RFC 7386 merge patch to the current value (none: `null`) and is
 //!    then a put.
-//! 5. Re-read the entry (a read-through may have replaced it), stamp the write and prepare the
-//!    buffer record and the dirty entry ([`prepare_write`]); too large → `413`.
-//! 6. Admission: the buffer's keys and the flush state give its size and age; over a bound →
+//! 6. Read the shared entry, stamp the write and prepare the buffer record and the dirty
+//!    entry ([`prepare_write`]); too large → `413`. The dirty entry is for anyone only if the
+//!    entry it replaces was; otherwise readers need a grant.
+//! 7. Admission: the buffer's keys and the flush state give its size and age; over a bound →
 //!    `503` with `Retry-After` ([`admit`]).
-//! 7. Store the buffer record `w:{stamp}`: the durability point. The `202` can only be built
+//! 8. Store the buffer record `w:{stamp}`: the durability point. The `202` can only be built
 //!    from what storing it returns ([`reply::Buffered`]).
-//! 8. Store the dirty entry unless it already shows a newer write, and check it stayed
+//! 9. Store the dirty entry unless it already shows a newer write, and check it stayed
 //!    (read-your-writes; see `store_entry`). The visibility point.
-//! 9. `202 Accepted` with `ETag: "w{stamp}"` and `X-Sync: pending`.
+//! 10. `202 Accepted` with `ETag: "w{stamp}"` and `X-Sync: pending`.
 //!
-//! KV operations: a `PUT` of a cached key without preconditions is `get`, `get` (entry),
+//! KV operations: a `PUT` without preconditions, once authorized, is `get` (entry),
 //! `get_keys`, `get` (flush state), `set` (record), `get`, `set`, `get` (entry, checked):
-//! five reads, one key listing, two writes. A `PATCH` of a cached key is the same; of an
-//! uncached one, the fill's seven (claim, store, release) come after the first read.
+//! four reads, one key listing, two writes. Authorizing adds one or two reads for a kept
+//! grant, or one write after asking the DB API. A `PATCH` of a cached key adds the `GET`'s
+//! one read; of an uncached one, the fill's seven (claim, store, release).
 //! `tests/serve.rs` checks these sequences.
 //!
 //! A store failure ends the request with `500` (`503` when the store is full). One after the
 //! record is stored but before the entry is leaves the write buffered but unacknowledged:
 //! the flush delivers it, and nothing acknowledged is ever lost.
 
+pub mod cache_control;
 pub mod fill;
 pub(crate) mod merge_patch;
 pub mod origin;
@@ -70,16 +94,23 @@ pub mod reply;
 
 use serde_json::Value;
 
+use self::cache_control::Placement;
 use self::fill::Claim;
+use self::origin::Fetched;
 use self::prepare::{is_newer_than, prepare_write, Change, EntryUpdate, PreparedWrite, WriteError};
+use crate::auth::caller::Caller;
+use crate::auth::gate;
 use crate::buffer::{admit, Admission, Backpressure, BufferStats};
+use crate::config::AuthMode;
 use crate::config::CacheConfig;
+use crate::contract::Access;
 use crate::delivery::state::FlushState;
-use crate::entry::{Entry, EntryKind};
+use crate::entry::{Audience, Entry, EntryKind};
 use crate::envelope::{self, EnvelopeError};
 use crate::key::CacheKey;
 use crate::serve::merge_patch::merge_patch;
-use crate::serve::read::{apply_origin, plan_read, OriginApply, ReadPlan};
+use crate::serve::policy::Windows;
+use crate::serve::read::{apply_origin, plan_read, OriginAnswer, OriginApply, ReadPlan};
 use crate::stamp::Stamp;
 use crate::store::KvStore;
 use crate::stored::kv_key::MAX_KV_VALUE_BYTES;
@@ -195,7 +226,9 @@ pub fn write<S: KvStore, O: Origin, C: Clock>(
 }
 
 /// Refreshes a stale entry ([`Deferred::Revalidate`]): a conditional fetch with the entry's
-/// ETag, stored through [`apply_origin`]. Skipped when another request holds the fill lease.
+/// ETag and the reading caller's `authorization`, kept through [`apply_origin`] where the
+/// answer's directives allow. Skipped when another request holds the fill lease. A refusal
+/// (`401`/`403`) removes the entry only if it is that caller's own.
 pub fn revalidate<S: KvStore, O: Origin, C: Clock>(
     store: &mut S,
     origin: &mut O,
@@ -206,18 +239,26 @@ pub fn revalidate<S: KvStore, O: Origin, C: Clock>(
     authorization: Option<&str>,
 ) -> Result<(), RequestError> {
     let mut cx = Cx::new(store, origin, clock, rand, cfg);
+    let caller = Caller::from_header(authorization);
     let now = cx.clock.now();
     let Claim::Fill(held) = fill::claim(cx.store, key, rand, now)? else {
         return Ok(());
     };
-    let etag = cx
+    let current = cx
         .store
         .get(&key.kv_key())?
-        .and_then(|b| envelope::decode(&b).ok())
-        .and_then(|e| e.etag);
-    let result = cx
-        .fetch(key, authorization, etag.as_deref())
-        .and_then(|answer| cx.store_answer(key, answer).map(|_| ()));
+        .and_then(|b| envelope::decode(&b).ok());
+    let etag = current.as_ref().and_then(|e| e.etag.clone());
+    let result = match cx.fetch(&key.unscoped(), authorization, etag.as_deref()) {
+        Ok(fetched) => cx.refresh(&caller, key, current, fetched),
+        Err(e @ RequestError::OriginRefused { .. }) => {
+            if key.scope().is_some() {
+                cx.store.delete(&key.kv_key())?;
+            }
+            Err(e)
+        }
+        Err(e) => Err(e),
+    };
     fill::release(cx.store, held);
     result
 }
@@ -267,12 +308,42 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
     }
 
     fn get(&mut self, req: &GetRequest) -> Result<Reply, RequestError> {
-        let key = &req.key;
-        let inm = req.if_none_match.as_deref();
+        let caller = gate::identify(self.cfg, req.authorization.as_deref())?;
+        gate::check_rules(self.cfg, &caller, &req.key, Access::Read)?;
+        let served = self.read(&caller, &req.key.unscoped(), true)?;
         let now = self.clock.now();
-        let stored = self.store.get(&key.kv_key())?;
-        match plan_read(stored.as_deref(), now) {
-            ReadPlan::Serve(entry) => {
+        Ok(reply::entry(
+            &served.entry,
+            served.status,
+            req.if_none_match.as_deref(),
+            now,
+        ))
+    }
+
+    /// Reads `key` for `caller`: the shared entry if the caller may be served it, else the
+    /// caller's own, else the origin. `serving` says the entry is for a `GET` (stale entries
+    /// are served and revalidated); a write's base is read without that.
+    fn read(
+        &mut self,
+        caller: &Caller,
+        key: &CacheKey,
+        serving: bool,
+    ) -> Result<Served, RequestError> {
+        let now = self.clock.now();
+        let mut fallback = None;
+        let slots = [Some(key.clone()), caller.own_entry(self.cfg, key)];
+        for slot in slots.iter().flatten() {
+            let stored = self.store.get(&slot.kv_key())?;
+            let (entry, stale) = match plan_read(stored.as_deref(), now) {
+                ReadPlan::Serve(entry) => (entry, false),
+                ReadPlan::ServeAndRevalidate(entry) => (entry, true),
+                ReadPlan::Fetch { fallback: f } => {
+                    fallback = fallback.or(f.map(|e| (e, slot.clone())));
+                    continue;
+                }
+            };
+            self.admit(caller, slot, &entry)?;
+            if !stale {
                 let status = if entry.kind == EntryKind::Absent {
                     self.events.push(Event::NegativeHit);
                     CacheStatus::Negative
@@ -280,37 +351,65 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
                     self.events.push(Event::Hit);
                     CacheStatus::Hit
                 };
-                Ok(reply::entry(&entry, status, inm, now))
+                return Ok(Served { entry, status });
             }
-            ReadPlan::ServeAndRevalidate(entry) => {
+            if serving {
                 self.events.push(Event::Stale);
                 self.deferred.push(Deferred::Revalidate {
-                    key: key.clone(),
-                    authorization: req.authorization.clone(),
+                    key: slot.clone(),
+                    authorization: caller.authorization().map(str::to_owned),
                 });
-                Ok(reply::entry(&entry, CacheStatus::Stale, inm, now))
-            }
-            ReadPlan::Fetch { fallback, .. } => {
-                let served = self.fill(key, req.authorization.as_deref(), fallback)?;
-                let now = self.clock.now();
-                Ok(reply::entry(&served.entry, served.status, inm, now))
+                return Ok(Served {
+                    entry,
+                    status: CacheStatus::Stale,
+                });
             }
         }
+        let fallback = if serving { fallback } else { None };
+        self.fill(caller, key, fallback)
     }
 
-    /// Fills `key` from the origin, collapsing concurrent misses; serves `fallback` if the
-    /// origin fails.
+    /// Whether `caller` may be served `entry`, found under `slot`: the caller's own entries
+    /// and entries for anyone need nothing; the others a read grant.
+    fn admit(
+        &mut self,
+        caller: &Caller,
+        slot: &CacheKey,
+        entry: &Entry,
+    ) -> Result<(), RequestError> {
+        if slot.scope().is_some() || entry.audience == Audience::Anyone {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        gate::check_read_grant(
+            self.store,
+            self.origin,
+            self.cfg,
+            caller,
+            slot,
+            entry.etag.as_deref().filter(|_| !entry.is_dirty()),
+            now,
+        )
+    }
+
+    /// Fills `key` for `caller` from the origin, collapsing concurrent misses of the same
+    /// entry; serves `fallback` (an entry and its slot) if the origin fails.
     fn fill(
         &mut self,
+        caller: &Caller,
         key: &CacheKey,
-        auth: Option<&str>,
-        fallback: Option<Entry>,
+        fallback: Option<(Entry, CacheKey)>,
     ) -> Result<Served, RequestError> {
         let now = self.clock.now();
-        let held = match fill::claim(self.store, key, self.rand, now)? {
+        let lease_on = caller
+            .own_entry(self.cfg, key)
+            .unwrap_or_else(|| key.clone());
+        let held = match fill::claim(self.store, &lease_on, self.rand, now)? {
             Claim::Fill(held) => Some(held),
             Claim::Wait(until) => {
-                if let Some(entry) = fill::wait_for_entry(self.store, self.clock, key, until) {
+                if let Some(entry) = fill::wait_for_entry(self.store, self.clock, &lease_on, until)
+                {
+                    self.admit(caller, &lease_on, &entry)?;
                     self.events.push(Event::Hit);
                     return Ok(Served {
                         entry,
@@ -321,21 +420,22 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             }
         };
         self.events.push(Event::Miss);
-        let outcome = match self.fetch(key, auth, None) {
-            Ok(answer) => self.store_answer(key, answer).map(|entry| Served {
+        let outcome = match self.fetch(key, caller.authorization(), None) {
+            Ok(fetched) => self.keep(caller, key, fetched).map(|entry| Served {
                 entry,
                 status: CacheStatus::Miss,
             }),
-            Err(e) => match (fallback, &e) {
-                (Some(entry), RequestError::Origin(_) | RequestError::OriginTimeout(_)) => {
+            Err(e @ (RequestError::Origin(_) | RequestError::OriginTimeout(_))) => match fallback {
+                Some((entry, slot)) => self.admit(caller, &slot, &entry).map(|()| {
                     self.events.push(Event::Stale);
-                    Ok(Served {
+                    Served {
                         entry,
                         status: CacheStatus::Stale,
-                    })
-                }
-                _ => Err(e),
+                    }
+                }),
+                None => Err(e),
             },
+            Err(e) => Err(e),
         };
         if let Some(held) = held {
             fill::release(self.store, held);
@@ -348,25 +448,78 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         key: &CacheKey,
         auth: Option<&str>,
         etag: Option<&str>,
-    ) -> Result<crate::serve::read::OriginAnswer, RequestError> {
-        let read = origin::item_read(self.cfg, key, auth, etag);
+    ) -> Result<Fetched, RequestError> {
+        let read = origin::item_read(key, auth, etag);
         origin::classify(self.origin.get_item(&read))
     }
 
-    /// Stores what the origin answered (unless the entry turned dirty meanwhile) and returns
-    /// the entry to serve.
+    /// Keeps what the origin answered `caller` where its directives allow
+    /// ([`Directives::placement`]) and returns the entry to serve.
+    fn keep(
+        &mut self,
+        caller: &Caller,
+        key: &CacheKey,
+        fetched: Fetched,
+    ) -> Result<Entry, RequestError> {
+        let own = caller.own_entry(self.cfg, key);
+        let grant_checked = self.cfg.auth_mode == AuthMode::Grant;
+        let placement =
+            fetched
+                .directives
+                .placement(caller.is_credentialed(), own.is_some(), grant_checked);
+        let now = self.clock.now();
+        let (slot, audience) = match placement {
+            Placement::Shared => (Some(key.clone()), Audience::Anyone),
+            Placement::SharedGranted => {
+                gate::keep_read_grant(self.store, self.cfg, caller, key, now);
+                (Some(key.clone()), Audience::Granted)
+            }
+            Placement::Caller => (own, Audience::Caller),
+            Placement::Nowhere => (None, Audience::Caller),
+        };
+        match slot {
+            Some(slot) => self.store_answer(&slot, fetched, audience),
+            None => match apply_origin(
+                None,
+                fetched.answer,
+                &fetched.directives,
+                audience,
+                now,
+                self.cfg,
+            ) {
+                OriginApply::Store(mut entry) | OriginApply::ServeUnstored(mut entry) => {
+                    // Kept nowhere: the windows end now, so the reply says `no-cache`.
+                    Windows::ending(now).apply(&mut entry);
+                    Ok(entry)
+                }
+                OriginApply::Skip(_) => Err(RequestError::NotFound),
+            },
+        }
+    }
+
+    /// Stores what the origin answered under `slot` for `audience` (unless the entry turned
+    /// dirty meanwhile) and returns the entry to serve.
     fn store_answer(
         &mut self,
-        key: &CacheKey,
-        answer: crate::serve::read::OriginAnswer,
+        slot: &CacheKey,
+        fetched: Fetched,
+        audience: Audience,
     ) -> Result<Entry, RequestError> {
         let now = self.clock.now();
-        let entry_key = key.kv_key();
+        let entry_key = slot.kv_key();
         let current = self
             .store
             .get(&entry_key)?
             .and_then(|b| envelope::decode(&b).ok());
-        match apply_origin(current.as_ref(), answer, now, self.cfg) {
+        let applied = apply_origin(
+            current.as_ref(),
+            fetched.answer,
+            &fetched.directives,
+            audience,
+            now,
+            self.cfg,
+        );
+        match applied {
             OriginApply::Store(entry) => {
                 let bytes = envelope::encode(&entry, &self.cfg.codec_policy())
                     .map_err(|e| RequestError::Internal(format!("cannot encode entry: {e}")))?;
@@ -380,27 +533,50 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         }
     }
 
+    /// Keeps a revalidation's answer: a `304` refreshes `slot` as it is; a new answer is
+    /// kept where its directives allow, and a shared entry the origin no longer lets be
+    /// shared is removed (never a dirty one).
+    fn refresh(
+        &mut self,
+        caller: &Caller,
+        slot: &CacheKey,
+        current: Option<Entry>,
+        fetched: Fetched,
+    ) -> Result<(), RequestError> {
+        if fetched.answer == OriginAnswer::NotModified {
+            let audience = current.map_or(Audience::Granted, |e| e.audience);
+            return self.store_answer(slot, fetched, audience).map(|_| ());
+        }
+        let kept = self.keep(caller, &slot.unscoped(), fetched)?;
+        if slot.scope().is_none() && kept.audience == Audience::Caller {
+            let still_clean = self
+                .store
+                .get(&slot.kv_key())?
+                .and_then(|b| envelope::decode(&b).ok())
+                .is_some_and(|e| !e.is_dirty());
+            if still_clean {
+                self.store.delete(&slot.kv_key())?;
+            }
+        }
+        Ok(())
+    }
+
     fn write(&mut self, req: &WriteRequest) -> Result<Reply, RequestError> {
-        let key = &req.key;
+        let key = &req.key.unscoped();
+        let caller = gate::identify(self.cfg, req.authorization.as_deref())?;
         let body = match &req.op {
             Op::Put(bytes) | Op::Patch(bytes) => Some(json_body(bytes, self.cfg)?),
             Op::Delete => None,
         };
         let now = self.clock.now();
-        let stored = self.store.get(&key.kv_key())?;
-        let servable = match plan_read(stored.as_deref(), now) {
-            ReadPlan::Serve(e) | ReadPlan::ServeAndRevalidate(e) => Some(e),
-            ReadPlan::Fetch { .. } => None,
-        };
+        let subject = gate::authorize_write(self.store, self.origin, self.cfg, &caller, key, now)?;
         let is_patch = matches!(req.op, Op::Patch(_));
         let needs_base = is_patch || req.if_match.is_some() || req.if_none_match.is_some();
-        let base = match servable {
-            Some(e) => Some(e),
-            None if needs_base => {
-                let auth = req.authorization.as_deref();
-                Some(self.fill(key, auth, None)?.entry)
-            }
-            None => None,
+        let base = if needs_base {
+            gate::check_rules(self.cfg, &caller, key, Access::Read)?;
+            Some(self.read(&caller, key, false)?.entry)
+        } else {
+            None
         };
         check_preconditions(
             base.as_ref(),
@@ -419,6 +595,7 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             Some(value) => Change::Put(value),
             None => Change::Delete,
         };
+        let now = self.clock.now();
         let current = self
             .store
             .get(&key.kv_key())?
@@ -426,15 +603,21 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         // A Spin instance serves one request, and a request makes one write: the random
         // number is the instance id and the per-instance sequence is 0.
         let stamp = Stamp::new(now, 0, self.rand);
-        let prepared = prepare_write(key, change, current.as_ref(), stamp, now, self.cfg).map_err(
-            |e| match e {
-                WriteError::TooLarge { .. }
-                | WriteError::Envelope(EnvelopeError::TooLarge { .. }) => {
-                    RequestError::TooLarge(e.to_string())
-                }
-                other => RequestError::Internal(other.to_string()),
-            },
-        )?;
+        let prepared = prepare_write(
+            key,
+            change,
+            Some(&subject),
+            current.as_ref(),
+            stamp,
+            now,
+            self.cfg,
+        )
+        .map_err(|e| match e {
+            WriteError::TooLarge { .. } | WriteError::Envelope(EnvelopeError::TooLarge { .. }) => {
+                RequestError::TooLarge(e.to_string())
+            }
+            other => RequestError::Internal(other.to_string()),
+        })?;
         check_admission(self.store, &prepared, now, self.cfg)?;
         let buffered = store_record(self.store, &prepared)?;
         if let EntryUpdate::Store(bytes) = &prepared.entry {

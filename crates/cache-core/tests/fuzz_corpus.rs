@@ -13,7 +13,7 @@ use cache_core::delivery::batch::SealedBatch;
 use cache_core::delivery::batch_id::BatchId;
 use cache_core::delivery::dlq::{DeadLetter, DeadReason};
 use cache_core::delivery::state::FlushState;
-use cache_core::entry::{Dirty, Entry, EntryKind};
+use cache_core::entry::{Audience, Dirty, Entry, EntryKind};
 use cache_core::envelope::{self, CodecPolicy};
 use cache_core::fuzz_checks;
 use cache_core::key::{CacheKey, ItemKey, Namespace, Scope};
@@ -232,6 +232,7 @@ fn entry() -> impl Strategy<Value = Entry> {
                 fresh_until: windows.0,
                 stale_until: windows.1,
                 stale_if_error_until: windows.2,
+                audience: Audience::Granted,
                 dirty: dirty.map(|(stamp, since)| Dirty { stamp, since }),
             },
         )

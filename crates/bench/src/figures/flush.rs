@@ -77,7 +77,15 @@ fn prepare(
                 "badges": ["a", "b"],
                 "updated": "2026-01-01T00:00:00Z",
             });
-            let p = prepare_write(&key, Change::Put(value), None, stamps.next(now), now, cfg)?;
+            let p = prepare_write(
+                &key,
+                Change::Put(value),
+                None,
+                None,
+                stamps.next(now),
+                now,
+                cfg,
+            )?;
             let EntryUpdate::Store(entry) = p.entry else {
                 anyhow::bail!("a write to a new key keeps no newer entry");
             };

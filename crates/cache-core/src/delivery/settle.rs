@@ -222,7 +222,7 @@ mod tests {
     use super::*;
     use crate::buffer::coalesce;
     use crate::contract::ItemResult;
-    use crate::entry::{Dirty, Entry, EntryKind};
+    use crate::entry::{Audience, Dirty, Entry, EntryKind};
     use crate::key::{ItemKey, Namespace};
     use crate::stamp::Stamp;
     use crate::store::MemoryStore;
@@ -252,6 +252,7 @@ mod tests {
             fresh_until: UnixMillis(u64::MAX),
             stale_until: UnixMillis(u64::MAX),
             stale_if_error_until: UnixMillis(u64::MAX),
+            audience: Audience::Granted,
             dirty: dirty_millis.map(|m| Dirty {
                 stamp: Stamp::new(UnixMillis(m), 0, 1),
                 since: UnixMillis(m),

@@ -6,11 +6,15 @@
 //! An entry holding undelivered writes (dirty) is never deleted: it is the only readable copy
 //! of the newest value until the flush delivers it. Unreadable entries are deleted (a read
 //! would treat them as a miss anyway; any write they showed is still in the buffer).
+//!
+//! Kept access decisions (`m:grant:{window}:…`) of windows no lookup reads any more are
+//! deleted by name, unread ([`crate::auth::grant`]).
 
+use crate::auth::grant;
 use crate::config::CacheConfig;
 use crate::envelope;
 use crate::store::{KvStore, StoreError};
-use crate::stored::kv_key::RecordKind;
+use crate::stored::kv_key::{KvKey, RecordKind};
 use crate::time::UnixMillis;
 
 /// What a sweep did.
@@ -26,6 +30,8 @@ pub struct SweepReport {
     pub dirty: usize,
     /// Entries left.
     pub remaining: usize,
+    /// Access decisions deleted because their window is past.
+    pub grants_expired: usize,
 }
 
 /// Sweeps the cache entries of `store` at `now`.
@@ -37,6 +43,14 @@ pub fn sweep(
     let mut report = SweepReport::default();
     let mut evictable: Vec<(UnixMillis, String)> = Vec::new();
     let keys = store.get_keys()?;
+    for key in &keys {
+        if let Some(KvKey::Grant { window, .. }) = KvKey::parse(key) {
+            if grant::is_dead(window, now, cfg.grant_ttl) {
+                store.delete(key)?;
+                report.grants_expired += 1;
+            }
+        }
+    }
     for key in keys
         .into_iter()
         .filter(|k| RecordKind::of(k) == Some(RecordKind::Entry))
@@ -70,7 +84,7 @@ pub fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{Dirty, Entry, EntryKind};
+    use crate::entry::{Audience, Dirty, Entry, EntryKind};
     use crate::envelope::{encode, CodecPolicy};
     use crate::stamp::Stamp;
     use crate::store::MemoryStore;
@@ -87,6 +101,7 @@ mod tests {
             fresh_until: UnixMillis(expires * 1000),
             stale_until: UnixMillis(expires * 1000),
             stale_if_error_until: UnixMillis(expires * 1000),
+            audience: Audience::Granted,
             dirty: dirty.then(|| Dirty {
                 stamp: Stamp::new(UnixMillis(1), 0, 1),
                 since: UnixMillis(1),
@@ -160,5 +175,26 @@ mod tests {
         for (entries, max, now, left) in cases {
             check(entries, *max, *now, left);
         }
+    }
+
+    #[test]
+    fn grants_of_windows_no_lookup_reads_are_deleted_unread() {
+        let mut store = MemoryStore::new();
+        let digest = "ab".repeat(16);
+        let key = |window| {
+            KvKey::Grant {
+                window,
+                digest: digest.clone(),
+            }
+            .render()
+        };
+        for w in [0, 1, 2, 3] {
+            store.set(&key(w), b"any").unwrap();
+        }
+        let cfg = CacheConfig::with_db_api_url("http://db").unwrap();
+        // grant_ttl is 60 s: at 150 s the current window is 2, and 1 is still read.
+        let report = sweep(&mut store, UnixMillis(150_000), &cfg).unwrap();
+        assert_eq!(report.grants_expired, 2);
+        assert_eq!(store.keys_with_prefix("m:grant:"), [key(1), key(2)]);
     }
 }

@@ -17,16 +17,16 @@
 //!
 //! # Authorization
 //!
-//! The client's `Authorization` header is forwarded unchanged on every origin call, so the
-//! DB API decides what the caller may read. When the client sent none and `db_api_token` is
-//! set, `Bearer {db_api_token}` is sent instead: the token is the gateway's own identity for
-//! anonymous reads, and it never overrides a caller's credentials. Entries are shared between
-//! callers for now; the entry key has a scope slot (`CacheKey::scope`, `c:{ns}#{scope}:{key}`)
-//! for caching per principal.
+//! The caller's `Authorization` header is forwarded unchanged on every item read made for it,
+//! so the DB API decides what the caller may read; an anonymous caller's reads carry none.
+//! The cache's own `db_api_token` is never lent to a caller: it is for the batch endpoint
+//! only. [`Origin::authorize`] asks the DB API's authorization endpoint whether a caller may
+//! make a write (see [`crate::auth`]).
 
-use crate::config::CacheConfig;
-use crate::contract::{item_path, version_from_etag};
+use crate::contract::Access;
+use crate::contract::{item_path, version_from_etag, AuthorizeRequest, AUTHORIZE_PATH};
 use crate::key::CacheKey;
+use crate::serve::cache_control::Directives;
 use crate::serve::read::OriginAnswer;
 
 use super::reply::RequestError;
@@ -57,13 +57,61 @@ impl ItemRead {
     }
 }
 
-/// What the DB API answered, unjudged.
+/// One authorization question, ready to send: `POST {db_api_url}{path}` with
+/// [`AuthorizeCall::headers`] and [`AuthorizeCall::body`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizeCall {
+    /// The path below the DB API's base URL ([`AUTHORIZE_PATH`]).
+    pub path: &'static str,
+    /// The caller's own `Authorization`, if it sent one.
+    pub authorization: Option<String>,
+    /// The JSON body: an [`AuthorizeRequest`].
+    pub body: Vec<u8>,
+}
+
+impl AuthorizeCall {
+    /// May the caller that sent `authorization` make `access` to `key`?
+    #[must_use]
+    pub fn new(key: &CacheKey, access: Access, authorization: Option<&str>) -> AuthorizeCall {
+        let request = AuthorizeRequest {
+            ns: key.ns().to_string(),
+            key: key.key().to_string(),
+            op: access,
+        };
+        AuthorizeCall {
+            path: AUTHORIZE_PATH,
+            authorization: authorization.map(str::to_owned),
+            body: serde_json::to_vec(&request).unwrap_or_default(),
+        }
+    }
+
+    /// The request headers, lowercase.
+    #[must_use]
+    pub fn headers(&self) -> Vec<(&'static str, &str)> {
+        let mut headers = vec![
+            ("accept", "application/json"),
+            ("content-type", "application/json"),
+        ];
+        if let Some(a) = &self.authorization {
+            headers.push(("authorization", a.as_str()));
+        }
+        headers
+    }
+}
+
+/// What the DB API answered, unjudged.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ItemAnswer {
     /// The status code.
     pub status: u16,
     /// The `ETag` header, if any.
     pub etag: Option<String>,
+    /// The `Cache-Control` header, if any.
+    pub cache_control: Option<String>,
+    /// The `Vary` header, if any.
+    pub vary: Option<String>,
+    /// The `WWW-Authenticate` header, if any.
+    pub www_authenticate: Option<String>,
     /// The whole body.
     pub body: Vec<u8>,
 }
@@ -77,37 +125,35 @@ pub enum Unanswered {
     Failed(String),
 }
 
-/// The main DB API's item endpoint, as the request paths see it.
+/// The main DB API's item and authorization endpoints, as the request paths see them.
 pub trait Origin {
     /// Sends `read` and returns the answer.
     fn get_item(&mut self, read: &ItemRead) -> Result<ItemAnswer, Unanswered>;
+    /// Sends `call` and returns the answer.
+    fn authorize(&mut self, call: &AuthorizeCall) -> Result<ItemAnswer, Unanswered>;
 }
 
-/// The `Authorization` to send for a client that sent `client_auth`.
+/// The read of `key` for a caller that sent `client_auth`, conditional on `etag` when given.
 #[must_use]
-pub fn authorization(cfg: &CacheConfig, client_auth: Option<&str>) -> Option<String> {
-    client_auth
-        .map(str::to_owned)
-        .or_else(|| cfg.db_api_token.as_ref().map(|t| format!("Bearer {t}")))
-}
-
-/// The read of `key` for a client that sent `client_auth`, conditional on `etag` when given.
-#[must_use]
-pub fn item_read(
-    cfg: &CacheConfig,
-    key: &CacheKey,
-    client_auth: Option<&str>,
-    etag: Option<&str>,
-) -> ItemRead {
+pub fn item_read(key: &CacheKey, client_auth: Option<&str>, etag: Option<&str>) -> ItemRead {
     ItemRead {
         path: item_path(key.ns(), key.key()),
-        authorization: authorization(cfg, client_auth),
+        authorization: client_auth.map(str::to_owned),
         if_none_match: etag.map(str::to_owned),
     }
 }
 
+/// An item read's answer, classified, with the caching directives that came with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// What the answer says about the item.
+    pub answer: OriginAnswer,
+    /// Its `Cache-Control` and `Vary`.
+    pub directives: Directives,
+}
+
 /// Classifies what [`Origin::get_item`] returned (the table in the module docs).
-pub fn classify(result: Result<ItemAnswer, Unanswered>) -> Result<OriginAnswer, RequestError> {
+pub fn classify(result: Result<ItemAnswer, Unanswered>) -> Result<Fetched, RequestError> {
     let answer = result.map_err(|e| match e {
         Unanswered::TimedOut(reason) => RequestError::OriginTimeout(format!(
             "the DB API did not answer within origin_timeout ({reason})"
@@ -116,6 +162,8 @@ pub fn classify(result: Result<ItemAnswer, Unanswered>) -> Result<OriginAnswer, 
             RequestError::Origin(format!("the DB API could not be reached: {reason}"))
         }
     })?;
+    let directives = Directives::parse(answer.cache_control.as_deref(), answer.vary.as_deref());
+    let fetched = |answer| Ok(Fetched { answer, directives });
     match answer.status {
         200 => {
             if serde_json::from_slice::<serde_json::Value>(&answer.body).is_err() {
@@ -124,15 +172,18 @@ pub fn classify(result: Result<ItemAnswer, Unanswered>) -> Result<OriginAnswer, 
                 ));
             }
             let version = answer.etag.as_deref().and_then(version_from_etag);
-            Ok(OriginAnswer::Found {
+            fetched(OriginAnswer::Found {
                 value: answer.body,
                 etag: answer.etag,
                 version,
             })
         }
-        304 => Ok(OriginAnswer::NotModified),
-        404 => Ok(OriginAnswer::NotFound),
-        s @ (401 | 403) => Err(RequestError::OriginRefused(s)),
+        304 => fetched(OriginAnswer::NotModified),
+        404 => fetched(OriginAnswer::NotFound),
+        status @ (401 | 403) => Err(RequestError::OriginRefused {
+            status,
+            www_authenticate: answer.www_authenticate,
+        }),
         s @ (408 | 504) => Err(RequestError::OriginTimeout(format!(
             "the DB API timed out ({s})"
         ))),

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::config::CacheConfig;
 use crate::entry::Entry;
+use crate::serve::cache_control::Directives;
 use crate::time::UnixMillis;
 
 /// How servable an entry is at some instant.
@@ -39,6 +40,16 @@ pub struct Windows {
 }
 
 impl Windows {
+    /// Windows that all end at `now`: never fresh, never stale.
+    #[must_use]
+    pub fn ending(now: UnixMillis) -> Windows {
+        Windows {
+            fresh_until: now,
+            stale_until: now,
+            stale_if_error_until: now,
+        }
+    }
+
     /// Copies the windows into `entry`.
     pub fn apply(self, entry: &mut Entry) {
         entry.fresh_until = self.fresh_until;
@@ -48,20 +59,24 @@ impl Windows {
 }
 
 /// Windows for a value fetched or written at `now`.
+///
+/// The origin's `directives` shorten them (never lengthen; see
+/// [`crate::serve::cache_control`]); a written value passes `Directives::default()`.
 #[must_use]
-pub fn value_windows(now: UnixMillis, cfg: &CacheConfig) -> Windows {
-    let fresh_until = now.saturating_add(cfg.ttl);
+pub fn value_windows(now: UnixMillis, cfg: &CacheConfig, directives: &Directives) -> Windows {
+    let fresh_until = now.saturating_add(directives.fresh_for(cfg.ttl));
     Windows {
         fresh_until,
-        stale_until: fresh_until.saturating_add(cfg.stale_ttl),
-        stale_if_error_until: fresh_until.saturating_add(cfg.stale_if_error),
+        stale_until: fresh_until.saturating_add(directives.stale_for(cfg.stale_ttl)),
+        stale_if_error_until: fresh_until
+            .saturating_add(directives.stale_if_error_for(cfg.stale_if_error)),
     }
 }
 
 /// Windows for a "not found" learned at `now`: fresh for `negative_ttl`, never stale.
 #[must_use]
-pub fn absent_windows(now: UnixMillis, cfg: &CacheConfig) -> Windows {
-    let fresh_until = now.saturating_add(cfg.negative_ttl);
+pub fn absent_windows(now: UnixMillis, cfg: &CacheConfig, directives: &Directives) -> Windows {
+    let fresh_until = now.saturating_add(directives.fresh_for(cfg.negative_ttl));
     Windows {
         fresh_until,
         stale_until: fresh_until,
@@ -145,7 +160,7 @@ fn secs(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{Dirty, EntryKind};
+    use crate::entry::{Audience, Dirty, EntryKind};
     use crate::stamp::Stamp;
 
     fn cfg() -> CacheConfig {
@@ -163,9 +178,10 @@ mod tests {
             fresh_until: UnixMillis(0),
             stale_until: UnixMillis(0),
             stale_if_error_until: UnixMillis(0),
+            audience: Audience::Anyone,
             dirty: None,
         };
-        value_windows(UnixMillis(t), &cfg()).apply(&mut e);
+        value_windows(UnixMillis(t), &cfg(), &Directives::default()).apply(&mut e);
         e
     }
 
@@ -195,7 +211,7 @@ mod tests {
     fn negative_entries_are_fresh_for_negative_ttl_and_never_stale() {
         let mut e = fetched_at(0);
         e.kind = EntryKind::Absent;
-        absent_windows(UnixMillis(0), &cfg()).apply(&mut e);
+        absent_windows(UnixMillis(0), &cfg(), &Directives::default()).apply(&mut e);
         check(&e, 29_999, Freshness::Fresh);
         check(&e, 30_000, Freshness::Expired);
     }
@@ -223,7 +239,7 @@ mod tests {
 
     #[test]
     fn windows_saturate_at_the_end_of_time() {
-        let w = value_windows(UnixMillis(u64::MAX - 5), &cfg());
+        let w = value_windows(UnixMillis(u64::MAX - 5), &cfg(), &Directives::default());
         assert_eq!(w.stale_if_error_until, UnixMillis(u64::MAX));
     }
 }

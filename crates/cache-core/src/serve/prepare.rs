@@ -11,10 +11,11 @@
 use thiserror::Error;
 
 use crate::config::CacheConfig;
-use crate::entry::{Dirty, Entry, EntryKind};
+use crate::entry::{Audience, Dirty, Entry, EntryKind};
 use crate::envelope::{self, EnvelopeError};
 use crate::key::CacheKey;
 use crate::record::{BufferedWrite, RecordError};
+use crate::serve::cache_control::Directives;
 use crate::serve::policy::{absent_windows, value_windows};
 use crate::stamp::Stamp;
 use crate::time::UnixMillis;
@@ -71,10 +72,15 @@ pub struct PreparedWrite {
     pub entry: EntryUpdate,
 }
 
-/// Prepares `change` to `key`, stamped `stamp`, given the entry currently stored (if any).
+/// Prepares `change` to `key` made for `subject` (the principal the write was authorized
+/// for), stamped `stamp`, given the entry currently stored (if any).
+///
+/// The new entry is for callers holding a read grant ([`Audience::Granted`]), unless the
+/// entry it replaces was for anyone: the origin said this item's answers are shareable.
 pub fn prepare_write(
     key: &CacheKey,
     change: Change,
+    subject: Option<&str>,
     current: Option<&Entry>,
     stamp: Stamp,
     now: UnixMillis,
@@ -101,7 +107,7 @@ pub fn prepare_write(
         value,
         stamp,
         written_at: now,
-        subject: None,
+        subject: subject.map(str::to_owned),
     };
     let record = write.encode()?;
     let entry = if current.is_some_and(|c| is_newer_than(c, stamp)) {
@@ -121,10 +127,16 @@ pub fn prepare_write(
             stale_until: now,
             stale_if_error_until: now,
             dirty: Some(Dirty { stamp, since }),
+            audience: match current.map(|c| c.audience) {
+                Some(Audience::Anyone) => Audience::Anyone,
+                _ => Audience::Granted,
+            },
         };
         match kind {
-            EntryKind::Value => value_windows(now, cfg),
-            EntryKind::Absent | EntryKind::Tombstone => absent_windows(now, cfg),
+            EntryKind::Value => value_windows(now, cfg, &Directives::default()),
+            EntryKind::Absent | EntryKind::Tombstone => {
+                absent_windows(now, cfg, &Directives::default())
+            }
         }
         .apply(&mut entry);
         EntryUpdate::Store(envelope::encode(&entry, &cfg.codec_policy())?)
@@ -179,6 +191,7 @@ mod tests {
             &key(),
             Change::Put(json!({"a":1})),
             None,
+            None,
             stamp,
             UnixMillis(1_000),
             &cfg(),
@@ -209,6 +222,7 @@ mod tests {
             &key(),
             Change::Put(json!(1)),
             None,
+            None,
             s1,
             UnixMillis(1_000),
             &cfg(),
@@ -217,6 +231,7 @@ mod tests {
         let p = prepare_write(
             &key(),
             Change::Delete,
+            None,
             Some(&stored(&first)),
             s2,
             UnixMillis(2_000),
@@ -242,6 +257,7 @@ mod tests {
             &key(),
             Change::Put(json!(2)),
             None,
+            None,
             newer,
             UnixMillis(2_000),
             &cfg(),
@@ -250,6 +266,7 @@ mod tests {
         let p = prepare_write(
             &key(),
             Change::Put(json!(1)),
+            None,
             Some(&stored(&first)),
             older,
             UnixMillis(2_001),
@@ -267,6 +284,7 @@ mod tests {
         let got = prepare_write(
             &key(),
             Change::Put(json!("0123456789")),
+            None,
             None,
             Stamp::new(UnixMillis(1), 0, 1),
             UnixMillis(1),

@@ -15,8 +15,9 @@
 //! just before storing and passing it to [`apply_origin`].
 
 use crate::config::CacheConfig;
-use crate::entry::{Entry, EntryKind};
+use crate::entry::{Audience, Entry, EntryKind};
 use crate::envelope::{self, MAX_ETAG_BYTES};
+use crate::serve::cache_control::Directives;
 use crate::serve::policy::{absent_windows, freshness, value_windows, Freshness};
 use crate::time::UnixMillis;
 
@@ -93,71 +94,55 @@ pub enum OriginApply {
     Skip(SkipReason),
 }
 
-/// Decides what to store after the origin answered, given the entry as it is now.
+/// Decides what to store after the origin answered, given the entry as it is now: the new
+/// entry is for `audience`, with windows shortened by the answer's `directives`.
 #[must_use]
 pub fn apply_origin(
     current: Option<&Entry>,
     origin: OriginAnswer,
+    directives: &Directives,
+    audience: Audience,
     now: UnixMillis,
     cfg: &CacheConfig,
 ) -> OriginApply {
     if current.is_some_and(Entry::is_dirty) {
         return OriginApply::Skip(SkipReason::Dirty);
     }
-    let (kind, value, etag, version, windows) = match origin {
+    let entry = match origin {
         OriginAnswer::Found {
             value,
             etag,
             version,
         } => {
-            if value.len() > cfg.max_value_bytes {
-                return OriginApply::ServeUnstored(Entry {
-                    kind: EntryKind::Value,
-                    value,
-                    etag,
-                    version: 0,
-                    fetched_at: Some(now),
-                    written_at: None,
-                    fresh_until: now,
-                    stale_until: now,
-                    stale_if_error_until: now,
-                    dirty: None,
-                });
+            let too_large = value.len() > cfg.max_value_bytes;
+            let mut entry = Entry::at(EntryKind::Value, value, audience, now);
+            entry.fetched_at = Some(now);
+            if too_large {
+                entry.etag = etag;
+                return OriginApply::ServeUnstored(entry);
             }
-            let etag = etag.filter(|e| e.len() <= MAX_ETAG_BYTES);
-            let windows = value_windows(now, cfg);
-            (EntryKind::Value, value, etag, version.unwrap_or(0), windows)
+            entry.etag = etag.filter(|e| e.len() <= MAX_ETAG_BYTES);
+            entry.version = version.unwrap_or(0);
+            value_windows(now, cfg, directives).apply(&mut entry);
+            entry
         }
-        OriginAnswer::NotFound => (
-            EntryKind::Absent,
-            Vec::new(),
-            None,
-            0,
-            absent_windows(now, cfg),
-        ),
+        OriginAnswer::NotFound => {
+            let mut entry = Entry::at(EntryKind::Absent, Vec::new(), audience, now);
+            entry.fetched_at = Some(now);
+            absent_windows(now, cfg, directives).apply(&mut entry);
+            entry
+        }
         OriginAnswer::NotModified => {
             let Some(current) = current else {
                 return OriginApply::Skip(SkipReason::NothingToRefresh);
             };
             let mut refreshed = current.clone();
             refreshed.fetched_at = Some(now);
-            value_windows(now, cfg).apply(&mut refreshed);
-            return OriginApply::Store(refreshed);
+            refreshed.audience = audience;
+            value_windows(now, cfg, directives).apply(&mut refreshed);
+            refreshed
         }
     };
-    let mut entry = Entry {
-        kind,
-        value,
-        etag,
-        version,
-        fetched_at: Some(now),
-        written_at: None,
-        fresh_until: now,
-        stale_until: now,
-        stale_if_error_until: now,
-        dirty: None,
-    };
-    windows.apply(&mut entry);
     OriginApply::Store(entry)
 }
 

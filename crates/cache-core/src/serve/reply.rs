@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::config::ConfigError;
-use crate::entry::Entry;
+use crate::entry::{Audience, Entry};
 use crate::key::KeyError;
 use crate::serve::policy;
 use crate::stamp::Stamp;
@@ -116,8 +116,22 @@ pub enum RequestError {
     Origin(String),
     /// 504: the DB API timed out.
     OriginTimeout(String),
-    /// The DB API refused the caller (401/403 are passed through, never cached).
-    OriginRefused(u16),
+    /// The DB API refused the caller: its 401/403 passed through with its
+    /// `WWW-Authenticate`, never cached.
+    OriginRefused {
+        /// 401 or 403.
+        status: u16,
+        /// The DB API's challenge, if it sent one.
+        www_authenticate: Option<String>,
+    },
+    /// 401: the caller's credentials do not verify (JWT mode), or the rules need a signed-in
+    /// caller and there is none.
+    Unauthenticated(String),
+    /// 403: the rules refuse this caller this access (JWT mode).
+    Forbidden(String),
+    /// 503 with `Retry-After`: the caller's access could not be checked (the DB API did not
+    /// answer the check); nothing was served or buffered.
+    AccessUnchecked(String),
     /// 500: the configuration is invalid.
     Config(ConfigError),
     /// 500 (or 503 when full): the key-value store failed.
@@ -198,10 +212,17 @@ impl RequestError {
             ),
             RequestError::Origin(m) => (502, "origin_error", m.clone()),
             RequestError::OriginTimeout(m) => (504, "origin_timeout", m.clone()),
-            RequestError::OriginRefused(s) => (
-                *s,
+            RequestError::OriginRefused { status, .. } => (
+                *status,
                 "origin_refused",
-                format!("the DB API refused the request with {s}"),
+                format!("the DB API refused the request with {status}"),
+            ),
+            RequestError::Unauthenticated(m) => (401, "unauthenticated", m.clone()),
+            RequestError::Forbidden(m) => (403, "forbidden", m.clone()),
+            RequestError::AccessUnchecked(m) => (
+                503,
+                "access_unchecked",
+                format!("the caller's access could not be checked: {m}"),
             ),
             RequestError::Config(e) => (500, "config_invalid", e.to_string()),
             RequestError::Store(StoreError::Full) => {
@@ -245,6 +266,19 @@ impl RequestError {
             }
             RequestError::Store(StoreError::Full) => headers.push(("retry-after", "1".to_owned())),
             RequestError::Unauthorized => headers.push(("www-authenticate", "Bearer".to_owned())),
+            RequestError::OriginRefused {
+                www_authenticate: Some(challenge),
+                ..
+            } => headers.push(("www-authenticate", challenge.clone())),
+            RequestError::Unauthenticated(_) => headers.push((
+                "www-authenticate",
+                "Bearer error=\"invalid_token\"".to_owned(),
+            )),
+            RequestError::Forbidden(_) => headers.push((
+                "www-authenticate",
+                "Bearer error=\"insufficient_scope\"".to_owned(),
+            )),
+            RequestError::AccessUnchecked(_) => headers.push(("retry-after", "1".to_owned())),
             _ => {}
         }
         Reply {
@@ -270,7 +304,7 @@ pub fn entry(
     let mut headers = vec![
         ("x-cache", status.as_str().to_owned()),
         ("age", policy::age_secs(entry, now).to_string()),
-        ("cache-control", policy::cache_control(entry, now).render()),
+        ("cache-control", downstream_cache_control(entry, now)),
     ];
     if let Some(d) = entry.dirty {
         headers.push(("x-sync", "pending".to_owned()));
@@ -299,6 +333,18 @@ pub fn entry(
     }
     headers.push(("content-type", "application/json".to_owned()));
     reply(200, headers, body.to_vec())
+}
+
+/// The `Cache-Control` sent with an entry: what [`policy::cache_control`] says, marked
+/// `private` unless any caller may be served the entry, so that no cache downstream shares
+/// what this one keeps per caller or behind a grant.
+fn downstream_cache_control(entry: &Entry, now: UnixMillis) -> String {
+    let cc = policy::cache_control(entry, now).render();
+    if entry.audience == Audience::Anyone {
+        cc
+    } else {
+        format!("private, {cc}")
+    }
 }
 
 /// Proof that a write's buffer record is stored: only `serve::store_record` makes one,

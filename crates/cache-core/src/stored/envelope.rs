@@ -6,7 +6,7 @@
 //! 2       1     format version (1)
 //! 3       1     codec: 0 = identity, 1 = raw deflate
 //! 4       4     header length n, big-endian
-//! 8       n     header: a JSON object (kind, etag, version, instants, dirty, len, sum)
+//! 8       n     header: a JSON object (kind, etag, version, instants, dirty, audience, len, sum)
 //! 8+n     rest  payload: the value bytes, encoded by the codec
 //! ```
 //!
@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::entry::{Dirty, Entry, EntryKind};
+use crate::entry::{Audience, Dirty, Entry, EntryKind};
 use crate::hash::fnv1a64;
 use crate::stamp::Stamp;
 use crate::stored::kv_key::MAX_KV_VALUE_BYTES;
@@ -108,6 +108,20 @@ enum KindTag {
     Tombstone,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum AudienceTag {
+    Anyone,
+    // Absent in entries stored before audiences existed: they need a grant.
+    #[default]
+    Granted,
+    Caller,
+}
+
+fn is_granted(a: &AudienceTag) -> bool {
+    *a == AudienceTag::Granted
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct DirtyHeader {
     stamp: String,
@@ -129,6 +143,8 @@ struct Header {
     stale_if_error_until: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dirty: Option<DirtyHeader>,
+    #[serde(default, skip_serializing_if = "is_granted")]
+    audience: AudienceTag,
     len: u64,
     sum: u64,
 }
@@ -166,6 +182,11 @@ pub fn encode(entry: &Entry, policy: &CodecPolicy) -> Result<Vec<u8>, EnvelopeEr
             stamp: d.stamp.to_string(),
             since: d.since.0,
         }),
+        audience: match entry.audience {
+            Audience::Anyone => AudienceTag::Anyone,
+            Audience::Granted => AudienceTag::Granted,
+            Audience::Caller => AudienceTag::Caller,
+        },
         len: entry.value.len() as u64,
         sum: fnv1a64(&payload),
     };
@@ -274,6 +295,11 @@ pub fn decode(bytes: &[u8]) -> Result<Entry, EnvelopeError> {
         stale_until: UnixMillis(header.stale_until),
         stale_if_error_until: UnixMillis(header.stale_if_error_until),
         dirty,
+        audience: match header.audience {
+            AudienceTag::Anyone => Audience::Anyone,
+            AudienceTag::Granted => Audience::Granted,
+            AudienceTag::Caller => Audience::Caller,
+        },
     })
 }
 

@@ -16,6 +16,7 @@
 //! | `m:flush`                   | flush state: backoff, last outcome                  |
 //! | `m:fill:{hash}`             | fill lease of one cold cache entry                  |
 //! | `m:count:{name}`            | a metrics counter                                   |
+//! | `m:grant:{window}:{digest}` | an access decision kept for one caller (`grant_ttl`) |
 //!
 //! The scope sits after the namespace, not after the key: namespaces cannot contain `#` or
 //! `:`, so `{ns}#{scope}` is unambiguous, while a `#` after the key could belong to the key.
@@ -47,6 +48,7 @@ const LEASE: &str = "lease";
 const FLUSH_STATE: &str = "flush";
 const COUNTER: &str = "count:";
 const FILL: &str = "fill:";
+const GRANT: &str = "grant:";
 
 /// The kind of record a KV key names, from its prefix alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,6 +100,14 @@ pub enum KvKey {
     /// The fill lease of a cache entry, named by the FNV-1a hash of the entry's KV key
     /// (entry keys can be 250 bytes; the hash keeps the lease key short).
     Fill(u64),
+    /// A kept access decision: the `grant_ttl` window it was made in (the sweep deletes
+    /// those of past windows by name alone) and a keyed digest of caller, item and access.
+    Grant {
+        /// `now / grant_ttl` when it was stored.
+        window: u64,
+        /// 32 lowercase hex digits ([`crate::auth::caller`]).
+        digest: String,
+    },
 }
 
 impl KvKey {
@@ -118,6 +128,7 @@ impl KvKey {
             KvKey::FlushState => format!("{META_PREFIX}{FLUSH_STATE}"),
             KvKey::Counter(name) => format!("{META_PREFIX}{COUNTER}{name}"),
             KvKey::Fill(hash) => format!("{META_PREFIX}{FILL}{hash:016x}"),
+            KvKey::Grant { window, digest } => format!("{META_PREFIX}{GRANT}{window}:{digest}"),
         }
     }
 
@@ -138,6 +149,7 @@ impl KvKey {
                     .filter(|h| h.len() == 16 && h.bytes().all(is_lower_hex))
                     .and_then(|h| u64::from_str_radix(h, 16).ok())
                     .map(KvKey::Fill),
+                _ if rest.starts_with(GRANT) => parse_grant(rest.strip_prefix(GRANT)?),
                 _ => rest
                     .strip_prefix(COUNTER)
                     .filter(|n| !n.is_empty())
@@ -151,6 +163,20 @@ impl KvKey {
 /// and a leading `+`, giving one key several spellings.
 fn is_lower_hex(b: u8) -> bool {
     b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}
+
+fn parse_grant(rest: &str) -> Option<KvKey> {
+    let (window, digest) = rest.split_once(':')?;
+    let canonical = !window.is_empty()
+        && window.bytes().all(|b| b.is_ascii_digit())
+        && (window == "0" || !window.starts_with('0'));
+    if !canonical || digest.len() != 32 || !digest.bytes().all(is_lower_hex) {
+        return None;
+    }
+    Some(KvKey::Grant {
+        window: window.parse().ok()?,
+        digest: digest.to_owned(),
+    })
 }
 
 fn parse_entry(rest: &str) -> Option<CacheKey> {
@@ -191,6 +217,16 @@ mod tests {
         let id = BatchId::derive([&stamp]);
         let cases = vec![
             ("c:users:42".to_owned(), Some(entry("users", "42", None))),
+            (
+                format!("m:grant:7:{}", "ab".repeat(16)),
+                Some(KvKey::Grant {
+                    window: 7,
+                    digest: "ab".repeat(16),
+                }),
+            ),
+            (format!("m:grant:07:{}", "ab".repeat(16)), None),
+            (format!("m:grant:7:{}", "AB".repeat(16)), None),
+            ("m:grant:7:ab".to_owned(), None),
             (
                 "c:users:a:b:c".to_owned(),
                 Some(entry("users", "a:b:c", None)),

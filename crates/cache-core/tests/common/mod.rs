@@ -10,16 +10,19 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use cache_core::config::CacheConfig;
-use cache_core::contract::{BatchRequest, BatchResponse, ItemResult, ItemStatus, WriteOp};
+use cache_core::contract::{
+    BatchRequest, BatchResponse, ItemResult, ItemStatus, WriteOp, FORBIDDEN_REASON,
+};
 use cache_core::db::{DbApi, SendError};
 use cache_core::delivery::flush::{self, FlushReport};
 use cache_core::delivery::tick::{self, TickError, TickReport};
 use cache_core::entry::Entry;
 use cache_core::envelope;
 use cache_core::key::CacheKey;
-use cache_core::serve::origin::{ItemAnswer, ItemRead, Origin, Unanswered};
+use cache_core::record::BufferedWrite;
+use cache_core::serve::origin::{AuthorizeCall, ItemAnswer, ItemRead, Origin, Unanswered};
 use cache_core::serve::prepare::{prepare_write, Change, EntryUpdate};
-use cache_core::serve::{self, GetRequest, Op, Outcome, RequestError, WriteRequest};
+use cache_core::serve::{self, CacheStatus, GetRequest, Op, Outcome, RequestError, WriteRequest};
 use cache_core::stamp::{Stamp, StampGen};
 use cache_core::store::{KvStore, MemoryStore, StoreError};
 use cache_core::time::{Clock, UnixMillis};
@@ -47,6 +50,8 @@ pub struct FakeDb {
     pub sent: Vec<BatchRequest>,
     pub applications: usize,
     pub poison: BTreeSet<String>,
+    /// Principals whose writes are now refused (`rejected: forbidden`).
+    pub revoked: BTreeSet<String>,
     /// Write ids seen in first-seen batches, and how often each was processed without being
     /// caught as a duplicate.
     pub processed: BTreeMap<String, usize>,
@@ -80,6 +85,15 @@ impl FakeDb {
                     return ItemResult {
                         status: ItemStatus::Duplicate,
                         reason: None,
+                    };
+                }
+                if w.on_behalf_of
+                    .as_ref()
+                    .is_some_and(|p| self.revoked.contains(p))
+                {
+                    return ItemResult {
+                        status: ItemStatus::Rejected,
+                        reason: Some(FORBIDDEN_REASON.into()),
                     };
                 }
                 if self.poison.contains(&w.key) {
@@ -130,11 +144,15 @@ impl DbApi for FakeDb {
     }
 }
 
-/// A scripted item endpoint: answers reads in order, and records them.
+/// A scripted item endpoint: answers reads in order, and records them. Its authorization
+/// endpoint answers from `authorize_script`, and when that is empty allows every call, naming
+/// the bearer token's text (or `anonymous`) as the principal.
 #[derive(Debug, Default)]
 pub struct FakeOrigin {
     pub script: VecDeque<Result<ItemAnswer, Unanswered>>,
     pub reads: Vec<ItemRead>,
+    pub authorize_script: VecDeque<Result<ItemAnswer, Unanswered>>,
+    pub authorizations: Vec<AuthorizeCall>,
 }
 
 impl FakeOrigin {
@@ -144,15 +162,31 @@ impl FakeOrigin {
             status: 200,
             etag: Some(etag.to_owned()),
             body: body.as_bytes().to_vec(),
+            ..ItemAnswer::default()
         }));
+    }
+
+    /// Queues `200` with `body`, `etag` and `Cache-Control: {cache_control}`.
+    pub fn found_cc(&mut self, body: &str, etag: &str, cache_control: &str) {
+        self.script.push_back(Ok(ItemAnswer {
+            status: 200,
+            etag: Some(etag.to_owned()),
+            cache_control: Some(cache_control.to_owned()),
+            body: body.as_bytes().to_vec(),
+            ..ItemAnswer::default()
+        }));
+    }
+
+    /// Queues a refusal (`401`/`403`) with a `WWW-Authenticate` challenge.
+    pub fn refuse(&mut self, status: u16) {
+        self.script.push_back(Ok(refusal(status)));
     }
 
     /// Queues a bodiless answer with `status`.
     pub fn status(&mut self, status: u16) {
         self.script.push_back(Ok(ItemAnswer {
             status,
-            etag: None,
-            body: Vec::new(),
+            ..ItemAnswer::default()
         }));
     }
 
@@ -168,6 +202,33 @@ impl Origin for FakeOrigin {
         self.script
             .pop_front()
             .unwrap_or_else(|| Err(Unanswered::Failed("no scripted answer".into())))
+    }
+
+    fn authorize(&mut self, call: &AuthorizeCall) -> Result<ItemAnswer, Unanswered> {
+        self.authorizations.push(call.clone());
+        self.authorize_script.pop_front().unwrap_or_else(|| {
+            let principal = call
+                .authorization
+                .as_deref()
+                .map_or("anonymous", |a| a.trim_start_matches("Bearer "));
+            Ok(ItemAnswer {
+                status: 200,
+                body: serde_json::json!({ "principal": principal })
+                    .to_string()
+                    .into_bytes(),
+                ..ItemAnswer::default()
+            })
+        })
+    }
+}
+
+/// A `401`/`403` with a `WWW-Authenticate` challenge.
+pub fn refusal(status: u16) -> ItemAnswer {
+    ItemAnswer {
+        status,
+        www_authenticate: Some("Bearer realm=\"db\"".into()),
+        body: br#"{"error":"refused"}"#.to_vec(),
+        ..ItemAnswer::default()
     }
 }
 
@@ -378,6 +439,26 @@ impl World {
         )
     }
 
+    /// Runs an outcome's deferred work, as the gateway does after answering.
+    pub fn run_deferred(&mut self, out: &Outcome) -> Vec<Result<(), RequestError>> {
+        let mut results = Vec::new();
+        for d in &out.deferred {
+            let serve::Deferred::Revalidate { key, authorization } = d;
+            self.rand += 1;
+            let mut clock = TestClock::at(self.now);
+            results.push(serve::revalidate(
+                &mut self.store,
+                &mut self.origin,
+                &mut clock,
+                self.rand,
+                &self.cfg,
+                key,
+                authorization.as_deref(),
+            ));
+        }
+        results
+    }
+
     pub fn entry(&self, name: &str) -> Option<Entry> {
         self.store
             .peek(&World::key(name).kv_key())
@@ -404,9 +485,33 @@ pub fn write_into(
         .unwrap()
         .and_then(|b| envelope::decode(&b).ok());
     let change = value.map_or(Change::Delete, Change::Put);
-    let p = prepare_write(&key, change, current.as_ref(), stamp, now, cfg).unwrap();
+    let p = prepare_write(&key, change, None, current.as_ref(), stamp, now, cfg).unwrap();
     store.set(&p.record_key, &p.record).unwrap();
     if let EntryUpdate::Store(bytes) = p.entry {
         store.set(&p.entry_key, &bytes).unwrap();
     }
+}
+
+/// An outcome's JSON body.
+pub fn body(out: &Outcome) -> Value {
+    serde_json::from_slice(&out.reply.body).expect("JSON body")
+}
+
+/// An outcome's status and cache status.
+pub fn status(out: &Outcome) -> (u16, Option<CacheStatus>) {
+    (out.reply.status, out.reply.cache)
+}
+
+/// An error outcome's `error` code.
+pub fn error_code(out: &Outcome) -> Option<&'static str> {
+    out.reply.error.as_ref().map(|(code, _)| *code)
+}
+
+/// The buffered writes in the world's store.
+pub fn records(w: &World) -> Vec<BufferedWrite> {
+    w.store
+        .keys_with_prefix("w:")
+        .iter()
+        .map(|k| BufferedWrite::decode(w.store.peek(k).unwrap()).unwrap())
+        .collect()
 }

@@ -21,6 +21,8 @@ fn fetched(kind: EntryKind, value: &str) -> Entry {
         } else {
             OriginAnswer::NotFound
         },
+        &Directives::default(),
+        Audience::Anyone,
         UnixMillis(T0),
         &cfg(),
     ) {
@@ -109,7 +111,14 @@ fn origin_answers_never_replace_dirty_entries() {
         },
     ] {
         assert_eq!(
-            apply_origin(Some(&current), origin, UnixMillis(T0), &cfg()),
+            apply_origin(
+                Some(&current),
+                origin,
+                &Directives::default(),
+                Audience::Anyone,
+                UnixMillis(T0),
+                &cfg()
+            ),
             OriginApply::Skip(SkipReason::Dirty)
         );
     }
@@ -120,15 +129,27 @@ fn origin_answers_are_stored_with_fresh_windows() {
     let cfg = cfg();
     let later = UnixMillis(T0 + 100_000);
     let current = fetched(EntryKind::Value, "1");
-    let OriginApply::Store(refreshed) =
-        apply_origin(Some(&current), OriginAnswer::NotModified, later, &cfg)
-    else {
+    let OriginApply::Store(refreshed) = apply_origin(
+        Some(&current),
+        OriginAnswer::NotModified,
+        &Directives::default(),
+        Audience::Anyone,
+        later,
+        &cfg,
+    ) else {
         panic!("304 should refresh");
     };
     assert_eq!(refreshed.value, b"1");
     assert_eq!(refreshed.fresh_until, UnixMillis(T0 + 160_000));
     assert_eq!(
-        apply_origin(None, OriginAnswer::NotModified, later, &cfg),
+        apply_origin(
+            None,
+            OriginAnswer::NotModified,
+            &Directives::default(),
+            Audience::Anyone,
+            later,
+            &cfg
+        ),
         OriginApply::Skip(SkipReason::NothingToRefresh)
     );
 
@@ -138,7 +159,14 @@ fn origin_answers_are_stored_with_fresh_windows() {
         etag: None,
         version: None,
     };
-    let OriginApply::ServeUnstored(e) = apply_origin(None, found, later, &cfg) else {
+    let OriginApply::ServeUnstored(e) = apply_origin(
+        None,
+        found,
+        &Directives::default(),
+        Audience::Anyone,
+        later,
+        &cfg,
+    ) else {
         panic!("should serve without storing")
     };
     assert_eq!((e.fresh_until, e.stale_if_error_until), (later, later));
@@ -148,8 +176,35 @@ fn origin_answers_are_stored_with_fresh_windows() {
         etag: Some("x".repeat(MAX_ETAG_BYTES + 1)),
         version: Some(9),
     };
-    let OriginApply::Store(e) = apply_origin(None, long_etag, later, &cfg) else {
+    let OriginApply::Store(e) = apply_origin(
+        None,
+        long_etag,
+        &Directives::default(),
+        Audience::Anyone,
+        later,
+        &cfg,
+    ) else {
         panic!("should store")
     };
     assert_eq!((e.etag, e.version, e.kind), (None, 9, EntryKind::Value));
+}
+
+#[test]
+fn origin_directives_shorten_windows_and_the_audience_is_recorded() {
+    let cfg = cfg();
+    let found = OriginAnswer::Found {
+        value: b"1".to_vec(),
+        etag: None,
+        version: None,
+    };
+    let d = Directives::parse(Some("private, max-age=5, stale-while-revalidate=1"), None);
+    let OriginApply::Store(e) =
+        apply_origin(None, found, &d, Audience::Caller, UnixMillis(T0), &cfg)
+    else {
+        panic!("should store")
+    };
+    assert_eq!(e.audience, Audience::Caller);
+    assert_eq!(e.fresh_until, UnixMillis(T0 + 5_000));
+    assert_eq!(e.stale_until, UnixMillis(T0 + 6_000));
+    assert_eq!(e.stale_if_error_until, UnixMillis(T0 + 5_000 + 3_600_000));
 }

@@ -12,6 +12,7 @@ fn entry(value: &[u8]) -> Entry {
         fresh_until: UnixMillis(61_000),
         stale_until: UnixMillis(361_000),
         stale_if_error_until: UnixMillis(3_661_000),
+        audience: Audience::Anyone,
         dirty: Some(Dirty {
             stamp: Stamp::new(UnixMillis(900), 1, 5),
             since: UnixMillis(900),
@@ -143,6 +144,8 @@ fn any_entry() -> impl Strategy<Value = Entry> {
                 fresh_until: UnixMillis(f),
                 stale_until: UnixMillis(s),
                 stale_if_error_until: UnixMillis(e),
+                audience: [Audience::Anyone, Audience::Granted, Audience::Caller]
+                    [(version % 3) as usize],
                 dirty,
             },
         )
