@@ -344,3 +344,23 @@ fn scopes_and_grant_keys_reveal_no_credential() {
         assert!(!s.contains("alice") && s.len() == 32, "{s}");
     }
 }
+
+#[test]
+fn a_refused_write_does_not_take_older_writes_of_other_principals_with_it() {
+    let mut w = world();
+    put_as(&mut w, "k", r#""alice's""#, Some(ALICE));
+    w.advance_ms(1);
+    put_as(&mut w, "k", r#""bob's""#, Some(BOB));
+    w.advance_ms(1);
+    put_as(&mut w, "k", r#""bob's again""#, Some(BOB));
+    w.db.revoked.insert("bob".into());
+    w.flush();
+    assert_eq!(w.db.sent[0].writes.len(), 1, "coalesced into bob's newest");
+    assert_eq!(w.count("d:"), 1);
+    assert_eq!(records(&w).len(), 1, "alice's write stays buffered");
+    w.flush();
+    let last = &w.db.sent[1].writes[0];
+    assert_eq!(last.on_behalf_of.as_deref(), Some("alice"));
+    assert_eq!(w.db.value("k"), Some(serde_json::json!("alice's")));
+    assert_eq!(w.count("w:"), 0);
+}

@@ -5,13 +5,16 @@
 //! covers and mark the cache entry clean if it still shows this very write, or drop
 //! it if it shows something older (the DB API now holds this write or a newer one);
 //! `conflict` and `rejected` dead-letter the write, delete its records and drop the cache entry
-//! if it still shows the refused write (so the next read fetches the DB's truth). Last, the
+//! if it still shows the refused write (so the next read fetches the DB's truth). A write
+//! refused as `forbidden` (its principal may no longer write the key) takes only the records
+//! of that principal with it: older writes of other principals that it superseded stay
+//! buffered and are delivered by the next run, since nothing newer than them will be. Last, the
 //! sealed batch itself is deleted. Each step is idempotent, so a crash part-way is repaired by
 //! resending the batch (same id, same answer) and settling again.
 
 use crate::buffer::Coalesced;
 use crate::config::CacheConfig;
-use crate::contract::{BatchResponse, ItemStatus};
+use crate::contract::{BatchResponse, ItemStatus, FORBIDDEN_REASON};
 use crate::delivery::batch::SealedBatch;
 use crate::delivery::dlq::{self, DeadLetter, DeadReason, DlqError};
 use crate::envelope;
@@ -148,8 +151,34 @@ fn bury_item(
         Err(DlqError::Record(e)) => return Err(StoreError::Other(e.to_string())),
     }
     tally.dead_lettered += 1;
-    delete_covered(store, item, tally)?;
+    if reason == DeadReason::Rejected && letter.detail.as_deref() == Some(FORBIDDEN_REASON) {
+        delete_covered_of(store, item, tally)?;
+    } else {
+        delete_covered(store, item, tally)?;
+    }
     drop_entry_showing(store, &item.winner)
+}
+
+/// Deletes the records `item` covers that were made for its winner's principal (or whose
+/// principal cannot be read); the others stay buffered.
+fn delete_covered_of(
+    store: &mut impl KvStore,
+    item: &Coalesced,
+    tally: &mut Tally,
+) -> Result<(), StoreError> {
+    for stamp in &item.covers {
+        let key = KvKey::Write(*stamp).render();
+        let other_principal = *stamp != item.winner.stamp
+            && store
+                .get(&key)?
+                .and_then(|b| BufferedWrite::decode(&b).ok())
+                .is_some_and(|w| w.subject != item.winner.subject);
+        if !other_principal {
+            store.delete(&key)?;
+            tally.records_deleted += 1;
+        }
+    }
+    Ok(())
 }
 
 fn delete_covered(
