@@ -12,6 +12,7 @@ mod flush_faults;
 mod flush_gateway;
 mod flush_no_atomics;
 mod flush_support;
+mod gateway_auth;
 mod gateway_errors;
 mod gateway_evict;
 mod gateway_read;
