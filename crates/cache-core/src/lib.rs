@@ -49,6 +49,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod auth;
 pub mod buffer;
 pub mod config;
 /// The DB API wire contract (its own crate, shared with the reference DB API).
