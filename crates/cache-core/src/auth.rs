@@ -13,3 +13,4 @@
 //! Both are parsed once from configuration and are pure afterwards: no clock, no I/O.
 
 pub mod jwt;
+pub mod rules;
