@@ -30,6 +30,17 @@
 //! | `kv_store`              | `default`        | the key-value store label                        |
 //! | `admin_token`           | unset            | bearer token for `/admin` routes                 |
 //! | `metrics_hit_sample`    | `16`             | count fresh hits one in N (adding N)             |
+//! | `jwt_jwks`              | unset            | JWKS document (JSON) whose keys sign bearer JWTs |
+//! | `jwt_issuer`            | unchecked        | the `iss` a JWT must have                        |
+//! | `jwt_audience`          | unchecked        | the `aud` a JWT must contain                     |
+//! | `jwt_leeway`            | `60s`            | clock skew allowed on `exp`/`nbf` (≤ 5m)         |
+//! | `auth_rules`            | unset            | per-namespace access rules (JSON)                |
+//!
+//! The JWT variables are parsed here, once per load, into a [`JwtVerifier`] (see
+//! [`crate::auth::jwt`]); `auth_rules` into [`Rules`] (see [`crate::auth::rules`]). A bad key
+//! set or bad rules fail the load like any other bad value; `jwt_issuer`, `jwt_audience` or
+//! `jwt_leeway` without `jwt_jwks` are refused too, since nothing would read them. The key set
+//! may hold HMAC secrets, so its errors never quote it.
 //!
 //! Durations are plain seconds or suffixed (`500ms`, `30s`, `5m`, `1h`); sizes are plain bytes
 //! or suffixed (`512KiB`, `1MiB`). Fermyon Cloud caps a store at 1024 keys; cache entries,
@@ -41,6 +52,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::auth::jwt::{JwtConfigError, JwtVerifier, MAX_LEEWAY};
+use crate::auth::rules::Rules;
 use crate::envelope::CodecPolicy;
 use crate::stored::kv_key::MAX_KV_VALUE_BYTES;
 
@@ -125,11 +138,26 @@ pub mod var {
         KV_STORE,
         ADMIN_TOKEN,
         METRICS_HIT_SAMPLE,
+        JWT_JWKS,
+        JWT_ISSUER,
+        JWT_AUDIENCE,
+        JWT_LEEWAY,
+        AUTH_RULES,
     ];
     /// Admin bearer token.
     pub const ADMIN_TOKEN: &str = "admin_token";
     /// Sampling of the hit counter.
     pub const METRICS_HIT_SAMPLE: &str = "metrics_hit_sample";
+    /// The JWKS document whose keys verify bearer JWTs.
+    pub const JWT_JWKS: &str = "jwt_jwks";
+    /// The issuer a JWT must name.
+    pub const JWT_ISSUER: &str = "jwt_issuer";
+    /// The audience a JWT must name.
+    pub const JWT_AUDIENCE: &str = "jwt_audience";
+    /// Clock skew allowed when checking a JWT's times.
+    pub const JWT_LEEWAY: &str = "jwt_leeway";
+    /// Per-namespace access rules.
+    pub const AUTH_RULES: &str = "auth_rules";
 }
 
 /// Why the configuration was refused.
@@ -200,6 +228,12 @@ pub struct CacheConfig {
     /// Fresh hits are counted one in this many (each counted one adds this many), so that
     /// most hits write nothing to the store; 1 counts every hit.
     pub metrics_hit_sample: u64,
+    /// The bearer JWT verifier, when `jwt_jwks` is set: the parsed key set with the issuer,
+    /// audience and leeway it checks. Parsed here so that a request verifies against keys
+    /// already decoded and checked.
+    pub jwt_verifier: Option<JwtVerifier>,
+    /// The per-namespace access rules, when `auth_rules` is set.
+    pub auth_rules: Option<Rules>,
 }
 
 impl fmt::Debug for CacheConfig {
@@ -230,6 +264,9 @@ impl fmt::Debug for CacheConfig {
             .field("kv_store", &self.kv_store)
             .field("admin_token", &redact(&self.admin_token))
             .field("metrics_hit_sample", &self.metrics_hit_sample)
+            // The verifier's Debug shows key ids and algorithms, never key material.
+            .field("jwt_verifier", &self.jwt_verifier)
+            .field("auth_rules", &self.auth_rules)
             .finish()
     }
 }
@@ -301,6 +338,47 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 }
 
+/// The JWT verifier from `jwt_jwks`, `jwt_issuer`, `jwt_audience` and `jwt_leeway`.
+fn jwt_verifier<F: Fn(&str) -> Option<String>>(
+    r: &Reader<F>,
+) -> Result<Option<JwtVerifier>, ConfigError> {
+    let jwks = r.raw(var::JWT_JWKS);
+    let issuer = r.raw(var::JWT_ISSUER);
+    let audience = r.raw(var::JWT_AUDIENCE);
+    let leeway_set = r.raw(var::JWT_LEEWAY).is_some();
+    let leeway = r.duration(var::JWT_LEEWAY, Duration::from_secs(60))?;
+    if leeway > MAX_LEEWAY {
+        return Err(ConfigError::Invalid {
+            name: var::JWT_LEEWAY,
+            reason: format!("must be at most {}s", MAX_LEEWAY.as_secs()),
+        });
+    }
+    let Some(jwks) = jwks else {
+        let orphan = [
+            (var::JWT_ISSUER, issuer.is_some()),
+            (var::JWT_AUDIENCE, audience.is_some()),
+            (var::JWT_LEEWAY, leeway_set),
+        ];
+        return match orphan.into_iter().find(|(_, set)| *set) {
+            Some((name, _)) => Err(ConfigError::Invalid {
+                name,
+                reason: format!("is set but `{}` is not", var::JWT_JWKS),
+            }),
+            None => Ok(None),
+        };
+    };
+    JwtVerifier::new(&jwks, issuer, audience, leeway)
+        .map(Some)
+        .map_err(|e| ConfigError::Invalid {
+            name: match e {
+                JwtConfigError::EmptyIssuer => var::JWT_ISSUER,
+                JwtConfigError::EmptyAudience => var::JWT_AUDIENCE,
+                _ => var::JWT_JWKS,
+            },
+            reason: e.to_string(),
+        })
+}
+
 fn in_range(name: &'static str, v: usize, (lo, hi): (usize, usize)) -> Result<usize, ConfigError> {
     if v < lo || v > hi {
         return Err(ConfigError::Invalid {
@@ -363,6 +441,15 @@ impl CacheConfig {
                 (1, 1_000_000),
             )?)
             .unwrap_or(u64::MAX),
+            jwt_verifier: jwt_verifier(&r)?,
+            auth_rules: r
+                .raw(var::AUTH_RULES)
+                .map(|json| Rules::parse(&json))
+                .transpose()
+                .map_err(|e| ConfigError::Invalid {
+                    name: var::AUTH_RULES,
+                    reason: e.to_string(),
+                })?,
         };
         cfg.cross_check()
     }
