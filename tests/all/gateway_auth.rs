@@ -105,7 +105,10 @@ async fn a_private_entry_is_served_to_its_caller_alone() {
         assert_eq!(r.status, expected, "{who}: {r:?}");
         if expected != 200 {
             assert!(!r.body.contains("cart"), "{who} saw it: {r:?}");
-            assert!(header(&r, "www-authenticate").starts_with("Bearer"), "{r:?}");
+            assert!(
+                header(&r, "www-authenticate").starts_with("Bearer"),
+                "{r:?}"
+            );
         }
     }
 
@@ -141,7 +144,10 @@ async fn a_write_the_origin_would_refuse_is_refused_and_nothing_is_buffered() {
     let r = put_as(&gw, "/sessions/alice:1", r#"{"cart":9}"#, None).await;
     assert_eq!(r.status, 401, "{r:?}");
     let r = put_as(&gw, "/public/notice", r#""hi""#, None).await;
-    assert_eq!(r.status, 401, "anonymous writes are refused by default: {r:?}");
+    assert_eq!(
+        r.status, 401,
+        "anonymous writes are refused by default: {r:?}"
+    );
     assert_eq!(buffered(&gw), 0);
 
     let r = put_as(&gw, "/sessions/alice:1", r#"{"cart":9}"#, Some("alice")).await;
@@ -167,10 +173,18 @@ async fn a_revoked_credential_stops_reads_and_writes_within_grant_ttl() {
         &[("auth_mode", "grant"), ("grant_ttl", "1s"), ("ttl", "60s")],
     )
     .await;
-    assert_eq!(get_as(&gw, "/profiles/alice", Some("alice")).await.status, 200);
+    assert_eq!(
+        get_as(&gw, "/profiles/alice", Some("alice")).await.status,
+        200
+    );
     let r = get_as(&gw, "/profiles/alice", Some("bob")).await;
     assert_eq!((r.status, header(&r, "x-cache")), (200, "HIT"), "{r:?}");
-    assert_eq!(put_as(&gw, "/profiles/alice", r#"{"name":"B"}"#, Some("alice")).await.status, 202);
+    assert_eq!(
+        put_as(&gw, "/profiles/alice", r#"{"name":"B"}"#, Some("alice"))
+            .await
+            .status,
+        202
+    );
 
     db.revoke("alice");
     let revoked_at = Instant::now();
@@ -182,14 +196,21 @@ async fn a_revoked_credential_stops_reads_and_writes_within_grant_ttl() {
         read == 401 && write == 401
     })
     .await;
-    assert!(refused, "alice is still served after {:?}", revoked_at.elapsed());
+    assert!(
+        refused,
+        "alice is still served after {:?}",
+        revoked_at.elapsed()
+    );
     assert!(
         revoked_at.elapsed() < grant_ttl + Duration::from_millis(900),
         "revocation took {:?}",
         revoked_at.elapsed()
     );
     // Bob, unaffected, is still served.
-    assert_eq!(get_as(&gw, "/profiles/alice", Some("bob")).await.status, 200);
+    assert_eq!(
+        get_as(&gw, "/profiles/alice", Some("bob")).await.status,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

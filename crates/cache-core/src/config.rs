@@ -33,6 +33,17 @@
 //! | `auth_mode`             | `origin`         | who decides access: `origin`, `grant` or `jwt`   |
 //! | `auth_key`              | unset            | secret for keyed digests of credentials          |
 //! | `grant_ttl`             | `60s`            | how long an access decision is kept (≤ 1h)       |
+//! | `jwt_jwks`              | unset            | JWKS document (JSON) whose keys sign bearer JWTs |
+//! | `jwt_issuer`            | unchecked        | the `iss` a JWT must have                        |
+//! | `jwt_audience`          | unchecked        | the `aud` a JWT must contain                     |
+//! | `jwt_leeway`            | `60s`            | clock skew allowed on `exp`/`nbf` (≤ 5m)         |
+//! | `auth_rules`            | unset            | per-namespace access rules (JSON)                |
+//!
+//! The JWT variables are parsed here, once per load, into a [`JwtVerifier`] (see
+//! [`crate::auth::jwt`]); `auth_rules` into [`Rules`] (see [`crate::auth::rules`]). A bad key
+//! set or bad rules fail the load like any other bad value; `jwt_issuer`, `jwt_audience` or
+//! `jwt_leeway` without `jwt_jwks` are refused too, since nothing would read them. The key set
+//! may hold HMAC secrets, so its errors never quote it.
 //!
 //! Durations are plain seconds or suffixed (`500ms`, `30s`, `5m`, `1h`); sizes are plain bytes
 //! or suffixed (`512KiB`, `1MiB`). Fermyon Cloud caps a store at 1024 keys; cache entries,
@@ -44,6 +55,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::auth::jwt::{JwtConfigError, JwtVerifier, MAX_LEEWAY};
+use crate::auth::rules::Rules;
 use crate::envelope::CodecPolicy;
 use crate::stored::kv_key::MAX_KV_VALUE_BYTES;
 
@@ -131,6 +144,11 @@ pub mod var {
         AUTH_MODE,
         AUTH_KEY,
         GRANT_TTL,
+        JWT_JWKS,
+        JWT_ISSUER,
+        JWT_AUDIENCE,
+        JWT_LEEWAY,
+        AUTH_RULES,
     ];
     /// Admin bearer token.
     pub const ADMIN_TOKEN: &str = "admin_token";
@@ -142,6 +160,16 @@ pub mod var {
     pub const AUTH_KEY: &str = "auth_key";
     /// Lifetime of a kept access decision.
     pub const GRANT_TTL: &str = "grant_ttl";
+    /// The JWKS document whose keys verify bearer JWTs.
+    pub const JWT_JWKS: &str = "jwt_jwks";
+    /// The issuer a JWT must name.
+    pub const JWT_ISSUER: &str = "jwt_issuer";
+    /// The audience a JWT must name.
+    pub const JWT_AUDIENCE: &str = "jwt_audience";
+    /// Clock skew allowed when checking a JWT's times.
+    pub const JWT_LEEWAY: &str = "jwt_leeway";
+    /// Per-namespace access rules.
+    pub const AUTH_RULES: &str = "auth_rules";
 }
 
 /// Who decides what a caller may read and write (see [`crate::auth`]).
@@ -246,6 +274,12 @@ pub struct CacheConfig {
     pub auth_key: Option<String>,
     /// How long an access decision (a grant) is kept: the longest a revocation can take.
     pub grant_ttl: Duration,
+    /// The bearer JWT verifier, when `jwt_jwks` is set: the parsed key set with the issuer,
+    /// audience and leeway it checks. Parsed here so that a request verifies against keys
+    /// already decoded and checked.
+    pub jwt_verifier: Option<JwtVerifier>,
+    /// The per-namespace access rules, when `auth_rules` is set.
+    pub auth_rules: Option<Rules>,
 }
 
 impl fmt::Debug for CacheConfig {
@@ -279,6 +313,9 @@ impl fmt::Debug for CacheConfig {
             .field("auth_mode", &self.auth_mode)
             .field("auth_key", &redact(&self.auth_key))
             .field("grant_ttl", &self.grant_ttl)
+            // The verifier's Debug shows key ids and algorithms, never key material.
+            .field("jwt_verifier", &self.jwt_verifier)
+            .field("auth_rules", &self.auth_rules)
             .finish()
     }
 }
@@ -348,6 +385,47 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let v = self.parsed(name, default, |s| s.parse().ok(), "a whole number")?;
         in_range(name, v, range)
     }
+}
+
+/// The JWT verifier from `jwt_jwks`, `jwt_issuer`, `jwt_audience` and `jwt_leeway`.
+fn jwt_verifier<F: Fn(&str) -> Option<String>>(
+    r: &Reader<F>,
+) -> Result<Option<JwtVerifier>, ConfigError> {
+    let jwks = r.raw(var::JWT_JWKS);
+    let issuer = r.raw(var::JWT_ISSUER);
+    let audience = r.raw(var::JWT_AUDIENCE);
+    let leeway_set = r.raw(var::JWT_LEEWAY).is_some();
+    let leeway = r.duration(var::JWT_LEEWAY, Duration::from_secs(60))?;
+    if leeway > MAX_LEEWAY {
+        return Err(ConfigError::Invalid {
+            name: var::JWT_LEEWAY,
+            reason: format!("must be at most {}s", MAX_LEEWAY.as_secs()),
+        });
+    }
+    let Some(jwks) = jwks else {
+        let orphan = [
+            (var::JWT_ISSUER, issuer.is_some()),
+            (var::JWT_AUDIENCE, audience.is_some()),
+            (var::JWT_LEEWAY, leeway_set),
+        ];
+        return match orphan.into_iter().find(|(_, set)| *set) {
+            Some((name, _)) => Err(ConfigError::Invalid {
+                name,
+                reason: format!("is set but `{}` is not", var::JWT_JWKS),
+            }),
+            None => Ok(None),
+        };
+    };
+    JwtVerifier::new(&jwks, issuer, audience, leeway)
+        .map(Some)
+        .map_err(|e| ConfigError::Invalid {
+            name: match e {
+                JwtConfigError::EmptyIssuer => var::JWT_ISSUER,
+                JwtConfigError::EmptyAudience => var::JWT_AUDIENCE,
+                _ => var::JWT_JWKS,
+            },
+            reason: e.to_string(),
+        })
 }
 
 fn in_range(name: &'static str, v: usize, (lo, hi): (usize, usize)) -> Result<usize, ConfigError> {
@@ -420,6 +498,15 @@ impl CacheConfig {
             )?,
             auth_key: r.raw(var::AUTH_KEY),
             grant_ttl: r.duration(var::GRANT_TTL, Duration::from_secs(60))?,
+            jwt_verifier: jwt_verifier(&r)?,
+            auth_rules: r
+                .raw(var::AUTH_RULES)
+                .map(|json| Rules::parse(&json))
+                .transpose()
+                .map_err(|e| ConfigError::Invalid {
+                    name: var::AUTH_RULES,
+                    reason: e.to_string(),
+                })?,
         };
         cfg.cross_check()
     }
@@ -451,6 +538,12 @@ impl CacheConfig {
         }
         if self.flush_timeout.is_zero() {
             return Err(invalid(var::FLUSH_TIMEOUT, "must be greater than zero"));
+        }
+        if self.auth_mode == AuthMode::Jwt && self.jwt_verifier.is_none() {
+            return Err(ConfigError::Missing(var::JWT_JWKS));
+        }
+        if self.auth_mode == AuthMode::Jwt && self.auth_rules.is_none() {
+            return Err(ConfigError::Missing(var::AUTH_RULES));
         }
         if self.grant_ttl.is_zero() || self.grant_ttl > MAX_GRANT_TTL {
             return Err(invalid(var::GRANT_TTL, "must be between 1ms and 1h"));

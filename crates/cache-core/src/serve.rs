@@ -239,8 +239,8 @@ pub fn revalidate<S: KvStore, O: Origin, C: Clock>(
     authorization: Option<&str>,
 ) -> Result<(), RequestError> {
     let mut cx = Cx::new(store, origin, clock, rand, cfg);
-    let caller = Caller::from_header(authorization);
     let now = cx.clock.now();
+    let caller = gate::identify(cfg, authorization, now)?;
     let Claim::Fill(held) = fill::claim(cx.store, key, rand, now)? else {
         return Ok(());
     };
@@ -308,7 +308,8 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
     }
 
     fn get(&mut self, req: &GetRequest) -> Result<Reply, RequestError> {
-        let caller = gate::identify(self.cfg, req.authorization.as_deref())?;
+        let now = self.clock.now();
+        let caller = gate::identify(self.cfg, req.authorization.as_deref(), now)?;
         gate::check_rules(self.cfg, &caller, &req.key, Access::Read)?;
         let served = self.read(&caller, &req.key.unscoped(), true)?;
         let now = self.clock.now();
@@ -563,7 +564,8 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
 
     fn write(&mut self, req: &WriteRequest) -> Result<Reply, RequestError> {
         let key = &req.key.unscoped();
-        let caller = gate::identify(self.cfg, req.authorization.as_deref())?;
+        let now = self.clock.now();
+        let caller = gate::identify(self.cfg, req.authorization.as_deref(), now)?;
         let body = match &req.op {
             Op::Put(bytes) | Op::Patch(bytes) => Some(json_body(bytes, self.cfg)?),
             Op::Delete => None,

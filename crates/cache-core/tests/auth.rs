@@ -364,3 +364,97 @@ fn a_refused_write_does_not_take_older_writes_of_other_principals_with_it() {
     assert_eq!(w.db.value("k"), Some(serde_json::json!("alice's")));
     assert_eq!(w.count("w:"), 0);
 }
+
+mod jwt_mode {
+    use super::*;
+    use cache_core::config::{var, CacheConfig};
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+
+    fn fixture(name: &str) -> String {
+        let path = format!("{}/tests/fixtures/jwt/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// A world in JWT mode: the fixture keys; `ns` is owner-only, as `sessions` would be.
+    fn jwt_world() -> World {
+        let mut w = world();
+        let jwks = fixture("jwks.json");
+        w.cfg = CacheConfig::from_lookup(|name| match name {
+            var::DB_API_URL => Some("http://db.test".into()),
+            var::AUTH_MODE => Some("jwt".into()),
+            var::AUTH_KEY => Some("a-secret-key-of-sixteen".into()),
+            var::JWT_JWKS => Some(jwks.clone()),
+            var::AUTH_RULES => Some(r#"{"ns":{"read":"owner","write":"owner"}}"#.into()),
+            _ => None,
+        })
+        .unwrap();
+        w
+    }
+
+    fn token(w: &World, sub: &str, exp_in_secs: i64) -> String {
+        let now = i64::try_from(w.now.0 / 1000).unwrap();
+        let claims = serde_json::json!({"sub": sub, "exp": now + exp_in_secs});
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("hs-1".into());
+        let key = EncodingKey::from_secret(fixture("hmac-secret.txt").as_bytes());
+        format!("Bearer {}", encode(&header, &claims, &key).unwrap())
+    }
+
+    #[test]
+    fn the_rules_decide_at_the_edge_and_the_subject_is_the_principal() {
+        let mut w = jwt_world();
+        let alice = token(&w, "alice", 300);
+        let bob = token(&w, "bob", 300);
+        w.origin.found_cc(r#"{"s":1}"#, "\"v1\"", "private");
+        let out = get_as(&mut w, "alice:1", Some(&alice));
+        assert_eq!(out.reply.status, 200);
+        assert_eq!(
+            w.origin.reads[0].authorization.as_deref(),
+            Some(alice.as_str())
+        );
+        // Bob and an anonymous caller are refused without asking the origin.
+        let out = get_as(&mut w, "alice:1", Some(&bob));
+        assert_eq!(
+            (out.reply.status, error_code(&out)),
+            (403, Some("forbidden"))
+        );
+        let out = get_as(&mut w, "alice:1", None);
+        assert_eq!(
+            (out.reply.status, error_code(&out)),
+            (401, Some("unauthenticated"))
+        );
+        assert_eq!(w.origin.reads.len(), 1);
+        // A write needs no authorization call; the record names the subject.
+        let out = put_as(&mut w, "alice:1", "2", Some(&alice));
+        assert_eq!(out.reply.status, 202);
+        assert!(w.origin.authorizations.is_empty());
+        assert_eq!(records(&w)[0].subject.as_deref(), Some("alice"));
+        assert_eq!(put_as(&mut w, "alice:1", "3", Some(&bob)).reply.status, 403);
+        assert_eq!(records(&w).len(), 1);
+    }
+
+    #[test]
+    fn expired_forged_and_unsigned_tokens_are_401_and_change_nothing() {
+        let mut w = jwt_world();
+        let expired = token(&w, "alice", -120);
+        let good = token(&w, "alice", 300);
+        let forged = format!("{}x", &good[..good.len() - 1]);
+        let header = URL_SAFE.encode(r#"{"alg":"none","typ":"JWT"}"#);
+        let claims = URL_SAFE.encode(r#"{"sub":"alice","exp":99999999999}"#);
+        let unsigned = format!("Bearer {header}.{claims}.");
+        for bad in [expired, forged, unsigned, "Basic YWxpY2U6cHc=".to_owned()] {
+            let out = put_as(&mut w, "alice:1", "1", Some(&bad));
+            assert_eq!(out.reply.status, 401, "{bad}");
+            assert_eq!(
+                out.reply.header("www-authenticate"),
+                Some("Bearer error=\"invalid_token\"")
+            );
+            assert_eq!(get_as(&mut w, "alice:1", Some(&bad)).reply.status, 401);
+        }
+        assert_eq!(w.store.keys_with_prefix("").len(), 0);
+        assert!(w.origin.reads.is_empty());
+    }
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as URL_SAFE;
+    use base64::Engine;
+}

@@ -18,6 +18,7 @@
 
 use crate::auth::caller::Caller;
 use crate::auth::grant;
+use crate::auth::rules::RuleDecision;
 use crate::config::{AuthMode, CacheConfig};
 use crate::contract::{Access, AuthorizeResponse, MAX_PRINCIPAL_BYTES};
 use crate::key::CacheKey;
@@ -29,12 +30,16 @@ use crate::time::UnixMillis;
 /// The principal of an anonymous caller that the rules (JWT mode) let write.
 pub const ANONYMOUS: &str = "anonymous";
 
-/// Who sent a request with this `Authorization` header.
-pub fn identify(cfg: &CacheConfig, authorization: Option<&str>) -> Result<Caller, RequestError> {
+/// Who sent a request with this `Authorization` header, at `now`.
+pub fn identify(
+    cfg: &CacheConfig,
+    authorization: Option<&str>,
+    now: UnixMillis,
+) -> Result<Caller, RequestError> {
     let caller = Caller::from_header(authorization);
     match cfg.auth_mode {
         AuthMode::Origin | AuthMode::Grant => Ok(caller),
-        AuthMode::Jwt => jwt_subject(cfg, &caller).map(|sub| match sub {
+        AuthMode::Jwt => jwt_subject(cfg, &caller, now).map(|sub| match sub {
             Some(sub) => caller.verified_as(sub),
             None => caller,
         }),
@@ -167,20 +172,54 @@ fn refused(status: u16, answer: ItemAnswer) -> RequestError {
     }
 }
 
-fn jwt_subject(_cfg: &CacheConfig, caller: &Caller) -> Result<Option<String>, RequestError> {
-    match caller.authorization() {
-        None => Ok(None),
-        Some(_) => Err(RequestError::Unauthenticated(
-            "the token does not verify".into(),
-        )),
-    }
+/// In `jwt` mode, the verified subject of the caller's bearer token; `None` for an anonymous
+/// caller. A credential that is not a verifying bearer JWT is a `401`, never anonymous.
+fn jwt_subject(
+    cfg: &CacheConfig,
+    caller: &Caller,
+    now: UnixMillis,
+) -> Result<Option<String>, RequestError> {
+    let Some(authorization) = caller.authorization() else {
+        return Ok(None);
+    };
+    let token = authorization
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| RequestError::Unauthenticated("expected a bearer token".into()))?;
+    let verifier = cfg
+        .jwt_verifier
+        .as_ref()
+        .ok_or_else(|| RequestError::Unauthenticated("no key set to verify tokens".into()))?;
+    verifier
+        .verify(token, now)
+        .map(Some)
+        .map_err(|e| RequestError::Unauthenticated(format!("the token does not verify: {e}")))
 }
 
+/// In `jwt` mode, what the rules say about `access` to `key` for the caller's subject.
 fn jwt_rules(
-    _cfg: &CacheConfig,
-    _caller: &Caller,
-    _key: &CacheKey,
-    _access: Access,
+    cfg: &CacheConfig,
+    caller: &Caller,
+    key: &CacheKey,
+    access: Access,
 ) -> Result<(), RequestError> {
-    Err(RequestError::Forbidden("no rule grants this access".into()))
+    let decision = cfg
+        .auth_rules
+        .as_ref()
+        .map_or(RuleDecision::Forbidden, |rules| {
+            rules.decide(caller.subject(), key.ns(), key.key(), access)
+        });
+    match decision {
+        RuleDecision::Allow => Ok(()),
+        RuleDecision::Unauthenticated => Err(RequestError::Unauthenticated(format!(
+            "{} of {} needs a signed-in caller",
+            access.as_str(),
+            key.ns()
+        ))),
+        RuleDecision::Forbidden => Err(RequestError::Forbidden(format!(
+            "the rules do not let this caller {} this item",
+            access.as_str()
+        ))),
+    }
 }

@@ -31,6 +31,8 @@ fn defaults_apply_when_only_the_url_is_set_and_empty_means_unset() {
     assert_eq!(cfg.admin_token, None);
     assert_eq!(cfg.flush_timeout, Duration::from_secs(10));
     assert_eq!(cfg.kv_store, "default");
+    assert_eq!(cfg.jwt_verifier, None);
+    assert_eq!(cfg.auth_rules, None);
     assert_eq!(
         cfg,
         CacheConfig::with_db_api_url("https://db.example/api").unwrap()
@@ -160,4 +162,111 @@ fn the_list_of_variables_is_exactly_what_the_configuration_reads() {
     let mut all: Vec<String> = var::ALL.iter().map(|s| (*s).to_owned()).collect();
     all.sort();
     assert_eq!(asked, all);
+}
+
+const JWKS: &str = include_str!("../../tests/fixtures/jwt/jwks.json");
+const RULES: &str = r#"{"public": {"read": "anyone", "write": "signed-in"}}"#;
+
+#[test]
+fn jwt_and_rule_variables_are_parsed_once_and_refused_naming_the_variable() {
+    const URL: (&str, &str) = ("db_api_url", "http://localhost:3000");
+    let cases: &[(Vars, Result<(), &str>)] = &[
+        (&[URL, ("jwt_jwks", JWKS)], Ok(())),
+        (
+            &[
+                URL,
+                ("jwt_jwks", JWKS),
+                ("jwt_issuer", "https://issuer.test"),
+                ("jwt_audience", "cache-sync"),
+                ("jwt_leeway", "5m"),
+            ],
+            Ok(()),
+        ),
+        (
+            &[URL, ("jwt_jwks", "{}")],
+            Err("`jwt_jwks`: not a JWKS document"),
+        ),
+        (
+            &[
+                URL,
+                ("jwt_jwks", r#"{"keys": [{"kty": "oct", "k": "c2hvcnQ"}]}"#),
+            ],
+            Err("`jwt_jwks`: key 0: HS256 secret of 5 bytes"),
+        ),
+        (
+            &[URL, ("jwt_jwks", JWKS), ("jwt_leeway", "301s")],
+            Err("`jwt_leeway`: must be at most 300s"),
+        ),
+        (
+            &[URL, ("jwt_jwks", JWKS), ("jwt_leeway", "soon")],
+            Err("`jwt_leeway`: expected a duration"),
+        ),
+        (
+            &[URL, ("jwt_issuer", "https://issuer.test")],
+            Err("`jwt_issuer`: is set but `jwt_jwks` is not"),
+        ),
+        (
+            &[URL, ("jwt_audience", "cache-sync")],
+            Err("`jwt_audience`: is set but `jwt_jwks` is not"),
+        ),
+        (
+            &[URL, ("jwt_leeway", "10s")],
+            Err("`jwt_leeway`: is set but `jwt_jwks` is not"),
+        ),
+        (&[URL, ("auth_rules", RULES)], Ok(())),
+        (
+            &[
+                URL,
+                (
+                    "auth_rules",
+                    r#"{"Public": {"read": "anyone", "write": "anyone"}}"#,
+                ),
+            ],
+            Err("`auth_rules`: \"Public\" is not a namespace"),
+        ),
+        (
+            &[URL, ("auth_rules", "owner")],
+            Err("`auth_rules`: not JSON"),
+        ),
+    ];
+    for (vars, expected) in cases {
+        check(vars, *expected);
+    }
+
+    let cfg = load(&[
+        URL,
+        ("jwt_jwks", JWKS),
+        ("jwt_audience", "cache-sync"),
+        ("auth_rules", RULES),
+    ])
+    .unwrap();
+    let verifier = cfg.jwt_verifier.as_ref().expect("a verifier");
+    assert_eq!(verifier.issuer(), None);
+    assert_eq!(verifier.audience(), Some("cache-sync"));
+    assert_eq!(verifier.leeway(), Duration::from_secs(60));
+    assert_eq!(cfg.auth_rules, Some(Rules::parse(RULES).unwrap()));
+    // Loading twice gives equal configurations (the verifier compares by its keys).
+    assert_eq!(
+        cfg,
+        load(&[
+            URL,
+            ("jwt_jwks", JWKS),
+            ("jwt_audience", "cache-sync"),
+            ("auth_rules", RULES),
+        ])
+        .unwrap()
+    );
+}
+
+#[test]
+fn debug_output_hides_the_key_sets_secrets() {
+    let cfg = load(&[("db_api_url", "http://h"), ("jwt_jwks", JWKS)]).unwrap();
+    let text = format!("{cfg:?}");
+    let secret = JWKS
+        .split("\"k\": \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the fixture has an oct key");
+    assert!(!text.contains(secret), "{text}");
+    assert!(text.contains("hs-1"), "{text}");
 }
