@@ -38,10 +38,12 @@
 //! `db_api_items`, `db_api_batches` and `db_api_write_ids` tables are truncated).
 
 pub mod app;
+pub mod auth;
 pub mod backend;
 pub mod deliveries;
 pub mod error;
 pub mod faults;
+pub mod jwt;
 pub mod seed;
 pub mod stats;
 pub mod validate;
@@ -49,6 +51,7 @@ pub mod validate;
 use std::future::Future;
 
 pub use app::{app, AppState, Settings};
+pub use auth::AuthSettings;
 pub use backend::Backend;
 pub use error::{ApiError, BackendError};
 
