@@ -50,7 +50,7 @@ pub mod validate;
 
 use std::future::Future;
 
-pub use app::{app, AppState, Settings};
+pub use app::{app, AppState, Settings, SettingsError};
 pub use auth::AuthSettings;
 pub use backend::Backend;
 pub use error::{ApiError, BackendError};
