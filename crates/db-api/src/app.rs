@@ -540,7 +540,11 @@ async fn decide_authorize(
         return Err(ApiError::UnsupportedMediaType);
     }
     let body = body.map_err(|e| body_error(state, e))?;
-    let request: AuthorizeRequest = parse_json(&body)?;
+    let request: AuthorizeRequest = match parse_json(&body)? {
+        object @ Value::Object(_) => serde_json::from_value(object)
+            .map_err(|e| ApiError::BadJson(format!("invalid authorization request: {e}")))?,
+        _ => return Err(ApiError::BadJson("expected a JSON object".into())),
+    };
     validate::namespace(&request.ns).map_err(ApiError::BadRequest)?;
     validate::item_key(&request.key).map_err(ApiError::BadRequest)?;
     let caller = if state.auth.enabled() {
