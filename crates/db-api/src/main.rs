@@ -532,6 +532,96 @@ mod tests {
     }
 
     #[test]
+    fn auth_is_on_by_default_with_the_demo_users_and_acl() {
+        let auth = parse(&[]).unwrap().auth_settings().unwrap();
+        assert!(auth.enabled);
+        assert!(auth.has_demo_users());
+        assert_eq!(auth.acl, Acl::demo());
+        assert_eq!(auth.jwt, JwtSettings::default());
+        let auth = parse(&["--auth", "off"]).unwrap().auth_settings().unwrap();
+        assert!(!auth.enabled);
+    }
+
+    #[test]
+    fn users_and_acls_come_from_flags_and_files() {
+        let dir = std::env::temp_dir().join(format!("db-api-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let users = dir.join("users.json");
+        std::fs::write(&users, r#"{"carol": "carol-token-0123456789"}"#).unwrap();
+        let acl = dir.join("acl.json");
+        std::fs::write(&acl, r#"{"docs": {"read": "anyone", "write": "owner"}, "*": {"read": "nobody", "write": "nobody"}}"#).unwrap();
+        let cli = parse(&[
+            "--user",
+            "dave:dave-token-0123456789",
+            "--users",
+            users.to_str().unwrap(),
+            "--acl",
+            acl.to_str().unwrap(),
+            "--max-age",
+            "30",
+            "--jwt-audience",
+            "edge",
+        ])
+        .unwrap();
+        let auth = cli.auth_settings().unwrap();
+        assert_eq!(
+            auth.users.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["carol", "dave"]
+        );
+        assert_eq!(auth.acl.rules("docs").read, db_api::auth::Rule::Anyone);
+        assert_eq!(auth.acl.rules("sessions").read, db_api::auth::Rule::Nobody);
+        assert_eq!(auth.jwt.audience, "edge");
+        assert_eq!(cli.max_age, Some(30));
+        // A user given twice, a bad file, a missing file.
+        let cli = parse(&[
+            "--user",
+            "carol:carol-token-0123456789",
+            "--users",
+            users.to_str().unwrap(),
+        ])
+        .unwrap();
+        assert!(cli.auth_settings().is_err());
+        std::fs::write(&acl, r#"{"docs": {"read": "all", "write": "owner"}}"#).unwrap();
+        assert!(parse(&["--acl", acl.to_str().unwrap()])
+            .unwrap()
+            .auth_settings()
+            .is_err());
+        let missing = dir.join("missing.json");
+        assert!(parse(&["--users", missing.to_str().unwrap()])
+            .unwrap()
+            .auth_settings()
+            .is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_auth_flags_are_refused() {
+        for args in [
+            &["--auth", "maybe"][..],
+            &["--user", "carol"],
+            &["--user", "Carol:carol-token-0123456789"],
+            &["--user", "anonymous:carol-token-0123456789"],
+            &["--user", "carol:short"],
+            &["--max-age", "-1"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_start_up_notes_show_demo_tokens_only() {
+        let demo = auth_notes(&AuthSettings::on(), true, true).join("\n");
+        assert!(demo.contains("Bearer demo-token-for-alice"), "{demo}");
+        assert!(demo.contains("sessions owner/owner"), "{demo}");
+        let mut own = AuthSettings::on();
+        own.users = [("carol".to_owned(), "carol-token-0123456789".to_owned())].into();
+        let notes = auth_notes(&own, false, false).join("\n");
+        assert!(notes.contains("users: carol"), "{notes}");
+        assert!(!notes.contains("carol-token"), "{notes}");
+        assert!(notes.contains("every batch is refused"), "{notes}");
+    }
+
+    #[test]
     fn redact_hides_passwords() {
         assert_eq!(redact("postgres://u:p@h/db"), "postgres://u@h/db");
         assert_eq!(redact(".spin/x.sqlite"), ".spin/x.sqlite");
