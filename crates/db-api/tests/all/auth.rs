@@ -876,3 +876,20 @@ async fn invalid_auth_settings_are_refused() {
         );
     }
 }
+
+#[test]
+fn the_published_demo_credentials_are_the_seeded_ones() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for file in ["README.md", "xtask/src/main.rs"] {
+        let text = std::fs::read_to_string(root.join(file)).expect("readable");
+        for (name, token) in db_api::auth::DEMO_USERS {
+            assert!(
+                text.contains(name) && text.contains(token),
+                "{file} should show {name}'s token {token}"
+            );
+        }
+    }
+    assert!(db_api::auth::DEMO_USERS
+        .iter()
+        .all(|(_, t)| db_api::auth::user_token(t).is_ok()));
+}
