@@ -228,10 +228,14 @@ pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -
     }
 }
 
+/// The service token of [`Db::start_with_auth`]: give it to the app as `db_api_token`.
+pub const DB_SERVICE_TOKEN: &str = "e2e-service-token";
+
 /// The reference DB API on 127.0.0.1:0, in memory, with direct access to its state.
 pub struct Db {
     pub addr: SocketAddr,
     pub state: AppState,
+    token: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -240,7 +244,19 @@ impl Db {
         Db::start_with(Settings::default()).await
     }
 
+    /// With auth on: the demo users (`alice`, `bob`: `db_api::auth::DEMO_USERS`), the demo
+    /// access rules, and [`DB_SERVICE_TOKEN`] as the service token.
+    pub async fn start_with_auth() -> Db {
+        Db::start_with(Settings {
+            token: Some(DB_SERVICE_TOKEN.into()),
+            auth: db_api::AuthSettings::on(),
+            ..Settings::default()
+        })
+        .await
+    }
+
     pub async fn start_with(settings: Settings) -> Db {
+        let token = settings.token.clone();
         let backend = SqliteBackend::open(":memory:").expect("in-memory sqlite");
         let state = AppState::new(Arc::new(backend), settings).expect("valid settings");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -258,8 +274,26 @@ impl Db {
         Db {
             addr,
             state,
+            token,
             stop: Some(tx),
         }
+    }
+
+    /// Revokes `user`'s credentials (auth on): its token stops working and writes made on its
+    /// behalf are refused, until [`Db::restore`].
+    pub fn revoke(&self, user: &str) {
+        self.state
+            .auth
+            .set_revoked(user, true)
+            .expect("a known user");
+    }
+
+    /// Undoes [`Db::revoke`].
+    pub fn restore(&self, user: &str) {
+        self.state
+            .auth
+            .set_revoked(user, false)
+            .expect("a known user");
     }
 
     pub fn url(&self) -> String {
@@ -315,9 +349,22 @@ impl Db {
         assert!(r.status < 300, "seed failed: {r:?}");
     }
 
-    /// The stored value of `ns/key`, or `None` when absent.
+    /// The stored value of `ns/key`, or `None` when absent (read with the service token, when
+    /// there is one).
     pub async fn item(&self, ns: &str, key: &str) -> Option<serde_json::Value> {
-        let r = get(&format!("{}/v1/items/{ns}/{key}", self.url())).await;
+        let url = format!("{}/v1/items/{ns}/{key}", self.url());
+        let r = match &self.token {
+            Some(t) => {
+                send(
+                    "GET",
+                    &url,
+                    &[("authorization", &format!("Bearer {t}"))],
+                    "",
+                )
+                .await
+            }
+            None => get(&url).await,
+        };
         match r.status {
             200 => Some(serde_json::from_str(&r.body).expect("item is JSON")),
             404 => None,

@@ -4,7 +4,9 @@
 //!   (and the test component, and the flush component bound to the previous cron
 //!   generation) with the `wasm-release` profile.
 //! - `up`: build everything, start the reference DB API on 127.0.0.1:3001 (when it is
-//!   built into the workspace) and the app on the embedded host at 127.0.0.1:3000.
+//!   built into the workspace) with auth on and its demo users, and the app on the embedded
+//!   host at 127.0.0.1:3000, both given one service token (`db_api_token`); print the demo
+//!   users' credentials.
 //! - `test`: build the components, then run every test in the workspace.
 //! - `bench`: build the components and release binaries, then run the benchmarks
 //!   (`crates/bench`), which write `docs/bench/results.md`.
@@ -217,6 +219,39 @@ impl Drop for Guard {
     }
 }
 
+/// The reference DB API's demo users and their published tokens (`db_api::auth::DEMO_USERS`,
+/// which a db-api test holds this list to).
+const DEMO_USERS: &[(&str, &str)] = &[
+    ("alice", "demo-token-for-alice"),
+    ("bob", "demo-token-for-bob"),
+];
+
+/// The service token for this run: `SPIN_VARIABLE_DB_API_TOKEN` when set, else fresh
+/// random hex (it guards a loopback port for one run, and is never printed).
+fn service_token() -> String {
+    if let Some(t) = std::env::var("SPIN_VARIABLE_DB_API_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        return t;
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let part = |salt: u64| {
+        // RandomState is seeded from the OS's random source.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(salt);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        h.write_u32(std::process::id());
+        h.finish()
+    };
+    format!("svc-{:016x}{:016x}", part(1), part(2))
+}
+
 fn up(extra: &[String]) -> anyhow::Result<()> {
     build_wasm()?;
     let mut cmd = cargo();
@@ -224,11 +259,13 @@ fn up(extra: &[String]) -> anyhow::Result<()> {
     run(cmd, "building the host and the reference DB API")?;
     let bin = root().join("target").join("debug");
     let db_api = bin.join("db-api");
+    let token = service_token();
     let mut children = Vec::new();
     if db_api.exists() {
         let child = Command::new(&db_api)
             .current_dir(root())
-            .args(["--listen", "127.0.0.1:3001"])
+            .args(["--listen", "127.0.0.1:3001", "--auth", "on"])
+            .env("DB_API_TOKEN", &token)
             .stdin(Stdio::null())
             .spawn()
             .context("cannot start the reference DB API")?;
@@ -244,11 +281,21 @@ fn up(extra: &[String]) -> anyhow::Result<()> {
             "--log-requests",
         ])
         .args(extra)
+        .env("SPIN_VARIABLE_DB_API_TOKEN", &token)
         .stdin(Stdio::null());
     let mut host = Guard(host.spawn().context("cannot start the embedded host")?);
     eprintln!("xtask: app on http://127.0.0.1:3000 (try: curl http://127.0.0.1:3000/healthz)");
     if !children.is_empty() {
-        eprintln!("xtask: reference DB API on http://127.0.0.1:3001");
+        eprintln!(
+            "xtask: reference DB API on http://127.0.0.1:3001, auth on (sessions: owner only; \
+             profiles: signed-in users read, owner writes; public: anyone reads, signed-in users write)"
+        );
+        eprintln!(
+            "xtask: demo users (a key is a user's own when it is the name or starts with 'name:'):"
+        );
+        for (name, token) in DEMO_USERS {
+            eprintln!("xtask:   {name:<6} -H 'Authorization: Bearer {token}'");
+        }
     }
     eprintln!("xtask: Ctrl-C stops both");
     let status = host.0.wait().context("waiting for the host")?;

@@ -5,6 +5,13 @@
 //! the batch: the flush routine must be able to settle every other write of a batch even if
 //! one of them can never be stored. The public routes are `/v1/*` and `/healthz`; the `_`
 //! routes exist for tests and benchmarks and can be switched off.
+//!
+//! With auth off (the library default), `/v1/items` and `/v1/batch` are guarded by the
+//! `--token` check alone, as before users existed, and every item is `Cache-Control: public`.
+//! With auth on, each handler asks the [`Authenticator`]: item reads follow the namespace's
+//! read rule, batches come from the service token only and each write made `on_behalf_of` a
+//! principal is checked against the write rule when it arrives, and `/v1/authorize` answers
+//! the same question for the cache ahead of time (see [`crate::auth`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,19 +25,22 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cache_sync_contract::wire::{
-    BatchResponse, BatchWrite, ItemStatus, WriteOp, BATCH_PATH, IDEMPOTENCY_KEY_HEADER,
+    Access, AuthorizeRequest, AuthorizeResponse, BatchResponse, BatchWrite, ItemStatus, WriteOp,
+    AUTHORIZE_PATH, BATCH_PATH, FORBIDDEN_REASON, IDEMPOTENCY_KEY_HEADER,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use crate::auth::{AuthSettings, Authenticator, Caller};
 use crate::backend::{
     Backend, PlannedBatch, PlannedWrite, SeedItem, ValidWrite, WriteIdPolicy,
     DEFAULT_WRITE_ID_RETENTION,
 };
 use crate::deliveries::DeliveryJournal;
 use crate::error::ApiError;
-use crate::faults::{self, FaultConfig, Faults};
+use crate::faults::{self, FaultConfig, FaultConfigError, Faults};
+use crate::jwt::IssueRequest;
 use crate::seed::{self, SeedRequest};
 use crate::stats::{add, bump, Counters, StatsBody};
 use crate::validate;
@@ -41,7 +51,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Settings of an [`AppState`] besides the backend.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// When set, `/v1/*` requires `Authorization: Bearer <token>`.
+    /// The service token: the cache's own credential. With auth off, `/v1/items` and
+    /// `/v1/batch` require `Authorization: Bearer <token>` when it is set; with auth on it
+    /// is the one credential that may send batches, and it passes every access rule.
     pub token: Option<String>,
     /// Faults active from the start.
     pub faults: FaultConfig,
@@ -52,6 +64,11 @@ pub struct Settings {
     /// How long received write ids are kept (answered `duplicate` if received again). Must
     /// exceed the longest a write can stay buffered and retried in the cache.
     pub write_id_retention: Duration,
+    /// Users, access rules and the test JWT issuer; off by default (see [`AuthSettings`]).
+    pub auth: AuthSettings,
+    /// `max-age` added to the `Cache-Control` of item reads; none by default, so that the
+    /// cache's own TTLs apply.
+    pub max_age: Option<u64>,
 }
 
 impl Default for Settings {
@@ -62,8 +79,21 @@ impl Default for Settings {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             admin_routes: true,
             write_id_retention: DEFAULT_WRITE_ID_RETENTION,
+            auth: AuthSettings::default(),
+            max_age: None,
         }
     }
+}
+
+/// Settings an [`AppState`] refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The start-up faults make no sense.
+    #[error("invalid faults: {0}")]
+    Faults(#[from] FaultConfigError),
+    /// Users, ACL or JWT settings make no sense.
+    #[error("invalid auth settings: {0}")]
+    Auth(String),
 }
 
 /// Everything the handlers share. Cheap to clone.
@@ -78,22 +108,29 @@ pub struct AppState {
     /// Every write delivered in a first-sent batch and every write id applied, to count
     /// redeliveries and double applications.
     pub deliveries: Arc<DeliveryJournal>,
+    /// Credentials, revocations and access rules.
+    pub auth: Arc<Authenticator>,
     settings: Arc<Settings>,
     shutdown: Arc<watch::Sender<bool>>,
 }
 
 impl AppState {
-    /// State over `backend` with `settings`. Invalid start-up faults are refused.
-    pub fn new(
-        backend: Arc<dyn Backend>,
-        settings: Settings,
-    ) -> Result<Self, crate::faults::FaultConfigError> {
+    /// State over `backend` with `settings`. Invalid start-up faults, users, ACLs or JWT
+    /// settings are refused.
+    pub fn new(backend: Arc<dyn Backend>, settings: Settings) -> Result<Self, SettingsError> {
         settings.faults.validate()?;
+        let auth = Authenticator::new(
+            &settings.auth,
+            settings.token.as_deref(),
+            settings.admin_routes,
+        )
+        .map_err(SettingsError::Auth)?;
         Ok(Self {
             backend,
             faults: Arc::new(Faults::new(settings.faults.clone())),
             counters: Arc::new(Counters::default()),
             deliveries: Arc::new(DeliveryJournal::default()),
+            auth: Arc::new(auth),
             settings: Arc::new(settings),
             shutdown: Arc::new(watch::channel(false).0),
         })
@@ -112,6 +149,51 @@ impl AppState {
             _ = rx.wait_for(|stopping| *stopping) => {}
         }
     }
+
+    /// The caller of `headers` (auth on), counting a refusal.
+    fn caller(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        self.auth.authenticate(headers).map_err(|e| self.refused(e))
+    }
+
+    /// The caller of `headers` if it may make `op` on `ns/key` (auth on), counting a refusal.
+    fn access(
+        &self,
+        headers: &HeaderMap,
+        ns: &str,
+        key: &str,
+        op: Access,
+    ) -> Result<Caller, ApiError> {
+        let caller = self.caller(headers)?;
+        self.auth
+            .check(&caller, ns, key, op)
+            .map_err(|d| self.refused(d.into()))?;
+        Ok(caller)
+    }
+
+    /// Counts a `401` or `403` on its way out.
+    fn refused(&self, e: ApiError) -> ApiError {
+        match e.status() {
+            StatusCode::UNAUTHORIZED => bump(&self.counters.unauthorized),
+            StatusCode::FORBIDDEN => bump(&self.counters.forbidden),
+            _ => {}
+        }
+        e
+    }
+
+    /// The `Cache-Control` of an item read in `ns` (RFC 9111): `public` when anyone may read
+    /// the namespace (always, with auth off), `private` otherwise; `max-age` when configured.
+    fn cache_control(&self, ns: &str) -> HeaderValue {
+        let scope = if self.auth.is_public(ns) {
+            "public"
+        } else {
+            "private"
+        };
+        let text = match self.settings.max_age {
+            Some(secs) => format!("{scope}, max-age={secs}"),
+            None => scope.to_owned(),
+        };
+        HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("private"))
+    }
 }
 
 /// The router of the DB API.
@@ -119,6 +201,7 @@ pub fn app(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/v1/items/{ns}/{key}", get(get_item))
         .route(BATCH_PATH, post(post_batch))
+        .route(AUTHORIZE_PATH, post(authorize))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             faults::inject,
@@ -130,7 +213,12 @@ pub fn app(state: AppState) -> Router {
             .route("/_stats", get(get_stats))
             .route("/_reset", post(reset))
             .route("/_seed", post(post_seed))
-            .route("/_faults", get(get_faults).post(set_faults));
+            .route("/_faults", get(get_faults).post(set_faults))
+            .route("/_auth", get(get_auth))
+            .route("/_auth/revoke", post(revoke))
+            .route("/_auth/restore", post(restore))
+            .route("/_jwt", post(issue_jwt))
+            .route("/_jwks", get(get_jwks));
     }
     router
         .fallback(not_found)
@@ -149,8 +237,13 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Requires the bearer token, when one is configured. Compares in constant time.
+/// With auth off, requires the bearer token on `/v1/items` and `/v1/batch`, when one is
+/// configured (compared in constant time); `/v1/authorize` answers any caller. With auth on,
+/// the handlers check their callers themselves.
 async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.auth.enabled() || request.uri().path() == AUTHORIZE_PATH {
+        return next.run(request).await;
+    }
     if let Some(token) = &state.settings.token {
         let presented = request
             .headers()
@@ -183,11 +276,19 @@ async fn get_item(
     let Path((ns, key)) = path.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     validate::namespace(&ns).map_err(ApiError::BadRequest)?;
     validate::item_key(&key).map_err(ApiError::BadRequest)?;
+    if state.auth.enabled() {
+        state.access(&headers, &ns, &key, Access::Read)?;
+    }
+    let cache_control = state.cache_control(&ns);
     let item = state.backend.get_item(&ns, &key).await?;
     bump(&state.counters.item_reads);
     let Some((value, item)) = item.and_then(|i| i.value.clone().map(|v| (v, i))) else {
         bump(&state.counters.item_misses);
-        return Err(ApiError::NotFound(format!("no item {ns}/{key}")));
+        let mut response = ApiError::NotFound(format!("no item {ns}/{key}")).into_response();
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, cache_control);
+        return Ok(response);
     };
     bump(&state.counters.item_hits);
     let tag = etag(item.version);
@@ -207,6 +308,9 @@ async fn get_item(
         r
     };
     response.headers_mut().insert(header::ETAG, tag_value);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, cache_control);
     Ok(response)
 }
 
@@ -266,8 +370,10 @@ fn identity(writes: &[Value]) -> String {
     Value::Array(stripped).to_string()
 }
 
-/// Turns one raw write into a write to store or a rejection with its reason.
-fn plan_write(faults: &Faults, raw: Value) -> PlannedWrite {
+/// Turns one raw write into a write to store or a rejection with its reason. With auth on, a
+/// write made `on_behalf_of` a principal that may not make it now is [`PlannedWrite::Forbidden`];
+/// one without `on_behalf_of` is the service's own.
+fn plan_write(state: &AppState, raw: Value) -> PlannedWrite {
     let w: BatchWrite = match serde_json::from_value(raw) {
         Ok(w) => w,
         Err(e) => return PlannedWrite::Rejected(format!("invalid write: {e}")),
@@ -286,7 +392,21 @@ fn plan_write(faults: &Faults, raw: Value) -> PlannedWrite {
         (WriteOp::Put, Some(v)) => Some(v.to_string()),
         (WriteOp::Delete, _) => None,
     };
-    if faults.is_rejected(&w.ns, &w.key) {
+    if state.auth.enabled() {
+        if let Some(principal) = &w.on_behalf_of {
+            if !state
+                .auth
+                .principal_may(principal, &w.ns, &w.key, Access::Write)
+            {
+                return PlannedWrite::Forbidden {
+                    ns: w.ns,
+                    key: w.key,
+                    write_id: w.write_id,
+                };
+            }
+        }
+    }
+    if state.faults.is_rejected(&w.ns, &w.key) {
         return PlannedWrite::Rejected("key is configured to be rejected".into());
     }
     PlannedWrite::Write(ValidWrite {
@@ -305,6 +425,21 @@ async fn post_batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    if state.auth.enabled() {
+        match state.caller(&headers)? {
+            Caller::Service => {}
+            Caller::Anonymous => {
+                return Err(state.refused(ApiError::SignInRequired(
+                    "batches need the service token".into(),
+                )))
+            }
+            Caller::User(name) => {
+                return Err(state.refused(ApiError::Forbidden(format!(
+                    "{name} may not send batches: only the service token may"
+                ))))
+            }
+        }
+    }
     if !is_json(&headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
@@ -330,10 +465,7 @@ async fn post_batch(
         )));
     }
     let digest = fingerprint(identity(&writes).as_bytes());
-    let planned = writes
-        .into_iter()
-        .map(|w| plan_write(&state.faults, w))
-        .collect();
+    let planned = writes.into_iter().map(|w| plan_write(&state, w)).collect();
     let batch = PlannedBatch {
         batch_id,
         fingerprint: digest,
@@ -378,7 +510,55 @@ fn count_results(c: &Counters, response: &BatchResponse) {
             ItemStatus::Rejected => &c.writes_rejected,
         };
         add(counter, 1);
+        if r.status == ItemStatus::Rejected && r.reason.as_deref() == Some(FORBIDDEN_REASON) {
+            add(&c.writes_forbidden, 1);
+        }
     }
+}
+
+/// `POST /v1/authorize`: may the caller (its own `Authorization`) make this access?
+async fn authorize(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<AuthorizeResponse>, ApiError> {
+    bump(&state.counters.authorize_calls);
+    let answer = decide_authorize(&state, &headers, body).await;
+    if matches!(&answer, Err(e) if matches!(e.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN))
+    {
+        bump(&state.counters.authorize_denied);
+    }
+    answer.map(Json)
+}
+
+async fn decide_authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<AuthorizeResponse, ApiError> {
+    if !is_json(headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body = body.map_err(|e| body_error(state, e))?;
+    let request: AuthorizeRequest = match parse_json(&body)? {
+        object @ Value::Object(_) => serde_json::from_value(object)
+            .map_err(|e| ApiError::BadJson(format!("invalid authorization request: {e}")))?,
+        _ => return Err(ApiError::BadJson("expected a JSON object".into())),
+    };
+    validate::namespace(&request.ns).map_err(ApiError::BadRequest)?;
+    validate::item_key(&request.key).map_err(ApiError::BadRequest)?;
+    let caller = if state.auth.enabled() {
+        state.access(headers, &request.ns, &request.key, request.op)?
+    } else {
+        // Everyone may do everything; name the caller if its token names someone.
+        state
+            .auth
+            .authenticate(headers)
+            .unwrap_or(Caller::Anonymous)
+    };
+    Ok(AuthorizeResponse {
+        principal: caller.principal().to_owned(),
+    })
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -416,6 +596,7 @@ async fn reset(
     state.backend.reset().await?;
     state.counters.reset();
     state.deliveries.clear();
+    state.auth.clear_revocations();
     let faults_cleared = params.faults;
     if faults_cleared {
         // The default config always validates.
@@ -457,4 +638,91 @@ async fn set_faults(
         .set(config)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     Ok(Json(state.faults.get()))
+}
+
+/// `GET /_auth`: whether auth is on, the users (with their revocation), the ACL.
+async fn get_auth(State(state): State<AppState>) -> Json<Value> {
+    let auth = &state.auth;
+    let users: Vec<Value> = auth
+        .user_names()
+        .into_iter()
+        .map(|name| json!({"name": name, "revoked": auth.is_revoked(&name)}))
+        .collect();
+    Json(json!({
+        "auth": if auth.enabled() { "on" } else { "off" },
+        "service_token": state.settings.token.is_some(),
+        "users": users,
+        "acl": auth.acl().to_json(),
+        "jwt": {"issuer": state.settings.auth.jwt.issuer, "audience": state.settings.auth.jwt.audience},
+    }))
+}
+
+/// The body of `POST /_auth/revoke` and `POST /_auth/restore`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserRequest {
+    user: String,
+}
+
+async fn set_revoked(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+    revoked: bool,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|e| body_error(state, e))?;
+    let request: UserRequest = parse_json(&body)?;
+    state
+        .auth
+        .set_revoked(&request.user, revoked)
+        .map_err(ApiError::NotFound)?;
+    Ok(Json(json!({"user": request.user, "revoked": revoked})))
+}
+
+/// `POST /_auth/revoke`: the user's token (and JWTs) stop working, and writes made on its
+/// behalf are refused, until `/_auth/restore` or `/_reset`.
+async fn revoke(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    set_revoked(&state, body, true).await
+}
+
+/// `POST /_auth/restore`: undoes `/_auth/revoke`.
+async fn restore(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    set_revoked(&state, body, false).await
+}
+
+/// `POST /_jwt`: a signed token (test issuer).
+async fn issue_jwt(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| body_error(&state, e))?;
+    let request: IssueRequest = parse_json(&body)?;
+    let jwt = state
+        .auth
+        .jwt()
+        .ok_or_else(|| ApiError::NotFound("no JWT issuer".into()))?;
+    let issued = jwt.issue(request).await.map_err(ApiError::BadRequest)?;
+    Ok(Json(issued).into_response())
+}
+
+/// `GET /_jwks`: the test issuer's keys (RFC 7517), the HS256 secret included.
+async fn get_jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let jwt = state
+        .auth
+        .jwt()
+        .ok_or_else(|| ApiError::NotFound("no JWT issuer".into()))?;
+    let set = jwt
+        .jwks()
+        .await
+        .map_err(|e| ApiError::Backend(crate::error::BackendError::Task(e)))?;
+    let mut response = Json(set).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }

@@ -47,9 +47,19 @@ pub enum ApiError {
     /// The `Idempotency-Key` was used before with a different body.
     #[error("{0}")]
     IdempotencyMismatch(String),
-    /// Missing or wrong bearer token.
+    /// Missing or wrong bearer token (the `--token` check, with auth off).
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// Auth on: the access needs a signed-in user and the request has no credential.
+    #[error("{0}")]
+    SignInRequired(String),
+    /// Auth on: the credential names no one (unknown, revoked, malformed, a JWT that does
+    /// not verify).
+    #[error("{0}")]
+    InvalidToken(String),
+    /// Auth on: the caller may not make this access.
+    #[error("{0}")]
+    Forbidden(String),
     /// No such item or route.
     #[error("{0}")]
     NotFound(String),
@@ -94,7 +104,10 @@ impl ApiError {
         match self {
             ApiError::BadJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::IdempotencyMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::SignInRequired(_) | ApiError::InvalidToken(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -119,7 +132,9 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::IdempotencyMismatch(_)
             | ApiError::Backend(BackendError::IdempotencyMismatch(_)) => "idempotency_key_reused",
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::Unauthorized | ApiError::SignInRequired(_) => "unauthorized",
+            ApiError::InvalidToken(_) => "invalid_token",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooLarge(_) => "payload_too_large",
@@ -171,10 +186,22 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
             }
-            ApiError::Unauthorized => {
+            ApiError::Unauthorized | ApiError::SignInRequired(_) => {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::InvalidToken(_) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            ApiError::Forbidden(_) => {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"insufficient_scope\""),
+                );
             }
             _ => {}
         }

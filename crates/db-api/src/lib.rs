@@ -17,6 +17,9 @@
 //!   rejected keys, skipped write guards).
 //! - [`deliveries`]: the delivery journal behind `writes_redelivered` and
 //!   `writes_applied_twice`.
+//! - [`auth`]: principals (service token, users, anonymous), per-namespace access rules,
+//!   revocation; enforced with `--auth on`.
+//! - [`jwt`]: the test JWT issuer behind `POST /_jwt` and `GET /_jwks`.
 //! - [`stats`]: request counters behind `GET /_stats`.
 //! - [`seed`]: bulk loading behind `POST /_seed`.
 //! - [`validate`]: name rules for namespaces, keys, batch ids and write ids.
@@ -28,8 +31,10 @@
 //! # Running
 //!
 //! ```text
-//! cargo run -p db-api                                   # SQLite at .spin/db-api.sqlite
-//! cargo run -p db-api -- --db :memory: --token s3cret   # in memory, bearer token on /v1
+//! cargo run -p db-api                                   # SQLite at .spin/db-api.sqlite, auth on
+//! cargo run -p db-api -- --db :memory: --token s3cret   # in memory, s3cret is the service token
+//! cargo run -p db-api -- --auth off                     # no users, no access rules
+//! cargo run -p db-api -- --user carol:carol-token-0123456789 --acl acl.json
 //! cargo run -p db-api -- --db postgres://user:pw@127.0.0.1/cache   # PostgreSQL (no TLS)
 //! cargo run -p db-api -- --error-rate 0.1 --fault-seed 7 --read-latency-ms 20
 //! ```
@@ -38,17 +43,20 @@
 //! `db_api_items`, `db_api_batches` and `db_api_write_ids` tables are truncated).
 
 pub mod app;
+pub mod auth;
 pub mod backend;
 pub mod deliveries;
 pub mod error;
 pub mod faults;
+pub mod jwt;
 pub mod seed;
 pub mod stats;
 pub mod validate;
 
 use std::future::Future;
 
-pub use app::{app, AppState, Settings};
+pub use app::{app, AppState, Settings, SettingsError};
+pub use auth::AuthSettings;
 pub use backend::Backend;
 pub use error::{ApiError, BackendError};
 

@@ -4,11 +4,25 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
 use anyhow::Context;
 use clap::error::ErrorKind;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+use db_api::auth::{Acl, AuthSettings};
 use db_api::faults::{DownMode, FaultConfig, GarbageKind};
+use db_api::jwt::JwtSettings;
 use db_api::{AppState, Settings};
+
+/// `--auth on|off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AuthMode {
+    /// Users and per-namespace access rules.
+    On,
+    /// Only the --token check on /v1/items and /v1/batch, when a token is set.
+    Off,
+}
 
 /// Reference main-database API for cache-sync.
 #[derive(Debug, Parser)]
@@ -30,13 +44,59 @@ struct Cli {
         value_name = "PATH|URL"
     )]
     db: String,
-    /// Require `Authorization: Bearer <TOKEN>` on /v1/*.
+    /// The service token: the cache's own credential (`db_api_token`).
+    ///
+    /// With --auth on, the one credential that may send batches; it passes every access
+    /// rule. With --auth off, required on /v1/items and /v1/batch when set.
     #[arg(long, env = "DB_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Enforce users and per-namespace access rules (on), or only the --token check (off).
+    #[arg(
+        long,
+        env = "DB_API_AUTH",
+        value_enum,
+        default_value = "on",
+        value_name = "on|off",
+        help_heading = "Auth"
+    )]
+    auth: AuthMode,
+    /// A user and its bearer token (repeatable). Without --user and --users, the demo users
+    /// alice and bob are seeded with published tokens.
+    #[arg(long = "user", value_name = "NAME:TOKEN", value_parser = parse_user, help_heading = "Auth")]
+    users: Vec<(String, String)>,
+    /// A JSON file of users: {"alice": "<token>", ...} (added to --user).
+    #[arg(long = "users", value_name = "FILE", help_heading = "Auth")]
+    users_file: Option<PathBuf>,
+    /// A JSON file of access rules: {"<ns>": {"read": RULE, "write": RULE}, "*": {...}},
+    /// RULE one of anyone, signed-in, owner, nobody; "*" is every other namespace (default
+    /// owner/owner). Default: sessions owner/owner, profiles signed-in/owner, public
+    /// anyone/signed-in, * owner/owner.
+    #[arg(long, value_name = "FILE", help_heading = "Auth")]
+    acl: Option<PathBuf>,
+    /// Add `max-age=SECS` to the Cache-Control of item reads (default: none, so the cache's
+    /// own TTLs apply).
+    #[arg(long, value_name = "SECS", help_heading = "Auth")]
+    max_age: Option<u64>,
+    /// HS256 secret of the test JWT issuer (/_jwt); a public development default otherwise.
+    #[arg(
+        long,
+        env = "DB_API_JWT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        help_heading = "Auth"
+    )]
+    jwt_secret: Option<String>,
+    /// `iss` of test JWTs, required of JWTs presented as credentials.
+    #[arg(long, default_value = db_api::jwt::DEFAULT_ISSUER, value_name = "ISS", help_heading = "Auth")]
+    jwt_issuer: String,
+    /// `aud` of test JWTs, required of JWTs presented as credentials.
+    #[arg(long, default_value = db_api::jwt::DEFAULT_AUDIENCE, value_name = "AUD", help_heading = "Auth")]
+    jwt_audience: String,
     /// Larger request bodies are answered 413.
     #[arg(long, default_value_t = db_api::app::DEFAULT_MAX_BODY_BYTES, value_name = "BYTES")]
     max_body_bytes: usize,
-    /// Do not serve the test-only routes (/_stats, /_reset, /_seed, /_faults).
+    /// Do not serve the test-only routes (/_stats, /_reset, /_seed, /_faults, /_auth, /_jwt,
+    /// /_jwks); JWTs are then not accepted as credentials either.
     #[arg(long)]
     no_admin: bool,
     /// Keep received write ids this long (`500ms`, `30s`, `5m`, `2h`, `7d`).
@@ -143,6 +203,15 @@ fn parse_retention(s: &str) -> Result<Duration, String> {
     }
 }
 
+fn parse_user(s: &str) -> Result<(String, String), String> {
+    let (name, token) = s
+        .split_once(':')
+        .ok_or_else(|| "expected NAME:TOKEN".to_owned())?;
+    db_api::auth::user_name(name)?;
+    db_api::auth::user_token(token)?;
+    Ok((name.to_owned(), token.to_owned()))
+}
+
 fn parse_faults(s: &str) -> Result<FaultConfig, String> {
     serde_json::from_str(s).map_err(|e| e.to_string())
 }
@@ -158,6 +227,50 @@ fn parse_garbage_kind(s: &str) -> Result<GarbageKind, String> {
 }
 
 impl Cli {
+    /// The auth settings: flags, and the files they name.
+    fn auth_settings(&self) -> anyhow::Result<AuthSettings> {
+        let mut users: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(path) = &self.users_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            users = serde_json::from_str(&text).with_context(|| {
+                format!("{}: expected {{\"name\": \"token\", ...}}", path.display())
+            })?;
+        }
+        for (name, token) in &self.users {
+            if users.insert(name.clone(), token.clone()).is_some() {
+                anyhow::bail!("user {name} is given twice");
+            }
+        }
+        if users.is_empty() {
+            users = AuthSettings::demo_users();
+        }
+        let acl = match &self.acl {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                Acl::from_json(&text)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| path.display().to_string())?
+            }
+            None => Acl::demo(),
+        };
+        let mut jwt = JwtSettings {
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            ..JwtSettings::default()
+        };
+        if let Some(secret) = &self.jwt_secret {
+            jwt.secret = secret.clone();
+        }
+        Ok(AuthSettings {
+            enabled: self.auth == AuthMode::On,
+            users,
+            acl,
+            jwt,
+        })
+    }
+
     /// The start-up faults: `--faults` overridden by the individual flags.
     fn fault_config(&self) -> FaultConfig {
         let mut f = self.faults.clone().unwrap_or_default();
@@ -233,17 +346,21 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open database {:?}", redact(&cli.db)))?;
     let description = backend.describe();
+    let auth = cli.auth_settings()?;
+    let token = cli.token.clone().filter(|t| !t.is_empty());
+    let notes = auth_notes(&auth, token.is_some(), !cli.no_admin);
     let state = AppState::new(
         backend,
         Settings {
-            token: cli.token.clone().filter(|t| !t.is_empty()),
+            token,
             faults,
             max_body_bytes: cli.max_body_bytes,
             admin_routes: !cli.no_admin,
             write_id_retention: cli.write_id_retention,
+            auth,
+            max_age: cli.max_age,
         },
-    )
-    .context("invalid faults")?;
+    )?;
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
@@ -251,11 +368,47 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the bound address")?;
     println!("db-api listening on http://{addr} ({description})");
+    for line in notes {
+        println!("db-api: {line}");
+    }
     db_api::run(listener, state, shutdown_signal())
         .await
         .context("server failed")?;
     println!("db-api stopped");
     Ok(())
+}
+
+/// What the start-up output says about auth: the mode, the users (with the demo tokens,
+/// which are public anyway), the access rules, a missing service token.
+fn auth_notes(auth: &AuthSettings, service_token: bool, test_routes: bool) -> Vec<String> {
+    if !auth.enabled {
+        return vec![if service_token {
+            "auth off: /v1/items and /v1/batch need the service token (--token)".into()
+        } else {
+            "auth off: no credentials needed".into()
+        }];
+    }
+    let mut notes = Vec::new();
+    if auth.has_demo_users() {
+        notes.push("auth on; demo users (published tokens, for trying it out only):".into());
+        for (name, token) in db_api::auth::DEMO_USERS {
+            notes.push(format!("  {name}: Authorization: Bearer {token}"));
+        }
+    } else {
+        let names: Vec<&str> = auth.users.keys().map(String::as_str).collect();
+        notes.push(format!("auth on; users: {}", names.join(", ")));
+    }
+    notes.push(format!("access rules (read/write): {}", auth.acl.summary()));
+    if !service_token {
+        notes.push("no service token (--token): every batch is refused".into());
+    }
+    if test_routes {
+        notes.push(
+            "test routes on (/_auth, /_jwt, ...): anyone can revoke users and mint JWTs; --no-admin turns them off"
+                .into(),
+        );
+    }
+    notes
 }
 
 /// Hides a password in a database URL for error messages.
@@ -376,6 +529,96 @@ mod tests {
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn auth_is_on_by_default_with_the_demo_users_and_acl() {
+        let auth = parse(&[]).unwrap().auth_settings().unwrap();
+        assert!(auth.enabled);
+        assert!(auth.has_demo_users());
+        assert_eq!(auth.acl, Acl::demo());
+        assert_eq!(auth.jwt, JwtSettings::default());
+        let auth = parse(&["--auth", "off"]).unwrap().auth_settings().unwrap();
+        assert!(!auth.enabled);
+    }
+
+    #[test]
+    fn users_and_acls_come_from_flags_and_files() {
+        let dir = std::env::temp_dir().join(format!("db-api-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let users = dir.join("users.json");
+        std::fs::write(&users, r#"{"carol": "carol-token-0123456789"}"#).unwrap();
+        let acl = dir.join("acl.json");
+        std::fs::write(&acl, r#"{"docs": {"read": "anyone", "write": "owner"}, "*": {"read": "nobody", "write": "nobody"}}"#).unwrap();
+        let cli = parse(&[
+            "--user",
+            "dave:dave-token-0123456789",
+            "--users",
+            users.to_str().unwrap(),
+            "--acl",
+            acl.to_str().unwrap(),
+            "--max-age",
+            "30",
+            "--jwt-audience",
+            "edge",
+        ])
+        .unwrap();
+        let auth = cli.auth_settings().unwrap();
+        assert_eq!(
+            auth.users.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["carol", "dave"]
+        );
+        assert_eq!(auth.acl.rules("docs").read, db_api::auth::Rule::Anyone);
+        assert_eq!(auth.acl.rules("sessions").read, db_api::auth::Rule::Nobody);
+        assert_eq!(auth.jwt.audience, "edge");
+        assert_eq!(cli.max_age, Some(30));
+        // A user given twice, a bad file, a missing file.
+        let cli = parse(&[
+            "--user",
+            "carol:carol-token-0123456789",
+            "--users",
+            users.to_str().unwrap(),
+        ])
+        .unwrap();
+        assert!(cli.auth_settings().is_err());
+        std::fs::write(&acl, r#"{"docs": {"read": "all", "write": "owner"}}"#).unwrap();
+        assert!(parse(&["--acl", acl.to_str().unwrap()])
+            .unwrap()
+            .auth_settings()
+            .is_err());
+        let missing = dir.join("missing.json");
+        assert!(parse(&["--users", missing.to_str().unwrap()])
+            .unwrap()
+            .auth_settings()
+            .is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_auth_flags_are_refused() {
+        for args in [
+            &["--auth", "maybe"][..],
+            &["--user", "carol"],
+            &["--user", "Carol:carol-token-0123456789"],
+            &["--user", "anonymous:carol-token-0123456789"],
+            &["--user", "carol:short"],
+            &["--max-age", "-1"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_start_up_notes_show_demo_tokens_only() {
+        let demo = auth_notes(&AuthSettings::on(), true, true).join("\n");
+        assert!(demo.contains("Bearer demo-token-for-alice"), "{demo}");
+        assert!(demo.contains("sessions owner/owner"), "{demo}");
+        let mut own = AuthSettings::on();
+        own.users = [("carol".to_owned(), "carol-token-0123456789".to_owned())].into();
+        let notes = auth_notes(&own, false, false).join("\n");
+        assert!(notes.contains("users: carol"), "{notes}");
+        assert!(!notes.contains("carol-token"), "{notes}");
+        assert!(notes.contains("every batch is refused"), "{notes}");
     }
 
     #[test]

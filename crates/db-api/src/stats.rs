@@ -59,8 +59,11 @@ counters! {
         writes_duplicate,
         /// Writes answered `conflict` (first sends only).
         writes_conflict,
-        /// Writes answered `rejected` (first sends only).
+        /// Writes answered `rejected` (first sends only), `forbidden` ones included.
         writes_rejected,
+        /// Writes answered `rejected` with reason `forbidden`: their `on_behalf_of` principal
+        /// may not make them (any more). First sends only; also counted in `writes_rejected`.
+        writes_forbidden,
         /// Writes (namespace, key, version, value) already delivered in an earlier batch with
         /// another id. Measures the cache's flush lease: it must stay 0 where the store has
         /// compare-and-swap; without it, rare redeliveries are answered `duplicate`.
@@ -68,8 +71,15 @@ counters! {
         /// Write ids answered `applied` a second time: a write the store applied twice. Must
         /// stay 0; only the `skip_write_guards` fault lets it grow.
         writes_applied_twice,
-        /// Requests refused for a missing or wrong token.
+        /// Requests answered `401`: a missing or wrong token, or (auth on) no credential where
+        /// a user is needed.
         unauthorized,
+        /// Requests answered `403` (auth on): the caller may not make that access.
+        forbidden,
+        /// `POST /v1/authorize` requests, whatever the answer.
+        authorize_calls,
+        /// `POST /v1/authorize` requests answered `401` or `403`.
+        authorize_denied,
         /// Injected: answered as down.
         fault_down,
         /// Injected: held until the timeout.

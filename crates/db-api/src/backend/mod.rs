@@ -78,6 +78,18 @@ pub enum PlannedWrite {
     Write(ValidWrite),
     /// Do not store it; answer `rejected` with this reason.
     Rejected(String),
+    /// Its principal may not make it: answer `duplicate` if its write id was received
+    /// before (the write-id promise comes first: the write was decided then), otherwise
+    /// `rejected` with reason [`FORBIDDEN_REASON`](cache_sync_contract::wire::FORBIDDEN_REASON)
+    /// without recording the write id (a later resend, once allowed, can still apply).
+    Forbidden {
+        /// Namespace.
+        ns: String,
+        /// Key within the namespace.
+        key: String,
+        /// The write's id (checked).
+        write_id: String,
+    },
 }
 
 /// A batch ready for [`Backend::apply_batch`].
@@ -190,7 +202,8 @@ pub trait Backend: Send + Sync + 'static {
     /// each write whose write id was received before (in any batch, this one included) is
     /// answered `duplicate` and not applied; any other write records its write id and is
     /// applied when its version is greater than the stored one (tombstones count) and
-    /// answered `stale` when not; rejections are answered as given and not recorded. See
+    /// answered `stale` when not; rejections are answered as given and not recorded, and a
+    /// [`PlannedWrite::Forbidden`] is `duplicate` or `rejected` as it says. See
     /// [`WriteIdPolicy`] for pruning and for the fault that turns both guards off.
     fn apply_batch(&self, batch: PlannedBatch)
         -> BoxFuture<'_, Result<BatchOutcome, BackendError>>;
@@ -213,6 +226,26 @@ pub(crate) fn to_u64(v: i64) -> Result<u64, BackendError> {
 /// Converts a validated `u64` (checked to fit) to the `i64` the databases store.
 pub(crate) fn to_i64(v: u64) -> Result<i64, BackendError> {
     i64::try_from(v).map_err(|_| BackendError::Corrupt(format!("number {v} does not fit in i64")))
+}
+
+/// The result of a [`PlannedWrite::Forbidden`] whose write id was (`received_before`) or was
+/// not received before, under `policy`.
+pub(crate) fn forbidden_result(
+    received_before: bool,
+    policy: WriteIdPolicy,
+) -> cache_sync_contract::wire::ItemResult {
+    use cache_sync_contract::wire::{ItemResult, ItemStatus, FORBIDDEN_REASON};
+    if received_before && policy.guarded {
+        ItemResult {
+            status: ItemStatus::Duplicate,
+            reason: None,
+        }
+    } else {
+        ItemResult {
+            status: ItemStatus::Rejected,
+            reason: Some(FORBIDDEN_REASON.to_owned()),
+        }
+    }
 }
 
 /// Current time, Unix milliseconds.

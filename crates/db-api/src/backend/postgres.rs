@@ -25,8 +25,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
 use super::{
-    now_ms, to_i64, to_u64, Backend, BackendStats, BatchOutcome, BoxFuture, PlannedBatch,
-    PlannedWrite, PruneClock, SeedItem, StoredItem,
+    forbidden_result, now_ms, to_i64, to_u64, Backend, BackendStats, BatchOutcome, BoxFuture,
+    PlannedBatch, PlannedWrite, PruneClock, SeedItem, StoredItem,
 };
 use crate::error::BackendError;
 
@@ -59,6 +59,9 @@ CREATE TABLE IF NOT EXISTS db_api_write_ids (
 );
 CREATE INDEX IF NOT EXISTS db_api_write_ids_by_age ON db_api_write_ids (applied_at);
 ";
+
+/// Gives back a write id claimed by a write that is then refused.
+const UNCLAIM_WRITE_ID: &str = "DELETE FROM db_api_write_ids WHERE write_id = $1";
 
 /// Claims a write id; no inserted row means it was received before.
 const CLAIM_WRITE_ID: &str = "INSERT INTO db_api_write_ids (write_id, applied_at) VALUES ($1, $2)
@@ -274,22 +277,32 @@ impl Backend for PostgresBackend {
                             reason: Some(reason.clone()),
                         });
                     }
-                    PlannedWrite::Write(_) => order.push(i),
+                    PlannedWrite::Write(_) | PlannedWrite::Forbidden { .. } => order.push(i),
                 }
             }
+            let key_of = |w: &PlannedWrite| match w {
+                PlannedWrite::Write(w) => Some((w.ns.clone(), w.key.clone())),
+                PlannedWrite::Forbidden { ns, key, .. } => Some((ns.clone(), key.clone())),
+                PlannedWrite::Rejected(_) => None,
+            };
             // Stable sort: duplicates of one key keep their request order.
-            order.sort_by(|&a, &b| match (&batch.writes[a], &batch.writes[b]) {
-                (PlannedWrite::Write(x), PlannedWrite::Write(y)) => {
-                    (&x.ns, &x.key).cmp(&(&y.ns, &y.key))
-                }
-                _ => std::cmp::Ordering::Equal,
-            });
+            order.sort_by_cached_key(|&i| key_of(&batch.writes[i]));
             let claim = tx.prepare(CLAIM_WRITE_ID).await.map_err(pg)?;
+            let unclaim = tx.prepare(UNCLAIM_WRITE_ID).await.map_err(pg)?;
             let upsert = tx
                 .prepare(if policy.guarded { UPSERT } else { OVERWRITE })
                 .await
                 .map_err(pg)?;
             for i in order {
+                if let PlannedWrite::Forbidden { write_id, .. } = &batch.writes[i] {
+                    // Claimed and given back: a concurrent first claim is waited for.
+                    let first = tx.execute(&claim, &[write_id, &now]).await.map_err(pg)? > 0;
+                    if first {
+                        tx.execute(&unclaim, &[write_id]).await.map_err(pg)?;
+                    }
+                    results[i] = Some(forbidden_result(!first, policy));
+                    continue;
+                }
                 let PlannedWrite::Write(w) = &batch.writes[i] else {
                     continue;
                 };

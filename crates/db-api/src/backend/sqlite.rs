@@ -17,8 +17,8 @@ use cache_sync_contract::wire::{BatchResponse, ItemResult, ItemStatus, WriteOp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{
-    now_ms, to_i64, to_u64, Backend, BackendStats, BatchOutcome, BoxFuture, PlannedBatch,
-    PlannedWrite, PruneClock, SeedItem, StoredItem,
+    forbidden_result, now_ms, to_i64, to_u64, Backend, BackendStats, BatchOutcome, BoxFuture,
+    PlannedBatch, PlannedWrite, PruneClock, SeedItem, StoredItem,
 };
 use crate::error::BackendError;
 
@@ -52,6 +52,9 @@ CREATE INDEX IF NOT EXISTS write_ids_by_age ON write_ids (applied_at);
 /// Claims a write id; no changed row means it was received before.
 const CLAIM_WRITE_ID: &str =
     "INSERT INTO write_ids (write_id, applied_at) VALUES (?1, ?2) ON CONFLICT (write_id) DO NOTHING";
+
+/// Gives back a write id claimed by a write that is then refused.
+const UNCLAIM_WRITE_ID: &str = "DELETE FROM write_ids WHERE write_id = ?1";
 
 /// Inserts a row, or overwrites it only when the incoming version is newer: last writer
 /// wins by version, tombstones included. One changed row means "applied".
@@ -199,6 +202,7 @@ fn apply_batch(
     let mut results = Vec::with_capacity(batch.writes.len());
     {
         let mut claim = tx.prepare_cached(CLAIM_WRITE_ID)?;
+        let mut unclaim = tx.prepare_cached(UNCLAIM_WRITE_ID)?;
         let mut upsert = tx.prepare_cached(if policy.guarded { UPSERT } else { OVERWRITE })?;
         for planned in &batch.writes {
             let result = match planned {
@@ -206,6 +210,14 @@ fn apply_batch(
                     status: ItemStatus::Rejected,
                     reason: Some(reason.clone()),
                 },
+                PlannedWrite::Forbidden { write_id, .. } => {
+                    // Claimed and given back, so that the check is the same as a write's.
+                    let first = claim.execute(params![write_id, now])? > 0;
+                    if first {
+                        unclaim.execute([write_id])?;
+                    }
+                    forbidden_result(!first, policy)
+                }
                 PlannedWrite::Write(w) => {
                     let first = claim.execute(params![w.write_id, now])? > 0;
                     if !first && policy.guarded {

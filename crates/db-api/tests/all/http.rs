@@ -186,17 +186,20 @@ async fn test_routes_can_be_switched_off() {
         admin_routes: false,
         ..Settings::default()
     });
-    for path in ["/_stats", "/_faults"] {
+    for path in ["/_stats", "/_faults", "/_auth", "/_jwks"] {
         assert_eq!(
             get(&app, path).await.status,
             StatusCode::NOT_FOUND,
             "{path}"
         );
     }
-    assert_eq!(
-        post_json(&app, "/_reset", json!({})).await.status,
-        StatusCode::NOT_FOUND
-    );
+    for path in ["/_reset", "/_auth/revoke", "/_auth/restore", "/_jwt"] {
+        assert_eq!(
+            post_json(&app, path, json!({})).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
     assert_eq!(get(&app, "/healthz").await.status, StatusCode::OK);
 }
 

@@ -1,6 +1,7 @@
 //! Tests of the DB API: in-process requests against `app()` (fast, most of the suite), one
 //! end-to-end run over loopback TCP, and the PostgreSQL backend when a database is given.
 
+mod auth;
 mod contract;
 mod faults;
 mod http;
