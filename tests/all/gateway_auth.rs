@@ -81,7 +81,7 @@ async fn a_private_entry_is_served_to_its_caller_alone() {
     db.seed("sessions", "alice:1", serde_json::json!({"cart": 3}), 1)
         .await;
     let gw = gateway("auth-private", &db, &[("ttl", "1s"), ("stale_ttl", "60s")]).await;
-    let path = "/sessions/alice:1";
+    let path = "/v1/sessions/alice:1";
 
     // Cold, under concurrent misses from all three callers: only alice gets the value.
     let mut calls = tokio::task::JoinSet::new();
@@ -139,24 +139,24 @@ async fn a_private_entry_is_served_to_its_caller_alone() {
 async fn a_write_the_origin_would_refuse_is_refused_and_nothing_is_buffered() {
     let db = Db::start_with_auth().await;
     let gw = gateway("auth-write", &db, &[]).await;
-    let r = put_as(&gw, "/sessions/alice:1", r#"{"cart":9}"#, Some("bob")).await;
+    let r = put_as(&gw, "/v1/sessions/alice:1", r#"{"cart":9}"#, Some("bob")).await;
     assert_eq!(r.status, 403, "{r:?}");
-    let r = put_as(&gw, "/sessions/alice:1", r#"{"cart":9}"#, None).await;
+    let r = put_as(&gw, "/v1/sessions/alice:1", r#"{"cart":9}"#, None).await;
     assert_eq!(r.status, 401, "{r:?}");
-    let r = put_as(&gw, "/public/notice", r#""hi""#, None).await;
+    let r = put_as(&gw, "/v1/public/notice", r#""hi""#, None).await;
     assert_eq!(
         r.status, 401,
         "anonymous writes are refused by default: {r:?}"
     );
     assert_eq!(buffered(&gw), 0);
 
-    let r = put_as(&gw, "/sessions/alice:1", r#"{"cart":9}"#, Some("alice")).await;
+    let r = put_as(&gw, "/v1/sessions/alice:1", r#"{"cart":9}"#, Some("alice")).await;
     assert_eq!(r.status, 202, "{r:?}");
     assert_eq!(buffered(&gw), 1);
     // Read-your-writes for alice; bob is not served the buffered value.
-    let r = get_as(&gw, "/sessions/alice:1", Some("alice")).await;
+    let r = get_as(&gw, "/v1/sessions/alice:1", Some("alice")).await;
     assert_eq!((r.status, json(&r)), (200, serde_json::json!({"cart": 9})));
-    let r = get_as(&gw, "/sessions/alice:1", Some("bob")).await;
+    let r = get_as(&gw, "/v1/sessions/alice:1", Some("bob")).await;
     assert_eq!(r.status, 403, "{r:?}");
     assert!(!r.body.contains("cart"));
 }
@@ -174,13 +174,15 @@ async fn a_revoked_credential_stops_reads_and_writes_within_grant_ttl() {
     )
     .await;
     assert_eq!(
-        get_as(&gw, "/profiles/alice", Some("alice")).await.status,
+        get_as(&gw, "/v1/profiles/alice", Some("alice"))
+            .await
+            .status,
         200
     );
-    let r = get_as(&gw, "/profiles/alice", Some("bob")).await;
+    let r = get_as(&gw, "/v1/profiles/alice", Some("bob")).await;
     assert_eq!((r.status, header(&r, "x-cache")), (200, "HIT"), "{r:?}");
     assert_eq!(
-        put_as(&gw, "/profiles/alice", r#"{"name":"B"}"#, Some("alice"))
+        put_as(&gw, "/v1/profiles/alice", r#"{"name":"B"}"#, Some("alice"))
             .await
             .status,
         202
@@ -189,8 +191,10 @@ async fn a_revoked_credential_stops_reads_and_writes_within_grant_ttl() {
     db.revoke("alice");
     let revoked_at = Instant::now();
     let refused = eventually(grant_ttl * 3, async || {
-        let read = get_as(&gw, "/profiles/alice", Some("alice")).await.status;
-        let write = put_as(&gw, "/profiles/alice", r#"{"name":"C"}"#, Some("alice"))
+        let read = get_as(&gw, "/v1/profiles/alice", Some("alice"))
+            .await
+            .status;
+        let write = put_as(&gw, "/v1/profiles/alice", r#"{"name":"C"}"#, Some("alice"))
             .await
             .status;
         read == 401 && write == 401
@@ -208,7 +212,7 @@ async fn a_revoked_credential_stops_reads_and_writes_within_grant_ttl() {
     );
     // Bob, unaffected, is still served.
     assert_eq!(
-        get_as(&gw, "/profiles/alice", Some("bob")).await.status,
+        get_as(&gw, "/v1/profiles/alice", Some("bob")).await.status,
         200
     );
 }
@@ -217,7 +221,7 @@ async fn a_revoked_credential_stops_reads_and_writes_within_grant_ttl() {
 async fn a_write_whose_principal_is_revoked_before_the_flush_is_dead_lettered() {
     let db = Db::start_with_auth().await;
     let gw = gateway("auth-flush", &db, &[]).await;
-    let r = put_as(&gw, "/sessions/alice:2", r#"{"cart":1}"#, Some("alice")).await;
+    let r = put_as(&gw, "/v1/sessions/alice:2", r#"{"cart":1}"#, Some("alice")).await;
     assert_eq!(r.status, 202, "{r:?}");
     db.revoke("alice");
     let admin = format!("Bearer {ADMIN}");
@@ -237,6 +241,6 @@ async fn a_write_whose_principal_is_revoked_before_the_flush_is_dead_lettered() 
     );
     assert_eq!(buffered(&gw), 0);
     // The refused value left the cache: alice reads the DB API's truth (nothing).
-    let r = get_as(&gw, "/sessions/alice:2", Some("alice")).await;
+    let r = get_as(&gw, "/v1/sessions/alice:2", Some("alice")).await;
     assert_eq!(r.status, 404, "{r:?}");
 }
