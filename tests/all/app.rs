@@ -19,7 +19,14 @@ async fn healthz_answers_on_the_shipped_manifest() {
 #[tokio::test]
 async fn a_value_written_through_the_gateway_survives_a_restart() {
     let state = TempDir::new("app-restart");
-    let app = start(repo_options(&state), false).await;
+    // Writes are authorized by the DB API before they are buffered.
+    let db = Db::start().await;
+    let url = db.url();
+    let app = start(
+        with_flags(repo_options(&state), &[("db_api_url", &url)]),
+        false,
+    )
+    .await;
     let r = send(
         "PUT",
         &app.url("/v1/users/alice"),
@@ -29,7 +36,11 @@ async fn a_value_written_through_the_gateway_survives_a_restart() {
     .await;
     assert!(r.status == 202, "{r:?}");
     app.stop().await;
-    let app = start(repo_options(&state), false).await;
+    let app = start(
+        with_flags(repo_options(&state), &[("db_api_url", &url)]),
+        false,
+    )
+    .await;
     let r = get(&app.url("/v1/users/alice")).await;
     assert_eq!(r.status, 200, "{r:?}");
     let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
@@ -40,26 +51,28 @@ async fn a_value_written_through_the_gateway_survives_a_restart() {
 #[tokio::test]
 async fn the_kv_store_variable_selects_the_store_label() {
     let dir = TempDir::new("app-kv-label");
+    let db = Db::start().await;
     let manifest = write_manifest(
         dir.path(),
-        r#"
+        &r#"
 spin_manifest_version = 2
 [application]
 name = "label"
 [variables]
 kv_store = { default = "cache" }
-db_api_url = { default = "http://127.0.0.1:9" }
+db_api_url = { default = "{db}" }
 [[trigger.http]]
 route = "/..."
 component = "gateway"
 [component.gateway]
 source = "{gateway}"
 key_value_stores = ["cache"]
-allowed_outbound_hosts = ["http://127.0.0.1:9"]
+allowed_outbound_hosts = ["{db}"]
 [component.gateway.variables]
 kv_store = "{{ kv_store }}"
 db_api_url = "{{ db_api_url }}"
-"#,
+"#
+        .replace("{db}", &db.url()),
     );
     let rc = dir.path().join("rc.toml");
     std::fs::write(

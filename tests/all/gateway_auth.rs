@@ -244,3 +244,102 @@ async fn a_write_whose_principal_is_revoked_before_the_flush_is_dead_lettered() 
     let r = get_as(&gw, "/v1/sessions/alice:2", Some("alice")).await;
     assert_eq!(r.status, 404, "{r:?}");
 }
+
+/// A token from the reference DB API's test issuer (`POST /_jwt`).
+async fn issued(db: &Db, claims: serde_json::Value) -> String {
+    let r = send(
+        "POST",
+        &format!("{}/_jwt", db.url()),
+        &[("content-type", "application/json")],
+        &claims.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    json(&r)["token"].as_str().expect("a token").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_jwt_mode_only_verifying_tokens_pass_and_the_rules_decide() {
+    let db = Db::start_with_auth().await;
+    db.seed("sessions", "alice:1", serde_json::json!({"cart": 1}), 1)
+        .await;
+    let jwks = get(&format!("{}/_jwks", db.url())).await.body;
+    let rules = r#"{"sessions":{"read":"owner","write":"owner"},"public":{"read":"anyone","write":"signed-in"}}"#;
+    let gw = gateway(
+        "auth-jwt",
+        &db,
+        &[
+            ("auth_mode", "jwt"),
+            ("jwt_jwks", &jwks),
+            ("jwt_issuer", "cache-sync-db-api"),
+            ("jwt_audience", "cache-sync"),
+            ("auth_rules", rules),
+        ],
+    )
+    .await;
+    let path = "/v1/sessions/alice:1";
+    let as_token = |t: String| format!("Bearer {t}");
+    let good = as_token(issued(&db, serde_json::json!({"sub": "alice", "alg": "ES256"})).await);
+    let r = gw.get_with(path, &[("authorization", &good)]).await;
+    assert_eq!(
+        (r.status, json(&r)),
+        (200, serde_json::json!({"cart": 1})),
+        "{r:?}"
+    );
+    let r = gw
+        .send(
+            "PUT",
+            path,
+            &[
+                ("authorization", &good),
+                ("content-type", "application/json"),
+            ],
+            "2",
+        )
+        .await;
+    assert_eq!(r.status, 202, "{r:?}");
+
+    let bob = as_token(issued(&db, serde_json::json!({"sub": "bob", "alg": "RS256"})).await);
+    assert_eq!(
+        gw.get_with(path, &[("authorization", &bob)]).await.status,
+        403
+    );
+    assert_eq!(gw.get(path).await.status, 401);
+
+    let expired =
+        as_token(issued(&db, serde_json::json!({"sub": "alice", "ttl_secs": -600})).await);
+    let wrong_audience = as_token(
+        issued(
+            &db,
+            serde_json::json!({"sub": "alice", "aud": "someone-else"}),
+        )
+        .await,
+    );
+    let forged = {
+        let (rest, sig) = good.rsplit_once('.').unwrap();
+        let flipped = if sig.starts_with('A') { "B" } else { "A" };
+        format!("{rest}.{flipped}{}", &sig[1..])
+    };
+    let payload = good.split('.').nth(1).unwrap().to_owned();
+    let unsigned = format!("Bearer eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
+    for (name, bad) in [
+        ("expired", &expired),
+        ("wrong audience", &wrong_audience),
+        ("forged", &forged),
+        ("alg none", &unsigned),
+    ] {
+        let r = gw.get_with(path, &[("authorization", bad)]).await;
+        assert_eq!(r.status, 401, "{name}: {r:?}");
+        assert!(!r.body.contains("cart"), "{name}");
+        let r = gw
+            .send(
+                "PUT",
+                path,
+                &[("authorization", bad), ("content-type", "application/json")],
+                "3",
+            )
+            .await;
+        assert_eq!(r.status, 401, "{name}: {r:?}");
+    }
+    assert_eq!(buffered(&gw), 1, "only alice's write");
+}

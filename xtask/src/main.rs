@@ -235,6 +235,33 @@ fn service_token() -> String {
     {
         return t;
     }
+    format!("svc-{}", random_hex())
+}
+
+/// The cache's `auth_key` (the secret of its credential digests): `SPIN_VARIABLE_AUTH_KEY`
+/// when set, else the one kept in `.spin/auth_key`, made on the first run, so that entries
+/// kept per caller survive a restart.
+fn auth_key() -> anyhow::Result<String> {
+    if let Some(k) = std::env::var("SPIN_VARIABLE_AUTH_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+    {
+        return Ok(k);
+    }
+    let path = root().join(".spin").join("auth_key");
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        if k.trim().len() >= 16 {
+            return Ok(k.trim().to_owned());
+        }
+    }
+    let k = random_hex();
+    std::fs::create_dir_all(root().join(".spin"))?;
+    std::fs::write(&path, &k).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(k)
+}
+
+/// 32 random hex digits.
+fn random_hex() -> String {
     use std::hash::{BuildHasher, Hasher};
     let part = |salt: u64| {
         // RandomState is seeded from the OS's random source.
@@ -249,7 +276,7 @@ fn service_token() -> String {
         h.write_u32(std::process::id());
         h.finish()
     };
-    format!("svc-{:016x}{:016x}", part(1), part(2))
+    format!("{:016x}{:016x}", part(1), part(2))
 }
 
 fn up(extra: &[String]) -> anyhow::Result<()> {
@@ -282,6 +309,7 @@ fn up(extra: &[String]) -> anyhow::Result<()> {
         ])
         .args(extra)
         .env("SPIN_VARIABLE_DB_API_TOKEN", &token)
+        .env("SPIN_VARIABLE_AUTH_KEY", auth_key()?)
         .stdin(Stdio::null());
     let mut host = Guard(host.spawn().context("cannot start the embedded host")?);
     eprintln!("xtask: app on http://127.0.0.1:3000 (try: curl http://127.0.0.1:3000/healthz)");
