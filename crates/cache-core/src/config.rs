@@ -30,9 +30,13 @@
 //! | `kv_store`              | `default`        | the key-value store label                        |
 //! | `admin_token`           | unset            | bearer token for `/admin` routes                 |
 //! | `metrics_hit_sample`    | `16`             | count fresh hits one in N (adding N)             |
+//! | `rate_limit_read`       | `600/60s`        | reads per caller and window, or `off`            |
+//! | `rate_limit_write`      | `120/60s`        | writes per caller and window, or `off`           |
+//! | `rate_limit_admin`      | `30/60s`         | admin requests per client address, or `off`      |
 //!
 //! Durations are plain seconds or suffixed (`500ms`, `30s`, `5m`, `1h`); sizes are plain bytes
-//! or suffixed (`512KiB`, `1MiB`). Fermyon Cloud caps a store at 1024 keys; cache entries,
+//! or suffixed (`512KiB`, `1MiB`); budgets are `{requests}/{window}` with the window in whole
+//! seconds ([`crate::limit`] says why these defaults). Fermyon Cloud caps a store at 1024 keys; cache entries,
 //! buffered writes, batches and dead letters share it, so keep `max_entries` plus
 //! `max_buffered_writes` below that when deploying there.
 
@@ -42,6 +46,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::envelope::CodecPolicy;
+use crate::limit::{Budget, RateLimits};
 use crate::stored::kv_key::MAX_KV_VALUE_BYTES;
 
 /// Room kept free in a 1 MiB KV value for envelope, record and batch overhead.
@@ -125,11 +130,20 @@ pub mod var {
         KV_STORE,
         ADMIN_TOKEN,
         METRICS_HIT_SAMPLE,
+        RATE_LIMIT_READ,
+        RATE_LIMIT_WRITE,
+        RATE_LIMIT_ADMIN,
     ];
     /// Admin bearer token.
     pub const ADMIN_TOKEN: &str = "admin_token";
     /// Sampling of the hit counter.
     pub const METRICS_HIT_SAMPLE: &str = "metrics_hit_sample";
+    /// Read budget per caller.
+    pub const RATE_LIMIT_READ: &str = "rate_limit_read";
+    /// Write budget per caller.
+    pub const RATE_LIMIT_WRITE: &str = "rate_limit_write";
+    /// Admin budget per client address.
+    pub const RATE_LIMIT_ADMIN: &str = "rate_limit_admin";
 }
 
 /// Why the configuration was refused.
@@ -200,6 +214,8 @@ pub struct CacheConfig {
     /// Fresh hits are counted one in this many (each counted one adds this many), so that
     /// most hits write nothing to the store; 1 counts every hit.
     pub metrics_hit_sample: u64,
+    /// The read, write and admin budgets ([`crate::limit`]).
+    pub rate_limits: RateLimits,
 }
 
 impl fmt::Debug for CacheConfig {
@@ -230,6 +246,7 @@ impl fmt::Debug for CacheConfig {
             .field("kv_store", &self.kv_store)
             .field("admin_token", &redact(&self.admin_token))
             .field("metrics_hit_sample", &self.metrics_hit_sample)
+            .field("rate_limits", &self.rate_limits)
             .finish()
     }
 }
@@ -299,6 +316,17 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         let v = self.parsed(name, default, |s| s.parse().ok(), "a whole number")?;
         in_range(name, v, range)
     }
+
+    fn budget(
+        &self,
+        name: &'static str,
+        default: Option<Budget>,
+    ) -> Result<Option<Budget>, ConfigError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(v) => Budget::parse(&v).map_err(|reason| ConfigError::Invalid { name, reason }),
+        }
+    }
 }
 
 fn in_range(name: &'static str, v: usize, (lo, hi): (usize, usize)) -> Result<usize, ConfigError> {
@@ -363,6 +391,14 @@ impl CacheConfig {
                 (1, 1_000_000),
             )?)
             .unwrap_or(u64::MAX),
+            rate_limits: {
+                let default = RateLimits::default();
+                RateLimits {
+                    read: r.budget(var::RATE_LIMIT_READ, default.read)?,
+                    write: r.budget(var::RATE_LIMIT_WRITE, default.write)?,
+                    admin: r.budget(var::RATE_LIMIT_ADMIN, default.admin)?,
+                }
+            },
         };
         cfg.cross_check()
     }
