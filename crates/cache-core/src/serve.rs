@@ -7,6 +7,11 @@
 //! Nothing here does I/O of its own: the store and the origin are traits, time is a
 //! [`Clock`], randomness an argument.
 //!
+//! Both start by charging the caller ([`GetRequest::rate_key`], [`WriteRequest::rate_key`])
+//! against the read or write budget ([`crate::limit`]): over budget the request ends at once
+//! with `429`; every answer after that carries the `RateLimit-Policy` and `RateLimit`
+//! headers.
+//!
 //! # One GET ([`get`])
 //!
 //! 1. Read the entry (`c:{ns}:{key}`); [`plan_read`] decides. A value that does not decode is
@@ -26,9 +31,11 @@
 //! 6. The reply carries `ETag`, `Age`, `Cache-Control`, `X-Cache`, and `X-Sync: pending` with
 //!    `X-Dirty-Age` for a dirty entry; a matching `If-None-Match` is a `304`.
 //!
-//! KV operations: a fresh hit is one `get`. A miss that fills is `get` (entry), `get`, `set`,
-//! `get` (claim the lease), `get`, `set` (re-read and store the entry), `get`, `delete`
-//! (release the lease): five reads and three writes.
+//! KV operations: a fresh hit is `increment` (the read budget) and one `get`. A miss that
+//! fills is `increment`, `get` (entry), `get`, `set`, `get` (claim the lease), `get`, `set`
+//! (re-read and store the entry), `get`, `delete` (release the lease): five reads and three
+//! writes after the count. With the `read` budget `off` there is no `increment`; on a store
+//! without atomics it is a `get` and a `set`.
 //!
 //! # One PUT, PATCH or DELETE ([`write`](fn@write))
 //!
@@ -50,9 +57,10 @@
 //!    (read-your-writes; see `store_entry`). The visibility point.
 //! 9. `202 Accepted` with `ETag: "w{stamp}"` and `X-Sync: pending`.
 //!
-//! KV operations: a `PUT` of a cached key without preconditions is `get`, `get` (entry),
-//! `get_keys`, `get` (flush state), `set` (record), `get`, `set`, `get` (entry, checked):
-//! five reads, one key listing, two writes. A `PATCH` of a cached key is the same; of an
+//! KV operations: a `PUT` of a cached key without preconditions is `increment` (the write
+//! budget), `get`, `get` (entry), `get_keys`, `get` (flush state), `set` (record), `get`,
+//! `set`, `get` (entry, checked): the count, then five reads, one key listing, two writes.
+//! A `PATCH` of a cached key is the same; of an
 //! uncached one, the fill's seven (claim, store, release) come after the first read.
 //! `tests/serve.rs` checks these sequences.
 //!
@@ -78,6 +86,7 @@ use crate::delivery::state::FlushState;
 use crate::entry::{Entry, EntryKind};
 use crate::envelope::{self, EnvelopeError};
 use crate::key::CacheKey;
+use crate::limit::{self, Class, RateState};
 use crate::serve::merge_patch::merge_patch;
 use crate::serve::read::{apply_origin, plan_read, OriginApply, ReadPlan};
 use crate::stamp::Stamp;
@@ -98,6 +107,9 @@ pub struct GetRequest {
     pub authorization: Option<String>,
     /// The client's `If-None-Match`.
     pub if_none_match: Option<String>,
+    /// Who is charged against the read budget: an opaque caller identity (a principal, or
+    /// [`limit::client_key`] for an anonymous caller).
+    pub rate_key: String,
 }
 
 /// Which write, with its body as sent.
@@ -124,6 +136,8 @@ pub struct WriteRequest {
     pub if_none_match: Option<String>,
     /// The client's `Authorization`, forwarded on a read-through.
     pub authorization: Option<String>,
+    /// Who is charged against the write budget (as [`GetRequest::rate_key`]).
+    pub rate_key: String,
 }
 
 /// Something to count for `/metrics`.
@@ -139,6 +153,8 @@ pub enum Event {
     Miss,
     /// A write was buffered.
     WriteBuffered,
+    /// The store did not keep the request's rate counter; it went ahead uncounted.
+    RateUncounted,
 }
 
 /// Work to run after the reply is sent.
@@ -237,6 +253,8 @@ struct Cx<'a, S, O, C> {
     cfg: &'a CacheConfig,
     events: Vec<Event>,
     deferred: Vec<Deferred>,
+    /// The caller's budget as charged, for the reply's RateLimit headers.
+    rate: RateState,
 }
 
 impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
@@ -255,18 +273,33 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             cfg,
             events: Vec::new(),
             deferred: Vec::new(),
+            rate: RateState::Off,
         }
     }
 
     fn finish(self, result: Result<Reply, RequestError>) -> Outcome {
+        let mut reply = result.unwrap_or_else(|e| e.reply());
+        reply.headers.extend(self.rate.headers());
         Outcome {
-            reply: result.unwrap_or_else(|e| e.reply()),
+            reply,
             events: self.events,
             deferred: self.deferred,
         }
     }
 
+    /// Charges the caller's budget for `class`; over budget ends the request (`429`).
+    fn charge(&mut self, class: Class, who: &str) -> Result<(), RequestError> {
+        let now = self.clock.now();
+        let budget = self.cfg.rate_limits.budget(class);
+        self.rate = limit::charge(self.store, now, budget, class, who)?;
+        if matches!(self.rate, RateState::Uncounted { .. }) {
+            self.events.push(Event::RateUncounted);
+        }
+        Ok(())
+    }
+
     fn get(&mut self, req: &GetRequest) -> Result<Reply, RequestError> {
+        self.charge(Class::Read, &req.rate_key)?;
         let key = &req.key;
         let inm = req.if_none_match.as_deref();
         let now = self.clock.now();
@@ -381,6 +414,7 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
     }
 
     fn write(&mut self, req: &WriteRequest) -> Result<Reply, RequestError> {
+        self.charge(Class::Write, &req.rate_key)?;
         let key = &req.key;
         let body = match &req.op {
             Op::Put(bytes) | Op::Patch(bytes) => Some(json_body(bytes, self.cfg)?),
