@@ -213,6 +213,7 @@ pub fn flush_view(r: &FlushReport, sweep: Option<&SweepReport>) -> Value {
             "unreadable": s.unreadable,
             "dirty": s.dirty,
             "remaining": s.remaining,
+            "rate_counters": s.rate_counters,
         })),
     });
     if let (Some(a), Value::Object(b)) = (outcome.as_object_mut(), fields) {

@@ -6,11 +6,16 @@
 //! An entry holding undelivered writes (dirty) is never deleted: it is the only readable copy
 //! of the newest value until the flush delivers it. Unreadable entries are deleted (a read
 //! would treat them as a miss anyway; any write they showed is still in the buffer).
+//!
+//! The sweep also deletes the rate counters (`r:` keys, [`crate::limit`]) of windows that
+//! have ended: nothing reads them again, and every caller of every window would otherwise
+//! leave a key behind. The window's end is in the key, so this needs no budget and no read,
+//! and it uses the listing the entries need anyway.
 
 use crate::config::CacheConfig;
 use crate::envelope;
 use crate::store::{KvStore, StoreError};
-use crate::stored::kv_key::RecordKind;
+use crate::stored::kv_key::{KvKey, RecordKind};
 use crate::time::UnixMillis;
 
 /// What a sweep did.
@@ -26,6 +31,8 @@ pub struct SweepReport {
     pub dirty: usize,
     /// Entries left.
     pub remaining: usize,
+    /// Rate counters of ended windows deleted.
+    pub rate_counters: usize,
 }
 
 /// Sweeps the cache entries of `store` at `now`.
@@ -37,6 +44,19 @@ pub fn sweep(
     let mut report = SweepReport::default();
     let mut evictable: Vec<(UnixMillis, String)> = Vec::new();
     let keys = store.get_keys()?;
+    let now_secs = now.0 / 1000;
+    for key in keys
+        .iter()
+        .filter(|k| RecordKind::of(k) == Some(RecordKind::Rate))
+    {
+        // A key that does not parse is not ours to judge; a current window's is in use.
+        if let Some(KvKey::Rate { window_end, .. }) = KvKey::parse(key) {
+            if window_end <= now_secs {
+                store.delete(key)?;
+                report.rate_counters += 1;
+            }
+        }
+    }
     for key in keys
         .into_iter()
         .filter(|k| RecordKind::of(k) == Some(RecordKind::Entry))
@@ -123,6 +143,31 @@ mod tests {
         assert_eq!(got, left, "{entries:?} max {max} at {now}");
         assert_eq!(report.remaining, left.len());
         assert!(store.peek("w:x").is_some());
+    }
+
+    #[test]
+    fn the_rate_counters_of_ended_windows_go_and_current_ones_stay() {
+        let mut store = MemoryStore::new();
+        for key in [
+            "r:read:100:ip:192.0.2.1",
+            "r:admin:160:ip:192.0.2.1",
+            "r:write:161:#0123456789abcdef0123456789abcdef",
+            "r:read:0160:ip:192.0.2.1",
+            "m:count:hits",
+        ] {
+            store.set(key, b"1").unwrap();
+        }
+        let cfg = CacheConfig::with_db_api_url("http://db").unwrap();
+        let report = sweep(&mut store, UnixMillis(160_000), &cfg).unwrap();
+        assert_eq!(report.rate_counters, 2);
+        assert_eq!(
+            store.get_keys().unwrap(),
+            [
+                "m:count:hits",
+                "r:read:0160:ip:192.0.2.1",
+                "r:write:161:#0123456789abcdef0123456789abcdef"
+            ]
+        );
     }
 
     #[test]
