@@ -14,6 +14,7 @@ mod flush_no_atomics;
 mod flush_support;
 mod gateway_errors;
 mod gateway_evict;
+mod gateway_limit;
 mod gateway_read;
 mod gateway_stampede;
 mod gateway_support;
