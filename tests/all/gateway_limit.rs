@@ -189,3 +189,47 @@ async fn a_client_sending_its_own_spin_client_addr_is_still_counted_under_its_re
     let r = gw.send("GET", "/admin/stats", &spoofed, "").await;
     assert_eq!(r.status, 429, "{r:?}");
 }
+
+/// The undercount of the gateway built without atomics, on the embedded host: one caller
+/// (127.0.0.1) sends `4 × quota` reads, `in_flight` at a time, within one window; the
+/// figures are printed. A measurement, not a check (without atomics there is no hard
+/// bound); run it with `--ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn measure_the_read_count_with_and_without_atomics() {
+    const QUOTA: usize = 100;
+    let db = Db::start().await;
+    for (name, source) in [
+        ("atomics", "{gateway}"),
+        ("no atomics", "{gateway_no_atomics}"),
+    ] {
+        for in_flight in [1, 8, 32] {
+            let dir = TempDir::new("limit-measure");
+            let manifest = cache_sync_testkit::Manifest::new("measure")
+                .gateway(source, "http://127.0.0.1:*")
+                .render();
+            let manifest = write_manifest(dir.path(), &manifest);
+            let db_url = db.url();
+            let quota = format!("{QUOTA}/1h");
+            let flags = [("db_api_url", db_url.as_str()), ("rate_limit_read", &quota)];
+            let app = start(with_flags(options(&manifest), &flags), false).await;
+            let url = app.url("/v1/users/alice");
+            let mut admitted = 0;
+            for _ in 0..(4 * QUOTA).div_ceil(in_flight) {
+                let wave: Vec<_> = (0..in_flight)
+                    .map(|_| {
+                        let url = url.clone();
+                        tokio::spawn(async move { get(&url).await.status })
+                    })
+                    .collect();
+                for request in wave {
+                    if request.await.expect("request task") != 429 {
+                        admitted += 1;
+                    }
+                }
+            }
+            eprintln!("{name}, {in_flight} in flight, quota {QUOTA}: {admitted} admitted");
+            app.stop().await;
+        }
+    }
+}
