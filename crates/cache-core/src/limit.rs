@@ -67,8 +67,9 @@
 //! Over budget a request ends with `429 Too Many Requests` ([`RequestError::RateLimited`],
 //! through the one error table), with `Retry-After` (the seconds until the window ends) and
 //! the fields of the IETF draft "RateLimit header fields for HTTP"
-//! (draft-ietf-httpapi-ratelimit-headers-11, May 2026, sections 3 and 4; the identifier is a
-//! String, which the later -12 revision still allows):
+//! (draft-ietf-httpapi-ratelimit-headers-11, May 2026, sections 3 and 4, where the policy
+//! identifier must be a String; the working group's copy has since allowed a Token as well,
+//! so the quoted form stays valid):
 //!
 //! ```text
 //! RateLimit-Policy: "read";q=600;w=60
