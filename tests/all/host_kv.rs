@@ -128,6 +128,59 @@ async fn compare_and_swap_on_sqlite_is_spins() {
     .await;
 }
 
+#[tokio::test]
+async fn increment_on_sqlite_is_spins_and_a_value_that_is_no_counter_breaks_the_store() {
+    let dir = TempDir::new("kv-incr-sqlite");
+    let manifest = write_manifest(dir.path(), APP);
+    let app = start(options(&manifest), false).await;
+    let incr =
+        |key: &str, by: i64| get_owned(app.url(&format!("/probe/incr/default/{key}?by={by}")));
+    let r = incr("n", 5).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "5"));
+    let r = incr("n", -7).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "-2"));
+    // Spin's layout: the count as an 8-byte little-endian integer.
+    let conn = rusqlite::Connection::open(dir.path().join(".spin/sqlite_key_value.db"))
+        .expect("open kv file");
+    let raw: Vec<u8> = conn
+        .query_row(
+            "SELECT value FROM spin_key_value WHERE store = 'default' AND key = 'n'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("counter row");
+    assert_eq!(raw, (-2i64).to_le_bytes());
+    send(
+        "PUT",
+        &app.url("/probe/kv/default/n"),
+        &[],
+        &i64::MAX.to_string()[..8],
+    )
+    .await;
+    // Eight bytes of text are an integer to Spin as well.
+    let r = incr("n", 0).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // Any other length: Spin panics holding the store's lock, so this call and every later
+    // one on the label fail (an empty 500) until the host restarts.
+    send("PUT", &app.url("/probe/kv/default/n"), &[], "five").await;
+    let r = incr("n", 1).await;
+    assert_eq!((r.status, r.body.as_str()), (500, ""));
+    let r = get(&app.url("/probe/kv/default/other")).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (500, ""),
+        "the label is poisoned"
+    );
+    app.stop().await;
+    let app = start(options(&manifest), false).await;
+    let r = get(&app.url("/probe/kv/default/n")).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "five"));
+}
+
+async fn get_owned(url: String) -> Reply {
+    get(&url).await
+}
+
 /// Runs against a real Redis when `CACHE_SYNC_TEST_REDIS_URL` is set (CI starts one on
 /// loopback); without it the test says so and checks nothing.
 #[tokio::test]
@@ -187,6 +240,37 @@ async fn redis_backed_store_round_trips_and_is_shared_between_hosts() {
             ("a", "b", "swap=ok value=b incremented=4"),
             ("", "b", "swap=ok value=b incremented=4"),
         ],
+    )
+    .await;
+    // Spin's Redis increment is INCRBY: decimal text, and a refusal of anything else.
+    let counter = format!("incr-{}", std::process::id());
+    for (by, n) in [(5, "5"), (-7, "-2")] {
+        let r = get(&a.url(&format!("/probe/incr/default/{counter}?by={by}"))).await;
+        assert_eq!((r.status, r.body.as_str()), (200, n));
+    }
+    let r = get(&b.url(&format!("/probe/kv/default/{counter}"))).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "-2"));
+    send(
+        "PUT",
+        &a.url(&format!("/probe/kv/default/{counter}")),
+        &[],
+        "five",
+    )
+    .await;
+    let r = get(&a.url(&format!("/probe/incr/default/{counter}?by=1"))).await;
+    assert_eq!(r.status, 500, "{r:?}");
+    assert!(r.body.contains("not an integer"), "{r:?}");
+    let r = get(&a.url(&format!("/probe/kv/default/{counter}"))).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "five"),
+        "the store still answers"
+    );
+    send(
+        "DELETE",
+        &a.url(&format!("/probe/kv/default/{counter}")),
+        &[],
+        "",
     )
     .await;
 }

@@ -3,11 +3,11 @@
 //! The core is written against a small synchronous trait so it can be tested natively; this
 //! is the one place that knows the Spin store and how its errors map onto the core's.
 //!
-//! With the `kv-atomics` feature (on by default) compare-and-swap goes through
+//! With the `kv-atomics` feature (on by default) compare-and-swap and `increment` go through
 //! `wasi:keyvalue/atomics@0.2.0-draft2` on the same store, which local Spin, SpinKube and the
 //! embedded host offer. Fermyon Cloud and Akamai Functions do not, and a component importing
 //! it does not load there, so their build (`spin.cloud.toml`) leaves the feature out and the
-//! core's read-compare-write fallback is used.
+//! core's fallbacks (read-compare-write, read-add-write) are used.
 
 use cache_core::config::CacheConfig;
 use cache_core::store::{KvStore, StoreError};
@@ -18,7 +18,7 @@ pub struct SpinKv {
     store: Store,
     #[cfg(feature = "kv-atomics")]
     label: String,
-    /// The same store as a `wasi:keyvalue` bucket, opened on first compare-and-swap.
+    /// The same store as a `wasi:keyvalue` bucket, opened on first atomic operation.
     #[cfg(feature = "kv-atomics")]
     bucket: Option<wasi_kv::store::Bucket>,
 }
@@ -94,12 +94,7 @@ impl KvStore for SpinKv {
         new: &[u8],
     ) -> Result<bool, StoreError> {
         use wasi_kv::atomics::{self, CasError};
-        if self.bucket.is_none() {
-            self.bucket = Some(wasi_kv::store::open(&self.label).map_err(map_wasi_error)?);
-        }
-        let Some(bucket) = self.bucket.as_ref() else {
-            return Err(StoreError::Other("bucket not open".to_owned()));
-        };
+        let bucket = self.bucket()?;
         let cas = atomics::Cas::new(bucket, key).map_err(map_wasi_error)?;
         if cas.current().map_err(map_wasi_error)?.as_deref() != expected {
             return Ok(false);
@@ -109,5 +104,29 @@ impl KvStore for SpinKv {
             Err(CasError::CasFailed(_)) => Ok(false),
             Err(CasError::StoreError(e)) => Err(map_wasi_error(e)),
         }
+    }
+
+    /// `wasi:keyvalue/atomics` `increment`: one call, atomic on Spin's SQLite (a
+    /// transaction) and Redis (`INCRBY`) stores. A count the host reports below zero (a
+    /// value that was no counter) reads as 0, as the core's decoding does.
+    #[cfg(feature = "kv-atomics")]
+    fn increment(&mut self, key: &str, delta: u64) -> Result<u64, StoreError> {
+        let delta = i64::try_from(delta).unwrap_or(i64::MAX);
+        let count =
+            wasi_kv::atomics::increment(self.bucket()?, key, delta).map_err(map_wasi_error)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+}
+
+#[cfg(feature = "kv-atomics")]
+impl SpinKv {
+    /// The same store as a `wasi:keyvalue` bucket, opened on first use.
+    fn bucket(&mut self) -> Result<&wasi_kv::store::Bucket, StoreError> {
+        if self.bucket.is_none() {
+            self.bucket = Some(wasi_kv::store::open(&self.label).map_err(map_wasi_error)?);
+        }
+        self.bucket
+            .as_ref()
+            .ok_or_else(|| StoreError::Other("bucket not open".to_owned()))
     }
 }

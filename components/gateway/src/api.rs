@@ -5,12 +5,14 @@
 //! 405 with `Allow` rather than the router's bare default. The configuration is read per
 //! request (a Spin instance lives for one request); an invalid variable is a 500 naming it.
 //! What belongs to HTTP stays here: the exact path, the method, the headers, the media type
-//! and `Content-Length` of a write. Everything after that is the core's.
+//! and `Content-Length` of a write, and who the caller is for the rate limits (for now the
+//! client address Spin reports, [`client_key`]). Everything after that is the core's.
 
 use cache_core::admin;
 use cache_core::config::CacheConfig;
 use cache_core::counters;
 use cache_core::key::CacheKey;
+use cache_core::limit;
 use cache_core::serve::origin::{AuthorizeCall, ItemAnswer, ItemRead, Origin, Unanswered};
 use cache_core::serve::{self, GetRequest, Op, Reply, RequestError, WriteRequest};
 use cache_core::store::KvStore;
@@ -19,7 +21,7 @@ use spin_adapters::env::{self, WallClock};
 use spin_adapters::{config, kv::SpinKv};
 use spin_sdk::http::{Method, Params, Request, Response, Router};
 
-use crate::{deferred, metrics, respond};
+use crate::{deferred, metrics, respond, CLIENT_ADDR};
 
 const ITEM_METHODS: &str = "GET, PUT, PATCH, DELETE";
 
@@ -87,6 +89,7 @@ fn item_inner(req: &Request, params: &Params) -> Result<Response, RequestError> 
     let cfg = config::load()?;
     let header = |name: &str| req.header(name).and_then(|v| v.as_str()).map(str::to_owned);
     let authorization = header("authorization");
+    let rate_key = client_key(req);
     let rand = env::random_u64();
     let outcome = if method == Method::Get {
         let mut kv = SpinKv::open_configured(&cfg)?;
@@ -94,6 +97,7 @@ fn item_inner(req: &Request, params: &Params) -> Result<Response, RequestError> 
             key,
             authorization,
             if_none_match: header("if-none-match"),
+            rate_key,
         };
         serve::get(
             &mut kv,
@@ -110,6 +114,7 @@ fn item_inner(req: &Request, params: &Params) -> Result<Response, RequestError> 
             if_match: header("if-match"),
             if_none_match: header("if-none-match"),
             authorization,
+            rate_key,
         };
         let mut kv = SpinKv::open_configured(&cfg)?;
         serve::write(
@@ -124,6 +129,12 @@ fn item_inner(req: &Request, params: &Params) -> Result<Response, RequestError> 
     metrics::record(&outcome.events, cfg.metrics_hit_sample);
     deferred::defer(outcome.deferred);
     Ok(respond::reply(outcome.reply))
+}
+
+/// The caller's rate key: its address as Spin reported it (the handler has put Spin's own
+/// value in place of any the client sent).
+fn client_key(req: &Request) -> String {
+    limit::client_key(req.header(CLIENT_ADDR).and_then(|v| v.as_str()))
 }
 
 /// The write a `PUT`, `PATCH` or `DELETE` asks for, after the HTTP checks of its body: the
@@ -221,67 +232,76 @@ impl Origin for DbOrigin<'_> {
     }
 }
 
-/// The `/admin/*` routes: `cache_core::admin` behind a method check, the configuration and
-/// the bearer token. Each route takes every method and checks it itself: the catch-all route
-/// would otherwise answer a wrong method with `404` instead of `405` and `Allow`. Admin errors
-/// are not counted in `/metrics`.
+/// The `/admin/*` routes: `cache_core::admin` behind a method check, the configuration, the
+/// admin budget of the client address and the bearer token ([`admin::guarded`]). Each route
+/// takes every method and checks it itself: the catch-all route would otherwise answer a
+/// wrong method with `404` instead of `405` and `Allow`. Admin errors are not counted in
+/// `/metrics`.
 fn admin_routes(router: &mut Router) {
     router.any("/admin/flush", |req: Request, _: Params| {
         admin_route(&req, (Method::Post, "POST"), admin_flush)
     });
     router.any("/admin/stats", |req: Request, _: Params| {
-        admin_route(&req, (Method::Get, "GET"), |cfg| {
-            admin::stats(&mut admin_store(cfg)?, env::now())
+        admin_route(&req, (Method::Get, "GET"), |_, store| {
+            admin::stats(store, env::now())
         })
     });
     router.any("/admin/dlq", |req: Request, _: Params| {
-        admin_route(&req, (Method::Get, "GET"), |cfg| {
-            admin::dead_letters(&mut admin_store(cfg)?)
+        admin_route(&req, (Method::Get, "GET"), |_, store| {
+            admin::dead_letters(store)
         })
     });
     router.any("/admin/dlq/:stamp/retry", |req: Request, p: Params| {
         let stamp = p.get("stamp").unwrap_or_default();
-        admin_route(&req, (Method::Post, "POST"), |cfg| {
-            admin::retry(&mut admin_store(cfg)?, stamp)
+        admin_route(&req, (Method::Post, "POST"), |_, store| {
+            admin::retry(store, stamp)
         })
     });
     router.any("/admin/dlq/:stamp", |req: Request, p: Params| {
         let stamp = p.get("stamp").unwrap_or_default();
-        admin_route(&req, (Method::Delete, "DELETE"), |cfg| {
-            admin::discard(&mut admin_store(cfg)?, stamp)
+        admin_route(&req, (Method::Delete, "DELETE"), |_, store| {
+            admin::discard(store, stamp)
         })
     });
 }
 
-/// Checks the method, loads the configuration, checks the token, runs `route`, and renders
-/// the result.
+/// Checks the method, loads the configuration, opens the store, then hands the rest to
+/// [`admin::guarded`] (rate limit, token, `route`), and renders the reply.
 fn admin_route(
     req: &Request,
     (method, allow): (Method, &'static str),
-    route: impl FnOnce(&CacheConfig) -> Result<Reply, RequestError>,
+    route: impl FnOnce(&CacheConfig, &mut SpinKv) -> Result<Reply, RequestError>,
 ) -> anyhow::Result<Response> {
-    let result = if *req.method() == method {
+    let reply = if *req.method() == method {
+        let guarded = |cfg: CacheConfig| -> Result<Reply, RequestError> {
+            let mut store = admin_store(&cfg)?;
+            let auth = req.header("authorization").and_then(|v| v.as_str());
+            Ok(admin::guarded(
+                &mut store,
+                env::now(),
+                &cfg,
+                &client_key(req),
+                auth,
+                |store| route(&cfg, store),
+            ))
+        };
         config::load()
             .map_err(RequestError::Config)
-            .and_then(|cfg| {
-                let auth = req.header("authorization").and_then(|v| v.as_str());
-                admin::authorize(auth, cfg.admin_token.as_deref())?;
-                route(&cfg)
-            })
+            .and_then(guarded)
+            .unwrap_or_else(|e| e.reply())
     } else {
-        Err(RequestError::MethodNotAllowed(allow))
+        RequestError::MethodNotAllowed(allow).reply()
     };
-    Ok(respond::http(result.unwrap_or_else(|e| e.reply())))
+    Ok(respond::http(reply))
 }
 
 fn admin_store(cfg: &CacheConfig) -> Result<SpinKv, RequestError> {
     SpinKv::open_configured(cfg).map_err(RequestError::StoreUnavailable)
 }
 
-fn admin_flush(cfg: &CacheConfig) -> Result<Reply, RequestError> {
+fn admin_flush(cfg: &CacheConfig, store: &mut SpinKv) -> Result<Reply, RequestError> {
     let mut db = HttpDb::from_config(cfg).map_err(|e| RequestError::DbConfig(e.to_string()))?;
-    let mut store = admin_store(cfg)?;
     let owner = format!("admin-{:016x}", env::random_u64());
     let rand = env::random_u64();
-    admin::flush(&mut store, &mut db, &mut WallClock, rand, &owner, cfg)
+    admin::flush(store, &mut db, &mut WallClock, rand, &owner, cfg)
 }

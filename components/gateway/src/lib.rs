@@ -16,6 +16,15 @@
 //! [`deferred`]): revalidating stale entries and adding this request's metrics to the store.
 //! The client has its whole answer before the origin is asked.
 //!
+//! # The client address
+//!
+//! Rate limits count anonymous callers and every admin request per client address, which
+//! Spin passes in the `spin-client-addr` request header. Spin (`crates/trigger-http`,
+//! `prepare_request_headers`) appends its own headers after the client's: a client that
+//! sends `spin-client-addr` itself reaches the component with two values, its own first and
+//! Spin's last. [`client_addr`] takes the last, so a client cannot choose the address it is
+//! counted under.
+//!
 //! # Layout
 //! - [`api`]: the route table; item requests into `cache_core::serve`, the DB API as the
 //!   core's `Origin`, and the `/admin/*` routes over `cache_core::admin`.
@@ -64,10 +73,30 @@ async fn send(
     sent.map_err(|e| e.to_string())
 }
 
+/// The header Spin reports the client's address in (`ip:port`).
+pub const CLIENT_ADDR: &str = "spin-client-addr";
+
+/// The client address Spin itself reported: the last `spin-client-addr` value (the module
+/// docs say why). spin-sdk's `Request` keeps one value per header name, so the handler puts
+/// this one there explicitly rather than relying on which value the conversion keeps.
+fn client_addr(req: &IncomingRequest) -> Option<String> {
+    let values = req.headers().get(CLIENT_ADDR);
+    values
+        .last()
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_owned)
+}
+
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let client = client_addr(&req);
     let response = match Request::try_from_incoming_request(req).await {
-        Ok(req) => api::router().handle_async(req).await,
+        Ok(mut req) => {
+            if let Some(addr) = client {
+                req.set_header(CLIENT_ADDR, addr);
+            }
+            api::router().handle_async(req).await
+        }
         Err(e) => respond::error(&cache_core::serve::RequestError::BadRequest(format!(
             "unreadable request: {e}"
         ))),

@@ -3,7 +3,10 @@
 //! Fermyon Cloud, Akamai and SpinKube run no cron trigger, so the flush must also be reachable
 //! over HTTP; and an operator needs to see the buffer and the dead-letter queue. The gateway
 //! routes these under `/admin/*`; every one requires `Authorization: Bearer {admin_token}`
-//! ([`authorize`]).
+//! ([`authorize`]), and every request, whatever its token, is first charged to its client
+//! address against the admin budget (`rate_limit_admin`, [`guarded`]): the token cannot be
+//! guessed faster than that, and once the budget is spent even the right token waits for
+//! the window to end.
 //!
 //! | Route | Does |
 //! |---|---|
@@ -29,6 +32,7 @@ use crate::delivery::flush::{FlushOutcome, FlushReport};
 use crate::delivery::state::{self, FlushStats};
 use crate::delivery::sweep::SweepReport;
 use crate::delivery::tick::{self, TickError};
+use crate::limit::{self, Class};
 use crate::serve::{Reply, RequestError};
 use crate::stamp::Stamp;
 use crate::store::{KvStore, StoreError};
@@ -57,6 +61,30 @@ pub fn authorize(
     } else {
         Err(RequestError::Unauthorized)
     }
+}
+
+/// One admin request: charges `who` (the client address, [`limit::client_key`]) against the
+/// admin budget, checks the bearer token ([`authorize`]), then runs `route` on the store.
+/// Charging comes first, so a request over budget is `429` whatever its token; the reply,
+/// error or not, carries the admin budget's RateLimit headers.
+pub fn guarded<S: KvStore>(
+    store: &mut S,
+    now: UnixMillis,
+    cfg: &CacheConfig,
+    who: &str,
+    authorization: Option<&str>,
+    route: impl FnOnce(&mut S) -> Result<Reply, RequestError>,
+) -> Reply {
+    let budget = cfg.rate_limits.budget(Class::Admin);
+    let rate = match limit::charge(store, now, budget, Class::Admin, who) {
+        Ok(rate) => rate,
+        Err(over) => return over.reply(),
+    };
+    let mut reply = authorize(authorization, cfg.admin_token.as_deref())
+        .and_then(|()| route(store))
+        .unwrap_or_else(|e| e.reply());
+    reply.headers.extend(rate.headers());
+    reply
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -185,6 +213,7 @@ pub fn flush_view(r: &FlushReport, sweep: Option<&SweepReport>) -> Value {
             "unreadable": s.unreadable,
             "dirty": s.dirty,
             "remaining": s.remaining,
+            "rate_counters": s.rate_counters,
         })),
     });
     if let (Some(a), Value::Object(b)) = (outcome.as_object_mut(), fields) {
@@ -273,5 +302,46 @@ mod tests {
             (r.status, r.header("www-authenticate")),
             (401, Some("Bearer"))
         );
+    }
+
+    #[test]
+    fn once_the_admin_budget_is_spent_even_the_right_token_waits_for_the_window() {
+        use crate::limit::Budget;
+        use crate::store::MemoryStore;
+        let mut cfg = CacheConfig::with_db_api_url("http://db.test").unwrap();
+        cfg.admin_token = Some("s3cret".into());
+        cfg.rate_limits.admin = Some(Budget {
+            quota: 3,
+            window_secs: 60,
+        });
+        let mut store = MemoryStore::new();
+        let now = UnixMillis(1_699_999_990_000); // 50 s before its window ends
+        let ask = |store: &mut MemoryStore, now, who, token: &str| {
+            let auth = format!("Bearer {token}");
+            guarded(store, now, &cfg, who, Some(&auth), |_| Ok(ok(&json!({}))))
+        };
+        for i in 0..3 {
+            let r = ask(&mut store, now, "ip:192.0.2.1", "guess");
+            assert_eq!(r.status, 401, "guess {i}");
+            assert_eq!(
+                r.header("ratelimit"),
+                Some(format!("\"admin\";r={};t=50", 2 - i).as_str())
+            );
+        }
+        for token in ["guess", "s3cret"] {
+            let r = ask(&mut store, now, "ip:192.0.2.1", token);
+            assert_eq!(
+                (r.status, r.header("retry-after")),
+                (429, Some("50")),
+                "{token}"
+            );
+            assert_eq!(r.header("ratelimit-policy"), Some("\"admin\";q=3;w=60"));
+        }
+        // Another address has its own budget, and the next window a fresh one.
+        assert_eq!(ask(&mut store, now, "ip:192.0.2.2", "s3cret").status, 200);
+        let later = UnixMillis(now.0 + 50_000);
+        let r = ask(&mut store, later, "ip:192.0.2.1", "s3cret");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("ratelimit"), Some("\"admin\";r=2;t=60"));
     }
 }

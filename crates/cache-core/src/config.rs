@@ -44,9 +44,13 @@
 //! set or bad rules fail the load like any other bad value; `jwt_issuer`, `jwt_audience` or
 //! `jwt_leeway` without `jwt_jwks` are refused too, since nothing would read them. The key set
 //! may hold HMAC secrets, so its errors never quote it.
+//! | `rate_limit_read`       | `600/60s`        | reads per caller and window, or `off`            |
+//! | `rate_limit_write`      | `120/60s`        | writes per caller and window, or `off`           |
+//! | `rate_limit_admin`      | `30/60s`         | admin requests per client address, or `off`      |
 //!
 //! Durations are plain seconds or suffixed (`500ms`, `30s`, `5m`, `1h`); sizes are plain bytes
-//! or suffixed (`512KiB`, `1MiB`). Fermyon Cloud caps a store at 1024 keys; cache entries,
+//! or suffixed (`512KiB`, `1MiB`); budgets are `{requests}/{window}` with the window in whole
+//! seconds ([`crate::limit`] says why these defaults). Fermyon Cloud caps a store at 1024 keys; cache entries,
 //! buffered writes, batches and dead letters share it, so keep `max_entries` plus
 //! `max_buffered_writes` below that when deploying there.
 
@@ -58,6 +62,7 @@ use thiserror::Error;
 use crate::auth::jwt::{JwtConfigError, JwtVerifier, MAX_LEEWAY};
 use crate::auth::rules::Rules;
 use crate::envelope::CodecPolicy;
+use crate::limit::{Budget, RateLimits};
 use crate::stored::kv_key::MAX_KV_VALUE_BYTES;
 
 /// Room kept free in a 1 MiB KV value for envelope, record and batch overhead.
@@ -149,6 +154,9 @@ pub mod var {
         JWT_AUDIENCE,
         JWT_LEEWAY,
         AUTH_RULES,
+        RATE_LIMIT_READ,
+        RATE_LIMIT_WRITE,
+        RATE_LIMIT_ADMIN,
     ];
     /// Admin bearer token.
     pub const ADMIN_TOKEN: &str = "admin_token";
@@ -170,6 +178,12 @@ pub mod var {
     pub const JWT_LEEWAY: &str = "jwt_leeway";
     /// Per-namespace access rules.
     pub const AUTH_RULES: &str = "auth_rules";
+    /// Read budget per caller.
+    pub const RATE_LIMIT_READ: &str = "rate_limit_read";
+    /// Write budget per caller.
+    pub const RATE_LIMIT_WRITE: &str = "rate_limit_write";
+    /// Admin budget per client address.
+    pub const RATE_LIMIT_ADMIN: &str = "rate_limit_admin";
 }
 
 /// Who decides what a caller may read and write (see [`crate::auth`]).
@@ -280,6 +294,8 @@ pub struct CacheConfig {
     pub jwt_verifier: Option<JwtVerifier>,
     /// The per-namespace access rules, when `auth_rules` is set.
     pub auth_rules: Option<Rules>,
+    /// The read, write and admin budgets ([`crate::limit`]).
+    pub rate_limits: RateLimits,
 }
 
 impl fmt::Debug for CacheConfig {
@@ -316,6 +332,7 @@ impl fmt::Debug for CacheConfig {
             // The verifier's Debug shows key ids and algorithms, never key material.
             .field("jwt_verifier", &self.jwt_verifier)
             .field("auth_rules", &self.auth_rules)
+            .field("rate_limits", &self.rate_limits)
             .finish()
     }
 }
@@ -384,6 +401,17 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     ) -> Result<usize, ConfigError> {
         let v = self.parsed(name, default, |s| s.parse().ok(), "a whole number")?;
         in_range(name, v, range)
+    }
+
+    fn budget(
+        &self,
+        name: &'static str,
+        default: Option<Budget>,
+    ) -> Result<Option<Budget>, ConfigError> {
+        match self.raw(name) {
+            None => Ok(default),
+            Some(v) => Budget::parse(&v).map_err(|reason| ConfigError::Invalid { name, reason }),
+        }
     }
 }
 
@@ -507,6 +535,14 @@ impl CacheConfig {
                     name: var::AUTH_RULES,
                     reason: e.to_string(),
                 })?,
+            rate_limits: {
+                let default = RateLimits::default();
+                RateLimits {
+                    read: r.budget(var::RATE_LIMIT_READ, default.read)?,
+                    write: r.budget(var::RATE_LIMIT_WRITE, default.write)?,
+                    admin: r.budget(var::RATE_LIMIT_ADMIN, default.admin)?,
+                }
+            },
         };
         cfg.cross_check()
     }

@@ -32,6 +32,8 @@ pub const ORIGIN_FETCHES: &str = "origin_fetches";
 pub const ORIGIN_FETCH_MS: &str = "origin_fetch_ms";
 /// Writes accepted into the buffer.
 pub const WRITES_BUFFERED: &str = "writes_buffered";
+/// Requests let through uncounted because the store did not keep their rate counter.
+pub const RATE_UNCOUNTED: &str = "rate_uncounted";
 const ERROR_PREFIX: &str = "error.";
 
 /// The counter a request event adds to.
@@ -43,6 +45,7 @@ pub fn of_event(event: Event) -> &'static str {
         Event::Stale => STALE,
         Event::Miss => MISSES,
         Event::WriteBuffered => WRITES_BUFFERED,
+        Event::RateUncounted => RATE_UNCOUNTED,
     }
 }
 
@@ -112,6 +115,11 @@ pub fn render(counters: &BTreeMap<String, u64>, stats: &FlushStats) -> String {
         "cache_writes_buffered_total",
         "Writes accepted into the buffer.",
         get(WRITES_BUFFERED),
+    );
+    counter(
+        "cache_rate_limit_uncounted_total",
+        "Requests let through uncounted because the store did not keep their rate counter.",
+        get(RATE_UNCOUNTED),
     );
     let fetches = get(ORIGIN_FETCHES);
     let ms = get(ORIGIN_FETCH_MS);

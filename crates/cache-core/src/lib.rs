@@ -20,8 +20,9 @@
 //! [`serve::prepare`] (the buffer record and dirty entry of a write), [`serve::fill`] (the fill
 //! lease that collapses concurrent misses), [`serve::policy`] (freshness, caching headers),
 //! `merge_patch` (RFC 7386), [`serve::origin`] (the item endpoint and its answers),
-//! [`serve::reply`] (replies as data). Beside it: [`admin`] (the admin operations as replies)
-//! and [`counters`] (the `/metrics` counters and their exposition).
+//! [`serve::reply`] (replies as data). Beside it: [`admin`] (the admin operations as replies),
+//! [`limit`] (rate limits per caller and class of request) and [`counters`] (the `/metrics`
+//! counters and their exposition).
 //!
 //! [`delivery`] — the flush machinery: [`delivery::tick`] (one flush then one sweep, what cron
 //! and `POST /admin/flush` run), [`delivery::flush`] (the run), [`delivery::batch`] and
@@ -62,6 +63,7 @@ pub mod entry;
 pub mod fuzz_checks;
 pub mod hash;
 pub mod key;
+pub mod limit;
 pub mod serve;
 pub mod stamp;
 pub mod store;

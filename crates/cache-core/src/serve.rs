@@ -12,6 +12,11 @@
 //! the rules must allow the access), every origin call carries the caller's own
 //! `Authorization`, and nothing derived from a credential is stored but keyed digests.
 //!
+//! Both charge the caller (its principal's keyed digest when it has one, else its address,
+//! [`GetRequest::rate_key`]) against the read or write budget ([`crate::limit`]): over budget the request ends at once
+//! with `429`; every answer after that carries the `RateLimit-Policy` and `RateLimit`
+//! headers.
+//!
 //! # One GET ([`get`])
 //!
 //! 1. Read the shared entry (`c:{ns}:{key}`); [`plan_read`] decides. A value that does not
@@ -41,11 +46,13 @@
 //!    anyone), `X-Cache`, and `X-Sync: pending` with `X-Dirty-Age` for a dirty entry; a
 //!    matching `If-None-Match` is a `304`.
 //!
-//! KV operations: a fresh hit of an entry for anyone is one `get`. A caller's own entry costs
-//! one more `get` (the shared entry first); an entry behind a grant one or two more (the
-//! grant's window and the one before). A miss that fills is `get` (entry), `get`, `set`,
-//! `get` (claim the lease), `get`, `set` (re-read and store the entry), `get`, `delete`
-//! (release the lease): five reads and three writes.
+//! KV operations: every request starts with one `increment` (its budget; a `get` and a `set`
+//! on a store without atomics; nothing when that budget is `off`). After it, a fresh hit of
+//! an entry for anyone is one `get`. A caller's own entry costs one more `get` (the shared
+//! entry first); an entry behind a grant one or two more (the grant's window and the one
+//! before). A miss that fills is `get` (entry), `get`, `set`, `get` (claim the lease), `get`,
+//! `set` (re-read and store the entry), `get`, `delete` (release the lease): five reads and
+//! three writes.
 //!
 //! # One PUT, PATCH or DELETE ([`write`](fn@write))
 //!
@@ -72,11 +79,12 @@
 //!    (read-your-writes; see `store_entry`). The visibility point.
 //! 10. `202 Accepted` with `ETag: "w{stamp}"` and `X-Sync: pending`.
 //!
-//! KV operations: a `PUT` without preconditions, once authorized, is `get` (entry),
-//! `get_keys`, `get` (flush state), `set` (record), `get`, `set`, `get` (entry, checked):
-//! four reads, one key listing, two writes. Authorizing adds one or two reads for a kept
-//! grant, or one write after asking the DB API. A `PATCH` of a cached key adds the `GET`'s
-//! one read; of an uncached one, the fill's seven (claim, store, release).
+//! KV operations: after the `increment` of the write budget, a `PUT` without preconditions,
+//! once authorized, is `get` (entry), `get_keys`, `get` (flush state), `set` (record), `get`,
+//! `set`, `get` (entry, checked): four reads, one key listing, two writes. Authorizing adds
+//! one or two reads for a kept grant, or one write after asking the DB API. A `PATCH` of a
+//! cached key adds the `GET`'s one read; of an uncached one, the fill's seven (claim, store,
+//! release).
 //! `tests/serve.rs` checks these sequences.
 //!
 //! A store failure ends the request with `500` (`503` when the store is full). One after the
@@ -108,6 +116,7 @@ use crate::delivery::state::FlushState;
 use crate::entry::{Audience, Entry, EntryKind};
 use crate::envelope::{self, EnvelopeError};
 use crate::key::CacheKey;
+use crate::limit::{self, Class, RateState};
 use crate::serve::merge_patch::merge_patch;
 use crate::serve::policy::Windows;
 use crate::serve::read::{apply_origin, plan_read, OriginAnswer, OriginApply, ReadPlan};
@@ -129,6 +138,9 @@ pub struct GetRequest {
     pub authorization: Option<String>,
     /// The client's `If-None-Match`.
     pub if_none_match: Option<String>,
+    /// Who is charged against the read budget: an opaque caller identity (a principal, or
+    /// [`limit::client_key`] for an anonymous caller).
+    pub rate_key: String,
 }
 
 /// Which write, with its body as sent.
@@ -155,6 +167,8 @@ pub struct WriteRequest {
     pub if_none_match: Option<String>,
     /// The client's `Authorization`, forwarded on a read-through.
     pub authorization: Option<String>,
+    /// Who is charged against the write budget (as [`GetRequest::rate_key`]).
+    pub rate_key: String,
 }
 
 /// Something to count for `/metrics`.
@@ -170,6 +184,8 @@ pub enum Event {
     Miss,
     /// A write was buffered.
     WriteBuffered,
+    /// The store did not keep the request's rate counter; it went ahead uncounted.
+    RateUncounted,
 }
 
 /// Work to run after the reply is sent.
@@ -278,6 +294,8 @@ struct Cx<'a, S, O, C> {
     cfg: &'a CacheConfig,
     events: Vec<Event>,
     deferred: Vec<Deferred>,
+    /// The caller's budget as charged, for the reply's RateLimit headers.
+    rate: RateState,
 }
 
 impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
@@ -296,20 +314,44 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             cfg,
             events: Vec::new(),
             deferred: Vec::new(),
+            rate: RateState::Off,
         }
     }
 
     fn finish(self, result: Result<Reply, RequestError>) -> Outcome {
+        let mut reply = result.unwrap_or_else(|e| e.reply());
+        reply.headers.extend(self.rate.headers());
         Outcome {
-            reply: result.unwrap_or_else(|e| e.reply()),
+            reply,
             events: self.events,
             deferred: self.deferred,
         }
     }
 
+    /// Charges the caller's budget for `class`; over budget ends the request (`429`).
+    fn charge(&mut self, class: Class, who: &str) -> Result<(), RequestError> {
+        let now = self.clock.now();
+        let budget = self.cfg.rate_limits.budget(class);
+        self.rate = limit::charge(self.store, now, budget, class, who)?;
+        if matches!(self.rate, RateState::Uncounted { .. }) {
+            self.events.push(Event::RateUncounted);
+        }
+        Ok(())
+    }
+
     fn get(&mut self, req: &GetRequest) -> Result<Reply, RequestError> {
         let now = self.clock.now();
-        let caller = gate::identify(self.cfg, req.authorization.as_deref(), now)?;
+        let caller = match gate::identify(self.cfg, req.authorization.as_deref(), now) {
+            Ok(caller) => caller,
+            Err(e) => {
+                self.charge(Class::Read, &req.rate_key)?;
+                return Err(e);
+            }
+        };
+        let who = caller
+            .rate_key(self.cfg)
+            .unwrap_or_else(|| req.rate_key.clone());
+        self.charge(Class::Read, &who)?;
         gate::check_rules(self.cfg, &caller, &req.key, Access::Read)?;
         let served = self.read(&caller, &req.key.unscoped(), true)?;
         let now = self.clock.now();
@@ -565,7 +607,17 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
     fn write(&mut self, req: &WriteRequest) -> Result<Reply, RequestError> {
         let key = &req.key.unscoped();
         let now = self.clock.now();
-        let caller = gate::identify(self.cfg, req.authorization.as_deref(), now)?;
+        let caller = match gate::identify(self.cfg, req.authorization.as_deref(), now) {
+            Ok(caller) => caller,
+            Err(e) => {
+                self.charge(Class::Write, &req.rate_key)?;
+                return Err(e);
+            }
+        };
+        let who = caller
+            .rate_key(self.cfg)
+            .unwrap_or_else(|| req.rate_key.clone());
+        self.charge(Class::Write, &who)?;
         let body = match &req.op {
             Op::Put(bytes) | Op::Patch(bytes) => Some(json_body(bytes, self.cfg)?),
             Op::Delete => None,

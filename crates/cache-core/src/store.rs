@@ -6,6 +6,15 @@
 //! `wasi:keyvalue/atomics` (local Spin, SpinKube, the embedded host; not Fermyon Cloud or
 //! Akamai Functions), so [`KvStore::compare_and_swap`] has a non-atomic fallback and its
 //! callers treat a reported success as a claim to verify (see [`crate::delivery::lease`]).
+//! The same interface's `increment` backs [`KvStore::increment`], which the rate limits
+//! count with ([`crate::limit`]); its fallback can lose increments under concurrency.
+//!
+//! A counter is stored as Spin's SQLite backend stores what `increment` wrote: the value as
+//! an 8-byte little-endian integer. Spin's Redis backend keeps `INCRBY`'s decimal text
+//! instead; [`decode_counter`] reads both. The fallback writes the 8-byte form on purpose:
+//! Spin's SQLite `increment` panics on a value of any other length (the request fails and
+//! the store's lock is poisoned for every later call), so a counter written without atomics
+//! must stay one that an atomic `increment` on the same store can read.
 
 use std::collections::BTreeMap;
 
@@ -57,6 +66,46 @@ pub trait KvStore {
         self.set(key, new)?;
         Ok(true)
     }
+
+    /// Adds `delta` to the counter under `key` (absent: 0) and returns the new count.
+    ///
+    /// Atomic where the store has `wasi:keyvalue/atomics`. This default, for stores without
+    /// atomics, reads, adds and writes in separate steps: two callers that read the same
+    /// count both write count + delta, and one increment is lost. Under concurrency the
+    /// count can therefore lag the number of calls (it never runs ahead of it); see
+    /// [`crate::limit`] for what that costs a rate limit. A value that is not a counter
+    /// ([`decode_counter`]) counts as 0.
+    fn increment(&mut self, key: &str, delta: u64) -> Result<u64, StoreError> {
+        let count = self
+            .get(key)?
+            .as_deref()
+            .map_or(0, decode_counter)
+            .saturating_add(delta);
+        self.set(key, &encode_counter(count))?;
+        Ok(count)
+    }
+}
+
+/// A counter's stored bytes: Spin's SQLite layout, the count as an 8-byte little-endian
+/// integer.
+#[must_use]
+pub fn encode_counter(count: u64) -> [u8; 8] {
+    i64::try_from(count).unwrap_or(i64::MAX).to_le_bytes()
+}
+
+/// A counter's value: 8 bytes are Spin's SQLite layout (little-endian), anything else is
+/// read as the decimal text Spin's Redis backend keeps. A negative or unreadable value is 0:
+/// a counter that does not decode restarts, it never fails a request.
+#[must_use]
+pub fn decode_counter(bytes: &[u8]) -> u64 {
+    let n = match <[u8; 8]>::try_from(bytes) {
+        Ok(le) => i64::from_le_bytes(le),
+        Err(_) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .unwrap_or(0),
+    };
+    u64::try_from(n).unwrap_or(0)
 }
 
 /// An in-memory [`KvStore`] that can simulate a crash: after a given number of successful
@@ -179,6 +228,18 @@ impl KvStore for MemoryStore {
         self.set(key, new)?;
         Ok(true)
     }
+
+    /// Atomic, like compare-and-swap.
+    fn increment(&mut self, key: &str, delta: u64) -> Result<u64, StoreError> {
+        self.check()?;
+        let count = self
+            .data
+            .get(key)
+            .map_or(0, |v| decode_counter(v))
+            .saturating_add(delta);
+        self.set(key, &encode_counter(count))?;
+        Ok(count)
+    }
 }
 
 #[cfg(test)]
@@ -206,5 +267,41 @@ mod tests {
         assert_eq!(s.set("b", b"1"), Err(StoreError::Full));
         s.set("a", b"2").unwrap();
         s.delete("missing").unwrap();
+    }
+
+    /// A store with only the four required operations: the trait's default increment.
+    struct Plain(MemoryStore);
+
+    impl KvStore for Plain {
+        fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.0.get(key)
+        }
+        fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            self.0.set(key, value)
+        }
+        fn delete(&mut self, key: &str) -> Result<(), StoreError> {
+            self.0.delete(key)
+        }
+        fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
+            self.0.get_keys()
+        }
+    }
+
+    #[test]
+    fn counters_start_at_zero_and_keep_spins_sqlite_layout() {
+        let mut atomic = MemoryStore::new();
+        let mut plain = Plain(MemoryStore::new());
+        for store in [&mut atomic as &mut dyn KvStore, &mut plain] {
+            assert_eq!(store.increment("n", 1), Ok(1));
+            assert_eq!(store.increment("n", 2), Ok(3));
+            assert_eq!(store.get("n").unwrap(), Some(3i64.to_le_bytes().to_vec()));
+            // Redis's decimal text, and a value that is no counter at all.
+            store.set("n", b"41").unwrap();
+            assert_eq!(store.increment("n", 1), Ok(42));
+            store.set("n", b"junk").unwrap();
+            assert_eq!(store.increment("n", 1), Ok(1));
+        }
+        assert_eq!(decode_counter(&(-5i64).to_le_bytes()), 0);
+        assert_eq!(decode_counter(&encode_counter(u64::MAX)), i64::MAX as u64);
     }
 }

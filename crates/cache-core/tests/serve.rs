@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use cache_core::delivery::flush::FlushOutcome;
 use cache_core::entry::EntryKind;
+use cache_core::limit::{Budget, RateLimits};
 use cache_core::serve::fill;
 use cache_core::serve::origin::{classify, ItemAnswer, Unanswered};
 use cache_core::serve::{
@@ -326,6 +327,7 @@ fn a_miss_during_another_fill_waits_for_its_entry() {
                     key: key.clone(),
                     authorization: None,
                     if_none_match: None,
+                    rate_key: common::CALLER.into(),
                 },
             );
         }
@@ -342,6 +344,7 @@ fn a_miss_during_another_fill_waits_for_its_entry() {
             key: World::key("a"),
             authorization: None,
             if_none_match: None,
+            rate_key: common::CALLER.into(),
         },
     );
     assert_eq!(status(&out), (200, Some(CacheStatus::Hit)));
@@ -554,10 +557,12 @@ fn backpressure_refuses_with_retry_after_and_stores_nothing() {
 #[test]
 fn bad_bodies_are_refused_and_change_nothing() {
     let mut w = cached();
+    // Nothing of the cache; the caller's write budget counts the refused requests anyway.
     let snapshot = |w: &World| {
         w.store
             .keys_with_prefix("")
             .into_iter()
+            .filter(|k| !k.starts_with("r:"))
             .map(|k| (w.store.peek(&k).unwrap().to_vec(), k))
             .collect::<Vec<_>>()
     };
@@ -580,6 +585,9 @@ fn bad_bodies_are_refused_and_change_nothing() {
     );
     assert_eq!(snapshot(&w), before);
     assert!(w.origin.reads.len() == 1);
+    let counted = w.store.keys_with_prefix("r:write:");
+    assert_eq!(counted.len(), 1);
+    assert_eq!(w.store.peek(&counted[0]), Some(&3i64.to_le_bytes()[..]));
 }
 
 #[test]
@@ -705,6 +713,7 @@ fn a_single_failed_store_operation_never_acknowledges_a_write_without_its_record
                 if_match: None,
                 if_none_match: None,
                 authorization: None,
+                rate_key: common::CALLER.into(),
             };
             let mut clock = TestClock::at(w.now);
             let out = serve::write(&mut store, &mut w.origin, &mut clock, 9, &w.cfg, &req);
@@ -749,6 +758,85 @@ fn a_write_whose_record_the_full_store_refuses_is_not_acknowledged() {
     assert_eq!(w.entry("a"), before);
 }
 
+// ---- Rate limits ----
+
+#[test]
+fn reads_and_writes_have_budgets_of_their_own_and_every_answer_shows_them() {
+    let mut w = cached();
+    w.cfg.rate_limits = RateLimits {
+        read: Some(Budget {
+            quota: 2,
+            window_secs: 60,
+        }),
+        write: Some(Budget {
+            quota: 1,
+            window_secs: 60,
+        }),
+        admin: None,
+    };
+    // Into the next window (`cached` read once in this one), 50 s before it ends.
+    w.advance_ms(50_000);
+    let out = w.get("a");
+    assert_eq!(status(&out), (200, Some(CacheStatus::Hit)));
+    assert_eq!(
+        out.reply.header("ratelimit-policy"),
+        Some("\"read\";q=2;w=60")
+    );
+    assert_eq!(out.reply.header("ratelimit"), Some("\"read\";r=1;t=50"));
+    let out = w.get("missing-and-counted");
+    assert_eq!(out.reply.header("ratelimit"), Some("\"read\";r=0;t=50"));
+    let reads = w.origin.reads.len();
+    let out = w.get("a");
+    assert_eq!(
+        (out.reply.status, error_code(&out)),
+        (429, Some("rate_limited"))
+    );
+    assert_eq!(out.reply.header("retry-after"), Some("50"));
+    assert_eq!(out.reply.header("ratelimit"), Some("\"read\";r=0;t=50"));
+    assert_eq!(
+        out.reply
+            .headers
+            .iter()
+            .filter(|h| h.0 == "ratelimit")
+            .count(),
+        1
+    );
+    assert!(out.events.is_empty() && out.deferred.is_empty());
+    assert_eq!(w.origin.reads.len(), reads, "refused before the origin");
+    // Writes have their own budget.
+    let out = w.put("a", "2");
+    assert_eq!(out.reply.status, 202);
+    assert_eq!(out.reply.header("ratelimit"), Some("\"write\";r=0;t=50"));
+    let records = w.count("w:");
+    let out = w.put("a", "3");
+    assert_eq!(out.reply.status, 429);
+    assert_eq!(w.count("w:"), records, "nothing buffered");
+    // Another caller, and the next window, start afresh.
+    let out = w.get_with("a", |r| r.rate_key = "ip:192.0.2.99".into());
+    assert_eq!(out.reply.status, 200);
+    w.advance_ms(50_000);
+    assert_eq!(
+        w.get("a").reply.header("ratelimit"),
+        Some("\"read\";r=1;t=60")
+    );
+}
+
+#[test]
+fn a_rate_counter_the_store_cannot_keep_is_counted_as_uncounted_and_the_read_goes_on() {
+    let mut w = cached();
+    w.advance_ms(50_000); // a window of its own: its counter would be a new key
+    let keys = w.store.get_keys().unwrap().len();
+    w.store.limit_keys(keys);
+    let out = w.get("a");
+    assert_eq!(status(&out), (200, Some(CacheStatus::Hit)));
+    assert_eq!(out.events, [Event::RateUncounted, Event::Hit]);
+    assert_eq!(out.reply.header("ratelimit"), None);
+    assert_eq!(
+        out.reply.header("ratelimit-policy"),
+        Some("\"read\";q=600;w=60")
+    );
+}
+
 // ---- KV operations per request ----
 
 /// A store that records the kind of each operation.
@@ -774,6 +862,11 @@ impl KvStore for Counting {
         self.ops.push("get_keys");
         self.inner.get_keys()
     }
+    /// A store with atomics: one operation.
+    fn increment(&mut self, key: &str, delta: u64) -> Result<u64, StoreError> {
+        self.ops.push("increment");
+        self.inner.increment(key, delta)
+    }
 }
 
 #[test]
@@ -789,6 +882,7 @@ fn the_kv_operations_of_a_hit_a_miss_a_put_and_a_patch() {
         key: World::key(key),
         authorization: None,
         if_none_match: None,
+        rate_key: common::CALLER.into(),
     };
     let write = |key: &str, op: Op| WriteRequest {
         key: World::key(key),
@@ -796,28 +890,29 @@ fn the_kv_operations_of_a_hit_a_miss_a_put_and_a_patch() {
         if_match: None,
         if_none_match: None,
         authorization: None,
+        rate_key: common::CALLER.into(),
     };
     let ops = |store: &mut Counting| std::mem::take(&mut store.ops).join(" ");
     let fill = "get set get get set get delete";
 
     origin.found("1", "\"v1\"");
     serve::get(&mut store, &mut origin, &mut clock, 1, &cfg, &get("a"));
-    assert_eq!(ops(&mut store), format!("get {fill}"), "miss");
+    assert_eq!(ops(&mut store), format!("increment get {fill}"), "miss");
 
     serve::get(&mut store, &mut origin, &mut clock, 2, &cfg, &get("a"));
-    assert_eq!(ops(&mut store), "get", "hit");
+    assert_eq!(ops(&mut store), "increment get", "hit");
 
     let put = "get get_keys get set get set get";
     let req = write("a", Op::Put(b"2".to_vec()));
     let out = serve::write(&mut store, &mut origin, &mut clock, 3, &cfg, &req);
     assert_eq!(out.reply.status, 202);
-    assert_eq!(ops(&mut store), put, "put");
+    assert_eq!(ops(&mut store), format!("increment {put}"), "put");
 
     let req = write("a", Op::Patch(b"3".to_vec()));
     serve::write(&mut store, &mut origin, &mut clock, 4, &cfg, &req);
     assert_eq!(
         ops(&mut store),
-        format!("get {put}"),
+        format!("increment get {put}"),
         "patch of a cached key"
     );
 
@@ -827,9 +922,37 @@ fn the_kv_operations_of_a_hit_a_miss_a_put_and_a_patch() {
     assert_eq!(out.reply.status, 202);
     assert_eq!(
         ops(&mut store),
-        format!("get {fill} {put}"),
+        format!("increment get {fill} {put}"),
         "patch of an uncached key"
     );
+
+    // With the budgets off, the request paths are what they were without rate limits; on a
+    // store without atomics the count is a read and a write.
+    let mut off = cfg.clone();
+    off.rate_limits = RateLimits::OFF;
+    serve::get(&mut store, &mut origin, &mut clock, 6, &off, &get("a"));
+    assert_eq!(ops(&mut store), "get", "hit, read budget off");
+    let mut plain = Plain(store);
+    serve::get(&mut plain, &mut origin, &mut clock, 7, &cfg, &get("a"));
+    assert_eq!(ops(&mut plain.0), "get set get", "hit, no atomics");
+}
+
+/// A store without atomics: the trait's default `increment`.
+struct Plain(Counting);
+
+impl KvStore for Plain {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.0.set(key, value)
+    }
+    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
+        self.0.delete(key)
+    }
+    fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
+        self.0.get_keys()
+    }
 }
 
 // ---- Errors ----

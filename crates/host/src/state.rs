@@ -17,7 +17,7 @@ use wasmtime_wasi_http::{
 };
 
 use crate::bindings::{key_value as kv, variables as var, wasi_atomics, wasi_store};
-use crate::kv::{KvCas, SharedKvStores, StoreBackend};
+use crate::kv::{KvCas, KvError, KvFailure, SharedKvStores, StoreBackend};
 use crate::logs::Logger;
 use crate::outbound::OutboundPolicy;
 use crate::variables::{Resolver, VariableError};
@@ -162,8 +162,21 @@ impl WasiHttpView for HostState {
     }
 }
 
-fn kv_err(e: crate::kv::KvError) -> kv::Error {
+fn kv_err(e: KvError) -> kv::Error {
     kv::Error::Other(e.0)
+}
+
+/// A store call's result as the guest sees it: a backend failure is the interface's error
+/// (`map`), a trap (where Spin's backend panics) ends the instance.
+fn answer<T, E>(
+    result: Result<T, KvFailure>,
+    map: fn(KvError) -> E,
+) -> wasmtime::Result<Result<T, E>> {
+    match result {
+        Ok(v) => Ok(Ok(v)),
+        Err(KvFailure::Error(e)) => Ok(Err(map(e))),
+        Err(KvFailure::Trap(message)) => Err(wasmtime::Error::msg(message)),
+    }
 }
 
 impl kv::Host for HostState {}
@@ -188,7 +201,7 @@ impl kv::HostStore for HostState {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
         let store = self.table.get(&handle)?.store.clone();
-        Ok(store.get(&key).await.map_err(kv_err))
+        answer(store.get(&key).await, kv_err)
     }
 
     async fn set(
@@ -198,7 +211,7 @@ impl kv::HostStore for HostState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
         let store = self.table.get(&handle)?.store.clone();
-        Ok(store.set(&key, &value).await.map_err(kv_err))
+        answer(store.set(&key, &value).await, kv_err)
     }
 
     async fn delete(
@@ -207,7 +220,7 @@ impl kv::HostStore for HostState {
         key: String,
     ) -> wasmtime::Result<Result<(), kv::Error>> {
         let store = self.table.get(&handle)?.store.clone();
-        Ok(store.delete(&key).await.map_err(kv_err))
+        answer(store.delete(&key).await, kv_err)
     }
 
     async fn exists(
@@ -216,7 +229,7 @@ impl kv::HostStore for HostState {
         key: String,
     ) -> wasmtime::Result<Result<bool, kv::Error>> {
         let store = self.table.get(&handle)?.store.clone();
-        Ok(store.exists(&key).await.map_err(kv_err))
+        answer(store.exists(&key).await, kv_err)
     }
 
     async fn get_keys(
@@ -224,7 +237,7 @@ impl kv::HostStore for HostState {
         handle: Resource<KvHandle>,
     ) -> wasmtime::Result<Result<Vec<String>, kv::Error>> {
         let store = self.table.get(&handle)?.store.clone();
-        Ok(store.get_keys().await.map_err(kv_err))
+        answer(store.get_keys().await, kv_err)
     }
 
     async fn drop(&mut self, handle: Resource<KvHandle>) -> wasmtime::Result<()> {
@@ -233,7 +246,7 @@ impl kv::HostStore for HostState {
     }
 }
 
-fn wasi_err(e: crate::kv::KvError) -> wasi_store::Error {
+fn wasi_err(e: KvError) -> wasi_store::Error {
     wasi_store::Error::Other(e.0)
 }
 
@@ -260,7 +273,7 @@ impl wasi_store::HostBucket for HostState {
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, wasi_store::Error>> {
         let store = self.table.get(&bucket)?.store.clone();
-        Ok(store.get(&key).await.map_err(wasi_err))
+        answer(store.get(&key).await, wasi_err)
     }
 
     async fn set(
@@ -270,7 +283,7 @@ impl wasi_store::HostBucket for HostState {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
         let store = self.table.get(&bucket)?.store.clone();
-        Ok(store.set(&key, &value).await.map_err(wasi_err))
+        answer(store.set(&key, &value).await, wasi_err)
     }
 
     async fn delete(
@@ -279,7 +292,7 @@ impl wasi_store::HostBucket for HostState {
         key: String,
     ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
         let store = self.table.get(&bucket)?.store.clone();
-        Ok(store.delete(&key).await.map_err(wasi_err))
+        answer(store.delete(&key).await, wasi_err)
     }
 
     async fn exists(
@@ -288,7 +301,7 @@ impl wasi_store::HostBucket for HostState {
         key: String,
     ) -> wasmtime::Result<Result<bool, wasi_store::Error>> {
         let store = self.table.get(&bucket)?.store.clone();
-        Ok(store.exists(&key).await.map_err(wasi_err))
+        answer(store.exists(&key).await, wasi_err)
     }
 
     /// As Spin: every key at once; a cursor is refused.
@@ -303,11 +316,13 @@ impl wasi_store::HostBucket for HostState {
             )));
         }
         let store = self.table.get(&bucket)?.store.clone();
-        Ok(store
-            .get_keys()
-            .await
-            .map(|keys| wasi_store::KeyResponse { keys, cursor: None })
-            .map_err(wasi_err))
+        answer(
+            store
+                .get_keys()
+                .await
+                .map(|keys| wasi_store::KeyResponse { keys, cursor: None }),
+            wasi_err,
+        )
     }
 
     async fn drop(&mut self, bucket: Resource<WasiBucket>) -> wasmtime::Result<()> {
@@ -323,9 +338,9 @@ impl wasi_atomics::HostCas for HostState {
         key: String,
     ) -> wasmtime::Result<Result<Resource<KvCas>, wasi_store::Error>> {
         let store = self.table.get(&bucket)?.store.clone();
-        match store.new_cas(&key).await {
+        match answer(store.new_cas(&key).await, wasi_err)? {
             Ok(cas) => Ok(Ok(self.table.push(cas)?)),
-            Err(e) => Ok(Err(wasi_err(e))),
+            Err(e) => Ok(Err(e)),
         }
     }
 
@@ -334,7 +349,7 @@ impl wasi_atomics::HostCas for HostState {
         cas: Resource<KvCas>,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, wasi_store::Error>> {
         let cas = self.table.get_mut(&cas)?;
-        Ok(cas.current().await.map_err(wasi_err))
+        answer(cas.current().await, wasi_err)
     }
 
     async fn drop(&mut self, cas: Resource<KvCas>) -> wasmtime::Result<()> {
@@ -351,7 +366,7 @@ impl wasi_atomics::Host for HostState {
         delta: i64,
     ) -> wasmtime::Result<Result<i64, wasi_store::Error>> {
         let store = self.table.get(&bucket)?.store.clone();
-        Ok(store.increment(&key, delta).await.map_err(wasi_err))
+        answer(store.increment(&key, delta).await, wasi_err)
     }
 
     /// As Spin: a failed swap hands back a fresh `cas` on the same key whose `current`
@@ -361,22 +376,23 @@ impl wasi_atomics::Host for HostState {
         cas: Resource<KvCas>,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), wasi_atomics::CasError>> {
+        let store_error = |e| wasi_atomics::CasError::StoreError(wasi_err(e));
         let mut cas = self.table.delete(cas)?;
-        match cas.swap(&value).await {
+        match answer(cas.swap(&value).await, store_error)? {
             Ok(true) => Ok(Ok(())),
             Ok(false) => {
-                let mut fresh = match cas.store().new_cas(cas.key()).await {
+                let mut fresh = match answer(cas.store().new_cas(cas.key()).await, store_error)? {
                     Ok(fresh) => fresh,
-                    Err(e) => return Ok(Err(wasi_atomics::CasError::StoreError(wasi_err(e)))),
+                    Err(e) => return Ok(Err(e)),
                 };
-                if let Err(e) = fresh.current().await {
-                    return Ok(Err(wasi_atomics::CasError::StoreError(wasi_err(e))));
+                if let Err(e) = answer(fresh.current().await, store_error)? {
+                    return Ok(Err(e));
                 }
                 Ok(Err(wasi_atomics::CasError::CasFailed(
                     self.table.push(fresh)?,
                 )))
             }
-            Err(e) => Ok(Err(wasi_atomics::CasError::StoreError(wasi_err(e)))),
+            Err(e) => Ok(Err(e)),
         }
     }
 }

@@ -6,7 +6,9 @@
 //! component, so a new knob reaches every test app and the benchmark without a copied list;
 //! tests set values with `--variable`-style flags or [`Manifest::default`]. `db_api_url` is
 //! required unless given a default: Spin refuses at load an `allowed_outbound_hosts` entry
-//! that an empty default would make invalid.
+//! that an empty default would make invalid. The rate limits default to `off`: the suites
+//! and the benchmark send thousands of requests from one loopback address, which the
+//! production budgets would refuse; the tests of the limits set their own.
 
 #![deny(missing_docs)]
 
@@ -29,9 +31,17 @@ impl Manifest {
     /// An application called `name`, with no component yet.
     #[must_use]
     pub fn new(name: &str) -> Manifest {
+        let off = [
+            var::RATE_LIMIT_READ,
+            var::RATE_LIMIT_WRITE,
+            var::RATE_LIMIT_ADMIN,
+        ];
         Manifest {
             name: name.to_owned(),
-            defaults: BTreeMap::new(),
+            defaults: off
+                .iter()
+                .map(|v| ((*v).to_owned(), "off".to_owned()))
+                .collect(),
             triggers: String::new(),
             components: String::new(),
         }
@@ -144,6 +154,7 @@ mod tests {
             );
         }
         assert!(m.contains("\nttl = { default = \"5s\" }"));
+        assert!(m.contains("\nrate_limit_admin = { default = \"off\" }"));
         assert!(m.contains("\ndb_api_url = { required = true }"));
         assert!(m.contains("route = \"/probe/...\"") && m.contains("cron_expression"));
     }

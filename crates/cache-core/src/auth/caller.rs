@@ -94,6 +94,15 @@ impl Caller {
         CacheKey::new(key.ns().clone(), key.key().clone(), Some(scope)).ok()
     }
 
+    /// The caller's identity for the rate limits (`p:` and a keyed digest of its subject or
+    /// credential); `None` for an anonymous caller or without an `auth_key`, when the client
+    /// address stands for it.
+    #[must_use]
+    pub fn rate_key(&self, cfg: &CacheConfig) -> Option<String> {
+        let (kind, identity) = self.identity()?;
+        digest(cfg, &["rate", kind, identity]).map(|d| format!("p:{d}"))
+    }
+
     /// The digest naming this caller's decision about `access` to `key`; `None` without an
     /// `auth_key`. An anonymous caller has one too: its decisions are kept like any other.
     #[must_use]

@@ -33,6 +33,28 @@ fn defaults_apply_when_only_the_url_is_set_and_empty_means_unset() {
     assert_eq!(cfg.kv_store, "default");
     assert_eq!(cfg.jwt_verifier, None);
     assert_eq!(cfg.auth_rules, None);
+    let per_minute = |quota| {
+        Some(crate::limit::Budget {
+            quota,
+            window_secs: 60,
+        })
+    };
+    assert_eq!(
+        cfg.rate_limits,
+        crate::limit::RateLimits {
+            read: per_minute(600),
+            write: per_minute(120),
+            admin: per_minute(30),
+        }
+    );
+    let off = load(&[
+        ("db_api_url", "http://db"),
+        ("rate_limit_read", "off"),
+        ("rate_limit_admin", " Off "),
+    ])
+    .unwrap();
+    assert_eq!((off.rate_limits.read, off.rate_limits.admin), (None, None));
+    assert_eq!(off.rate_limits.write, per_minute(120));
     assert_eq!(
         cfg,
         CacheConfig::with_db_api_url("https://db.example/api").unwrap()
@@ -96,6 +118,20 @@ fn invalid_values_are_refused_naming_the_variable() {
         (&[URL, ("lease_ttl", "0")], Err("`lease_ttl`")),
         (&[URL, ("flush_timeout", "0s")], Err("`flush_timeout`")),
         (&[URL, ("flush_timeout", "soon")], Err("`flush_timeout`")),
+        (&[URL, ("rate_limit_read", "off")], Ok(())),
+        (&[URL, ("rate_limit_write", "10/1s")], Ok(())),
+        (
+            &[URL, ("rate_limit_read", "fast")],
+            Err("`rate_limit_read`: expected a budget like 600/60s"),
+        ),
+        (
+            &[URL, ("rate_limit_admin", "0/60s")],
+            Err("`rate_limit_admin`"),
+        ),
+        (
+            &[URL, ("rate_limit_write", "5/100ms")],
+            Err("`rate_limit_write`"),
+        ),
     ];
     for (vars, expected) in cases {
         check(vars, *expected);

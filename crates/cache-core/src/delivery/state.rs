@@ -127,7 +127,7 @@ pub fn stats(store: &mut impl KvStore, now: UnixMillis) -> Result<FlushStats, St
             }
             Some(RecordKind::Batch) => out.sealed_batches += 1,
             Some(RecordKind::DeadLetter) => out.dead_letters += 1,
-            Some(RecordKind::Meta) | None => {}
+            Some(RecordKind::Meta | RecordKind::Rate) | None => {}
         }
     }
     out.oldest_buffered_age_ms = oldest.map(|s| now.0.saturating_sub(s.millis().0));

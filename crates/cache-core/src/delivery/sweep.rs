@@ -9,6 +9,10 @@
 //!
 //! Kept access decisions (`m:grant:{window}:…`) of windows no lookup reads any more are
 //! deleted by name, unread ([`crate::auth::grant`]).
+//! The sweep also deletes the rate counters (`r:` keys, [`crate::limit`]) of windows that
+//! have ended: nothing reads them again, and every caller of every window would otherwise
+//! leave a key behind. The window's end is in the key, so this needs no budget and no read,
+//! and it uses the listing the entries need anyway.
 
 use crate::auth::grant;
 use crate::config::CacheConfig;
@@ -32,6 +36,8 @@ pub struct SweepReport {
     pub remaining: usize,
     /// Access decisions deleted because their window is past.
     pub grants_expired: usize,
+    /// Rate counters of ended windows deleted.
+    pub rate_counters: usize,
 }
 
 /// Sweeps the cache entries of `store` at `now`.
@@ -48,6 +54,19 @@ pub fn sweep(
             if grant::is_dead(window, now, cfg.grant_ttl) {
                 store.delete(key)?;
                 report.grants_expired += 1;
+            }
+        }
+    }
+    let now_secs = now.0 / 1000;
+    for key in keys
+        .iter()
+        .filter(|k| RecordKind::of(k) == Some(RecordKind::Rate))
+    {
+        // A key that does not parse is not ours to judge; a current window's is in use.
+        if let Some(KvKey::Rate { window_end, .. }) = KvKey::parse(key) {
+            if window_end <= now_secs {
+                store.delete(key)?;
+                report.rate_counters += 1;
             }
         }
     }
@@ -138,6 +157,31 @@ mod tests {
         assert_eq!(got, left, "{entries:?} max {max} at {now}");
         assert_eq!(report.remaining, left.len());
         assert!(store.peek("w:x").is_some());
+    }
+
+    #[test]
+    fn the_rate_counters_of_ended_windows_go_and_current_ones_stay() {
+        let mut store = MemoryStore::new();
+        for key in [
+            "r:read:100:ip:192.0.2.1",
+            "r:admin:160:ip:192.0.2.1",
+            "r:write:161:#0123456789abcdef0123456789abcdef",
+            "r:read:0160:ip:192.0.2.1",
+            "m:count:hits",
+        ] {
+            store.set(key, b"1").unwrap();
+        }
+        let cfg = CacheConfig::with_db_api_url("http://db").unwrap();
+        let report = sweep(&mut store, UnixMillis(160_000), &cfg).unwrap();
+        assert_eq!(report.rate_counters, 2);
+        assert_eq!(
+            store.get_keys().unwrap(),
+            [
+                "m:count:hits",
+                "r:read:0160:ip:192.0.2.1",
+                "r:write:161:#0123456789abcdef0123456789abcdef"
+            ]
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::config::ConfigError;
 use crate::entry::{Audience, Entry};
 use crate::key::KeyError;
+use crate::limit::Usage;
 use crate::serve::policy;
 use crate::stamp::Stamp;
 use crate::store::StoreError;
@@ -154,6 +155,9 @@ pub enum RequestError {
     DbConfig(String),
     /// 503: the store failed during an admin operation.
     StoreUnavailable(StoreError),
+    /// 429 with `Retry-After` and the RateLimit headers: the caller spent its budget for
+    /// this window ([`crate::limit`]).
+    RateLimited(Usage),
 }
 
 impl From<StoreError> for RequestError {
@@ -246,11 +250,21 @@ impl RequestError {
             RequestError::RecordUnreadable(m) => (500, "record_unreadable", m.clone()),
             RequestError::DbConfig(m) => (500, "config_invalid", m.clone()),
             RequestError::StoreUnavailable(e) => (503, "store_unavailable", e.to_string()),
+            RequestError::RateLimited(u) => (
+                429,
+                "rate_limited",
+                format!(
+                    "too many {} requests: the budget is {}; retry in {} s",
+                    u.class.as_str(),
+                    u.budget,
+                    u.reset_secs
+                ),
+            ),
         }
     }
 
-    /// The error reply: JSON body, `Cache-Control: no-store`, and `Allow` or `Retry-After`
-    /// where the error calls for one.
+    /// The error reply: JSON body, `Cache-Control: no-store`, and `Allow`, `Retry-After` or
+    /// the RateLimit headers where the error calls for them.
     #[must_use]
     pub fn reply(&self) -> Reply {
         let (status, code, message) = self.parts();
@@ -279,6 +293,12 @@ impl RequestError {
                 "Bearer error=\"insufficient_scope\"".to_owned(),
             )),
             RequestError::AccessUnchecked(_) => headers.push(("retry-after", "1".to_owned())),
+            // Retry-After is the end of the window, the same instant as the RateLimit `t`
+            // (draft section 6: not earlier than the end of the effective window).
+            RequestError::RateLimited(usage) => {
+                headers.push(("retry-after", usage.reset_secs.to_string()));
+                headers.extend(usage.headers());
+            }
             _ => {}
         }
         Reply {

@@ -17,14 +17,19 @@
 //! | `m:fill:{hash}`             | fill lease of one cold cache entry                  |
 //! | `m:count:{name}`            | a metrics counter                                   |
 //! | `m:grant:{window}:{digest}` | an access decision kept for one caller (`grant_ttl`) |
+//! | `r:{class}:{end}:{who}`     | rate counter of one caller and class, one window    |
 //!
 //! The scope sits after the namespace, not after the key: namespaces cannot contain `#` or
 //! `:`, so `{ns}#{scope}` is unambiguous, while a `#` after the key could belong to the key.
-//! Unscoped keys keep their form when scopes are introduced. Keys longer than
+//! Unscoped keys keep their form when scopes are introduced. A rate counter names its
+//! window by the window's end (Unix seconds), so the sweep can tell a past window from the
+//! key alone, whatever the budgets are now; `{who}` is the caller's rate key, or its hash
+//! when long ([`crate::limit`]), last because it may contain `:`. Keys longer than
 //! [`MAX_KV_KEY_BYTES`] cannot be stored; [`crate::key::CacheKey::new`] refuses them.
 
 use crate::delivery::batch_id::BatchId;
 use crate::key::{CacheKey, ItemKey, Namespace, Scope};
+use crate::limit::{self, Class};
 use crate::stamp::Stamp;
 
 /// The longest key Fermyon Cloud's key-value store accepts.
@@ -43,6 +48,8 @@ pub const BATCH_PREFIX: &str = "b:";
 pub const DEAD_LETTER_PREFIX: &str = "d:";
 /// Prefix of bookkeeping records (lease, flush state, counters).
 pub const META_PREFIX: &str = "m:";
+/// Prefix of rate counters.
+pub const RATE_PREFIX: &str = "r:";
 
 const LEASE: &str = "lease";
 const FLUSH_STATE: &str = "flush";
@@ -63,6 +70,8 @@ pub enum RecordKind {
     DeadLetter,
     /// `m:` — bookkeeping.
     Meta,
+    /// `r:` — a rate counter.
+    Rate,
 }
 
 impl RecordKind {
@@ -75,6 +84,7 @@ impl RecordKind {
             BATCH_PREFIX => Some(RecordKind::Batch),
             DEAD_LETTER_PREFIX => Some(RecordKind::DeadLetter),
             META_PREFIX => Some(RecordKind::Meta),
+            RATE_PREFIX => Some(RecordKind::Rate),
             _ => None,
         }
     }
@@ -108,6 +118,15 @@ pub enum KvKey {
         /// 32 lowercase hex digits ([`crate::auth::caller`]).
         digest: String,
     },
+    /// The rate counter of one caller and class in the window ending at `window_end`.
+    Rate {
+        /// The class of requests counted.
+        class: Class,
+        /// The end of the window, Unix seconds.
+        window_end: u64,
+        /// The caller's rate key as kept in the key (`limit::who_part`).
+        who: String,
+    },
 }
 
 impl KvKey {
@@ -129,6 +148,11 @@ impl KvKey {
             KvKey::Counter(name) => format!("{META_PREFIX}{COUNTER}{name}"),
             KvKey::Fill(hash) => format!("{META_PREFIX}{FILL}{hash:016x}"),
             KvKey::Grant { window, digest } => format!("{META_PREFIX}{GRANT}{window}:{digest}"),
+            KvKey::Rate {
+                class,
+                window_end,
+                who,
+            } => format!("{RATE_PREFIX}{}:{window_end}:{who}", class.as_str()),
         }
     }
 
@@ -155,8 +179,24 @@ impl KvKey {
                     .filter(|n| !n.is_empty())
                     .map(|n| KvKey::Counter(n.to_owned())),
             },
+            RecordKind::Rate => parse_rate(rest),
         }
     }
+}
+
+fn parse_rate(rest: &str) -> Option<KvKey> {
+    let (class, rest) = rest.split_once(':')?;
+    let (end, who) = rest.split_once(':')?;
+    let window_end: u64 = end.parse().ok()?;
+    // One spelling per key: digits only, no leading zero.
+    if window_end.to_string() != end || !limit::is_who_part(who) {
+        return None;
+    }
+    Some(KvKey::Rate {
+        class: Class::parse(class)?,
+        window_end,
+        who: who.to_owned(),
+    })
 }
 
 /// The digits [`KvKey::render`] writes; `u64::from_str_radix` alone would also take `A-F`
@@ -257,6 +297,28 @@ mod tests {
             ("m:other".to_owned(), None),
             ("m:fill:00000000000000FF".to_owned(), None),
             ("m:fill:+0000000000000ff".to_owned(), None),
+            (
+                "r:read:1700000060:ip:192.0.2.1".to_owned(),
+                Some(KvKey::Rate {
+                    class: Class::Read,
+                    window_end: 1_700_000_060,
+                    who: "ip:192.0.2.1".into(),
+                }),
+            ),
+            (
+                "r:admin:60:ip:2001:db8::/64".to_owned(),
+                Some(KvKey::Rate {
+                    class: Class::Admin,
+                    window_end: 60,
+                    who: "ip:2001:db8::/64".into(),
+                }),
+            ),
+            ("r:read:060:ip:x".to_owned(), None),
+            ("r:read:+60:ip:x".to_owned(), None),
+            ("r:other:60:ip:x".to_owned(), None),
+            ("r:read:60:".to_owned(), None),
+            ("r:read:60:a b".to_owned(), None),
+            ("r:read:60:#abc".to_owned(), None),
             ("x:1".to_owned(), None),
             ("".to_owned(), None),
             ("c".to_owned(), None),

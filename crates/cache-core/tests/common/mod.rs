@@ -286,6 +286,9 @@ impl KvStore for SharedStore {
 
 pub const T0: u64 = 1_700_000_000_000;
 
+/// The rate key of the requests a [`World`] sends.
+pub const CALLER: &str = "ip:192.0.2.1";
+
 /// A store, a fake DB, a config and a clock that only moves when told.
 pub struct World {
     pub store: MemoryStore,
@@ -387,6 +390,7 @@ impl World {
             key: World::key(name),
             authorization: None,
             if_none_match: None,
+            rate_key: CALLER.into(),
         };
         with(&mut req);
         self.step(|store, origin, clock, rand, cfg| {
@@ -412,6 +416,7 @@ impl World {
             if_match: None,
             if_none_match: None,
             authorization: None,
+            rate_key: CALLER.into(),
         };
         with(&mut req);
         self.step(|store, origin, clock, rand, cfg| {

@@ -13,6 +13,15 @@
 //! Both also serve `wasi:keyvalue/atomics` (`increment`, and compare-and-swap through
 //! [`KvCas`]) the way Spin's backends do, caveats included: on SQLite a swap from an absent
 //! key is an unconditional write, and on Redis an aborted swap is reported as done.
+//!
+//! `increment` is Spin's on both: an absent key counts as 0; SQLite keeps the count as an
+//! 8-byte little-endian integer, read, added (wrapping, as Spin's release build does) and
+//! written in one transaction; Redis runs `INCRBY`, which keeps decimal text and refuses a
+//! value that is not an integer (an `error::other` to the guest). Spin's SQLite backend
+//! panics on a value of another length, holding the store's lock: that call fails the
+//! instance, and the poisoned lock makes every later call on that label panic too until
+//! Spin restarts. Here the same call traps ([`KvFailure::Trap`]) and the label stays broken
+//! the same way, so a guest that increments what is not a counter fails here as on Spin.
 
 mod redis;
 mod sqlite;
@@ -28,6 +37,17 @@ pub use self::sqlite::{SqliteFile, SqliteStore};
 #[error("{0}")]
 pub struct KvError(pub String);
 
+/// Why a store call did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum KvFailure {
+    /// A failure the guest hears about (`error::other`).
+    #[error(transparent)]
+    Error(#[from] KvError),
+    /// Where Spin's backend panics: the call traps and the guest's instance ends.
+    #[error("{0}")]
+    Trap(String),
+}
+
 /// One labelled store on its backend.
 #[derive(Clone)]
 pub enum StoreBackend {
@@ -39,55 +59,56 @@ pub enum StoreBackend {
 
 impl StoreBackend {
     /// Reads a value.
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvFailure> {
         match self {
             StoreBackend::Sqlite(s) => s.get(key),
-            StoreBackend::Redis(s) => s.get(key).await,
+            StoreBackend::Redis(s) => Ok(s.get(key).await?),
         }
     }
 
     /// Writes a value, replacing any previous one.
-    pub async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+    pub async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvFailure> {
         match self {
             StoreBackend::Sqlite(s) => s.set(key, value),
-            StoreBackend::Redis(s) => s.set(key, value).await,
+            StoreBackend::Redis(s) => Ok(s.set(key, value).await?),
         }
     }
 
     /// Deletes a key; deleting an absent key is not an error.
-    pub async fn delete(&self, key: &str) -> Result<(), KvError> {
+    pub async fn delete(&self, key: &str) -> Result<(), KvFailure> {
         match self {
             StoreBackend::Sqlite(s) => s.delete(key),
-            StoreBackend::Redis(s) => s.delete(key).await,
+            StoreBackend::Redis(s) => Ok(s.delete(key).await?),
         }
     }
 
     /// Whether a key exists.
-    pub async fn exists(&self, key: &str) -> Result<bool, KvError> {
+    pub async fn exists(&self, key: &str) -> Result<bool, KvFailure> {
         match self {
             StoreBackend::Sqlite(s) => s.exists(key),
-            StoreBackend::Redis(s) => s.exists(key).await,
+            StoreBackend::Redis(s) => Ok(s.exists(key).await?),
         }
     }
 
     /// Every key in the store (Spin offers no prefix filter).
-    pub async fn get_keys(&self) -> Result<Vec<String>, KvError> {
+    pub async fn get_keys(&self) -> Result<Vec<String>, KvFailure> {
         match self {
             StoreBackend::Sqlite(s) => s.get_keys(),
-            StoreBackend::Redis(s) => s.get_keys().await,
+            StoreBackend::Redis(s) => Ok(s.get_keys().await?),
         }
     }
 
-    /// Adds `delta` to the integer under `key` (absent: 0) and returns the sum.
-    pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+    /// Adds `delta` to the integer under `key` (absent: 0) and returns the sum (the module
+    /// docs give each backend's layout and failures).
+    pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvFailure> {
         match self {
             StoreBackend::Sqlite(s) => s.increment(key, delta),
-            StoreBackend::Redis(s) => s.increment(key, delta).await,
+            StoreBackend::Redis(s) => Ok(s.increment(key, delta).await?),
         }
     }
 
     /// Starts a compare-and-swap on `key`.
-    pub async fn new_cas(&self, key: &str) -> Result<KvCas, KvError> {
+    pub async fn new_cas(&self, key: &str) -> Result<KvCas, KvFailure> {
         let conn = match self {
             StoreBackend::Sqlite(_) => None,
             StoreBackend::Redis(s) => Some(s.cas_connection().await?),
@@ -121,7 +142,7 @@ impl KvCas {
     }
 
     /// Reads the current value and remembers it for [`KvCas::swap`].
-    pub async fn current(&mut self) -> Result<Option<Vec<u8>>, KvError> {
+    pub async fn current(&mut self) -> Result<Option<Vec<u8>>, KvFailure> {
         let value = match (&self.store, self.redis.as_mut()) {
             (StoreBackend::Redis(_), Some(conn)) => redis::cas_current(conn, &self.key).await?,
             (store, _) => store.get(&self.key).await?,
@@ -132,11 +153,13 @@ impl KvCas {
 
     /// Writes `value` if the key still holds what [`KvCas::current`] saw (with the
     /// backends' caveats above); `false` when the swap failed.
-    pub async fn swap(&mut self, value: &[u8]) -> Result<bool, KvError> {
+    pub async fn swap(&mut self, value: &[u8]) -> Result<bool, KvFailure> {
         match (&self.store, self.redis.as_mut()) {
             (StoreBackend::Sqlite(s), _) => s.swap(&self.key, self.observed.as_deref(), value),
-            (StoreBackend::Redis(_), Some(conn)) => redis::cas_swap(conn, &self.key, value).await,
-            (StoreBackend::Redis(s), None) => s.set(&self.key, value).await.map(|()| true),
+            (StoreBackend::Redis(_), Some(conn)) => {
+                Ok(redis::cas_swap(conn, &self.key, value).await?)
+            }
+            (StoreBackend::Redis(s), None) => Ok(s.set(&self.key, value).await.map(|()| true)?),
         }
     }
 }

@@ -7,18 +7,23 @@
 //! as in Spin (see [`blocking`]).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::KvError;
+use super::{KvError, KvFailure};
 
 /// A label inside a SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     label: String,
+    /// Set where Spin's backend would have panicked holding the label's lock: Spin's
+    /// connection is one per label, its lock is then poisoned, and every later call on the
+    /// label panics (see the module docs of `kv`).
+    poisoned: Arc<AtomicBool>,
 }
 
 /// An open SQLite file, shared by the labels placed on it.
@@ -69,6 +74,7 @@ impl SqliteFile {
         SqliteStore {
             conn: self.conn.clone(),
             label: label.to_string(),
+            poisoned: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -93,17 +99,28 @@ fn sql(e: rusqlite::Error) -> KvError {
 }
 
 impl SqliteStore {
-    fn with<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, KvError> {
+    fn with<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, KvFailure> {
+        self.check_poisoned()?;
         blocking(|| {
             let conn = self
                 .conn
                 .lock()
                 .map_err(|_| KvError("key-value store lock poisoned".into()))?;
-            f(&conn).map_err(sql)
+            Ok(f(&conn).map_err(sql)?)
         })
     }
 
-    pub(super) fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+    fn check_poisoned(&self) -> Result<(), KvFailure> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(KvFailure::Trap(format!(
+                "key-value store '{}' is poisoned: an earlier increment found a value that is not an 8-byte integer",
+                self.label
+            )));
+        }
+        Ok(())
+    }
+
+    pub(super) fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvFailure> {
         self.with(|c| {
             c.query_row(
                 "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
@@ -114,7 +131,7 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+    pub(super) fn set(&self, key: &str, value: &[u8]) -> Result<(), KvFailure> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
@@ -125,7 +142,7 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn delete(&self, key: &str) -> Result<(), KvError> {
+    pub(super) fn delete(&self, key: &str) -> Result<(), KvFailure> {
         self.with(|c| {
             c.execute(
                 "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
@@ -135,7 +152,7 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn exists(&self, key: &str) -> Result<bool, KvError> {
+    pub(super) fn exists(&self, key: &str) -> Result<bool, KvFailure> {
         self.with(|c| {
             c.query_row(
                 "SELECT EXISTS(SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2)",
@@ -145,7 +162,7 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn get_keys(&self) -> Result<Vec<String>, KvError> {
+    pub(super) fn get_keys(&self) -> Result<Vec<String>, KvFailure> {
         self.with(|c| {
             let mut stmt = c.prepare("SELECT key FROM spin_key_value WHERE store = ?1")?;
             let rows = stmt.query_map(params![self.label], |row| row.get(0))?;
@@ -153,8 +170,10 @@ impl SqliteStore {
         })
     }
     /// `increment` as Spin does it: in one transaction, the value read as a little-endian
-    /// `i64` (absent: 0), plus `delta`, written back.
-    pub(super) fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+    /// `i64` (absent: 0), plus `delta` (wrapping), written back. A value of another length
+    /// is where Spin panics holding the lock: a trap, and the label poisoned.
+    pub(super) fn increment(&self, key: &str, delta: i64) -> Result<i64, KvFailure> {
+        self.check_poisoned()?;
         blocking(|| {
             let mut conn = self
                 .conn
@@ -171,11 +190,16 @@ impl SqliteStore {
                 .map_err(sql)?;
             let n = match current {
                 None => 0,
-                Some(bytes) => i64::from_le_bytes(
-                    bytes
-                        .try_into()
-                        .map_err(|_| KvError("value is not an 8-byte integer".into()))?,
-                ),
+                Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
+                    Ok(le) => i64::from_le_bytes(le),
+                    Err(_) => {
+                        self.poisoned.store(true, Ordering::SeqCst);
+                        return Err(KvFailure::Trap(format!(
+                            "increment of '{key}': the value is {} bytes, not an 8-byte integer",
+                            bytes.len()
+                        )));
+                    }
+                },
             };
             let next = n.wrapping_add(delta);
             tx.execute(
@@ -198,7 +222,7 @@ impl SqliteStore {
         key: &str,
         observed: Option<&[u8]>,
         value: &[u8],
-    ) -> Result<bool, KvError> {
+    ) -> Result<bool, KvFailure> {
         match observed {
             Some(old) => self.with(|c| {
                 c.execute(

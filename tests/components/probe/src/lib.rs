@@ -12,6 +12,8 @@
 //!   reads it, the Spin store API writes `M` (unless `M` is empty), and the swap writes
 //!   `new`. Answers `swap=<ok|cas-failed> value=<final value or -> incremented=<n>`, `n`
 //!   being `increment(key + "#n", 2)` twice.
+//! - `GET /probe/incr/:store/:key?by=N` → `wasi:keyvalue` `increment(key, N)`: the new
+//!   count, or 500 with the error.
 //! - `GET /probe/var/:name` → a component variable, or 404/400 with the error.
 //! - `GET /probe/outbound?url=U` → outbound GET; 502 with the error when it fails.
 //! - `GET /probe/env/:name` → an environment variable.
@@ -43,6 +45,7 @@ async fn handle(req: IncomingRequest) -> Response {
     router.delete("/probe/kv/:store/:key", kv);
     router.get("/probe/keys/:store", keys);
     router.get("/probe/cas/:store/:key", cas);
+    router.get("/probe/incr/:store/:key", incr);
     router.get("/probe/var/:name", var);
     router.get_async("/probe/outbound", outbound);
     router.get("/probe/env/:name", env);
@@ -159,6 +162,23 @@ fn cas(req: Request, params: Params) -> anyhow::Result<impl IntoResponse> {
     }
     store.delete(&counter)?;
     text(200, format!("swap={swap} value={value} incremented={n}"))
+}
+
+fn incr(req: Request, params: Params) -> anyhow::Result<impl IntoResponse> {
+    use spin_sdk::wit::wasi::keyvalue::{atomics, store as wasi_store};
+    let (Some(name), Some(key)) = (params.get("store"), params.get("key")) else {
+        return text(400, "missing store or key");
+    };
+    let by: i64 = req
+        .query()
+        .strip_prefix("by=")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let bucket = wasi_store::open(name).map_err(|e| anyhow::anyhow!("open: {e:?}"))?;
+    match atomics::increment(&bucket, key, by) {
+        Ok(n) => text(200, n.to_string()),
+        Err(e) => text(500, format!("increment: {e:?}")),
+    }
 }
 
 fn var(_: Request, params: Params) -> anyhow::Result<impl IntoResponse> {
