@@ -467,3 +467,30 @@ mod jwt_mode {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as URL_SAFE;
     use base64::Engine;
 }
+
+#[test]
+fn callers_with_credentials_are_counted_by_principal_and_the_others_by_address() {
+    use cache_core::limit::Budget;
+    let mut w = world();
+    w.cfg.rate_limits.read = Some(Budget {
+        quota: 2,
+        window_secs: 60,
+    });
+    for _ in 0..4 {
+        w.origin.found_cc("1", "\"v1\"", "public");
+    }
+    // All from one address (the world's rate key): each principal has its own budget.
+    assert_eq!(get_as(&mut w, "a", Some(ALICE)).reply.status, 200);
+    assert_eq!(get_as(&mut w, "a", Some(ALICE)).reply.status, 200);
+    let out = get_as(&mut w, "a", Some(ALICE));
+    assert_eq!(
+        (out.reply.status, error_code(&out)),
+        (429, Some("rate_limited"))
+    );
+    assert_eq!(get_as(&mut w, "a", Some(BOB)).reply.status, 200);
+    assert_eq!(get_as(&mut w, "a", None).reply.status, 200);
+    assert_eq!(get_as(&mut w, "a", None).reply.status, 200);
+    assert_eq!(get_as(&mut w, "a", None).reply.status, 429);
+    let keys = w.store.keys_with_prefix("r:");
+    assert!(keys.iter().all(|k| !k.contains("alice")), "{keys:?}");
+}
