@@ -242,6 +242,27 @@ impl KvStore for MemoryStore {
     }
 }
 
+/// `S` with only the four required operations: `increment` and `compare_and_swap` are the
+/// trait's read-modify-write defaults, as on a host without `wasi:keyvalue/atomics` (Fermyon
+/// Cloud, Akamai Functions). For tests of what happens there.
+#[derive(Debug, Default)]
+pub struct WithoutAtomics<S>(pub S);
+
+impl<S: KvStore> KvStore for WithoutAtomics<S> {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.0.set(key, value)
+    }
+    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
+        self.0.delete(key)
+    }
+    fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
+        self.0.get_keys()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,28 +290,10 @@ mod tests {
         s.delete("missing").unwrap();
     }
 
-    /// A store with only the four required operations: the trait's default increment.
-    struct Plain(MemoryStore);
-
-    impl KvStore for Plain {
-        fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            self.0.get(key)
-        }
-        fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-            self.0.set(key, value)
-        }
-        fn delete(&mut self, key: &str) -> Result<(), StoreError> {
-            self.0.delete(key)
-        }
-        fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
-            self.0.get_keys()
-        }
-    }
-
     #[test]
     fn counters_start_at_zero_and_keep_spins_sqlite_layout() {
         let mut atomic = MemoryStore::new();
-        let mut plain = Plain(MemoryStore::new());
+        let mut plain = WithoutAtomics(MemoryStore::new());
         for store in [&mut atomic as &mut dyn KvStore, &mut plain] {
             assert_eq!(store.increment("n", 1), Ok(1));
             assert_eq!(store.increment("n", 2), Ok(3));

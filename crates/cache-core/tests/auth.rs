@@ -42,6 +42,18 @@ fn stored(w: &World) -> usize {
         .count()
 }
 
+/// An answer that passed the DB API's refusal through: its status and challenge.
+fn assert_refused(out: &cache_core::serve::Outcome, status: u16) {
+    assert_eq!(
+        (out.reply.status, error_code(out)),
+        (status, Some("origin_refused"))
+    );
+    assert_eq!(
+        out.reply.header("www-authenticate"),
+        Some("Bearer realm=\"db\"")
+    );
+}
+
 fn own_entry_count(w: &World) -> usize {
     w.store.keys_with_prefix("c:ns#").len()
 }
@@ -68,14 +80,7 @@ fn a_private_answer_is_kept_for_its_caller_alone() {
     // with its own credentials (or none).
     w.origin.refuse(403);
     let out = get_as(&mut w, "a", Some(BOB));
-    assert_eq!(
-        (out.reply.status, error_code(&out)),
-        (403, Some("origin_refused"))
-    );
-    assert_eq!(
-        out.reply.header("www-authenticate"),
-        Some("Bearer realm=\"db\"")
-    );
+    assert_refused(&out, 403);
     assert_eq!(w.origin.reads[1].authorization.as_deref(), Some(BOB));
     w.origin.refuse(401);
     let out = get_as(&mut w, "a", None);
@@ -175,14 +180,7 @@ fn a_write_is_authorized_with_the_callers_credentials_before_anything_is_stored(
     let mut w = world();
     w.origin.authorize_script.push_back(Ok(refusal(403)));
     let out = put_as(&mut w, "a", "1", Some(BOB));
-    assert_eq!(
-        (out.reply.status, error_code(&out)),
-        (403, Some("origin_refused"))
-    );
-    assert_eq!(
-        out.reply.header("www-authenticate"),
-        Some("Bearer realm=\"db\"")
-    );
+    assert_refused(&out, 403);
     assert_eq!(stored(&w), 0, "nothing stored");
     let call = &w.origin.authorizations[0];
     assert_eq!(call.authorization.as_deref(), Some(BOB));

@@ -13,7 +13,7 @@ use cache_core::serve::origin::{classify, ItemAnswer, Unanswered};
 use cache_core::serve::{
     self, CacheStatus, Deferred, Event, GetRequest, Op, RequestError, WriteRequest,
 };
-use cache_core::store::{KvStore, MemoryStore, StoreError};
+use cache_core::store::{KvStore, MemoryStore, StoreError, WithoutAtomics};
 use cache_core::time::UnixMillis;
 use common::{body, error_code, records, status, SharedStore, TestClock, World, T0};
 use serde_json::{json, Value};
@@ -932,27 +932,9 @@ fn the_kv_operations_of_a_hit_a_miss_a_put_and_a_patch() {
     off.rate_limits = RateLimits::OFF;
     serve::get(&mut store, &mut origin, &mut clock, 6, &off, &get("a"));
     assert_eq!(ops(&mut store), "get", "hit, read budget off");
-    let mut plain = Plain(store);
+    let mut plain = WithoutAtomics(store);
     serve::get(&mut plain, &mut origin, &mut clock, 7, &cfg, &get("a"));
     assert_eq!(ops(&mut plain.0), "get set get", "hit, no atomics");
-}
-
-/// A store without atomics: the trait's default `increment`.
-struct Plain(Counting);
-
-impl KvStore for Plain {
-    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.get(key)
-    }
-    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.0.set(key, value)
-    }
-    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
-        self.0.delete(key)
-    }
-    fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
-        self.0.get_keys()
-    }
 }
 
 // ---- Errors ----

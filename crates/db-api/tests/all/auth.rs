@@ -379,20 +379,15 @@ async fn a_write_on_behalf_of_a_revoked_user_is_forbidden_and_not_applied() {
         get_as(&app, "/v1/items/public/x", Some(ALICE)).await.code(),
         "invalid_token"
     );
-    let first = batch_as(
-        &app,
-        Some(SERVICE),
-        "b1",
-        json!([
-            for_principal(note(1), "alice"),
-            for_principal(put("sessions", "carol:1", json!(1), 1), "carol"),
-            for_principal(put("public", "x", json!(1), 1), "anonymous"),
-            for_principal(put("public", "y", json!(1), 1), "bob"),
-            for_principal(put("public", "z", json!(1), 1), "service"),
-            put("sessions", "alice:s2", json!(1), 1),
-        ]),
-    )
-    .await;
+    let writes = json!([
+        for_principal(note(1), "alice"),
+        for_principal(put("sessions", "carol:1", json!(1), 1), "carol"),
+        for_principal(put("public", "x", json!(1), 1), "anonymous"),
+        for_principal(put("public", "y", json!(1), 1), "bob"),
+        for_principal(put("public", "z", json!(1), 1), "service"),
+        put("sessions", "alice:s2", json!(1), 1),
+    ]);
+    let first = batch_as(&app, Some(SERVICE), "b1", writes.clone()).await;
     assert_eq!(
         statuses(&first),
         ["rejected", "rejected", "rejected", "applied", "applied", "applied"]
@@ -415,20 +410,7 @@ async fn a_write_on_behalf_of_a_revoked_user_is_forbidden_and_not_applied() {
     // Resending the batch id answers the same, even after the user is restored.
     let a = post_json(&app, "/_auth/restore", json!({"user": "alice"})).await;
     assert_eq!(a.json(), json!({"user": "alice", "revoked": false}));
-    let again = batch_as(
-        &app,
-        Some(SERVICE),
-        "b1",
-        json!([
-            for_principal(note(1), "alice"),
-            for_principal(put("sessions", "carol:1", json!(1), 1), "carol"),
-            for_principal(put("public", "x", json!(1), 1), "anonymous"),
-            for_principal(put("public", "y", json!(1), 1), "bob"),
-            for_principal(put("public", "z", json!(1), 1), "service"),
-            put("sessions", "alice:s2", json!(1), 1),
-        ]),
-    )
-    .await;
+    let again = batch_as(&app, Some(SERVICE), "b1", writes).await;
     assert_eq!(again.json(), first.json());
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     // The forbidden write's id was not kept: once allowed, it applies.
