@@ -183,9 +183,9 @@ async fn run(cli: Cli) -> Result<()> {
     drop(scratch);
 
     let mode = if cli.quick {
-        "`--quick` smoke run: 1 s windows, 10k-request offload passes, 3 simulated minutes, 100 / 1k-write flushes: rough figures"
+        "`--quick` smoke run: 1 s windows, 10k-request offload passes, 3 simulated minutes, 100 / 1k-write flushes, 2k-read auth passes: rough figures"
     } else {
-        "full run: 3 s windows, 100k-request offload passes, 10 simulated minutes, 1k / 10k-write flushes"
+        "full run: 3 s windows, 100k-request offload passes, 10 simulated minutes, 1k / 10k-write flushes, 6k-read auth passes"
     };
     let mut machine = machine::describe();
     if let Some(load) = load_at_start {
@@ -203,6 +203,7 @@ async fn run(cli: Cli) -> Result<()> {
         notes: vec![
             mode.to_owned(),
             "loopback only; DB API (SQLite in memory) and host are child processes; the load generator (fixed connections, closed loop, HDR histograms) runs in the bench process on the same cores".to_owned(),
+            "figures 1 to 9 run against one DB API with auth off; figure 11 against a DB API of its own with auth on (users, access rules, the test JWT issuer) and four hosts of its own, each with `ttl = 1h`".to_owned(),
             format!(
                 "host and DB API binaries from `{}`",
                 paths.bin_dir.display()
@@ -425,6 +426,22 @@ async fn measure(
         rows.extend(r);
     }
     rows.extend(figures::cost::rows(offload.as_ref(), batching.as_ref()));
+    // Figure 11 runs against a DB API of its own, with auth on, and hosts of its own.
+    let env = figures::auth::Env {
+        bins,
+        manifest,
+        scratch,
+        vars,
+    };
+    if let Some(r) = figure(
+        "figure 11 (auth)",
+        &mut missing,
+        figures::auth::run(&ctx, &env),
+    )
+    .await
+    {
+        rows.extend(r);
+    }
     // Figure order in the table: by figure number.
     rows.sort_by_key(|r| {
         r.figure

@@ -5,6 +5,7 @@
 //! killed when its handle is dropped, so an error or a panic anywhere in a figure never
 //! leaves a server behind.
 
+use std::ffi::OsString;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -106,8 +107,15 @@ pub struct DbApi {
 }
 
 impl DbApi {
-    /// Starts it and waits until `/healthz` answers.
+    /// Starts it with auth off (the figures measure the cache in front of an open origin)
+    /// and waits until `/healthz` answers.
     pub async fn start(bins: &Bins, http: &Http) -> Result<DbApi> {
+        DbApi::start_with(bins, http, &["--auth".into(), "off".into()]).await
+    }
+
+    /// Starts it with `args` added to the listen address and the in-memory database, and
+    /// waits until `/healthz` answers.
+    pub async fn start_with(bins: &Bins, http: &Http, args: &[OsString]) -> Result<DbApi> {
         let port = free_port()?;
         let mut proc = Proc::spawn(
             "db-api",
@@ -116,8 +124,7 @@ impl DbApi {
                 .arg(format!("127.0.0.1:{port}"))
                 .arg("--db")
                 .arg(":memory:")
-                // The figures measure the cache in front of an open origin.
-                .args(["--auth", "off"]),
+                .args(args),
         )?;
         let url = format!("http://127.0.0.1:{port}");
         wait_ready(

@@ -1,4 +1,5 @@
-//! The figures of the benchmark, one module each, in the numbering.
+//! The figures of the benchmark, one module each, in the numbering (figure 11,
+//! auth, has a DB API of its own with auth on).
 //!
 //! Every figure takes the running systems from [`Ctx`] and returns rows for the report;
 //! each row carries the baseline it was measured against in the same run.
@@ -11,6 +12,7 @@ use anyhow::Result;
 use crate::client::{DbControl, Http};
 use crate::load::{self, MakeReq, Outcome, Plan, Req, Stop};
 
+pub mod auth;
 pub mod cost;
 pub mod flush;
 pub mod hit;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{ensure, Context, Result};
-use cache_core::entry::{Entry, EntryKind};
+use cache_core::entry::{Audience, Entry, EntryKind};
 use cache_core::envelope::{self, CodecPolicy};
 use cache_core::time::UnixMillis;
 
@@ -59,6 +59,7 @@ fn fill(state_dir: &Path, from: u64, to: u64) -> Result<u64> {
                 stale_until: UnixMillis(now + 3_900_000),
                 stale_if_error_until: UnixMillis(now + 7_200_000),
                 dirty: None,
+                audience: Audience::Anyone,
             };
             insert.execute(rusqlite::params![
                 format!("c:scale:key-{i}"),

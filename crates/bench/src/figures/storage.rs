@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
 use bytes::Bytes;
-use cache_core::entry::{Entry, EntryKind};
+use cache_core::entry::{Audience, Entry, EntryKind};
 use cache_core::envelope::{self, CodecPolicy};
 use cache_core::time::UnixMillis;
 
@@ -31,6 +31,7 @@ fn envelope_len(value: &[u8]) -> Result<usize> {
         stale_until: UnixMillis(1_780_000_360_000),
         stale_if_error_until: UnixMillis(1_780_003_660_000),
         dirty: None,
+        audience: Audience::Anyone,
     };
     Ok(envelope::encode(
         &entry,
