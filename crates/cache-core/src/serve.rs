@@ -339,19 +339,30 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         Ok(())
     }
 
-    fn get(&mut self, req: &GetRequest) -> Result<Reply, RequestError> {
+    /// Identifies the caller and charges it to the `class` budget: by its principal when it
+    /// has one, else by `address_key`; a credential that does not verify is charged to the
+    /// address before its refusal.
+    fn caller(
+        &mut self,
+        class: Class,
+        authorization: Option<&str>,
+        address_key: &str,
+    ) -> Result<Caller, RequestError> {
         let now = self.clock.now();
-        let caller = match gate::identify(self.cfg, req.authorization.as_deref(), now) {
+        let caller = match gate::identify(self.cfg, authorization, now) {
             Ok(caller) => caller,
             Err(e) => {
-                self.charge(Class::Read, &req.rate_key)?;
+                self.charge(class, address_key)?;
                 return Err(e);
             }
         };
-        let who = caller
-            .rate_key(self.cfg)
-            .unwrap_or_else(|| req.rate_key.clone());
-        self.charge(Class::Read, &who)?;
+        let who = caller.rate_key(self.cfg);
+        self.charge(class, who.as_deref().unwrap_or(address_key))?;
+        Ok(caller)
+    }
+
+    fn get(&mut self, req: &GetRequest) -> Result<Reply, RequestError> {
+        let caller = self.caller(Class::Read, req.authorization.as_deref(), &req.rate_key)?;
         gate::check_rules(self.cfg, &caller, &req.key, Access::Read)?;
         let served = self.read(&caller, &req.key.unscoped(), true)?;
         let now = self.clock.now();
@@ -374,8 +385,8 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
     ) -> Result<Served, RequestError> {
         let now = self.clock.now();
         let mut fallback = None;
-        let slots = [Some(key.clone()), caller.own_entry(self.cfg, key)];
-        for slot in slots.iter().flatten() {
+        let own = caller.own_entry(self.cfg, key);
+        for slot in std::iter::once(key).chain(own.as_ref()) {
             let stored = self.store.get(&slot.kv_key())?;
             let (entry, stale) = match plan_read(stored.as_deref(), now) {
                 ReadPlan::Serve(entry) => (entry, false),
@@ -409,7 +420,7 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             }
         }
         let fallback = if serving { fallback } else { None };
-        self.fill(caller, key, fallback)
+        self.fill(caller, key, own, fallback)
     }
 
     /// Whether `caller` may be served `entry`, found under `slot`: the caller's own entries
@@ -435,18 +446,18 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         )
     }
 
-    /// Fills `key` for `caller` from the origin, collapsing concurrent misses of the same
-    /// entry; serves `fallback` (an entry and its slot) if the origin fails.
+    /// Fills `key` for `caller` (whose own entry of it is `own`, if it can have one) from
+    /// the origin, collapsing concurrent misses of the same entry; serves `fallback` (an
+    /// entry and its slot) if the origin fails.
     fn fill(
         &mut self,
         caller: &Caller,
         key: &CacheKey,
+        own: Option<CacheKey>,
         fallback: Option<(Entry, CacheKey)>,
     ) -> Result<Served, RequestError> {
         let now = self.clock.now();
-        let lease_on = caller
-            .own_entry(self.cfg, key)
-            .unwrap_or_else(|| key.clone());
+        let lease_on = own.clone().unwrap_or_else(|| key.clone());
         let held = match fill::claim(self.store, &lease_on, self.rand, now)? {
             Claim::Fill(held) => Some(held),
             Claim::Wait(until) => {
@@ -464,7 +475,7 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         };
         self.events.push(Event::Miss);
         let outcome = match self.fetch(key, caller.authorization(), None) {
-            Ok(fetched) => self.keep(caller, key, fetched).map(|entry| Served {
+            Ok(fetched) => self.keep(caller, key, own, fetched).map(|entry| Served {
                 entry,
                 status: CacheStatus::Miss,
             }),
@@ -496,15 +507,15 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         origin::classify(self.origin.get_item(&read))
     }
 
-    /// Keeps what the origin answered `caller` where its directives allow
-    /// ([`Directives::placement`]) and returns the entry to serve.
+    /// Keeps what the origin answered `caller` (whose own entry of `key` is `own`) where its
+    /// directives allow ([`Directives::placement`]) and returns the entry to serve.
     fn keep(
         &mut self,
         caller: &Caller,
         key: &CacheKey,
+        own: Option<CacheKey>,
         fetched: Fetched,
     ) -> Result<Entry, RequestError> {
-        let own = caller.own_entry(self.cfg, key);
         let grant_checked = self.cfg.auth_mode == AuthMode::Grant;
         let placement =
             fetched
@@ -590,7 +601,9 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             let audience = current.map_or(Audience::Granted, |e| e.audience);
             return self.store_answer(slot, fetched, audience).map(|_| ());
         }
-        let kept = self.keep(caller, &slot.unscoped(), fetched)?;
+        let key = slot.unscoped();
+        let own = caller.own_entry(self.cfg, &key);
+        let kept = self.keep(caller, &key, own, fetched)?;
         if slot.scope().is_none() && kept.audience == Audience::Caller {
             let still_clean = self
                 .store
@@ -606,18 +619,7 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
 
     fn write(&mut self, req: &WriteRequest) -> Result<Reply, RequestError> {
         let key = &req.key.unscoped();
-        let now = self.clock.now();
-        let caller = match gate::identify(self.cfg, req.authorization.as_deref(), now) {
-            Ok(caller) => caller,
-            Err(e) => {
-                self.charge(Class::Write, &req.rate_key)?;
-                return Err(e);
-            }
-        };
-        let who = caller
-            .rate_key(self.cfg)
-            .unwrap_or_else(|| req.rate_key.clone());
-        self.charge(Class::Write, &who)?;
+        let caller = self.caller(Class::Write, req.authorization.as_deref(), &req.rate_key)?;
         let body = match &req.op {
             Op::Put(bytes) | Op::Patch(bytes) => Some(json_body(bytes, self.cfg)?),
             Op::Delete => None,

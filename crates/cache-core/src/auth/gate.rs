@@ -130,9 +130,7 @@ pub fn keep_read_grant<S: KvStore>(
 
 /// The principal in the DB API's answer to an authorization call.
 fn principal_of(result: Result<ItemAnswer, Unanswered>) -> Result<String, RequestError> {
-    let answer = result.map_err(|e| match e {
-        Unanswered::TimedOut(m) | Unanswered::Failed(m) => RequestError::AccessUnchecked(m),
-    })?;
+    let answer = answered(result)?;
     match answer.status {
         200 => serde_json::from_slice::<AuthorizeResponse>(&answer.body)
             .ok()
@@ -153,9 +151,7 @@ fn principal_of(result: Result<ItemAnswer, Unanswered>) -> Result<String, Reques
 
 /// Whether a conditional read's answer lets the caller read the item.
 fn read_allowed(result: Result<ItemAnswer, Unanswered>) -> Result<(), RequestError> {
-    let answer = result.map_err(|e| match e {
-        Unanswered::TimedOut(m) | Unanswered::Failed(m) => RequestError::AccessUnchecked(m),
-    })?;
+    let answer = answered(result)?;
     match answer.status {
         200 | 304 | 404 => Ok(()),
         status @ (401 | 403) => Err(refused(status, answer)),
@@ -163,6 +159,13 @@ fn read_allowed(result: Result<ItemAnswer, Unanswered>) -> Result<(), RequestErr
             "the DB API answered the access check with {status}"
         ))),
     }
+}
+
+/// The answer to an access check; no answer means the access could not be checked.
+fn answered(result: Result<ItemAnswer, Unanswered>) -> Result<ItemAnswer, RequestError> {
+    result.map_err(|e| match e {
+        Unanswered::TimedOut(m) | Unanswered::Failed(m) => RequestError::AccessUnchecked(m),
+    })
 }
 
 fn refused(status: u16, answer: ItemAnswer) -> RequestError {
