@@ -43,7 +43,7 @@ use std::time::Duration;
 use anyhow::{anyhow, ensure, Context, Result};
 use bytes::Bytes;
 
-use super::{Ctx, WARM_UP};
+use super::{offload, Ctx, WARM_UP};
 use crate::client::DbControl;
 use crate::load::{self, MakeReq, Outcome, Plan, Req, Stop};
 use crate::procs::{Bins, DbApi, Host};
@@ -430,17 +430,9 @@ async fn pass(
         r.headers.push(("authorization", bearers[user].clone()));
         r
     });
-    let before = control.counter("item_reads").await?;
-    let out = load::run(Plan {
-        authority: load::authority(&host.url).to_owned(),
-        connections: ZIPF_CONNECTIONS,
-        stop: Stop::Requests(requests),
-        make,
-        seed: 42,
-    })
-    .await?;
-    let origin = control.counter("item_reads").await? - before;
-    ensure!(out.failures() == 0, "{ns} pass: {:?}", out.statuses);
+    let what = format!("{ns} pass");
+    let (out, origin) =
+        offload::counted_run(control, &host.url, ZIPF_CONNECTIONS, requests, make, &what).await?;
     Ok(Pass { out, origin })
 }
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use anyhow::{ensure, Result};
 
 use super::Ctx;
+use crate::client::DbControl;
 use crate::load::{self, MakeReq, Outcome, Plan, Req, Stop};
 use crate::report::{div, ratio, Row};
 use crate::zipf::Zipf;
@@ -49,20 +50,32 @@ async fn pass(
     zipf: &Arc<Zipf>,
     requests: u64,
 ) -> Result<(Outcome, u64)> {
-    let db = ctx.db();
     let z = zipf.clone();
     let make: MakeReq = Arc::new(move |rng| Req::get(format!("/v1/zipf/key-{}", z.sample(rng))));
+    counted_run(&ctx.db(), host, CONNECTIONS, requests, make, "offload run").await
+}
+
+/// `requests` requests from `make` on `host` over `connections`, none failing, and the
+/// origin reads they caused at `db`.
+pub(super) async fn counted_run(
+    db: &DbControl<'_>,
+    host: &str,
+    connections: usize,
+    requests: u64,
+    make: MakeReq,
+    what: &str,
+) -> Result<(Outcome, u64)> {
     let before = db.counter("item_reads").await?;
     let out = load::run(Plan {
         authority: load::authority(host).to_owned(),
-        connections: CONNECTIONS,
+        connections,
         stop: Stop::Requests(requests),
         make,
         seed: 42,
     })
     .await?;
     let origin = db.counter("item_reads").await? - before;
-    ensure!(out.failures() == 0, "offload run: {:?}", out.statuses);
+    ensure!(out.failures() == 0, "{what}: {:?}", out.statuses);
     Ok((out, origin))
 }
 
