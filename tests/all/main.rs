@@ -12,6 +12,7 @@ mod flush_dlq;
 mod flush_faults;
 mod flush_gateway;
 mod flush_no_atomics;
+mod flush_split_store;
 mod flush_support;
 mod gateway_auth;
 mod gateway_errors;

@@ -4,22 +4,26 @@
 //! is the one place that knows the Spin store and how its errors map onto the core's.
 //!
 //! With the `kv-atomics` feature (on by default) compare-and-swap and `increment` go through
-//! `wasi:keyvalue/atomics@0.2.0-draft2` on the same store, which local Spin, SpinKube and the
-//! embedded host offer. Fermyon Cloud and Akamai Functions do not, and a component importing
-//! it does not load there, so their build (`spin.cloud.toml`) leaves the feature out and the
-//! core's fallbacks (read-compare-write, read-add-write) are used.
+//! `wasi:keyvalue/atomics@0.2.0-draft2` on the same store, and with `kv-batch` (on by
+//! default) `get_many` and `delete_many` through `wasi:keyvalue/batch`; local Spin, SpinKube
+//! and the embedded host offer both. Fermyon Cloud and Akamai Functions do not, and a
+//! component importing them does not load there, so their build (`spin.cloud.toml`) leaves
+//! the features out and the core's fallbacks (read-compare-write, read-add-write, one call
+//! per key) are used.
 
 use cache_core::config::CacheConfig;
-use cache_core::store::{KvStore, StoreError};
+use cache_core::store::{KvStore, SplitStore, StoreError};
+use cache_core::stored::kv_key::Area;
 use spin_sdk::key_value::{Error, Store};
 
 /// A Spin key-value store seen as a [`KvStore`].
 pub struct SpinKv {
     store: Store,
-    #[cfg(feature = "kv-atomics")]
+    #[cfg(any(feature = "kv-atomics", feature = "kv-batch"))]
     label: String,
-    /// The same store as a `wasi:keyvalue` bucket, opened on first atomic operation.
-    #[cfg(feature = "kv-atomics")]
+    /// The same store as a `wasi:keyvalue` bucket, opened on first atomic or batch
+    /// operation.
+    #[cfg(any(feature = "kv-atomics", feature = "kv-batch"))]
     bucket: Option<wasi_kv::store::Bucket>,
 }
 
@@ -29,18 +33,78 @@ impl SpinKv {
         let store = Store::open(label).map_err(map_error)?;
         Ok(SpinKv {
             store,
-            #[cfg(feature = "kv-atomics")]
+            #[cfg(any(feature = "kv-atomics", feature = "kv-batch"))]
             label: label.to_owned(),
-            #[cfg(feature = "kv-atomics")]
+            #[cfg(any(feature = "kv-atomics", feature = "kv-batch"))]
             bucket: None,
         })
     }
+}
 
-    /// Opens the store named by `cfg.kv_store` (`default` unless configured, the only label
-    /// Fermyon Cloud and Akamai Functions offer). The label must also be listed in the
-    /// component's `key_value_stores`.
-    pub fn open_configured(cfg: &CacheConfig) -> Result<SpinKv, StoreError> {
-        SpinKv::open(&cfg.kv_store)
+/// The application's stores as `cfg` names them: `kv_store` alone, or `kv_store` for the
+/// cache and `buffer_store` for buffered work ([`SplitStore`]). Each label must also be
+/// listed in the component's `key_value_stores`.
+pub enum Stores {
+    /// Everything in one store (`default` unless configured: the only label Fermyon Cloud
+    /// and Akamai Functions offer).
+    One(SpinKv),
+    /// The cache and the buffer apart.
+    Split(SplitStore<SpinKv, SpinKv>),
+}
+
+impl Stores {
+    /// Opens the configured store or stores.
+    pub fn open(cfg: &CacheConfig) -> Result<Stores, StoreError> {
+        let cache = SpinKv::open(&cfg.kv_store)?;
+        Ok(match &cfg.buffer_store {
+            None => Stores::One(cache),
+            Some(label) => Stores::Split(SplitStore {
+                cache,
+                buffer: SpinKv::open(label)?,
+            }),
+        })
+    }
+
+    fn inner(&mut self) -> &mut dyn KvStore {
+        match self {
+            Stores::One(s) => s,
+            Stores::Split(s) => s,
+        }
+    }
+}
+
+impl KvStore for Stores {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner().get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.inner().set(key, value)
+    }
+    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
+        self.inner().delete(key)
+    }
+    fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
+        self.inner().get_keys()
+    }
+    fn get_keys_in(&mut self, area: Area) -> Result<Vec<String>, StoreError> {
+        self.inner().get_keys_in(area)
+    }
+    fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.inner().get_many(keys)
+    }
+    fn delete_many(&mut self, keys: &[String]) -> Result<(), StoreError> {
+        self.inner().delete_many(keys)
+    }
+    fn compare_and_swap(
+        &mut self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.inner().compare_and_swap(key, expected, new)
+    }
+    fn increment(&mut self, key: &str, delta: u64) -> Result<u64, StoreError> {
+        self.inner().increment(key, delta)
     }
 }
 
@@ -55,10 +119,10 @@ pub fn map_error(e: Error) -> StoreError {
     }
 }
 
-#[cfg(feature = "kv-atomics")]
+#[cfg(any(feature = "kv-atomics", feature = "kv-batch"))]
 use spin_sdk::wit::wasi::keyvalue as wasi_kv;
 
-#[cfg(feature = "kv-atomics")]
+#[cfg(any(feature = "kv-atomics", feature = "kv-batch"))]
 fn map_wasi_error(e: wasi_kv::store::Error) -> StoreError {
     match e {
         wasi_kv::store::Error::AccessDenied => StoreError::AccessDenied,
@@ -106,6 +170,33 @@ impl KvStore for SpinKv {
         }
     }
 
+    /// `wasi:keyvalue/batch` `get-many`: one call. The answer is matched to `keys` by name,
+    /// so a host that leaves missing keys out and one that answers them `none` read alike.
+    #[cfg(feature = "kv-batch")]
+    fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found: std::collections::HashMap<String, Option<Vec<u8>>> =
+            wasi_kv::batch::get_many(self.bucket()?, keys)
+                .map_err(map_wasi_error)?
+                .into_iter()
+                .collect();
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k).cloned().flatten())
+            .collect())
+    }
+
+    /// `wasi:keyvalue/batch` `delete-many`: one call (not atomic, as the trait allows).
+    #[cfg(feature = "kv-batch")]
+    fn delete_many(&mut self, keys: &[String]) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        wasi_kv::batch::delete_many(self.bucket()?, keys).map_err(map_wasi_error)
+    }
+
     /// `wasi:keyvalue/atomics` `increment`: one call, atomic on Spin's SQLite (a
     /// transaction) and Redis (`INCRBY`) stores. A count the host reports below zero (a
     /// value that was no counter) reads as 0, as the core's decoding does.
@@ -118,7 +209,7 @@ impl KvStore for SpinKv {
     }
 }
 
-#[cfg(feature = "kv-atomics")]
+#[cfg(any(feature = "kv-atomics", feature = "kv-batch"))]
 impl SpinKv {
     /// The same store as a `wasi:keyvalue` bucket, opened on first use.
     fn bucket(&mut self) -> Result<&wasi_kv::store::Bucket, StoreError> {

@@ -3,7 +3,8 @@
 //! and the clock and randomness the core takes as arguments.
 //!
 //! # Layout
-//! - `kv`: `SpinKv`, cache-core's `KvStore` over a Spin key-value store.
+//! - `kv`: `SpinKv`, cache-core's `KvStore` over a Spin key-value store, and `Stores`,
+//!   the one or two stores the configuration names.
 //! - `db`: `HttpDb`, cache-core's `DbApi` over outbound HTTP.
 //! - `config`: `CacheConfig` from Spin variables.
 //! - `env`: wall clock and random numbers.

@@ -14,13 +14,13 @@ use cache_core::delivery::sweep::SweepReport;
 use cache_core::delivery::tick;
 use spin_adapters::db::HttpDb;
 use spin_adapters::env::{self, WallClock};
-use spin_adapters::{config, kv::SpinKv};
+use spin_adapters::{config, kv::Stores};
 
 /// Runs one tick: a flush, then a sweep.
 pub fn on_tick() -> Result<(), String> {
     let cfg = config::load().map_err(|e| format!("configuration: {e}"))?;
     let mut db = HttpDb::from_config(&cfg).map_err(|e| format!("configuration: {e}"))?;
-    let mut store = SpinKv::open_configured(&cfg).map_err(|e| format!("key-value store: {e}"))?;
+    let mut store = Stores::open(&cfg).map_err(|e| format!("key-value store: {e}"))?;
     let owner = format!("cron-{:016x}", env::random_u64());
     let rand = env::random_u64();
     let report = tick::tick(&mut store, &mut db, &mut WallClock, rand, &owner, &cfg)

@@ -18,7 +18,7 @@ use cache_core::serve::{self, GetRequest, Op, Reply, RequestError, WriteRequest}
 use cache_core::store::KvStore;
 use spin_adapters::db::HttpDb;
 use spin_adapters::env::{self, WallClock};
-use spin_adapters::{config, kv::SpinKv};
+use spin_adapters::{config, kv::Stores};
 use spin_sdk::http::{Method, Params, Request, Response, Router};
 
 use crate::{deferred, metrics, respond, CLIENT_ADDR};
@@ -49,7 +49,7 @@ fn healthz(req: Request, _: Params) -> anyhow::Result<Response> {
     }
     let check = || -> Result<(), RequestError> {
         let cfg = config::load()?;
-        let mut kv = SpinKv::open_configured(&cfg)?;
+        let mut kv = Stores::open(&cfg)?;
         kv.set("m:health", b"ok")?;
         match kv.get("m:health")?.as_deref() {
             Some(b"ok") => Ok(()),
@@ -92,7 +92,7 @@ fn item_inner(req: &Request, params: &Params) -> Result<Response, RequestError> 
     let rate_key = client_key(req);
     let rand = env::random_u64();
     let outcome = if method == Method::Get {
-        let mut kv = SpinKv::open_configured(&cfg)?;
+        let mut kv = Stores::open(&cfg)?;
         let get = GetRequest {
             key,
             authorization,
@@ -116,7 +116,7 @@ fn item_inner(req: &Request, params: &Params) -> Result<Response, RequestError> 
             authorization,
             rate_key,
         };
-        let mut kv = SpinKv::open_configured(&cfg)?;
+        let mut kv = Stores::open(&cfg)?;
         serve::write(
             &mut kv,
             &mut DbOrigin(&cfg),
@@ -270,7 +270,7 @@ fn admin_routes(router: &mut Router) {
 fn admin_route(
     req: &Request,
     (method, allow): (Method, &'static str),
-    route: impl FnOnce(&CacheConfig, &mut SpinKv) -> Result<Reply, RequestError>,
+    route: impl FnOnce(&CacheConfig, &mut Stores) -> Result<Reply, RequestError>,
 ) -> anyhow::Result<Response> {
     let reply = if *req.method() == method {
         let guarded = |cfg: CacheConfig| -> Result<Reply, RequestError> {
@@ -295,11 +295,11 @@ fn admin_route(
     Ok(respond::http(reply))
 }
 
-fn admin_store(cfg: &CacheConfig) -> Result<SpinKv, RequestError> {
-    SpinKv::open_configured(cfg).map_err(RequestError::StoreUnavailable)
+fn admin_store(cfg: &CacheConfig) -> Result<Stores, RequestError> {
+    Stores::open(cfg).map_err(RequestError::StoreUnavailable)
 }
 
-fn admin_flush(cfg: &CacheConfig, store: &mut SpinKv) -> Result<Reply, RequestError> {
+fn admin_flush(cfg: &CacheConfig, store: &mut Stores) -> Result<Reply, RequestError> {
     let mut db = HttpDb::from_config(cfg).map_err(|e| RequestError::DbConfig(e.to_string()))?;
     let owner = format!("admin-{:016x}", env::random_u64());
     let rand = env::random_u64();

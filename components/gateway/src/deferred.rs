@@ -10,7 +10,7 @@ use std::cell::RefCell;
 
 use cache_core::serve::{self, Deferred, RequestError};
 use spin_adapters::env::{self, WallClock};
-use spin_adapters::{config, kv::SpinKv};
+use spin_adapters::{config, kv::Stores};
 
 use crate::{api, metrics};
 
@@ -31,7 +31,7 @@ pub async fn run_all() {
             Deferred::Revalidate { key, authorization } => {
                 let run = || -> Result<(), RequestError> {
                     let cfg = config::load()?;
-                    let mut kv = SpinKv::open_configured(&cfg)?;
+                    let mut kv = Stores::open(&cfg)?;
                     serve::revalidate(
                         &mut kv,
                         &mut api::DbOrigin(&cfg),

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use cache_core::counters;
 use cache_core::delivery::state;
 use cache_core::serve::{Event, RequestError};
-use spin_adapters::{config, env, kv::SpinKv};
+use spin_adapters::{config, env, kv::Stores};
 use spin_sdk::http::{Params, Request, Response};
 
 use crate::respond;
@@ -72,7 +72,7 @@ pub fn persist() {
     let Ok(cfg) = config::load() else {
         return;
     };
-    if let Ok(mut kv) = SpinKv::open_configured(&cfg) {
+    if let Ok(mut kv) = Stores::open(&cfg) {
         counters::add_to_store(&mut kv, pending);
     }
 }
@@ -81,7 +81,7 @@ pub fn persist() {
 pub fn handle(_: Request, _: Params) -> anyhow::Result<Response> {
     let render = || -> Result<String, RequestError> {
         let cfg = config::load()?;
-        let mut kv = SpinKv::open_configured(&cfg)?;
+        let mut kv = Stores::open(&cfg)?;
         let counts = counters::load(&mut kv)?;
         let stats = state::stats(&mut kv, env::now())?;
         Ok(counters::render(&counts, &stats))

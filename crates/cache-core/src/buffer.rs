@@ -30,6 +30,8 @@
 //! queue. A write that races with marking its entry clean may stay invisible until its own
 //! flush (there is no compare-and-swap to close that window).
 
+pub mod measure;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -37,7 +39,6 @@ use crate::config::CacheConfig;
 use crate::key::{ItemKey, Namespace};
 use crate::record::BufferedWrite;
 use crate::stamp::Stamp;
-use crate::stored::kv_key::{KvKey, RecordKind};
 use crate::time::UnixMillis;
 
 /// The newest write of one key, and every buffered write it replaces.
@@ -78,43 +79,18 @@ pub fn coalesce(writes: impl IntoIterator<Item = BufferedWrite>) -> Vec<Coalesce
     out
 }
 
-/// What is known about the buffer's size.
+/// What is known about the buffer's size ([`measure`] says how it is known).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BufferStats {
     /// Number of buffered write records.
     pub writes: usize,
-    /// Their total stored size, as last measured.
+    /// Their total stored size.
     pub bytes: u64,
     /// Stamp time of the oldest buffered write.
     pub oldest: Option<UnixMillis>,
 }
 
 impl BufferStats {
-    /// Counts `w:` keys of a store listing; `known_bytes` comes from the last flush's
-    /// measurement (reading every record to sum sizes is too costly on the write path).
-    #[must_use]
-    pub fn from_keys<S: AsRef<str>>(keys: &[S], known_bytes: u64) -> BufferStats {
-        let mut stats = BufferStats {
-            bytes: known_bytes,
-            ..BufferStats::default()
-        };
-        for key in keys {
-            let key = key.as_ref();
-            if RecordKind::of(key) != Some(RecordKind::Write) {
-                continue;
-            }
-            stats.writes = stats.writes.saturating_add(1);
-            if let Some(KvKey::Write(stamp)) = KvKey::parse(key) {
-                stats.oldest = Some(
-                    stats
-                        .oldest
-                        .map_or(stamp.millis(), |o| o.min(stamp.millis())),
-                );
-            }
-        }
-        stats
-    }
-
     /// How long the oldest write has waited, at `now`.
     #[must_use]
     pub fn oldest_age(&self, now: UnixMillis) -> Option<Duration> {

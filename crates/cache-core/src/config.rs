@@ -28,6 +28,7 @@
 //! | `flush_timeout`         | `10s`            | connect/first-byte/between-bytes, batch request  |
 //! | `lease_ttl`             | `60s`            | how long a flush run holds the lease             |
 //! | `kv_store`              | `default`        | the key-value store label                        |
+//! | `buffer_store`          | `kv_store`'s     | store label of buffered work (see below)         |
 //! | `admin_token`           | unset            | bearer token for `/admin` routes                 |
 //! | `metrics_hit_sample`    | `16`             | count fresh hits one in N (adding N)             |
 //! | `auth_mode`             | `origin`         | who decides access: `origin`, `grant` or `jwt`   |
@@ -53,6 +54,13 @@
 //! seconds ([`crate::limit`] says why these defaults). Fermyon Cloud caps a store at 1024 keys; cache entries,
 //! buffered writes, batches and dead letters share it, so keep `max_entries` plus
 //! `max_buffered_writes` below that when deploying there.
+//!
+//! `buffer_store` names a second store for buffered work (writes, batches, dead letters, the
+//! flush's bookkeeping and the metrics counters; [`crate::stored::kv_key::Area`]), so the
+//! flush lists the buffer, not the cache. Where the platform offers several labels (local
+//! Spin with a runtime config, SpinKube, Redis) list it in both components'
+//! `key_value_stores`; empty or equal to `kv_store` keeps everything in one store, the only
+//! choice on Fermyon Cloud and Akamai Functions.
 
 use std::fmt;
 use std::time::Duration;
@@ -118,6 +126,8 @@ pub mod var {
     pub const FLUSH_TIMEOUT: &str = "flush_timeout";
     /// The key-value store label.
     pub const KV_STORE: &str = "kv_store";
+    /// The key-value store label of buffered work, when it is kept apart from the cache.
+    pub const BUFFER_STORE: &str = "buffer_store";
 
     /// Every variable [`CacheConfig::from_lookup`](super::CacheConfig::from_lookup) reads:
     /// what a manifest declares and hands to the components.
@@ -144,6 +154,7 @@ pub mod var {
         LEASE_TTL,
         FLUSH_TIMEOUT,
         KV_STORE,
+        BUFFER_STORE,
         ADMIN_TOKEN,
         METRICS_HIT_SAMPLE,
         AUTH_MODE,
@@ -276,6 +287,9 @@ pub struct CacheConfig {
     pub flush_timeout: Duration,
     /// The key-value store label (also listed in the component's `key_value_stores`).
     pub kv_store: String,
+    /// The store label of buffered work ([`crate::stored::kv_key::Area::Buffer`]) when it
+    /// differs from `kv_store`; `None` keeps everything in `kv_store`.
+    pub buffer_store: Option<String>,
     /// Bearer token for the admin routes.
     pub admin_token: Option<String>,
     /// Fresh hits are counted one in this many (each counted one adds this many), so that
@@ -324,6 +338,7 @@ impl fmt::Debug for CacheConfig {
             .field("lease_ttl", &self.lease_ttl)
             .field("flush_timeout", &self.flush_timeout)
             .field("kv_store", &self.kv_store)
+            .field("buffer_store", &self.buffer_store)
             .field("admin_token", &redact(&self.admin_token))
             .field("metrics_hit_sample", &self.metrics_hit_sample)
             .field("auth_mode", &self.auth_mode)
@@ -475,6 +490,7 @@ impl CacheConfig {
         let url = r
             .raw(var::DB_API_URL)
             .ok_or(ConfigError::Missing(var::DB_API_URL))?;
+        let kv_store = r.raw(var::KV_STORE).unwrap_or_else(|| "default".to_owned());
         let cfg = CacheConfig {
             db_api_url: validate_url(var::DB_API_URL, &url)?,
             db_api_token: r.raw(var::DB_API_TOKEN),
@@ -510,7 +526,8 @@ impl CacheConfig {
             flush_retry_max: r.duration(var::FLUSH_RETRY_MAX, Duration::from_secs(300))?,
             lease_ttl: r.duration(var::LEASE_TTL, Duration::from_secs(60))?,
             flush_timeout: r.duration(var::FLUSH_TIMEOUT, Duration::from_secs(10))?,
-            kv_store: r.raw(var::KV_STORE).unwrap_or_else(|| "default".to_owned()),
+            kv_store: kv_store.clone(),
+            buffer_store: r.raw(var::BUFFER_STORE).filter(|b| *b != kv_store),
             admin_token: r.raw(var::ADMIN_TOKEN),
             metrics_hit_sample: u64::try_from(r.count(
                 var::METRICS_HIT_SAMPLE,

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use crate::delivery::state::FlushStats;
 use crate::serve::Event;
 use crate::store::{KvStore, StoreError};
-use crate::stored::kv_key::{KvKey, META_PREFIX};
+use crate::stored::kv_key::{Area, KvKey, META_PREFIX};
 
 /// Cache hits (fresh entries served).
 pub const HITS: &str = "hits";
@@ -76,7 +76,7 @@ pub fn add_to_store(store: &mut impl KvStore, pending: BTreeMap<String, u64>) {
 pub fn load(store: &mut impl KvStore) -> Result<BTreeMap<String, u64>, StoreError> {
     let counter_prefix = KvKey::Counter(String::new()).render();
     let mut counters = BTreeMap::new();
-    for key in store.get_keys()? {
+    for key in store.get_keys_in(Area::Buffer)? {
         if !key.starts_with(META_PREFIX) {
             continue;
         }

@@ -71,8 +71,9 @@
 //! 6. Read the shared entry, stamp the write and prepare the buffer record and the dirty
 //!    entry ([`prepare_write`]); too large → `413`. The dirty entry is for anyone only if the
 //!    entry it replaces was; otherwise readers need a grant.
-//! 7. Admission: the buffer's keys and the flush state give its size and age; over a bound →
-//!    `503` with `Retry-After` ([`admit`]).
+//! 7. Admission: the write counts itself in the admission epoch, and the flush state's
+//!    measure plus the epoch's counts give the buffer's size and age; over a bound → `503`
+//!    with `Retry-After` ([`admit`], [`measure`]).
 //! 8. Store the buffer record `w:{stamp}`: the durability point. The `202` can only be built
 //!    from what storing it returns ([`reply::Buffered`]).
 //! 9. Store the dirty entry unless it already shows a newer write, and check it stayed
@@ -80,8 +81,10 @@
 //! 10. `202 Accepted` with `ETag: "w{stamp}"` and `X-Sync: pending`.
 //!
 //! KV operations: after the `increment` of the write budget, a `PUT` without preconditions,
-//! once authorized, is `get` (entry), `get_keys`, `get` (flush state), `set` (record), `get`,
-//! `set`, `get` (entry, checked): four reads, one key listing, two writes. Authorizing adds
+//! once authorized, is `get` (entry), `get` (flush state), two `increment`s (admission),
+//! `set` (record), `get`, `set`, `get` (entry, checked): four reads, two increments, two
+//! writes, none of them depending on how much the store holds. Without atomics each
+//! `increment` is a `get` and a `set`. Authorizing adds
 //! one or two reads for a kept grant, or one write after asking the DB API. A `PATCH` of a
 //! cached key adds the `GET`'s one read; of an uncached one, the fill's seven (claim, store,
 //! release).
@@ -108,7 +111,7 @@ use self::origin::Fetched;
 use self::prepare::{is_newer_than, prepare_write, Change, EntryUpdate, PreparedWrite, WriteError};
 use crate::auth::caller::Caller;
 use crate::auth::gate;
-use crate::buffer::{admit, Admission, Backpressure, BufferStats};
+use crate::buffer::{admit, measure, Admission, Backpressure};
 use crate::config::AuthMode;
 use crate::config::CacheConfig;
 use crate::contract::Access;
@@ -724,17 +727,18 @@ fn check_preconditions(
     Ok(())
 }
 
-/// Backpressure: whether the buffer takes the prepared record.
+/// Backpressure: whether the buffer takes the prepared record. The buffer's size is the last
+/// flush run's measure plus the writes counted since ([`measure`]), never a listing: a
+/// write costs the same whatever the store holds.
 fn check_admission(
     store: &mut impl KvStore,
     prepared: &PreparedWrite,
     now: UnixMillis,
     cfg: &CacheConfig,
 ) -> Result<(), RequestError> {
-    let keys = store.get_keys()?;
-    let known_bytes = FlushState::load(store)?.buffered_bytes;
-    let stats = BufferStats::from_keys(&keys, known_bytes);
+    let state = FlushState::load(store)?;
     let incoming = u64::try_from(prepared.record.len()).unwrap_or(u64::MAX);
+    let stats = measure::count_write(store, &state, incoming, now)?;
     match admit(&stats, incoming, now, cfg) {
         Admission::Accept => Ok(()),
         Admission::Reject {

@@ -20,6 +20,8 @@ use std::collections::BTreeMap;
 
 use thiserror::Error;
 
+use crate::stored::kv_key::Area;
+
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum StoreError {
@@ -44,6 +46,28 @@ pub trait KvStore {
     fn delete(&mut self, key: &str) -> Result<(), StoreError>;
     /// Every key in the store.
     fn get_keys(&mut self) -> Result<Vec<String>, StoreError>;
+
+    /// The values under `keys`, in their order. One call where the host has
+    /// `wasi:keyvalue/batch` (Spin: one query on SQLite, `MGET` on Redis); this default reads
+    /// them one by one.
+    fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
+    /// Removes `keys`. One call where the host has `wasi:keyvalue/batch`; callers must not
+    /// rely on it being atomic (this default deletes them one by one, and a failure can leave
+    /// any prefix of them deleted).
+    fn delete_many(&mut self, keys: &[String]) -> Result<(), StoreError> {
+        keys.iter().try_for_each(|k| self.delete(k))
+    }
+
+    /// The keys of one [`Area`]. This default lists the whole store and keeps the area's
+    /// keys; a [`SplitStore`] lists only the store that holds the area.
+    fn get_keys_in(&mut self, area: Area) -> Result<Vec<String>, StoreError> {
+        let mut keys = self.get_keys()?;
+        keys.retain(|k| Area::of(k) == area);
+        Ok(keys)
+    }
 
     /// Replaces the value under `key` with `new` if it is still `expected` (`None`: absent);
     /// `Ok(false)` when it was not.
@@ -261,11 +285,166 @@ impl<S: KvStore> KvStore for WithoutAtomics<S> {
     fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
         self.0.get_keys()
     }
+    fn get_keys_in(&mut self, area: Area) -> Result<Vec<String>, StoreError> {
+        self.0.get_keys_in(area)
+    }
+    fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.0.get_many(keys)
+    }
+    fn delete_many(&mut self, keys: &[String]) -> Result<(), StoreError> {
+        self.0.delete_many(keys)
+    }
+}
+
+/// Two stores seen as one: the buffer's keys ([`Area::Buffer`]) in `buffer`, all others in
+/// `cache`. Every operation goes to the store of its key's area, so the core's routines work
+/// unchanged; listing an area lists that store alone. With the buffer in a store of its own
+/// the flush, the dead-letter queue and the metrics read a listing of buffered work, however
+/// many entries the cache holds.
+#[derive(Debug, Default)]
+pub struct SplitStore<C, B> {
+    /// Cache entries and what serving them needs.
+    pub cache: C,
+    /// Buffered work and its bookkeeping.
+    pub buffer: B,
+}
+
+impl<C: KvStore, B: KvStore> SplitStore<C, B> {
+    fn part(&mut self, key: &str) -> &mut dyn KvStore {
+        match Area::of(key) {
+            Area::Cache => &mut self.cache,
+            Area::Buffer => &mut self.buffer,
+        }
+    }
+}
+
+impl<C: KvStore, B: KvStore> KvStore for SplitStore<C, B> {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.part(key).get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.part(key).set(key, value)
+    }
+    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
+        self.part(key).delete(key)
+    }
+    /// Both stores' keys, each filtered to its area (a key of the other area found in a
+    /// store is not one this split would read).
+    fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut keys = self.cache.get_keys_in(Area::Cache)?;
+        keys.extend(self.buffer.get_keys_in(Area::Buffer)?);
+        Ok(keys)
+    }
+    fn get_keys_in(&mut self, area: Area) -> Result<Vec<String>, StoreError> {
+        match area {
+            Area::Cache => self.cache.get_keys_in(area),
+            Area::Buffer => self.buffer.get_keys_in(area),
+        }
+    }
+    /// One call per store the keys live in.
+    fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let (cache, buffer): (Vec<_>, Vec<_>) = keys
+            .iter()
+            .cloned()
+            .enumerate()
+            .partition(|(_, k)| Area::of(k) == Area::Cache);
+        let mut out = vec![None; keys.len()];
+        for (part, store) in [
+            (cache, &mut self.cache as &mut dyn KvStore),
+            (buffer, &mut self.buffer),
+        ] {
+            if part.is_empty() {
+                continue;
+            }
+            let (at, ks): (Vec<usize>, Vec<String>) = part.into_iter().unzip();
+            for (i, v) in at.into_iter().zip(store.get_many(&ks)?) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+    fn delete_many(&mut self, keys: &[String]) -> Result<(), StoreError> {
+        let (cache, buffer): (Vec<String>, Vec<String>) = keys
+            .iter()
+            .cloned()
+            .partition(|k| Area::of(k) == Area::Cache);
+        if !cache.is_empty() {
+            self.cache.delete_many(&cache)?;
+        }
+        if !buffer.is_empty() {
+            self.buffer.delete_many(&buffer)?;
+        }
+        Ok(())
+    }
+    fn compare_and_swap(
+        &mut self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.part(key).compare_and_swap(key, expected, new)
+    }
+    fn increment(&mut self, key: &str, delta: u64) -> Result<u64, StoreError> {
+        self.part(key).increment(key, delta)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_split_store_keeps_each_area_in_its_own_store() {
+        let mut s = SplitStore {
+            cache: MemoryStore::new(),
+            buffer: MemoryStore::new(),
+        };
+        for key in [
+            "c:users:1",
+            "m:fill:00000000000000ff",
+            "w:x",
+            "m:flush",
+            "m:lease",
+        ] {
+            s.set(key, b"1").unwrap();
+        }
+        s.increment("m:admit:0:n", 1).unwrap();
+        assert!(s.compare_and_swap("m:lease", Some(b"1"), b"2").unwrap());
+        assert_eq!(
+            s.cache.keys_with_prefix(""),
+            ["c:users:1", "m:fill:00000000000000ff"]
+        );
+        assert_eq!(
+            s.buffer.keys_with_prefix(""),
+            ["m:admit:0:n", "m:flush", "m:lease", "w:x"]
+        );
+        assert_eq!(s.get_keys_in(Area::Buffer).unwrap().len(), 4);
+        assert_eq!(s.get_keys().unwrap().len(), 6);
+        assert_eq!(s.get("m:lease").unwrap(), Some(b"2".to_vec()));
+        let many = ["w:x", "c:users:1", "nothing", "m:flush"].map(str::to_owned);
+        assert_eq!(
+            s.get_many(&many).unwrap(),
+            [
+                Some(b"1".to_vec()),
+                Some(b"1".to_vec()),
+                None,
+                Some(b"1".to_vec())
+            ]
+        );
+        s.delete_many(&["c:users:1".to_owned(), "m:flush".to_owned()])
+            .unwrap();
+        assert_eq!(s.get_keys().unwrap().len(), 4);
+        s.set("c:users:1", b"1").unwrap();
+        s.set("m:flush", b"1").unwrap();
+        s.delete("w:x").unwrap();
+        assert_eq!(s.get_keys_in(Area::Buffer).unwrap().len(), 3);
+        // One store for both: each area's listing keeps its own keys.
+        let mut one = MemoryStore::new();
+        one.set("c:users:1", b"1").unwrap();
+        one.set("w:x", b"1").unwrap();
+        assert_eq!(one.get_keys_in(Area::Buffer).unwrap(), ["w:x"]);
+        assert_eq!(one.get_keys_in(Area::Cache).unwrap(), ["c:users:1"]);
+    }
 
     #[test]
     fn simulated_crash_stops_every_operation_until_recovery() {

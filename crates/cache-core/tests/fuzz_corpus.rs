@@ -409,6 +409,10 @@ fn stored_record() -> impl Strategy<Value = Vec<u8>> {
                 last_error: text,
                 last_success_at: None,
                 buffered_bytes,
+                buffered_writes: buffered_bytes / 3,
+                oldest_buffered: at,
+                epoch: u64::from(failures),
+                epoch_started_at: at,
             };
             let mut store = MemoryStore::new();
             state.save(&mut store).expect("memory store");

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use cache_core::delivery::flush::FlushOutcome;
+use cache_core::delivery::state::FlushState;
 use cache_core::entry::EntryKind;
 use cache_core::limit::{Budget, RateLimits};
 use cache_core::serve::fill;
@@ -902,7 +903,20 @@ fn the_kv_operations_of_a_hit_a_miss_a_put_and_a_patch() {
     serve::get(&mut store, &mut origin, &mut clock, 2, &cfg, &get("a"));
     assert_eq!(ops(&mut store), "increment get", "hit");
 
-    let put = "get get_keys get set get set get";
+    // A store no flush run has measured yet: its first write dates the admission epoch.
+    let put = "get get increment increment set get set get";
+    let req = write("a", Op::Put(b"1".to_vec()));
+    serve::write(&mut store, &mut origin, &mut clock, 3, &cfg, &req);
+    assert_eq!(
+        ops(&mut store),
+        "increment get get increment increment set set get set get",
+        "first put"
+    );
+    let flushed = FlushState {
+        epoch_started_at: Some(UnixMillis(T0)),
+        ..FlushState::default()
+    };
+    flushed.save(&mut store.inner).unwrap();
     let req = write("a", Op::Put(b"2".to_vec()));
     let out = serve::write(&mut store, &mut origin, &mut clock, 3, &cfg, &req);
     assert_eq!(out.reply.status, 202);

@@ -24,7 +24,16 @@ pub struct Manifest {
     name: String,
     defaults: BTreeMap<String, String>,
     triggers: String,
-    components: String,
+    components: Vec<Component>,
+    stores: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Component {
+    id: String,
+    source: String,
+    outbound: Option<String>,
+    variables: bool,
 }
 
 impl Manifest {
@@ -43,8 +52,17 @@ impl Manifest {
                 .map(|v| ((*v).to_owned(), "off".to_owned()))
                 .collect(),
             triggers: String::new(),
-            components: String::new(),
+            components: Vec::new(),
+            stores: vec!["default".to_owned()],
         }
+    }
+
+    /// Grants every component the store `label` too (it must be defined in the runtime
+    /// config, as in Spin).
+    #[must_use]
+    pub fn store(mut self, label: &str) -> Manifest {
+        self.stores.push(label.to_owned());
+        self
     }
 
     /// Gives `variable` a default other than empty.
@@ -104,7 +122,25 @@ impl Manifest {
             }
         }
         m.push_str(&self.triggers);
-        m.push_str(&self.components);
+        let stores: Vec<String> = self.stores.iter().map(|s| format!("\"{s}\"")).collect();
+        for c in &self.components {
+            let id = &c.id;
+            let _ = write!(
+                m,
+                "[component.{id}]\nsource = \"{}\"\nkey_value_stores = [{}]\n",
+                c.source,
+                stores.join(", ")
+            );
+            if let Some(host) = &c.outbound {
+                let _ = writeln!(m, "allowed_outbound_hosts = [\"{host}\"]");
+            }
+            if c.variables {
+                let _ = writeln!(m, "[component.{id}.variables]");
+                for v in var::ALL {
+                    let _ = writeln!(m, "{v} = \"{{{{ {v} }}}}\"");
+                }
+            }
+        }
         m
     }
 
@@ -116,20 +152,12 @@ impl Manifest {
     }
 
     fn component(&mut self, id: &str, source: &str, outbound: Option<&str>, variables: bool) {
-        let c = &mut self.components;
-        let _ = write!(
-            c,
-            "[component.{id}]\nsource = \"{source}\"\nkey_value_stores = [\"default\"]\n"
-        );
-        if let Some(host) = outbound {
-            let _ = writeln!(c, "allowed_outbound_hosts = [\"{host}\"]");
-        }
-        if variables {
-            let _ = writeln!(c, "[component.{id}.variables]");
-            for v in var::ALL {
-                let _ = writeln!(c, "{v} = \"{{{{ {v} }}}}\"");
-            }
-        }
+        self.components.push(Component {
+            id: id.to_owned(),
+            source: source.to_owned(),
+            outbound: outbound.map(str::to_owned),
+            variables,
+        });
     }
 }
 
@@ -157,5 +185,11 @@ mod tests {
         assert!(m.contains("\nrate_limit_admin = { default = \"off\" }"));
         assert!(m.contains("\ndb_api_url = { required = true }"));
         assert!(m.contains("route = \"/probe/...\"") && m.contains("cron_expression"));
+        assert_eq!(m.matches("key_value_stores = [\"default\"]\n").count(), 3);
+        let two = Manifest::new("t")
+            .store("buffer")
+            .gateway("g.wasm", "x")
+            .render();
+        assert!(two.contains("key_value_stores = [\"default\", \"buffer\"]\n"));
     }
 }

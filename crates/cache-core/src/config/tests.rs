@@ -31,6 +31,7 @@ fn defaults_apply_when_only_the_url_is_set_and_empty_means_unset() {
     assert_eq!(cfg.admin_token, None);
     assert_eq!(cfg.flush_timeout, Duration::from_secs(10));
     assert_eq!(cfg.kv_store, "default");
+    assert_eq!(cfg.buffer_store, None);
     assert_eq!(cfg.jwt_verifier, None);
     assert_eq!(cfg.auth_rules, None);
     let per_minute = |quota| {
@@ -54,6 +55,19 @@ fn defaults_apply_when_only_the_url_is_set_and_empty_means_unset() {
     ])
     .unwrap();
     assert_eq!((off.rate_limits.read, off.rate_limits.admin), (None, None));
+    let split = |kv: &str, buffer: &str| {
+        load(&[
+            ("db_api_url", "http://db"),
+            ("kv_store", kv),
+            ("buffer_store", buffer),
+        ])
+        .unwrap()
+        .buffer_store
+    };
+    assert_eq!(split("", "buffer"), Some("buffer".to_owned()));
+    assert_eq!(split("cache", "cache"), None);
+    assert_eq!(split("", "default"), None);
+    assert_eq!(split("cache", ""), None);
     assert_eq!(off.rate_limits.write, per_minute(120));
     assert_eq!(
         cfg,

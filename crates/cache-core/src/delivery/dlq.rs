@@ -19,7 +19,7 @@ use crate::delivery::batch_id::BatchId;
 use crate::record::{BufferedWrite, RecordError, StoredWrite};
 use crate::stamp::Stamp;
 use crate::store::{KvStore, StoreError};
-use crate::stored::kv_key::{KvKey, RecordKind};
+use crate::stored::kv_key::{Area, KvKey, RecordKind};
 use crate::time::UnixMillis;
 
 const DEAD_LETTER_FORMAT: u8 = 1;
@@ -152,7 +152,7 @@ pub struct DeadLetters {
 /// Lists the dead-letter queue.
 pub fn list(store: &mut impl KvStore) -> Result<DeadLetters, StoreError> {
     let mut keys: Vec<String> = store
-        .get_keys()?
+        .get_keys_in(Area::Buffer)?
         .into_iter()
         .filter(|k| RecordKind::of(k) == Some(RecordKind::DeadLetter))
         .collect();

@@ -29,10 +29,11 @@ use crate::backoff::retry_delay;
 use crate::batch::{self, SealedBatch};
 use crate::batch_id::BatchId;
 use crate::buffer::coalesce;
+use crate::buffer::measure;
 use crate::config::CacheConfig;
 use crate::db::{DbApi, SendError};
 use crate::dlq::{self, DeadLetter, DeadReason};
-use crate::kv_key::{KvKey, RecordKind};
+use crate::kv_key::{Area, KvKey, RecordKind};
 use crate::lease::{self, HeldLease, LeaseOutcome};
 use crate::record::BufferedWrite;
 use crate::settle::{bury_batch, settle_answer, Settled, Tally};
@@ -40,6 +41,10 @@ use crate::stamp::Stamp;
 use crate::state::FlushState;
 use crate::store::{KvStore, StoreError};
 use crate::time::UnixMillis;
+
+/// Buffer records read per `get_many` call: few calls, and a bounded answer (records are at
+/// most `max_value_bytes` each).
+const READ_CHUNK: usize = 32;
 
 /// How a flush run ended.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -152,6 +157,8 @@ pub fn run<S: KvStore, D: DbApi>(
         sends: 0,
         settled: BTreeSet::new(),
         read_bytes: Vec::new(),
+        listed: None,
+        read_all: false,
     };
     let outcome = flush
         .go(rand)
@@ -211,6 +218,10 @@ struct Flush<'a, S, D> {
     sends: usize,
     settled: BTreeSet<Stamp>,
     read_bytes: Vec<(Stamp, u64)>,
+    /// The buffer records the listing found; `None` until the buffer is listed.
+    listed: Option<Vec<Stamp>>,
+    /// Whether every listed record not in a sealed batch was read (their bytes are known).
+    read_all: bool,
 }
 
 impl<S: KvStore, D: DbApi> Flush<'_, S, D> {
@@ -219,7 +230,8 @@ impl<S: KvStore, D: DbApi> Flush<'_, S, D> {
         if let Some(until) = state.next_attempt_at.filter(|t| self.now < *t) {
             return Ok(FlushOutcome::BackingOff { until });
         }
-        let failure = match self.deliver()? {
+        measure::begin_epoch(self.store, &mut state, self.now)?;
+        let failure = match self.deliver(state.epoch)? {
             Delivery::LeaseLost => return Ok(FlushOutcome::LeaseLost),
             Delivery::Failed(f) => Some(f),
             Delivery::Done => None,
@@ -254,13 +266,20 @@ impl<S: KvStore, D: DbApi> Flush<'_, S, D> {
                 }
             }
         };
-        if !self.read_bytes.is_empty() || failure_free(&outcome) {
-            state.buffered_bytes = self
-                .read_bytes
+        if let Some(listed) = &self.listed {
+            let remaining: Vec<Stamp> = listed
                 .iter()
-                .filter(|(s, _)| !self.settled.contains(s))
-                .map(|(_, b)| *b)
-                .fold(0u64, u64::saturating_add);
+                .filter(|s| !self.settled.contains(s))
+                .copied()
+                .collect();
+            let bytes = self.read_all.then(|| {
+                self.read_bytes
+                    .iter()
+                    .filter(|(s, _)| !self.settled.contains(s))
+                    .map(|(_, b)| *b)
+                    .fold(0u64, u64::saturating_add)
+            });
+            measure::rebase(&mut state, &remaining, bytes);
         }
         state.last_run_at = Some(self.now);
         state.last_outcome = Some(outcome.label().to_owned());
@@ -269,8 +288,19 @@ impl<S: KvStore, D: DbApi> Flush<'_, S, D> {
     }
 
     /// Resends registered batches, then flushes the buffer.
-    fn deliver(&mut self) -> Result<Delivery, StoreError> {
-        let keys = self.store.get_keys()?;
+    fn deliver(&mut self, epoch: u64) -> Result<Delivery, StoreError> {
+        let keys = self.store.get_keys_in(Area::Buffer)?;
+        for key in keys.iter().filter(|k| measure::is_closed_counter(k, epoch)) {
+            self.store.delete(key)?;
+        }
+        self.listed = Some(
+            keys.iter()
+                .filter_map(|k| match KvKey::parse(k) {
+                    Some(KvKey::Write(stamp)) => Some(stamp),
+                    _ => None,
+                })
+                .collect(),
+        );
         let Some(registered) = self.registry(&keys)? else {
             return Ok(Delivery::LeaseLost);
         };
@@ -288,6 +318,7 @@ impl<S: KvStore, D: DbApi> Flush<'_, S, D> {
             }
         }
         let writes = self.load_writes(&keys, &excluded)?;
+        self.read_all = true;
         let planned = batch::split(
             coalesce(writes),
             self.cfg.flush_batch_max_items,
@@ -382,25 +413,30 @@ impl<S: KvStore, D: DbApi> Flush<'_, S, D> {
         keys: &[String],
         excluded: &BTreeSet<Stamp>,
     ) -> Result<Vec<BufferedWrite>, StoreError> {
+        let due: Vec<(Stamp, &String)> = keys
+            .iter()
+            .filter_map(|key| match KvKey::parse(key) {
+                Some(KvKey::Write(stamp)) if !excluded.contains(&stamp) => Some((stamp, key)),
+                _ => None,
+            })
+            .collect();
         let mut writes = Vec::new();
-        for key in keys {
-            let Some(KvKey::Write(stamp)) = KvKey::parse(key) else {
-                continue;
-            };
-            if excluded.contains(&stamp) {
-                continue;
-            }
-            let Some(bytes) = self.store.get(key)? else {
-                continue;
-            };
-            self.report.records_read += 1;
-            self.read_bytes.push((stamp, bytes.len() as u64));
-            match BufferedWrite::decode(&bytes) {
-                Ok(w) if w.stamp == stamp => writes.push(w),
-                Ok(_) => {
-                    self.bury_corrupt(key, stamp, &bytes, "record stamp differs from its key")?
+        for chunk in due.chunks(READ_CHUNK) {
+            let names: Vec<String> = chunk.iter().map(|(_, k)| (*k).clone()).collect();
+            let values = self.store.get_many(&names)?;
+            for ((stamp, key), bytes) in chunk.iter().zip(values) {
+                let Some(bytes) = bytes else {
+                    continue;
+                };
+                self.report.records_read += 1;
+                self.read_bytes.push((*stamp, bytes.len() as u64));
+                match BufferedWrite::decode(&bytes) {
+                    Ok(w) if w.stamp == *stamp => writes.push(w),
+                    Ok(_) => {
+                        self.bury_corrupt(key, *stamp, &bytes, "record stamp differs from its key")?
+                    }
+                    Err(e) => self.bury_corrupt(key, *stamp, &bytes, &e.to_string())?,
                 }
-                Err(e) => self.bury_corrupt(key, stamp, &bytes, &e.to_string())?,
             }
         }
         Ok(writes)
@@ -494,8 +530,4 @@ impl<S: KvStore, D: DbApi> Flush<'_, S, D> {
         items.dead_lettered += tally.dead_lettered;
         items.records_deleted += tally.records_deleted;
     }
-}
-
-fn failure_free(outcome: &FlushOutcome) -> bool {
-    matches!(outcome, FlushOutcome::Idle | FlushOutcome::Delivered)
 }

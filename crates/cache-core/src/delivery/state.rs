@@ -1,9 +1,11 @@
 //! The flush state record (`m:flush`) and the statistics derived for `/admin/stats`.
 //!
 //! The state carries what must survive between flush runs: the backoff window after failures
-//! and the outcome of the last run. It also records the buffered bytes measured by the last
-//! run, which the gateway uses for admission (summing record sizes on every write would mean
-//! reading the whole buffer). An unreadable state record counts as the default state.
+//! and the outcome of the last run. It also carries the buffer's size as the last run
+//! measured it and the admission epoch, which the gateway's backpressure starts from
+//! ([`crate::buffer::measure`]): listing the buffer on every write would make a write's cost
+//! grow with the store. Only the lease holder writes it. An unreadable state record counts
+//! as the default state (epoch 0, nothing measured), as does a missing one.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,8 +31,16 @@ pub struct FlushState {
     pub last_error: Option<String>,
     /// When a run last delivered everything it tried.
     pub last_success_at: Option<UnixMillis>,
-    /// Bytes of buffer records left after the last run.
+    /// Buffer records measured by the last run, plus those admitted in the epochs it closed.
+    pub buffered_writes: u64,
+    /// Their bytes, likewise.
     pub buffered_bytes: u64,
+    /// Stamp time of the oldest of them, when known.
+    pub oldest_buffered: Option<UnixMillis>,
+    /// The admission epoch: writes count themselves under `m:admit:{epoch}:…`.
+    pub epoch: u64,
+    /// When the current epoch began.
+    pub epoch_started_at: Option<UnixMillis>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,6 +60,14 @@ struct StoredState {
     last_success_at: Option<u64>,
     #[serde(default)]
     buffered_bytes: u64,
+    #[serde(default)]
+    buffered_writes: u64,
+    #[serde(default)]
+    oldest_buffered: Option<u64>,
+    #[serde(default)]
+    epoch: u64,
+    #[serde(default)]
+    epoch_started_at: Option<u64>,
 }
 
 impl FlushState {
@@ -66,7 +84,11 @@ impl FlushState {
                 last_outcome: s.last_outcome,
                 last_error: s.last_error,
                 last_success_at: s.last_success_at.map(UnixMillis),
+                buffered_writes: s.buffered_writes,
                 buffered_bytes: s.buffered_bytes,
+                oldest_buffered: s.oldest_buffered.map(UnixMillis),
+                epoch: s.epoch,
+                epoch_started_at: s.epoch_started_at.map(UnixMillis),
             })
             .unwrap_or_default())
     }
@@ -82,6 +104,10 @@ impl FlushState {
             last_error: self.last_error.clone(),
             last_success_at: self.last_success_at.map(|t| t.0),
             buffered_bytes: self.buffered_bytes,
+            buffered_writes: self.buffered_writes,
+            oldest_buffered: self.oldest_buffered.map(|t| t.0),
+            epoch: self.epoch,
+            epoch_started_at: self.epoch_started_at.map(|t| t.0),
         };
         let bytes = serde_json::to_vec(&stored).map_err(|e| StoreError::Other(e.to_string()))?;
         store.set(&KvKey::FlushState.render(), &bytes)
@@ -146,6 +172,10 @@ mod tests {
         let state = FlushState {
             failures: 2,
             next_attempt_at: Some(UnixMillis(5)),
+            buffered_writes: 3,
+            oldest_buffered: Some(UnixMillis(2)),
+            epoch: 7,
+            epoch_started_at: Some(UnixMillis(4)),
             ..FlushState::default()
         };
         state.save(&mut store).unwrap();

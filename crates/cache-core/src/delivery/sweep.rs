@@ -18,7 +18,7 @@ use crate::auth::grant;
 use crate::config::CacheConfig;
 use crate::envelope;
 use crate::store::{KvStore, StoreError};
-use crate::stored::kv_key::{KvKey, RecordKind};
+use crate::stored::kv_key::{Area, KvKey, RecordKind};
 use crate::time::UnixMillis;
 
 /// What a sweep did.
@@ -48,7 +48,7 @@ pub fn sweep(
 ) -> Result<SweepReport, StoreError> {
     let mut report = SweepReport::default();
     let mut evictable: Vec<(UnixMillis, String)> = Vec::new();
-    let keys = store.get_keys()?;
+    let keys = store.get_keys_in(Area::Cache)?;
     for key in &keys {
         if let Some(KvKey::Grant { window, .. }) = KvKey::parse(key) {
             if grant::is_dead(window, now, cfg.grant_ttl) {

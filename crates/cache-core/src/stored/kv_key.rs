@@ -13,7 +13,8 @@
 //! | `b:{batch_id}`              | a sealed batch, in flight to the DB API             |
 //! | `d:{stamp}`                 | a dead-lettered write                               |
 //! | `m:lease`                   | the flush lease                                     |
-//! | `m:flush`                   | flush state: backoff, last outcome                  |
+//! | `m:flush`                   | flush state: backoff, last outcome, buffer measure  |
+//! | `m:admit:{epoch}:{n\|b\|t}`  | writes, bytes (and first time) admitted in an epoch |
 //! | `m:fill:{hash}`             | fill lease of one cold cache entry                  |
 //! | `m:count:{name}`            | a metrics counter                                   |
 //! | `m:grant:{window}:{digest}` | an access decision kept for one caller (`grant_ttl`) |
@@ -56,6 +57,48 @@ const FLUSH_STATE: &str = "flush";
 const COUNTER: &str = "count:";
 const FILL: &str = "fill:";
 const GRANT: &str = "grant:";
+const ADMIT: &str = "admit:";
+
+/// Which store a key lives in when the cache and the buffer are kept apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Area {
+    /// Cache entries, fill leases, access grants, rate counters, and keys of other owners.
+    Cache,
+    /// Buffered writes, sealed batches, dead letters, the flush lease and state, admission
+    /// and metrics counters.
+    Buffer,
+}
+
+impl Area {
+    /// The area of `key`, from its text alone.
+    #[must_use]
+    pub fn of(key: &str) -> Area {
+        match RecordKind::of(key) {
+            Some(RecordKind::Write | RecordKind::Batch | RecordKind::DeadLetter) => Area::Buffer,
+            Some(RecordKind::Meta) => {
+                let rest = &key[2..];
+                if rest.starts_with(FILL) || rest.starts_with(GRANT) {
+                    Area::Cache
+                } else {
+                    Area::Buffer
+                }
+            }
+            Some(RecordKind::Entry | RecordKind::Rate) | None => Area::Cache,
+        }
+    }
+}
+
+/// What an admission counter counts ([`KvKey::Admitted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Admitted {
+    /// Writes (`n`).
+    Writes,
+    /// Bytes of their buffer records (`b`).
+    Bytes,
+    /// When the first of them was counted (`t`), kept only in an epoch no flush run began,
+    /// whose start is otherwise unknown.
+    Since,
+}
 
 /// The kind of record a KV key names, from its prefix alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,6 +150,13 @@ pub enum KvKey {
     FlushState,
     /// A metrics counter.
     Counter(String),
+    /// An admission counter of one epoch ([`crate::delivery::state::FlushState::epoch`]).
+    Admitted {
+        /// The epoch counted in.
+        epoch: u64,
+        /// What it counts.
+        measure: Admitted,
+    },
     /// The fill lease of a cache entry, named by the FNV-1a hash of the entry's KV key
     /// (entry keys can be 250 bytes; the hash keeps the lease key short).
     Fill(u64),
@@ -146,6 +196,14 @@ impl KvKey {
             KvKey::Lease => format!("{META_PREFIX}{LEASE}"),
             KvKey::FlushState => format!("{META_PREFIX}{FLUSH_STATE}"),
             KvKey::Counter(name) => format!("{META_PREFIX}{COUNTER}{name}"),
+            KvKey::Admitted { epoch, measure } => {
+                let m = match measure {
+                    Admitted::Writes => 'n',
+                    Admitted::Bytes => 'b',
+                    Admitted::Since => 't',
+                };
+                format!("{META_PREFIX}{ADMIT}{epoch}:{m}")
+            }
             KvKey::Fill(hash) => format!("{META_PREFIX}{FILL}{hash:016x}"),
             KvKey::Grant { window, digest } => format!("{META_PREFIX}{GRANT}{window}:{digest}"),
             KvKey::Rate {
@@ -174,6 +232,7 @@ impl KvKey {
                     .and_then(|h| u64::from_str_radix(h, 16).ok())
                     .map(KvKey::Fill),
                 _ if rest.starts_with(GRANT) => parse_grant(rest.strip_prefix(GRANT)?),
+                _ if rest.starts_with(ADMIT) => parse_admitted(rest.strip_prefix(ADMIT)?),
                 _ => rest
                     .strip_prefix(COUNTER)
                     .filter(|n| !n.is_empty())
@@ -182,6 +241,26 @@ impl KvKey {
             RecordKind::Rate => parse_rate(rest),
         }
     }
+}
+
+fn parse_admitted(rest: &str) -> Option<KvKey> {
+    let (epoch, m) = rest.split_once(':')?;
+    let measure = match m {
+        "n" => Admitted::Writes,
+        "b" => Admitted::Bytes,
+        "t" => Admitted::Since,
+        _ => return None,
+    };
+    if epoch.is_empty()
+        || !epoch.bytes().all(|b| b.is_ascii_digit())
+        || (epoch.len() > 1 && epoch.starts_with('0'))
+    {
+        return None;
+    }
+    Some(KvKey::Admitted {
+        epoch: epoch.parse().ok()?,
+        measure,
+    })
 }
 
 fn parse_rate(rest: &str) -> Option<KvKey> {
@@ -295,6 +374,23 @@ mod tests {
             ("c:users:".to_owned(), None),
             ("w:nothex".to_owned(), None),
             ("m:other".to_owned(), None),
+            (
+                "m:admit:12:n".to_owned(),
+                Some(KvKey::Admitted {
+                    epoch: 12,
+                    measure: Admitted::Writes,
+                }),
+            ),
+            (
+                "m:admit:0:b".to_owned(),
+                Some(KvKey::Admitted {
+                    epoch: 0,
+                    measure: Admitted::Bytes,
+                }),
+            ),
+            ("m:admit:012:n".to_owned(), None),
+            ("m:admit:12:x".to_owned(), None),
+            ("m:admit::n".to_owned(), None),
             ("m:fill:00000000000000FF".to_owned(), None),
             ("m:fill:+0000000000000ff".to_owned(), None),
             (
@@ -325,6 +421,33 @@ mod tests {
         ];
         for (text, expected) in cases {
             check(&text, expected);
+        }
+    }
+
+    #[test]
+    fn the_area_is_known_from_the_key_alone() {
+        let stamp = Stamp::new(UnixMillis(5), 1, 2);
+        for key in [
+            format!("w:{stamp}"),
+            format!("d:{stamp}"),
+            "b:x".to_owned(),
+            "m:lease".to_owned(),
+            "m:flush".to_owned(),
+            "m:count:hits".to_owned(),
+            "m:admit:3:n".to_owned(),
+        ] {
+            assert_eq!(Area::of(&key), Area::Buffer, "{key}");
+        }
+        for key in [
+            "c:users:1",
+            "c:users#ab:1",
+            "m:fill:00000000000000ff",
+            "m:grant:7:ab",
+            "r:read:60:ip:x",
+            "other",
+            "",
+        ] {
+            assert_eq!(Area::of(key), Area::Cache, "{key}");
         }
     }
 
