@@ -2,7 +2,7 @@
 //!
 //! For every item the DB API answered: `applied`, `stale` and `duplicate` (the DB API had
 //! already applied this write id, in another batch) delete exactly the buffer records the item
-//! covers and mark the cache entry clean if it still shows this very write, or drop
+//! covers (all the batch's at once, [`KvStore::delete_many`]) and mark the cache entry clean if it still shows this very write, or drop
 //! it if it shows something older (the DB API now holds this write or a newer one);
 //! `conflict` and `rejected` dead-letter the write, delete its records and drop the cache entry
 //! if it still shows the refused write (so the next read fetches the DB's truth). A write
@@ -69,6 +69,7 @@ pub fn settle_answer(
             answered: answer.results.len(),
         });
     }
+    let mut delivered_records = Vec::new();
     for (item, result) in batch.items.iter().zip(&answer.results) {
         match result.status {
             ItemStatus::Applied | ItemStatus::Stale | ItemStatus::Duplicate => {
@@ -77,7 +78,7 @@ pub fn settle_answer(
                     ItemStatus::Stale => tally.stale += 1,
                     _ => tally.duplicate += 1,
                 }
-                delete_covered(store, item, tally)?;
+                delivered_records.extend(item.covers.iter().map(|s| KvKey::Write(*s).render()));
                 mark_clean(store, &item.winner, cfg)?;
             }
             ItemStatus::Conflict | ItemStatus::Rejected => {
@@ -98,6 +99,9 @@ pub fn settle_answer(
             }
         }
     }
+    // The delivered items' records in one call where the host has batch operations.
+    store.delete_many(&delivered_records)?;
+    tally.records_deleted += delivered_records.len();
     store.delete(&batch.kv_key())?;
     Ok(Settled::Done)
 }
@@ -186,10 +190,13 @@ fn delete_covered(
     item: &Coalesced,
     tally: &mut Tally,
 ) -> Result<(), StoreError> {
-    for stamp in &item.covers {
-        store.delete(&KvKey::Write(*stamp).render())?;
-        tally.records_deleted += 1;
-    }
+    let keys: Vec<String> = item
+        .covers
+        .iter()
+        .map(|s| KvKey::Write(*s).render())
+        .collect();
+    store.delete_many(&keys)?;
+    tally.records_deleted += keys.len();
     Ok(())
 }
 
