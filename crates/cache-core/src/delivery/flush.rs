@@ -7,7 +7,8 @@
 //! 2. reads the flush state; inside the backoff window → [`FlushOutcome::BackingOff`];
 //! 3. lists the store; deletes sealed batches the lease's registry does not list (they were
 //!    never sent) and resends the registered ones left by earlier runs, unchanged (same id);
-//! 4. reads the buffer records not covered by a registered batch, coalesces them per key,
+//! 4. reads the buffer records not covered by a registered batch (a few dozen per
+//!    [`KvStore::get_many`]), coalesces them per key,
 //!    splits them into batches by item count and bytes, and for each batch: seals it (stores
 //!    `b:{id}`), registers it in the lease record, sends it, settles the answer
 //!    ([`crate::settle`]); a registration that fails means another run took the lease over:

@@ -4,7 +4,9 @@
 //! the flush component also sweeps. Expired clean entries are deleted; then, if more than
 //! `max_entries` remain, clean entries are evicted least recently fetched or written first.
 //! An entry holding undelivered writes (dirty) is never deleted: it is the only readable copy
-//! of the newest value until the flush delivers it. Unreadable entries are deleted (a read
+//! of the newest value until the flush delivers it. Entries are read a few dozen at a time
+//! ([`KvStore::get_many`]); each one chosen for deletion is read again just before it is
+//! deleted, so a write that stored its dirty entry since the bulk read keeps it. Unreadable entries are deleted (a read
 //! would treat them as a miss anyway; any write they showed is still in the buffer).
 //!
 //! Kept access decisions (`m:grant:{window}:…`) of windows no lookup reads any more are
@@ -40,6 +42,25 @@ pub struct SweepReport {
     pub rate_counters: usize,
 }
 
+/// Entries read per [`KvStore::get_many`] call.
+const READ_CHUNK: usize = 32;
+
+/// Deletes `key` if it still holds `seen`, read again just before: a write that stored its
+/// dirty entry since the sweep read the key keeps it. Without compare-and-swap a write can
+/// still land between this read and the delete (the narrowest window there is); its record
+/// stays buffered and the entry comes back once the flush delivers it.
+fn delete_if_unchanged(
+    store: &mut impl KvStore,
+    key: &str,
+    seen: &[u8],
+) -> Result<bool, StoreError> {
+    if store.get(key)?.as_deref() != Some(seen) {
+        return Ok(false);
+    }
+    store.delete(key)?;
+    Ok(true)
+}
+
 /// Sweeps the cache entries of `store` at `now`.
 pub fn sweep(
     store: &mut impl KvStore,
@@ -47,7 +68,6 @@ pub fn sweep(
     cfg: &CacheConfig,
 ) -> Result<SweepReport, StoreError> {
     let mut report = SweepReport::default();
-    let mut evictable: Vec<(UnixMillis, String)> = Vec::new();
     let keys = store.get_keys_in(Area::Cache)?;
     for key in &keys {
         if let Some(KvKey::Grant { window, .. }) = KvKey::parse(key) {
@@ -70,31 +90,38 @@ pub fn sweep(
             }
         }
     }
-    for key in keys
+    let entry_keys: Vec<String> = keys
         .into_iter()
         .filter(|k| RecordKind::of(k) == Some(RecordKind::Entry))
-    {
-        let Some(bytes) = store.get(&key)? else {
-            continue;
-        };
-        match envelope::decode(&bytes) {
-            Err(_) => {
-                store.delete(&key)?;
-                report.unreadable += 1;
+        .collect();
+    let mut evictable: Vec<(UnixMillis, String, Vec<u8>)> = Vec::new();
+    for chunk in entry_keys.chunks(READ_CHUNK) {
+        for (key, bytes) in chunk.iter().zip(store.get_many(chunk)?) {
+            let Some(bytes) = bytes else {
+                continue;
+            };
+            match envelope::decode(&bytes) {
+                Err(_) => {
+                    if delete_if_unchanged(store, key, &bytes)? {
+                        report.unreadable += 1;
+                    }
+                }
+                Ok(entry) if entry.is_dirty() => report.dirty += 1,
+                Ok(entry) if entry.is_expired(now) => {
+                    if delete_if_unchanged(store, key, &bytes)? {
+                        report.expired += 1;
+                    }
+                }
+                Ok(entry) => evictable.push((entry.touched_at(), key.clone(), bytes)),
             }
-            Ok(entry) if entry.is_dirty() => report.dirty += 1,
-            Ok(entry) if entry.is_expired(now) => {
-                store.delete(&key)?;
-                report.expired += 1;
-            }
-            Ok(entry) => evictable.push((entry.touched_at(), key)),
         }
     }
     evictable.sort();
     let excess = (report.dirty + evictable.len()).saturating_sub(cfg.max_entries);
-    for (_, key) in evictable.iter().take(excess) {
-        store.delete(key)?;
-        report.evicted += 1;
+    for (_, key, bytes) in evictable.iter().take(excess) {
+        if delete_if_unchanged(store, key, bytes)? {
+            report.evicted += 1;
+        }
     }
     report.remaining = report.dirty + evictable.len() - report.evicted;
     Ok(report)
@@ -157,6 +184,44 @@ mod tests {
         assert_eq!(got, left, "{entries:?} max {max} at {now}");
         assert_eq!(report.remaining, left.len());
         assert!(store.peek("w:x").is_some());
+    }
+
+    /// A store where a write stores a dirty entry over every entry just after the sweep
+    /// read it in bulk.
+    struct WrittenAfterRead(MemoryStore);
+
+    impl KvStore for WrittenAfterRead {
+        fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.0.get(key)
+        }
+        fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            self.0.set(key, value)
+        }
+        fn delete(&mut self, key: &str) -> Result<(), StoreError> {
+            self.0.delete(key)
+        }
+        fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
+            self.0.get_keys()
+        }
+        fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+            let read = self.0.get_many(keys)?;
+            for key in keys {
+                self.0.set(key, &entry(50, 60, true))?;
+            }
+            Ok(read)
+        }
+    }
+
+    #[test]
+    fn an_entry_written_after_the_sweep_read_it_is_neither_expired_nor_evicted() {
+        let mut store = WrittenAfterRead(MemoryStore::new());
+        store.set("c:ns:old", &entry(1, 2, false)).unwrap();
+        store.set("c:ns:live", &entry(1, 100, false)).unwrap();
+        let mut cfg = CacheConfig::with_db_api_url("http://db").unwrap();
+        cfg.max_entries = 0;
+        let report = sweep(&mut store, UnixMillis(10_000), &cfg).unwrap();
+        assert_eq!((report.expired, report.evicted), (0, 0));
+        assert_eq!(store.0.keys_with_prefix("c:ns:").len(), 2);
     }
 
     #[test]
