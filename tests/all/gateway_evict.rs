@@ -5,7 +5,7 @@
 use cache_core::config::CacheConfig;
 use cache_core::delivery::sweep::sweep;
 use cache_core::store::{KvStore, StoreError};
-use cache_core::time::UnixMillis;
+use cache_core::time::{TestClock, UnixMillis};
 
 use crate::gateway_support::*;
 
@@ -87,7 +87,7 @@ async fn the_sweep_evicts_clean_entries_first_and_keeps_dirty_ones() {
     let mut cfg = CacheConfig::with_db_api_url(&db.url()).expect("config");
     cfg.max_entries = 3;
     let mut kv = FileKv(gw.kv_file());
-    let report = sweep(&mut kv, now(), &cfg).expect("sweep");
+    let report = sweep(&mut kv, &mut TestClock::at(now()), &cfg).expect("sweep");
     assert_eq!(
         (report.evicted, report.dirty, report.remaining),
         (3, 1, 3),

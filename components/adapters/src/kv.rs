@@ -5,11 +5,11 @@
 //!
 //! With the `kv-atomics` feature (on by default) compare-and-swap and `increment` go through
 //! `wasi:keyvalue/atomics@0.2.0-draft2` on the same store, and with `kv-batch` (on by
-//! default) `get_many` and `delete_many` through `wasi:keyvalue/batch`; local Spin, SpinKube
-//! and the embedded host offer both. Fermyon Cloud and Akamai Functions do not, and a
-//! component importing them does not load there, so their build (`spin.cloud.toml`) leaves
-//! the features out and the core's fallbacks (read-compare-write, read-add-write, one call
-//! per key) are used.
+//! default) `get_many`, `set_many` and `delete_many` through `wasi:keyvalue/batch`, one call
+//! each; local Spin, SpinKube and the embedded host offer both. Fermyon Cloud and Akamai
+//! Functions do not, and a component importing them does not load there, so their build
+//! (`spin.cloud.toml`) leaves the features out and the core's fallbacks (read-compare-write,
+//! read-add-write, one call per key) are used.
 
 use cache_core::config::CacheConfig;
 use cache_core::store::{KvStore, SplitStore, StoreError};
@@ -91,6 +91,9 @@ impl KvStore for Stores {
     }
     fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         self.inner().get_many(keys)
+    }
+    fn set_many(&mut self, pairs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        self.inner().set_many(pairs)
     }
     fn delete_many(&mut self, keys: &[String]) -> Result<(), StoreError> {
         self.inner().delete_many(keys)
@@ -186,6 +189,15 @@ impl KvStore for SpinKv {
             .iter()
             .map(|k| found.get(k).cloned().flatten())
             .collect())
+    }
+
+    /// `wasi:keyvalue/batch` `set-many`: one call (not atomic, as the trait allows).
+    #[cfg(feature = "kv-batch")]
+    fn set_many(&mut self, pairs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        wasi_kv::batch::set_many(self.bucket()?, pairs).map_err(map_wasi_error)
     }
 
     /// `wasi:keyvalue/batch` `delete-many`: one call (not atomic, as the trait allows).

@@ -27,8 +27,13 @@
 //! reader can observe: its own and others' accepted writes at once through the cache; the DB
 //! API lags by up to one flush interval plus retries; a write rejected by the DB API (conflict
 //! or invalid) disappears from the cache (its entry is dropped) and lands in the dead-letter
-//! queue. A write that races with marking its entry clean may stay invisible until its own
-//! flush (there is no compare-and-swap to close that window).
+//! queue. The flush and the sweep rewrite entries in bulk (clean, drop, delete) inside a
+//! rewrite window that a racing write waits out and then checks its entry again
+//! ([`crate::delivery::rewrite_window`]). What remains without compare-and-swap is the gap
+//! between one read and one write of one entry: a fill storing the origin's answer, a refused
+//! write's entry being dropped, or two windows overlapping, at the instant another write
+//! stores its dirty entry. That write stays durable and is delivered; it may not be visible
+//! until then.
 
 pub mod measure;
 

@@ -9,6 +9,7 @@ pub mod batch_id;
 pub mod dlq;
 pub mod flush;
 pub mod lease;
+pub mod rewrite_window;
 pub mod settle;
 pub mod state;
 pub mod sweep;

@@ -35,7 +35,7 @@ use crate::serve::fill;
 use crate::stamp::Stamp;
 use crate::store::{KvStore, MemoryStore};
 use crate::stored::kv_key::{KvKey, RecordKind, MAX_KV_KEY_BYTES, MAX_KV_VALUE_BYTES};
-use crate::time::UnixMillis;
+use crate::time::{TestClock, UnixMillis};
 
 /// Largest answer [`batch_answer`] also settles against a sealed batch (settling is linear).
 const MAX_SETTLED_RESULTS: usize = 32;
@@ -437,6 +437,7 @@ fn check_settle(answer: &BatchResponse, sent: usize) {
     let mut tally = Tally::default();
     let settled = settle_answer(
         &mut store,
+        &mut TestClock::at(UnixMillis(3_000)),
         &batch,
         answer,
         UnixMillis(3_000),

@@ -77,13 +77,14 @@
 //! 8. Store the buffer record `w:{stamp}`: the durability point. The `202` can only be built
 //!    from what storing it returns ([`reply::Buffered`]).
 //! 9. Store the dirty entry unless it already shows a newer write, and check it stayed
-//!    (read-your-writes; see `store_entry`). The visibility point.
+//!    (read-your-writes; see `store_entry`); if a flush or sweep is rewriting entries at that
+//!    moment, wait its rewrite window out and check again. The visibility point.
 //! 10. `202 Accepted` with `ETag: "w{stamp}"` and `X-Sync: pending`.
 //!
 //! KV operations: after the `increment` of the write budget, a `PUT` without preconditions,
 //! once authorized, is `get` (entry), `get` (flush state), two `increment`s (admission),
-//! `set` (record), `get`, `set`, `get` (entry, checked): four reads, two increments, two
-//! writes, none of them depending on how much the store holds. Without atomics each
+//! `set` (record), `get`, `set`, `get` (entry, checked), `get` (rewrite window): five
+//! reads, two increments, two writes, none of them depending on how much the store holds. Without atomics each
 //! `increment` is a `get` and a `set`. Authorizing adds
 //! one or two reads for a kept grant, or one write after asking the DB API. A `PATCH` of a
 //! cached key adds the `GET`'s one read; of an uncached one, the fill's seven (claim, store,
@@ -115,6 +116,7 @@ use crate::buffer::{admit, measure, Admission, Backpressure};
 use crate::config::AuthMode;
 use crate::config::CacheConfig;
 use crate::contract::Access;
+use crate::delivery::rewrite_window;
 use crate::delivery::state::FlushState;
 use crate::entry::{Audience, Entry, EntryKind};
 use crate::envelope::{self, EnvelopeError};
@@ -680,7 +682,7 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         check_admission(self.store, &prepared, now, self.cfg)?;
         let buffered = store_record(self.store, &prepared)?;
         if let EntryUpdate::Store(bytes) = &prepared.entry {
-            store_entry(self.store, &prepared.entry_key, bytes, stamp)?;
+            store_entry(self.store, self.clock, &prepared.entry_key, bytes, stamp)?;
         }
         self.events.push(Event::WriteBuffered);
         Ok(accepted(buffered))
@@ -771,10 +773,13 @@ fn store_record(
 /// newer write ([`is_newer_than`], the rule [`prepare_write`] applies), then checks it is
 /// still there. Without compare-and-swap a concurrent older writer can overwrite it between
 /// our check and our store; re-checking and re-storing (a few rounds) leaves the newest
-/// writer's entry in place in all but the tightest races. The buffer records are unaffected
-/// either way: the flush delivers the newest by stamp.
+/// writer's entry in place in all but the tightest races. A flush or sweep rewriting entries
+/// at that moment may have read the entry before we stored it and write back after we
+/// checked: we wait out its rewrite window ([`rewrite_window::wait_out`]) and check again.
+/// The buffer records are unaffected either way: the flush delivers the newest by stamp.
 fn store_entry(
     store: &mut impl KvStore,
+    clock: &mut impl Clock,
     entry_key: &str,
     bytes: &[u8],
     stamp: Stamp,
@@ -790,10 +795,10 @@ fn store_entry(
         let after = store
             .get(entry_key)?
             .and_then(|b| envelope::decode(&b).ok());
-        if after
+        let stayed = after
             .and_then(|e| e.dirty)
-            .is_some_and(|d| d.stamp >= stamp)
-        {
+            .is_some_and(|d| d.stamp >= stamp);
+        if stayed && !rewrite_window::wait_out(store, clock)? {
             return Ok(());
         }
     }

@@ -54,6 +54,12 @@ pub trait KvStore {
         keys.iter().map(|k| self.get(k)).collect()
     }
 
+    /// Stores every pair. One call where the host has `wasi:keyvalue/batch`; callers must
+    /// not rely on it being atomic (this default stores them one by one).
+    fn set_many(&mut self, pairs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        pairs.iter().try_for_each(|(k, v)| self.set(k, v))
+    }
+
     /// Removes `keys`. One call where the host has `wasi:keyvalue/batch`; callers must not
     /// rely on it being atomic (this default deletes them one by one, and a failure can leave
     /// any prefix of them deleted).
@@ -291,6 +297,9 @@ impl<S: KvStore> KvStore for WithoutAtomics<S> {
     fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         self.0.get_many(keys)
     }
+    fn set_many(&mut self, pairs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        self.0.set_many(pairs)
+    }
     fn delete_many(&mut self, keys: &[String]) -> Result<(), StoreError> {
         self.0.delete_many(keys)
     }
@@ -362,6 +371,19 @@ impl<C: KvStore, B: KvStore> KvStore for SplitStore<C, B> {
             }
         }
         Ok(out)
+    }
+    fn set_many(&mut self, pairs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        let (cache, buffer): (Vec<_>, Vec<_>) = pairs
+            .iter()
+            .cloned()
+            .partition(|(k, _)| Area::of(k) == Area::Cache);
+        if !cache.is_empty() {
+            self.cache.set_many(&cache)?;
+        }
+        if !buffer.is_empty() {
+            self.buffer.set_many(&buffer)?;
+        }
+        Ok(())
     }
     fn delete_many(&mut self, keys: &[String]) -> Result<(), StoreError> {
         let (cache, buffer): (Vec<String>, Vec<String>) = keys

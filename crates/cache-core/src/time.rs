@@ -49,6 +49,44 @@ pub fn duration_millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A clock that moves only when slept on (or set), and can act on each sleep: for tests of
+/// anything that waits, with no real waiting.
+#[derive(Default)]
+pub struct TestClock {
+    /// The current instant.
+    pub now: UnixMillis,
+    /// How long it has been slept on in total.
+    pub slept: Duration,
+    /// Called with the new instant after each sleep (a test's concurrent party acting).
+    #[allow(clippy::type_complexity, reason = "a test hook")]
+    pub on_sleep: Option<Box<dyn FnMut(UnixMillis)>>,
+}
+
+impl TestClock {
+    /// A clock standing at `now`.
+    #[must_use]
+    pub fn at(now: UnixMillis) -> TestClock {
+        TestClock {
+            now,
+            ..TestClock::default()
+        }
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&mut self) -> UnixMillis {
+        self.now
+    }
+
+    fn sleep(&mut self, d: Duration) {
+        self.now = self.now.saturating_add(d);
+        self.slept += d;
+        if let Some(hook) = &mut self.on_sleep {
+            hook(self.now);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

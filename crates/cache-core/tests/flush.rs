@@ -14,7 +14,7 @@ use cache_core::delivery::tick::TickError;
 use cache_core::entry::EntryKind;
 use cache_core::store::{KvStore, MemoryStore, StoreError};
 use cache_core::time::UnixMillis;
-use common::{write_into, Step, World};
+use common::{write_into, Step, TestClock, World};
 use serde_json::json;
 
 fn retryable(reason: &str, retry_after: Option<u64>) -> SendError {
@@ -190,7 +190,14 @@ fn write_arriving_mid_flush_survives_and_keeps_its_entry_dirty() {
         pending: Some(("a".into(), json!("new"))),
         cfg: w.cfg.clone(),
     };
-    let report = cache_core::delivery::flush::run(&mut store, &mut w.db, w.now, 1, "r", &w.cfg);
+    let report = cache_core::delivery::flush::run(
+        &mut store,
+        &mut w.db,
+        &mut TestClock::at(w.now),
+        1,
+        "r",
+        &w.cfg,
+    );
     w.store = store.inner;
     assert_eq!(report.outcome, FlushOutcome::Delivered);
     assert_eq!(w.db.value("a"), Some(json!("old")));
@@ -452,4 +459,114 @@ fn a_tick_stops_when_the_store_fails() {
     w.store.recover();
     assert_eq!(w.count("w:"), 1);
     assert!(w.db.sent.is_empty());
+}
+
+/// One store shared by a flush thread and a request thread.
+#[derive(Clone)]
+struct Locked(std::sync::Arc<std::sync::Mutex<MemoryStore>>);
+
+impl KvStore for Locked {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.lock().unwrap().get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.0.lock().unwrap().set(key, value)
+    }
+    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
+        self.0.lock().unwrap().delete(key)
+    }
+    fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
+        self.0.lock().unwrap().get_keys()
+    }
+}
+
+/// [`Locked`], pausing after a bulk read made inside a rewrite window: the gap a write can
+/// fall into between settling's read and its write-back.
+struct PausingInWindow(Locked);
+
+impl KvStore for PausingInWindow {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.0.set(key, value)
+    }
+    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
+        self.0.delete(key)
+    }
+    fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
+        self.0.get_keys()
+    }
+    fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let read = self.0.get_many(keys)?;
+        if keys.iter().any(|k| k.starts_with("c:")) && self.0.get("m:rewrite")?.is_some() {
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        Ok(read)
+    }
+}
+
+/// The wall clock, for the two threads of the race below.
+struct Wall;
+
+impl cache_core::time::Clock for Wall {
+    fn now(&mut self) -> UnixMillis {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        UnixMillis(u64::try_from(ms).unwrap())
+    }
+    fn sleep(&mut self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+#[test]
+fn a_write_landing_while_settling_marks_its_entry_clean_stays_visible() {
+    let mut w = World::new();
+    w.write("a", Some(json!("delivered")));
+    let store = Locked(std::sync::Arc::new(std::sync::Mutex::new(std::mem::take(
+        &mut w.store,
+    ))));
+    let cfg = w.cfg.clone();
+    let writer = {
+        let mut store = store.clone();
+        let cfg = cfg.clone();
+        std::thread::spawn(move || {
+            // Bounded: the window opens within the flush's first steps.
+            for _ in 0..2_000 {
+                if store.get("m:rewrite").unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let req = cache_core::serve::WriteRequest {
+                key: World::key("a"),
+                op: cache_core::serve::Op::Put(br#""newer""#.to_vec()),
+                if_match: None,
+                if_none_match: None,
+                authorization: None,
+                rate_key: common::CALLER.into(),
+            };
+            let mut origin = common::FakeOrigin::default();
+            cache_core::serve::write(&mut store, &mut origin, &mut Wall, 99, &cfg, &req)
+        })
+    };
+    let report = cache_core::delivery::flush::run(
+        &mut PausingInWindow(store.clone()),
+        &mut w.db,
+        &mut Wall,
+        1,
+        "r",
+        &cfg,
+    );
+    assert_eq!(report.outcome, FlushOutcome::Delivered);
+    let out = writer.join().unwrap();
+    assert_eq!(out.reply.status, 202);
+    w.store = store.0.lock().unwrap().clone();
+    let entry = w.entry("a").unwrap();
+    assert_eq!(entry.value, br#""newer""#, "the later write stays visible");
+    assert!(entry.dirty.is_some(), "and pending");
+    assert!(w.store.peek("m:rewrite").is_none());
 }

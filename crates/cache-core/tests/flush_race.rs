@@ -26,7 +26,7 @@ use cache_core::delivery::flush;
 use cache_core::stamp::StampGen;
 use cache_core::store::{KvStore, MemoryStore, StoreError};
 use cache_core::time::UnixMillis;
-use common::{write_into, FakeDb, T0};
+use common::{write_into, FakeDb, TestClock, T0};
 
 /// Who performs a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +277,9 @@ fn race(
                 };
                 let mut db = Db(sched.clone(), me);
                 let now = UnixMillis(T0 + 100 + me as u64 * start_gap.as_millis() as u64);
-                let report = flush::run(&mut store, &mut db, now, 7, &format!("f{me}"), &cfg);
+                let mut clock = TestClock::at(now);
+                let report =
+                    flush::run(&mut store, &mut db, &mut clock, 7, &format!("f{me}"), &cfg);
                 sched.finish(me);
                 report
             })
@@ -301,7 +303,14 @@ fn race(
     }
     // Drain what is left with one undisturbed run, long after every lease expired.
     let later = UnixMillis(T0 + 3_600_000);
-    let report = flush::run(&mut shared.store, &mut shared.db, later, 7, "drain", &cfg);
+    let report = flush::run(
+        &mut shared.store,
+        &mut shared.db,
+        &mut TestClock::at(later),
+        7,
+        "drain",
+        &cfg,
+    );
     assert!(
         report.items.dead_lettered == 0 && !report.more,
         "drain: {report:?}"

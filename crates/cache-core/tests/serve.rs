@@ -904,12 +904,12 @@ fn the_kv_operations_of_a_hit_a_miss_a_put_and_a_patch() {
     assert_eq!(ops(&mut store), "increment get", "hit");
 
     // A store no flush run has measured yet: its first write dates the admission epoch.
-    let put = "get get increment increment set get set get";
+    let put = "get get increment increment set get set get get";
     let req = write("a", Op::Put(b"1".to_vec()));
     serve::write(&mut store, &mut origin, &mut clock, 3, &cfg, &req);
     assert_eq!(
         ops(&mut store),
-        "increment get get increment increment set set get set get",
+        "increment get get increment increment set set get set get get",
         "first put"
     );
     let flushed = FlushState {

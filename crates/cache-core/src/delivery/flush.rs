@@ -41,7 +41,7 @@ use crate::settle::{bury_batch, settle_answer, Settled, Tally};
 use crate::stamp::Stamp;
 use crate::state::FlushState;
 use crate::store::{KvStore, StoreError};
-use crate::time::UnixMillis;
+use crate::time::{Clock, UnixMillis};
 
 /// Buffer records read per `get_many` call: few calls, and a bounded answer (records are at
 /// most `max_value_bytes` each).
@@ -123,15 +123,17 @@ pub struct FlushReport {
     pub more: bool,
 }
 
-/// Runs one flush. `owner` must be unique per run (e.g. derived from `rand`).
-pub fn run<S: KvStore, D: DbApi>(
+/// Runs one flush at the clock's time (the rewrite windows of settling read it again).
+/// `owner` must be unique per run (e.g. derived from `rand`).
+pub fn run<S: KvStore, D: DbApi, C: Clock>(
     store: &mut S,
     db: &mut D,
-    now: UnixMillis,
+    clock: &mut C,
     rand: u64,
     owner: &str,
     cfg: &CacheConfig,
 ) -> FlushReport {
+    let now = clock.now();
     let mut report = FlushReport::default();
     let lease = match lease::acquire(store, owner, now, cfg.lease_ttl) {
         Err(e) => {
@@ -150,6 +152,7 @@ pub fn run<S: KvStore, D: DbApi>(
     let mut flush = Flush {
         store: &mut *store,
         db,
+        clock,
         now,
         cfg,
         report: &mut report,
@@ -207,9 +210,10 @@ impl From<Sent> for Option<Delivery> {
     }
 }
 
-struct Flush<'a, S, D> {
+struct Flush<'a, S, D, C> {
     store: &'a mut S,
     db: &'a mut D,
+    clock: &'a mut C,
     now: UnixMillis,
     cfg: &'a CacheConfig,
     report: &'a mut FlushReport,
@@ -225,7 +229,7 @@ struct Flush<'a, S, D> {
     read_all: bool,
 }
 
-impl<S: KvStore, D: DbApi> Flush<'_, S, D> {
+impl<S: KvStore, D: DbApi, C: Clock> Flush<'_, S, D, C> {
     fn go(&mut self, rand: u64) -> Result<FlushOutcome, StoreError> {
         let mut state = FlushState::load(self.store)?;
         if let Some(until) = state.next_attempt_at.filter(|t| self.now < *t) {
@@ -473,7 +477,9 @@ impl<S: KvStore, D: DbApi> Flush<'_, S, D> {
         let error = match self.db.send_batch(&batch.request()) {
             Ok(answer) => {
                 let mut tally = Tally::default();
-                match settle_answer(self.store, &batch, &answer, self.now, self.cfg, &mut tally)? {
+                match settle_answer(
+                    self.store, self.clock, &batch, &answer, self.now, self.cfg, &mut tally,
+                )? {
                     Settled::Done => {
                         self.add(&batch, tally);
                         self.report.batches_settled += 1;

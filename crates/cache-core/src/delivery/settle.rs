@@ -2,7 +2,8 @@
 //!
 //! For every item the DB API answered: `applied`, `stale` and `duplicate` (the DB API had
 //! already applied this write id, in another batch) delete exactly the buffer records the item
-//! covers (all the batch's at once, [`KvStore::delete_many`]) and mark the cache entry clean if it still shows this very write, or drop
+//! covers (all the batch's at once, [`KvStore::delete_many`]) and mark the cache entry clean
+//! (a few dozen entries per rewrite window, [`crate::delivery::rewrite_window`]) if it still shows this very write, or drop
 //! it if it shows something older (the DB API now holds this write or a newer one);
 //! `conflict` and `rejected` dead-letter the write, delete its records and drop the cache entry
 //! if it still shows the refused write (so the next read fetches the DB's truth). A write
@@ -17,12 +18,13 @@ use crate::config::CacheConfig;
 use crate::contract::{BatchResponse, ItemStatus, FORBIDDEN_REASON};
 use crate::delivery::batch::SealedBatch;
 use crate::delivery::dlq::{self, DeadLetter, DeadReason, DlqError};
+use crate::delivery::rewrite_window;
 use crate::envelope;
 use crate::key::CacheKey;
 use crate::record::BufferedWrite;
 use crate::store::{KvStore, StoreError};
 use crate::stored::kv_key::KvKey;
-use crate::time::UnixMillis;
+use crate::time::{Clock, UnixMillis};
 
 /// What settling did, summed over items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,6 +59,7 @@ pub enum Settled {
 /// Settles `batch` with the DB API's `answer`.
 pub fn settle_answer(
     store: &mut impl KvStore,
+    clock: &mut impl Clock,
     batch: &SealedBatch,
     answer: &BatchResponse,
     now: UnixMillis,
@@ -70,6 +73,7 @@ pub fn settle_answer(
         });
     }
     let mut delivered_records = Vec::new();
+    let mut delivered = Vec::new();
     for (item, result) in batch.items.iter().zip(&answer.results) {
         match result.status {
             ItemStatus::Applied | ItemStatus::Stale | ItemStatus::Duplicate => {
@@ -79,7 +83,7 @@ pub fn settle_answer(
                     _ => tally.duplicate += 1,
                 }
                 delivered_records.extend(item.covers.iter().map(|s| KvKey::Write(*s).render()));
-                mark_clean(store, &item.winner, cfg)?;
+                delivered.push(&item.winner);
             }
             ItemStatus::Conflict | ItemStatus::Rejected => {
                 let reason = if result.status == ItemStatus::Conflict {
@@ -98,6 +102,9 @@ pub fn settle_answer(
                 )?;
             }
         }
+    }
+    for chunk in delivered.chunks(ENTRY_CHUNK) {
+        mark_clean(store, clock, chunk, cfg)?;
     }
     // The delivered items' records in one call where the host has batch operations.
     store.delete_many(&delivered_records)?;
@@ -206,7 +213,26 @@ fn entry_key(write: &BufferedWrite) -> Option<String> {
         .map(|k| k.kv_key())
 }
 
-/// Clears the dirty mark of the write's entry if it still shows exactly this write.
+/// Entries marked clean per rewrite window: one `get_many` and one `set_many` each.
+const ENTRY_CHUNK: usize = 32;
+/// Rewrite windows tried per chunk before the run gives up (a host too slow to read and
+/// write back 32 entries in a second); the batch then stays sealed and is settled again.
+const WINDOW_ATTEMPTS: usize = 3;
+
+/// What settling does to one delivered write's entry.
+enum Rewrite {
+    /// Store this clean copy.
+    Clean(Vec<u8>),
+    /// Drop the entry: it shows something older than what the DB API now holds.
+    Drop,
+    /// Leave it: it shows a newer write, or is gone or unreadable.
+    Keep,
+}
+
+/// Clears the dirty mark of each write's entry if it still shows exactly that write, in
+/// one rewrite window ([`rewrite_window`]): the entries are read together and written back
+/// together, and a write that lands in between waits the window out and stores its entry
+/// again.
 ///
 /// An entry older than the delivered write is dropped instead, so that the next read fetches
 /// the DB API's copy: a clean entry of a lower version (fetched before the write, or after
@@ -214,28 +240,57 @@ fn entry_key(write: &BufferedWrite) -> Option<String> {
 /// Left in place, such an entry would be served, fresh, until it expires.
 fn mark_clean(
     store: &mut impl KvStore,
-    write: &BufferedWrite,
+    clock: &mut impl Clock,
+    writes: &[&BufferedWrite],
     cfg: &CacheConfig,
 ) -> Result<(), StoreError> {
-    let Some(key) = entry_key(write) else {
+    let keyed: Vec<(String, &BufferedWrite)> = writes
+        .iter()
+        .filter_map(|w| entry_key(w).map(|k| (k, *w)))
+        .collect();
+    if keyed.is_empty() {
         return Ok(());
-    };
-    let Some(bytes) = store.get(&key)? else {
-        return Ok(());
-    };
-    let Ok(mut entry) = envelope::decode(&bytes) else {
-        return Ok(());
+    }
+    let keys: Vec<String> = keyed.iter().map(|(k, _)| k.clone()).collect();
+    for _ in 0..WINDOW_ATTEMPTS {
+        let window = rewrite_window::open(store, clock)?;
+        let mut cleaned = Vec::new();
+        let mut dropped = Vec::new();
+        for ((key, write), bytes) in keyed.iter().zip(store.get_many(&keys)?) {
+            match rewrite(bytes.as_deref(), write, cfg) {
+                Rewrite::Clean(clean) => cleaned.push((key.clone(), clean)),
+                Rewrite::Drop => dropped.push(key.clone()),
+                Rewrite::Keep => {}
+            }
+        }
+        if !window.may_write(clock) {
+            window.close(store)?;
+            continue;
+        }
+        store.set_many(&cleaned)?;
+        store.delete_many(&dropped)?;
+        return window.close(store);
+    }
+    Err(StoreError::Other(
+        "settling: no rewrite window left time to write entries back".to_owned(),
+    ))
+}
+
+/// What settling `write` does to its entry, stored as `bytes`.
+fn rewrite(bytes: Option<&[u8]>, write: &BufferedWrite, cfg: &CacheConfig) -> Rewrite {
+    let Some(Ok(mut entry)) = bytes.map(envelope::decode) else {
+        return Rewrite::Keep;
     };
     match entry.dirty {
         Some(d) if d.stamp == write.stamp => {}
-        Some(d) if d.stamp < write.stamp => return store.delete(&key),
-        None if entry.version < write.stamp.version() => return store.delete(&key),
-        _ => return Ok(()),
+        Some(d) if d.stamp < write.stamp => return Rewrite::Drop,
+        None if entry.version < write.stamp.version() => return Rewrite::Drop,
+        _ => return Rewrite::Keep,
     }
     entry.dirty = None;
     match envelope::encode(&entry, &cfg.codec_policy()) {
-        Ok(clean) => store.set(&key, &clean),
-        Err(_) => store.delete(&key),
+        Ok(clean) => Rewrite::Clean(clean),
+        Err(_) => Rewrite::Drop,
     }
 }
 
@@ -262,6 +317,7 @@ mod tests {
     use crate::key::{ItemKey, Namespace};
     use crate::stamp::Stamp;
     use crate::store::MemoryStore;
+    use crate::time::TestClock;
 
     const KEY: &str = "c:ns:k";
 
@@ -325,7 +381,15 @@ mod tests {
             ],
         };
         let mut tally = Tally::default();
-        let settled = settle_answer(store, batch, &answer, UnixMillis(3_000), cfg, &mut tally);
+        let settled = settle_answer(
+            store,
+            &mut TestClock::at(UnixMillis(3_000)),
+            batch,
+            &answer,
+            UnixMillis(3_000),
+            cfg,
+            &mut tally,
+        );
         assert_eq!(settled, Ok(Settled::Done));
         tally
     }

@@ -5,8 +5,9 @@
 //! `max_entries` remain, clean entries are evicted least recently fetched or written first.
 //! An entry holding undelivered writes (dirty) is never deleted: it is the only readable copy
 //! of the newest value until the flush delivers it. Entries are read a few dozen at a time
-//! ([`KvStore::get_many`]); each one chosen for deletion is read again just before it is
-//! deleted, so a write that stored its dirty entry since the bulk read keeps it. Unreadable entries are deleted (a read
+//! ([`KvStore::get_many`]); those chosen for deletion are read again and deleted together in
+//! a rewrite window ([`crate::delivery::rewrite_window`]), so a write that stored its dirty
+//! entry since the first read keeps it. Unreadable entries are deleted (a read
 //! would treat them as a miss anyway; any write they showed is still in the buffer).
 //!
 //! Kept access decisions (`m:grant:{window}:…`) of windows no lookup reads any more are
@@ -18,10 +19,11 @@
 
 use crate::auth::grant;
 use crate::config::CacheConfig;
+use crate::delivery::rewrite_window;
 use crate::envelope;
 use crate::store::{KvStore, StoreError};
 use crate::stored::kv_key::{Area, KvKey, RecordKind};
-use crate::time::UnixMillis;
+use crate::time::{Clock, UnixMillis};
 
 /// What a sweep did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -45,28 +47,46 @@ pub struct SweepReport {
 /// Entries read per [`KvStore::get_many`] call.
 const READ_CHUNK: usize = 32;
 
-/// Deletes `key` if it still holds `seen`, read again just before: a write that stored its
-/// dirty entry since the sweep read the key keeps it. Without compare-and-swap a write can
-/// still land between this read and the delete (the narrowest window there is); its record
-/// stays buffered and the entry comes back once the flush delivers it.
-fn delete_if_unchanged(
+/// Deletes each key that still holds what the sweep read, in rewrite windows
+/// ([`rewrite_window`]): read again together, deleted together, and a write that lands in
+/// between waits the window out and stores its entry again. Returns how many were deleted
+/// per reason index; a window with too little time left deletes nothing (the next sweep
+/// will).
+fn delete_unchanged(
     store: &mut impl KvStore,
-    key: &str,
-    seen: &[u8],
-) -> Result<bool, StoreError> {
-    if store.get(key)?.as_deref() != Some(seen) {
-        return Ok(false);
+    clock: &mut impl Clock,
+    doomed: &[(String, Vec<u8>, usize)],
+    counts: &mut [usize; 3],
+) -> Result<(), StoreError> {
+    for chunk in doomed.chunks(READ_CHUNK) {
+        let keys: Vec<String> = chunk.iter().map(|(k, _, _)| k.clone()).collect();
+        let window = rewrite_window::open(store, clock)?;
+        let now = store.get_many(&keys)?;
+        let unchanged: Vec<(String, usize)> = chunk
+            .iter()
+            .zip(now)
+            .filter(|((_, seen, _), now)| now.as_deref() == Some(seen.as_slice()))
+            .map(|((k, _, why), _)| (k.clone(), *why))
+            .collect();
+        if window.may_write(clock) {
+            let keys: Vec<String> = unchanged.iter().map(|(k, _)| k.clone()).collect();
+            store.delete_many(&keys)?;
+            for (_, why) in unchanged {
+                counts[why] += 1;
+            }
+        }
+        window.close(store)?;
     }
-    store.delete(key)?;
-    Ok(true)
+    Ok(())
 }
 
 /// Sweeps the cache entries of `store` at `now`.
 pub fn sweep(
     store: &mut impl KvStore,
-    now: UnixMillis,
+    clock: &mut impl Clock,
     cfg: &CacheConfig,
 ) -> Result<SweepReport, StoreError> {
+    let now = clock.now();
     let mut report = SweepReport::default();
     let keys = store.get_keys_in(Area::Cache)?;
     for key in &keys {
@@ -94,35 +114,37 @@ pub fn sweep(
         .into_iter()
         .filter(|k| RecordKind::of(k) == Some(RecordKind::Entry))
         .collect();
+    const UNREADABLE: usize = 0;
+    const EXPIRED: usize = 1;
+    const EVICTED: usize = 2;
     let mut evictable: Vec<(UnixMillis, String, Vec<u8>)> = Vec::new();
+    let mut doomed: Vec<(String, Vec<u8>, usize)> = Vec::new();
     for chunk in entry_keys.chunks(READ_CHUNK) {
         for (key, bytes) in chunk.iter().zip(store.get_many(chunk)?) {
             let Some(bytes) = bytes else {
                 continue;
             };
             match envelope::decode(&bytes) {
-                Err(_) => {
-                    if delete_if_unchanged(store, key, &bytes)? {
-                        report.unreadable += 1;
-                    }
-                }
+                Err(_) => doomed.push((key.clone(), bytes, UNREADABLE)),
                 Ok(entry) if entry.is_dirty() => report.dirty += 1,
-                Ok(entry) if entry.is_expired(now) => {
-                    if delete_if_unchanged(store, key, &bytes)? {
-                        report.expired += 1;
-                    }
-                }
+                Ok(entry) if entry.is_expired(now) => doomed.push((key.clone(), bytes, EXPIRED)),
                 Ok(entry) => evictable.push((entry.touched_at(), key.clone(), bytes)),
             }
         }
     }
     evictable.sort();
     let excess = (report.dirty + evictable.len()).saturating_sub(cfg.max_entries);
-    for (_, key, bytes) in evictable.iter().take(excess) {
-        if delete_if_unchanged(store, key, bytes)? {
-            report.evicted += 1;
-        }
-    }
+    doomed.extend(
+        evictable
+            .iter()
+            .take(excess)
+            .map(|(_, k, b)| (k.clone(), b.clone(), EVICTED)),
+    );
+    let mut counts = [0; 3];
+    delete_unchanged(store, clock, &doomed, &mut counts)?;
+    report.unreadable = counts[UNREADABLE];
+    report.expired = counts[EXPIRED];
+    report.evicted = counts[EVICTED];
     report.remaining = report.dirty + evictable.len() - report.evicted;
     Ok(report)
 }
@@ -134,6 +156,7 @@ mod tests {
     use crate::envelope::{encode, CodecPolicy};
     use crate::stamp::Stamp;
     use crate::store::MemoryStore;
+    use crate::time::TestClock;
 
     /// An entry fetched at `fetched` seconds, expiring at `expires` seconds, maybe dirty.
     fn entry(fetched: u64, expires: u64, dirty: bool) -> Vec<u8> {
@@ -175,7 +198,7 @@ mod tests {
         store.set("w:x", b"keep").unwrap();
         let mut cfg = CacheConfig::with_db_api_url("http://db").unwrap();
         cfg.max_entries = max;
-        let report = sweep(&mut store, UnixMillis(now * 1000), &cfg).unwrap();
+        let report = sweep(&mut store, &mut TestClock::at(UnixMillis(now * 1000)), &cfg).unwrap();
         let got: Vec<String> = store
             .keys_with_prefix("c:ns:")
             .iter()
@@ -219,7 +242,7 @@ mod tests {
         store.set("c:ns:live", &entry(1, 100, false)).unwrap();
         let mut cfg = CacheConfig::with_db_api_url("http://db").unwrap();
         cfg.max_entries = 0;
-        let report = sweep(&mut store, UnixMillis(10_000), &cfg).unwrap();
+        let report = sweep(&mut store, &mut TestClock::at(UnixMillis(10_000)), &cfg).unwrap();
         assert_eq!((report.expired, report.evicted), (0, 0));
         assert_eq!(store.0.keys_with_prefix("c:ns:").len(), 2);
     }
@@ -237,7 +260,7 @@ mod tests {
             store.set(key, b"1").unwrap();
         }
         let cfg = CacheConfig::with_db_api_url("http://db").unwrap();
-        let report = sweep(&mut store, UnixMillis(160_000), &cfg).unwrap();
+        let report = sweep(&mut store, &mut TestClock::at(UnixMillis(160_000)), &cfg).unwrap();
         assert_eq!(report.rate_counters, 2);
         assert_eq!(
             store.get_keys().unwrap(),
@@ -302,7 +325,7 @@ mod tests {
         }
         let cfg = CacheConfig::with_db_api_url("http://db").unwrap();
         // grant_ttl is 60 s: at 150 s the current window is 2, and 1 is still read.
-        let report = sweep(&mut store, UnixMillis(150_000), &cfg).unwrap();
+        let report = sweep(&mut store, &mut TestClock::at(UnixMillis(150_000)), &cfg).unwrap();
         assert_eq!(report.grants_expired, 2);
         assert_eq!(store.keys_with_prefix("m:grant:"), [key(1), key(2)]);
     }

@@ -54,11 +54,11 @@ pub fn tick<S: KvStore, D: DbApi, C: Clock>(
     owner: &str,
     cfg: &CacheConfig,
 ) -> Result<TickReport, TickError> {
-    let report = flush::run(store, db, clock.now(), rand, owner, cfg);
+    let report = flush::run(store, db, clock, rand, owner, cfg);
     if let FlushOutcome::StoreFailed(e) = &report.outcome {
         return Err(TickError::Flush(e.clone()));
     }
-    let swept = sweep::sweep(store, clock.now(), cfg).map_err(TickError::Sweep)?;
+    let swept = sweep::sweep(store, clock, cfg).map_err(TickError::Sweep)?;
     Ok(TickReport {
         flush: report,
         sweep: swept,

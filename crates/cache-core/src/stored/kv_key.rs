@@ -16,6 +16,7 @@
 //! | `m:flush`                   | flush state: backoff, last outcome, buffer measure  |
 //! | `m:admit:{epoch}:{n\|b\|t}`  | writes, bytes (and first time) admitted in an epoch |
 //! | `m:fill:{hash}`             | fill lease of one cold cache entry                  |
+//! | `m:rewrite`                 | a rewrite window is open (flush, sweep)             |
 //! | `m:count:{name}`            | a metrics counter                                   |
 //! | `m:grant:{window}:{digest}` | an access decision kept for one caller (`grant_ttl`) |
 //! | `r:{class}:{end}:{who}`     | rate counter of one caller and class, one window    |
@@ -58,11 +59,13 @@ const COUNTER: &str = "count:";
 const FILL: &str = "fill:";
 const GRANT: &str = "grant:";
 const ADMIT: &str = "admit:";
+const REWRITE: &str = "rewrite";
 
 /// Which store a key lives in when the cache and the buffer are kept apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Area {
-    /// Cache entries, fill leases, access grants, rate counters, and keys of other owners.
+    /// Cache entries, fill leases, access grants, the rewrite window, rate counters, and
+    /// keys of other owners.
     Cache,
     /// Buffered writes, sealed batches, dead letters, the flush lease and state, admission
     /// and metrics counters.
@@ -77,7 +80,7 @@ impl Area {
             Some(RecordKind::Write | RecordKind::Batch | RecordKind::DeadLetter) => Area::Buffer,
             Some(RecordKind::Meta) => {
                 let rest = &key[2..];
-                if rest.starts_with(FILL) || rest.starts_with(GRANT) {
+                if rest.starts_with(FILL) || rest.starts_with(GRANT) || rest == REWRITE {
                     Area::Cache
                 } else {
                     Area::Buffer
@@ -150,6 +153,8 @@ pub enum KvKey {
     FlushState,
     /// A metrics counter.
     Counter(String),
+    /// The marker of an open rewrite window ([`crate::delivery::rewrite_window`]).
+    RewriteWindow,
     /// An admission counter of one epoch ([`crate::delivery::state::FlushState::epoch`]).
     Admitted {
         /// The epoch counted in.
@@ -195,6 +200,7 @@ impl KvKey {
             KvKey::DeadLetter(s) => format!("{DEAD_LETTER_PREFIX}{s}"),
             KvKey::Lease => format!("{META_PREFIX}{LEASE}"),
             KvKey::FlushState => format!("{META_PREFIX}{FLUSH_STATE}"),
+            KvKey::RewriteWindow => format!("{META_PREFIX}{REWRITE}"),
             KvKey::Counter(name) => format!("{META_PREFIX}{COUNTER}{name}"),
             KvKey::Admitted { epoch, measure } => {
                 let m = match measure {
@@ -226,6 +232,7 @@ impl KvKey {
             RecordKind::Meta => match rest {
                 LEASE => Some(KvKey::Lease),
                 FLUSH_STATE => Some(KvKey::FlushState),
+                REWRITE => Some(KvKey::RewriteWindow),
                 _ if rest.starts_with(FILL) => rest
                     .strip_prefix(FILL)
                     .filter(|h| h.len() == 16 && h.bytes().all(is_lower_hex))
@@ -360,6 +367,7 @@ mod tests {
             (format!("b:{id}"), Some(KvKey::Batch(id.clone()))),
             ("m:lease".to_owned(), Some(KvKey::Lease)),
             ("m:flush".to_owned(), Some(KvKey::FlushState)),
+            ("m:rewrite".to_owned(), Some(KvKey::RewriteWindow)),
             (
                 "m:count:hits".to_owned(),
                 Some(KvKey::Counter("hits".into())),
@@ -443,6 +451,7 @@ mod tests {
             "c:users#ab:1",
             "m:fill:00000000000000ff",
             "m:grant:7:ab",
+            "m:rewrite",
             "r:read:60:ip:x",
             "other",
             "",

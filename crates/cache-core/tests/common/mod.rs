@@ -7,7 +7,6 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
-use std::time::Duration;
 
 use cache_core::config::CacheConfig;
 use cache_core::contract::{
@@ -25,7 +24,7 @@ use cache_core::serve::prepare::{prepare_write, Change, EntryUpdate};
 use cache_core::serve::{self, CacheStatus, GetRequest, Op, Outcome, RequestError, WriteRequest};
 use cache_core::stamp::{Stamp, StampGen};
 use cache_core::store::{KvStore, MemoryStore, StoreError};
-use cache_core::time::{Clock, UnixMillis};
+use cache_core::time::UnixMillis;
 use serde_json::Value;
 
 /// What the fake does with the next batch.
@@ -232,37 +231,7 @@ pub fn refusal(status: u16) -> ItemAnswer {
     }
 }
 
-/// A clock that moves only when slept on (or set), and can act on each sleep.
-#[derive(Default)]
-pub struct TestClock {
-    pub now: UnixMillis,
-    pub slept: Duration,
-    #[allow(clippy::type_complexity, reason = "a test hook")]
-    pub on_sleep: Option<Box<dyn FnMut(UnixMillis)>>,
-}
-
-impl TestClock {
-    pub fn at(now: UnixMillis) -> TestClock {
-        TestClock {
-            now,
-            ..TestClock::default()
-        }
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&mut self) -> UnixMillis {
-        self.now
-    }
-
-    fn sleep(&mut self, d: Duration) {
-        self.now = self.now.saturating_add(d);
-        self.slept += d;
-        if let Some(hook) = &mut self.on_sleep {
-            hook(self.now);
-        }
-    }
-}
+pub use cache_core::time::TestClock;
 
 /// A `MemoryStore` several parties hold at once (a request, and a test hook acting as a
 /// concurrent request).
@@ -337,7 +306,7 @@ impl World {
         flush::run(
             &mut self.store,
             &mut self.db,
-            self.now,
+            &mut TestClock::at(self.now),
             7,
             &owner,
             &self.cfg,
