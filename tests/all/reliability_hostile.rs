@@ -231,7 +231,7 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
-/// The whole key-value store, raw. Metrics counters (`m:count:*`) are left out: every
+/// The whole key-value store, raw. Metrics counters (`m:tally:*`) are left out: every
 /// response, error responses included, adds to them after it is sent (that is what
 /// `/metrics` reports as errors by kind), so a hostile request legitimately changes them.
 /// No other key may change on a refused request.
@@ -245,7 +245,7 @@ fn kv_snapshot(gw: &Gw) -> BTreeMap<String, Vec<u8>> {
     })
     .expect("query")
     .map(|r| r.expect("row"))
-    .filter(|(k, _)| !k.starts_with("m:count:"))
+    .filter(|(k, _)| !k.starts_with("m:tally:"))
     .collect()
 }
 

@@ -3,10 +3,13 @@
 //!
 //! A Spin instance lives for one request, so in-memory counters would always read zero.
 //! Each request counts in memory while it runs; after its response is sent it adds its counts
-//! to `m:count:{name}` records ([`add_to_store`]) with a read-modify-write per counter. Spin KV
-//! has no increment, so concurrent requests can overwrite each other's additions: the
-//! counters are approximate (they undercount under concurrency, never overcount) and are best
-//! read as rates. Fresh hits, the most frequent event, are sampled by the gateway
+//! to `m:tally:{name}` records ([`add_to_store`]) with one `increment` per counter: exact
+//! where the host has `wasi:keyvalue/atomics` (local Spin, SpinKube, the embedded host); on
+//! Fermyon Cloud and Akamai Functions a read-modify-write, where concurrent requests can
+//! overwrite each other's additions (they undercount, never overcount). Counts kept before
+//! as decimal text under `m:count:{name}` are read and added, never written: an atomic
+//! `increment` on them would fail (Spin's SQLite backend panics on a value that is not its
+//! 8-byte counter). Fresh hits, the most frequent event, are sampled by the gateway
 //! (`metrics_hit_sample`). The gauges (entries, buffered writes, flush figures) are exact:
 //! they come from the store's keys and the flush state record ([`crate::delivery::state::stats`]).
 
@@ -15,8 +18,8 @@ use std::fmt::Write as _;
 
 use crate::delivery::state::FlushStats;
 use crate::serve::Event;
-use crate::store::{KvStore, StoreError};
-use crate::stored::kv_key::{Area, KvKey, META_PREFIX};
+use crate::store::{decode_counter, KvStore, StoreError};
+use crate::stored::kv_key::{Area, KvKey};
 
 /// Cache hits (fresh entries served).
 pub const HITS: &str = "hits";
@@ -66,24 +69,25 @@ fn parse(bytes: Option<Vec<u8>>) -> u64 {
 /// skipped.
 pub fn add_to_store(store: &mut impl KvStore, pending: BTreeMap<String, u64>) {
     for (name, n) in pending {
-        let key = KvKey::Counter(name).render();
-        let old = parse(store.get(&key).ok().flatten());
-        let _ = store.set(&key, old.saturating_add(n).to_string().as_bytes());
+        let _ = store.increment(&KvKey::Tally(name).render(), n);
     }
 }
 
-/// Every stored counter by name (unreadable values count as 0).
+/// Every stored counter by name (unreadable values count as 0): its `m:tally:` count plus
+/// what a `m:count:` record of the same name held when counters were kept as decimal text.
 pub fn load(store: &mut impl KvStore) -> Result<BTreeMap<String, u64>, StoreError> {
-    let counter_prefix = KvKey::Counter(String::new()).render();
-    let mut counters = BTreeMap::new();
+    let mut counters: BTreeMap<String, u64> = BTreeMap::new();
     for key in store.get_keys_in(Area::Buffer)? {
-        if !key.starts_with(META_PREFIX) {
-            continue;
-        }
-        let Some(name) = key.strip_prefix(&counter_prefix) else {
-            continue;
+        let (name, count) = match KvKey::parse(&key) {
+            Some(KvKey::Tally(name)) => {
+                let count = store.get(&key)?.as_deref().map_or(0, decode_counter);
+                (name, count)
+            }
+            Some(KvKey::Counter(name)) => (name, parse(store.get(&key)?)),
+            _ => continue,
         };
-        counters.insert(name.to_owned(), parse(store.get(&key)?));
+        let total = counters.entry(name).or_default();
+        *total = total.saturating_add(count);
     }
     Ok(counters)
 }
@@ -223,6 +227,13 @@ mod tests {
         add_to_store(&mut store, pending(&[(HITS, 16), (ORIGIN_FETCH_MS, 1_234)]));
         let counters = load(&mut store).unwrap();
         assert_eq!(counters.get(HITS), Some(&32));
+        // Counts kept as decimal text before are added, and never written again.
+        store.set("m:count:hits", b"100").unwrap();
+        add_to_store(&mut store, pending(&[(HITS, 1)]));
+        assert_eq!(load(&mut store).unwrap().get(HITS), Some(&133));
+        assert_eq!(store.peek("m:count:hits"), Some(&b"100"[..]));
+        assert_eq!(store.peek("m:tally:hits"), Some(&33i64.to_le_bytes()[..]));
+        store.delete("m:count:hits").unwrap();
         let stats = FlushStats {
             entries: 3,
             ..FlushStats::default()

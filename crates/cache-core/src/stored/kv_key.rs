@@ -17,7 +17,8 @@
 //! | `m:admit:{epoch}:{n\|b\|t}`  | writes, bytes (and first time) admitted in an epoch |
 //! | `m:fill:{hash}`             | fill lease of one cold cache entry                  |
 //! | `m:rewrite`                 | a rewrite window is open (flush, sweep)             |
-//! | `m:count:{name}`            | a metrics counter                                   |
+//! | `m:count:{name}`            | a metrics counter, as kept before `m:tally:` (read)  |
+//! | `m:tally:{name}`            | a metrics counter, kept with `increment`            |
 //! | `m:grant:{window}:{digest}` | an access decision kept for one caller (`grant_ttl`) |
 //! | `r:{class}:{end}:{who}`     | rate counter of one caller and class, one window    |
 //!
@@ -56,6 +57,7 @@ pub const RATE_PREFIX: &str = "r:";
 const LEASE: &str = "lease";
 const FLUSH_STATE: &str = "flush";
 const COUNTER: &str = "count:";
+const TALLY: &str = "tally:";
 const FILL: &str = "fill:";
 const GRANT: &str = "grant:";
 const ADMIT: &str = "admit:";
@@ -151,8 +153,11 @@ pub enum KvKey {
     Lease,
     /// The flush state record.
     FlushState,
-    /// A metrics counter.
+    /// A metrics counter as stored before counters were incremented: decimal text, only
+    /// read now.
     Counter(String),
+    /// A metrics counter, added to with `increment`.
+    Tally(String),
     /// The marker of an open rewrite window ([`crate::delivery::rewrite_window`]).
     RewriteWindow,
     /// An admission counter of one epoch ([`crate::delivery::state::FlushState::epoch`]).
@@ -202,6 +207,7 @@ impl KvKey {
             KvKey::FlushState => format!("{META_PREFIX}{FLUSH_STATE}"),
             KvKey::RewriteWindow => format!("{META_PREFIX}{REWRITE}"),
             KvKey::Counter(name) => format!("{META_PREFIX}{COUNTER}{name}"),
+            KvKey::Tally(name) => format!("{META_PREFIX}{TALLY}{name}"),
             KvKey::Admitted { epoch, measure } => {
                 let m = match measure {
                     Admitted::Writes => 'n',
@@ -240,6 +246,10 @@ impl KvKey {
                     .map(KvKey::Fill),
                 _ if rest.starts_with(GRANT) => parse_grant(rest.strip_prefix(GRANT)?),
                 _ if rest.starts_with(ADMIT) => parse_admitted(rest.strip_prefix(ADMIT)?),
+                _ if rest.starts_with(TALLY) => rest
+                    .strip_prefix(TALLY)
+                    .filter(|n| !n.is_empty())
+                    .map(|n| KvKey::Tally(n.to_owned())),
                 _ => rest
                     .strip_prefix(COUNTER)
                     .filter(|n| !n.is_empty())
@@ -372,6 +382,8 @@ mod tests {
                 "m:count:hits".to_owned(),
                 Some(KvKey::Counter("hits".into())),
             ),
+            ("m:tally:hits".to_owned(), Some(KvKey::Tally("hits".into()))),
+            ("m:tally:".to_owned(), None),
             (
                 "m:fill:00000000000000ff".to_owned(),
                 Some(KvKey::Fill(0xff)),
