@@ -275,3 +275,16 @@ pub async fn run(plan: Plan) -> Result<Outcome> {
 pub fn authority(url: &str) -> &str {
     url.trim_start_matches("http://")
 }
+
+/// Percentile `q` (0..=100), in milliseconds, of several runs' latencies taken together.
+pub fn merged_pct_ms(runs: &[Outcome], q: f64) -> f64 {
+    let Some((first, rest)) = runs.split_first() else {
+        return 0.0;
+    };
+    let mut all = first.hist.clone();
+    for r in rest {
+        // Same bounds and precision for every run's histogram: adding cannot fail.
+        let _ = all.add(&r.hist);
+    }
+    all.value_at_quantile(q / 100.0) as f64 / 1000.0
+}

@@ -13,6 +13,7 @@
 //! Children are killed on every exit path; every loop and wait is bounded.
 
 mod client;
+mod direct;
 mod documents;
 mod figures;
 mod load;
@@ -407,6 +408,14 @@ async fn measure(
             Host::start(bins, http, manifest, &scratch.join("state-c"), &flush_vars).await?;
         starts.push(host_c.ready_after);
         figures::flush::run(&ctx, &host_c.url, &host_c.state_dir, ADMIN_TOKEN).await
+    })
+    .await
+    {
+        rows.extend(r);
+    }
+    if let Some(r) = figure("figure 12 (write cost at scale)", &mut missing, async {
+        let base = vars(ctx.db_url, &[]);
+        figures::write_scale::run(bins, http, manifest, scratch, &base, cli.quick).await
     })
     .await
     {

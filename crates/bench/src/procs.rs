@@ -1,4 +1,5 @@
-//! The systems under test as child processes: the reference DB API and the embedded host.
+//! The systems under test as child processes: the reference DB API, the embedded host and,
+//! for the figures on Redis, a `redis-server`.
 //!
 //! They run as separate processes (release binaries) so that the load generator in this
 //! process does not share a runtime or an allocator with what it measures. Every child is
@@ -159,6 +160,18 @@ impl Host {
         state_dir: &Path,
         vars: &[(String, String)],
     ) -> Result<Host> {
+        Host::start_with(bins, http, manifest, state_dir, vars, None).await
+    }
+
+    /// [`Host::start`] with a Spin runtime config (`--runtime-config-file`).
+    pub async fn start_with(
+        bins: &Bins,
+        http: &Http,
+        manifest: &Path,
+        state_dir: &Path,
+        vars: &[(String, String)],
+        runtime_config: Option<&Path>,
+    ) -> Result<Host> {
         std::fs::create_dir_all(state_dir)
             .with_context(|| format!("cannot create {}", state_dir.display()))?;
         let port = free_port()?;
@@ -176,6 +189,9 @@ impl Host {
             // connections (Spin sets no TCP_NODELAY, nor does the host by default).
             .arg("--tcp-nodelay")
             .arg("-q");
+        if let Some(rc) = runtime_config {
+            cmd.arg("--runtime-config-file").arg(rc);
+        }
         for (k, v) in vars {
             cmd.arg("--variable").arg(format!("{k}={v}"));
         }
@@ -194,5 +210,45 @@ impl Host {
             ready_after,
             _proc: proc,
         })
+    }
+}
+
+/// A `redis-server` on a free loopback port, without persistence.
+pub struct RedisServer {
+    /// `redis://127.0.0.1:PORT`.
+    pub url: String,
+    _proc: Proc,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` (from `PATH`) and waits until it answers `PING`.
+    pub async fn start() -> Result<RedisServer> {
+        let port = free_port()?;
+        let mut proc = Proc::spawn(
+            "redis-server",
+            Command::new("redis-server")
+                .arg("--port")
+                .arg(port.to_string())
+                .arg("--bind")
+                .arg("127.0.0.1")
+                .arg("--save")
+                .arg("")
+                .arg("--appendonly")
+                .arg("no"),
+        )?;
+        let url = format!("redis://127.0.0.1:{port}");
+        let client = redis::Client::open(url.as_str())?;
+        let start = Instant::now();
+        // Bounded: at most 10 s of 10 ms polls.
+        while start.elapsed() < Duration::from_secs(10) {
+            proc.check_alive()?;
+            if let Ok(mut conn) = client.get_connection() {
+                if redis::cmd("PING").query::<String>(&mut conn).is_ok() {
+                    return Ok(RedisServer { url, _proc: proc });
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        bail!("redis-server did not answer on port {port} within 10 s")
     }
 }

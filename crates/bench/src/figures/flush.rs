@@ -5,8 +5,8 @@
 //! The writes are stored as the gateway stores them, without the HTTP round trip: for each,
 //! `cache_core::serve::prepare::prepare_write` gives the buffer record (`w:{stamp}`) and the dirty
 //! cache entry, and both go straight into the host's KV file (Spin's SQLite table, which the
-//! host opens in WAL mode). Buffering 10k writes through the gateway would take minutes, since
-//! each write lists the store's keys for its backpressure check.
+//! host opens in WAL mode, [`crate::direct`]). Buffering 10k writes through the gateway would
+//! take tens of seconds per run, each write authorized and stored one by one.
 //!
 //! The host runs with [`KNOBS`]: batches of [`BATCH_ITEMS`] writes, and up to
 //! [`MAX_BATCHES`] batches per flush run, so one run can drain 10k writes; the timed flush
@@ -30,6 +30,7 @@ use cache_core::time::UnixMillis;
 
 use super::writes::flush_all;
 use super::Ctx;
+use crate::direct::{Direct, KvPair};
 use crate::report::{div, ms, ratio, Row};
 
 const FIG: &str = "7 scale";
@@ -55,12 +56,9 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A KV key and its value.
-type KvPair = (String, Vec<u8>);
-
 /// `n` writes to distinct keys `key-0..n` of `ns`, prepared as the gateway prepares them:
 /// the buffered write, its record and its dirty entry, each with its KV key.
-fn prepare(
+pub fn prepare(
     ns: &str,
     n: u64,
     instance: u64,
@@ -92,25 +90,6 @@ fn prepare(
             Ok((p.write, [(p.record_key, p.record), (p.entry_key, entry)]))
         })
         .collect()
-}
-
-/// Stores records and entries in the host's KV file in one transaction.
-fn store(state_dir: &Path, pairs: impl Iterator<Item = KvPair>) -> Result<()> {
-    let path = state_dir.join("sqlite_key_value.db");
-    let mut db = rusqlite::Connection::open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    db.busy_timeout(Duration::from_secs(10))?;
-    let tx = db.transaction()?;
-    {
-        let mut insert = tx.prepare(
-            "INSERT OR REPLACE INTO spin_key_value (store, key, value) VALUES ('default', ?1, ?2)",
-        )?;
-        for (k, v) in pairs {
-            insert.execute(rusqlite::params![k, v])?;
-        }
-    }
-    tx.commit()?;
-    Ok(())
 }
 
 /// Sends `writes`, coalesced and split as the flush splits them, to the DB API's batch
@@ -197,7 +176,7 @@ pub async fn run(ctx: &Ctx<'_>, host: &str, state_dir: &Path, token: &str) -> Re
         );
 
         let prepared = prepare(&format!("flush{n}"), n, 0xf1 + n, &cfg)?;
-        store(state_dir, prepared.into_iter().flat_map(|(_, kv)| kv))?;
+        Direct::sqlite(state_dir).put_all(prepared.into_iter().flat_map(|(_, kv)| kv))?;
         let waiting = buffered(ctx, host, token).await?;
         ensure!(
             waiting == n,

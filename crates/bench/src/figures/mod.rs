@@ -22,6 +22,7 @@ pub mod scale;
 pub mod stampede;
 pub mod startup;
 pub mod storage;
+pub mod write_scale;
 pub mod writes;
 
 /// What every figure needs.

@@ -2,19 +2,19 @@
 //! 1k measurement.
 //!
 //! Filling 100k entries through the gateway would take minutes of misses, so the entries are
-//! written straight into the host's KV file (Spin's SQLite table, which the host opens in WAL
-//! mode for exactly this kind of cross-process access), encoded with the core's envelope
-//! codec exactly as a fill stores them.
+//! written straight into the host's KV file ([`crate::direct`]), encoded with the core's
+//! envelope codec exactly as a fill stores them.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use cache_core::entry::{Audience, Entry, EntryKind};
 use cache_core::envelope::{self, CodecPolicy};
 use cache_core::time::UnixMillis;
 
 use super::{warm_get_load, Ctx};
+use crate::direct::{Direct, KvPair};
 use crate::load::Stop;
 use crate::report::{div, ms, Row};
 
@@ -28,22 +28,14 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Adds entries `c:scale:key-{from..to}`, fresh for an hour.
-fn fill(state_dir: &Path, from: u64, to: u64) -> Result<u64> {
-    let path = state_dir.join("sqlite_key_value.db");
-    let mut db = rusqlite::Connection::open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    db.busy_timeout(Duration::from_secs(10))?;
+/// Entries `c:scale:key-{from..to}`, fresh for an hour, encoded as a fill stores them.
+pub fn entries(from: u64, to: u64) -> Result<Vec<KvPair>> {
     let now = now_ms();
     let policy = CodecPolicy {
         compress_min_bytes: 1024,
     };
-    let tx = db.transaction()?;
-    {
-        let mut insert = tx.prepare(
-            "INSERT OR REPLACE INTO spin_key_value (store, key, value) VALUES ('default', ?1, ?2)",
-        )?;
-        for i in from..to {
+    (from..to)
+        .map(|i| {
             let value = format!(
                 "{{\"n\":{i},\"name\":\"user {i}\",\"plan\":\"pro\",\"score\":{}}}",
                 i % 977
@@ -61,15 +53,18 @@ fn fill(state_dir: &Path, from: u64, to: u64) -> Result<u64> {
                 dirty: None,
                 audience: Audience::Anyone,
             };
-            insert.execute(rusqlite::params![
+            Ok((
                 format!("c:scale:key-{i}"),
-                envelope::encode(&entry, &policy)?
-            ])?;
-        }
-    }
-    tx.commit()?;
-    let total: i64 = db.query_row("SELECT COUNT(*) FROM spin_key_value", [], |r| r.get(0))?;
-    Ok(u64::try_from(total).unwrap_or(0))
+                envelope::encode(&entry, &policy)?,
+            ))
+        })
+        .collect()
+}
+
+/// Adds entries `c:scale:key-{from..to}` to the host's store; the store's key count.
+fn fill(store: &Direct, from: u64, to: u64) -> Result<u64> {
+    store.put_all(entries(from, to)?.into_iter())?;
+    store.count()
 }
 
 /// Measures the figure on the host whose state directory is `state_dir`.
@@ -79,7 +74,7 @@ pub async fn run(ctx: &Ctx<'_>, host: &str, state_dir: &Path) -> Result<Vec<Row>
     let mut filled = 0;
     let mut p50s = Vec::new();
     for size in SIZES {
-        let total = fill(state_dir, filled, size)?;
+        let total = fill(&Direct::sqlite(state_dir), filled, size)?;
         filled = size;
         let path = format!("/v1/scale/key-{}", size / 2);
         let probe = ctx.http.get(&format!("{host}{path}")).await?;
