@@ -217,6 +217,7 @@ async fn run(cli: Cli) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            "figure 12 runs four hosts of its own, each with `max_buffered_writes = 20000`: two on SQLite files, two on a `redis-server` of its own (databases 0 and 1); one store of each pair is filled directly, the other stays empty".to_owned(),
             "plot: `hit-latency.svg` (figure 1's series)".to_owned(),
         ],
     };
