@@ -2,8 +2,8 @@
 //! `cache_core::admin` (`/admin/*`).
 //!
 //! Item routes take every method and dispatch here, so an unsupported method gets a JSON
-//! 405 with `Allow` rather than the router's bare default. The configuration is read per
-//! request (a Spin instance lives for one request); an invalid variable is a 500 naming it.
+//! 405 with `Allow` rather than the router's bare default. The configuration is read once
+//! per request ([`settings`]); an invalid variable is a 500 naming it.
 //! What belongs to HTTP stays here: the exact path, the method, the headers, the media type
 //! and `Content-Length` of a write, and who the caller is for the rate limits (for now the
 //! client address Spin reports, [`client_key`]). Everything after that is the core's.
@@ -18,10 +18,10 @@ use cache_core::serve::{self, GetRequest, Op, Reply, RequestError, WriteRequest}
 use cache_core::store::KvStore;
 use spin_adapters::db::HttpDb;
 use spin_adapters::env::{self, WallClock};
-use spin_adapters::{config, kv::SpinKv};
+use spin_adapters::kv::SpinKv;
 use spin_sdk::http::{Method, Params, Request, Response, Router};
 
-use crate::{deferred, metrics, respond, CLIENT_ADDR};
+use crate::{deferred, metrics, respond, settings, CLIENT_ADDR};
 
 const ITEM_METHODS: &str = "GET, PUT, PATCH, DELETE";
 
@@ -48,7 +48,7 @@ fn healthz(req: Request, _: Params) -> anyhow::Result<Response> {
         return Ok(respond::error(&RequestError::MethodNotAllowed("GET")));
     }
     let check = || -> Result<(), RequestError> {
-        let cfg = config::load()?;
+        let cfg = settings::get()?;
         let mut kv = SpinKv::open_configured(&cfg)?;
         kv.set("m:health", b"ok")?;
         match kv.get("m:health")?.as_deref() {
@@ -63,15 +63,19 @@ fn healthz(req: Request, _: Params) -> anyhow::Result<Response> {
 }
 
 async fn item(req: Request, params: Params) -> anyhow::Result<Response> {
-    Ok(match item_inner(&req, &params) {
-        Ok(resp) => resp,
-        Err(e) => respond::error(&e),
-    })
-}
-
-fn item_inner(req: &Request, params: &Params) -> Result<Response, RequestError> {
     let ns = params.get("ns").unwrap_or("");
     let raw_key = params.get("key").unwrap_or("");
+    Ok(item_response(&req, ns, raw_key))
+}
+
+fn item_response(req: &Request, ns: &str, raw_key: &str) -> Response {
+    match item_inner(req, ns, raw_key) {
+        Ok(resp) => resp,
+        Err(e) => respond::error(&e),
+    }
+}
+
+fn item_inner(req: &Request, ns: &str, raw_key: &str) -> Result<Response, RequestError> {
     // The router ignores leading and trailing slashes, so `/v1/ns/a/` would address the key
     // `a`, while a client that forgot to encode the key `a/` meant that one. Only the exact
     // form names an item.
@@ -86,7 +90,7 @@ fn item_inner(req: &Request, params: &Params) -> Result<Response, RequestError> 
         return Err(RequestError::MethodNotAllowed(ITEM_METHODS));
     }
     let key = CacheKey::from_path(ns, raw_key)?;
-    let cfg = config::load()?;
+    let cfg = settings::get()?;
     let header = |name: &str| req.header(name).and_then(|v| v.as_str()).map(str::to_owned);
     let authorization = header("authorization");
     let rate_key = client_key(req);
@@ -273,7 +277,7 @@ fn admin_route(
     route: impl FnOnce(&CacheConfig, &mut SpinKv) -> Result<Reply, RequestError>,
 ) -> anyhow::Result<Response> {
     let reply = if *req.method() == method {
-        let guarded = |cfg: CacheConfig| -> Result<Reply, RequestError> {
+        let guarded = |cfg: std::rc::Rc<CacheConfig>| -> Result<Reply, RequestError> {
             let mut store = admin_store(&cfg)?;
             let auth = req.header("authorization").and_then(|v| v.as_str());
             Ok(admin::guarded(
@@ -285,7 +289,7 @@ fn admin_route(
                 |store| route(&cfg, store),
             ))
         };
-        config::load()
+        settings::get()
             .map_err(RequestError::Config)
             .and_then(guarded)
             .unwrap_or_else(|e| e.reply())
