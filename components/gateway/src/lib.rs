@@ -98,7 +98,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             if let Some(addr) = client {
                 req.set_header(CLIENT_ADDR, addr);
             }
-            api::router().handle_async(req).await
+            api::handle(req).await
         }
         Err(e) => respond::error(&cache_core::serve::RequestError::BadRequest(format!(
             "unreadable request: {e}"
