@@ -10,9 +10,9 @@ use std::cell::RefCell;
 
 use cache_core::serve::{self, Deferred, RequestError};
 use spin_adapters::env::{self, WallClock};
-use spin_adapters::{config, kv::Stores};
+use spin_adapters::kv::Stores;
 
-use crate::{api, metrics};
+use crate::{api, metrics, settings};
 
 thread_local! {
     static QUEUE: RefCell<Vec<Deferred>> = const { RefCell::new(Vec::new()) };
@@ -30,7 +30,7 @@ pub async fn run_all() {
         match item {
             Deferred::Revalidate { key, authorization } => {
                 let run = || -> Result<(), RequestError> {
-                    let cfg = config::load()?;
+                    let cfg = settings::get()?;
                     let mut kv = Stores::open(&cfg)?;
                     serve::revalidate(
                         &mut kv,

@@ -31,6 +31,7 @@
 //! - [`respond`]: the core's replies as HTTP responses.
 //! - [`metrics`]: counters and `GET /metrics`.
 //! - [`deferred`]: work run after the response is sent.
+//! - [`settings`]: the request's configuration, read once.
 
 use futures::SinkExt;
 use spin_sdk::http::conversions::TryFromIncomingRequest;
@@ -41,6 +42,7 @@ mod api;
 mod deferred;
 mod metrics;
 mod respond;
+mod settings;
 
 /// Bodies up to this size are written, and the body finished, before the response is handed
 /// to the host, so the host can send head and body in one write.
@@ -89,13 +91,14 @@ fn client_addr(req: &IncomingRequest) -> Option<String> {
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    settings::begin();
     let client = client_addr(&req);
     let response = match Request::try_from_incoming_request(req).await {
         Ok(mut req) => {
             if let Some(addr) = client {
                 req.set_header(CLIENT_ADDR, addr);
             }
-            api::router().handle_async(req).await
+            api::handle(req).await
         }
         Err(e) => respond::error(&cache_core::serve::RequestError::BadRequest(format!(
             "unreadable request: {e}"

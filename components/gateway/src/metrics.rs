@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 use cache_core::counters;
 use cache_core::delivery::state;
 use cache_core::serve::{Event, RequestError};
-use spin_adapters::{config, env, kv::Stores};
+use spin_adapters::{env, kv::Stores};
 use spin_sdk::http::{Params, Request, Response};
 
-use crate::respond;
+use crate::{respond, settings};
 
 thread_local! {
     static PENDING: RefCell<BTreeMap<String, u64>> = const { RefCell::new(BTreeMap::new()) };
@@ -69,7 +69,7 @@ pub fn persist() {
     }
     // Without a valid configuration there is no store to count in (the request itself was
     // answered 500 naming the variable).
-    let Ok(cfg) = config::load() else {
+    let Ok(cfg) = settings::get() else {
         return;
     };
     if let Ok(mut kv) = Stores::open(&cfg) {
@@ -80,7 +80,7 @@ pub fn persist() {
 /// `GET /metrics`.
 pub fn handle(_: Request, _: Params) -> anyhow::Result<Response> {
     let render = || -> Result<String, RequestError> {
-        let cfg = config::load()?;
+        let cfg = settings::get()?;
         let mut kv = Stores::open(&cfg)?;
         let counts = counters::load(&mut kv)?;
         let stats = state::stats(&mut kv, env::now())?;

@@ -371,18 +371,23 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
         parse: fn(&str) -> Option<T>,
         what: &str,
     ) -> Result<T, ConfigError> {
-        match self.raw(name) {
-            None => Ok(default),
-            Some(v) => parse(&v).ok_or_else(|| ConfigError::Invalid {
-                name,
-                reason: format!("expected {what}, got {v:?}"),
-            }),
-        }
+        parse_raw(name, self.raw(name), default, parse, what)
     }
 
     fn duration(&self, name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
-        self.parsed(
+        self.duration_of(name, self.raw(name), default)
+    }
+
+    /// [`Reader::duration`] of a value already looked up with [`Reader::raw`].
+    fn duration_of(
+        &self,
+        name: &'static str,
+        raw: Option<String>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        parse_raw(
             name,
+            raw,
             default,
             parse_duration,
             "a duration like 30s, 500ms, 5m or 1h",
@@ -430,6 +435,23 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 }
 
+/// `raw` (a value as [`Reader::raw`] returns it) parsed, or `default` when unset.
+fn parse_raw<T>(
+    name: &'static str,
+    raw: Option<String>,
+    default: T,
+    parse: fn(&str) -> Option<T>,
+    what: &str,
+) -> Result<T, ConfigError> {
+    match raw {
+        None => Ok(default),
+        Some(v) => parse(&v).ok_or_else(|| ConfigError::Invalid {
+            name,
+            reason: format!("expected {what}, got {v:?}"),
+        }),
+    }
+}
+
 /// The JWT verifier from `jwt_jwks`, `jwt_issuer`, `jwt_audience` and `jwt_leeway`.
 fn jwt_verifier<F: Fn(&str) -> Option<String>>(
     r: &Reader<F>,
@@ -437,8 +459,11 @@ fn jwt_verifier<F: Fn(&str) -> Option<String>>(
     let jwks = r.raw(var::JWT_JWKS);
     let issuer = r.raw(var::JWT_ISSUER);
     let audience = r.raw(var::JWT_AUDIENCE);
-    let leeway_set = r.raw(var::JWT_LEEWAY).is_some();
-    let leeway = r.duration(var::JWT_LEEWAY, Duration::from_secs(60))?;
+    // One lookup of `jwt_leeway` (each is a host call in a component): whether it is set,
+    // and its value parsed as `Reader::duration` would.
+    let leeway_raw = r.raw(var::JWT_LEEWAY);
+    let leeway_set = leeway_raw.is_some();
+    let leeway = r.duration_of(var::JWT_LEEWAY, leeway_raw, Duration::from_secs(60))?;
     if leeway > MAX_LEEWAY {
         return Err(ConfigError::Invalid {
             name: var::JWT_LEEWAY,

@@ -199,7 +199,8 @@ fn debug_output_hides_secrets() {
 }
 
 #[test]
-fn the_list_of_variables_is_exactly_what_the_configuration_reads() {
+fn the_list_of_variables_is_exactly_what_the_configuration_reads_each_once() {
+    // Each lookup is a host call in a component, on every request: none is asked twice.
     let asked = std::cell::RefCell::new(Vec::new());
     CacheConfig::from_lookup(|name| {
         asked.borrow_mut().push(name.to_owned());
@@ -208,7 +209,9 @@ fn the_list_of_variables_is_exactly_what_the_configuration_reads() {
     .unwrap();
     let mut asked = asked.into_inner();
     asked.sort();
+    let before = asked.len();
     asked.dedup();
+    assert_eq!(asked.len(), before, "a variable was looked up twice");
     let mut all: Vec<String> = var::ALL.iter().map(|s| (*s).to_owned()).collect();
     all.sort();
     assert_eq!(asked, all);
