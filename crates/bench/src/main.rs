@@ -258,7 +258,10 @@ async fn run(cli: Cli) -> Result<()> {
                     .join(", ")
             ),
             "plot: `hit-latency.svg` (figure 1's series)".to_owned(),
-        ],
+        ]
+        .into_iter()
+        .chain(cli.runs(1).then(|| figures::hit::WHERE_THE_TIME_GOES.to_owned()))
+        .collect(),
     };
     let md = report::markdown(&header, &rows, &missing);
     println!("{md}");

@@ -1,4 +1,5 @@
-//! The systems under test as child processes: the reference DB API and the embedded host.
+//! The systems under test as child processes: the reference DB API and the embedded host,
+//! and `redis-server` for a baseline.
 //!
 //! They run as separate processes (release binaries) so that the load generator in this
 //! process does not share a runtime or an allocator with what it measures. Every child is
@@ -194,5 +195,46 @@ impl Host {
             ready_after,
             _proc: proc,
         })
+    }
+}
+
+/// A `redis-server` on a free loopback port, without persistence: figure 1's baseline of
+/// what one in-memory key-value `GET` costs over loopback.
+pub struct Redis {
+    /// `redis://127.0.0.1:PORT/0`.
+    pub url: String,
+    _proc: Proc,
+}
+
+impl Redis {
+    /// Starts `redis-server` (from `PATH`) and waits until it answers `PING`.
+    pub async fn start() -> Result<Redis> {
+        let port = free_port()?;
+        let mut proc = Proc::spawn(
+            "redis-server",
+            Command::new("redis-server")
+                .arg("--port")
+                .arg(port.to_string())
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]),
+        )?;
+        let url = format!("redis://127.0.0.1:{port}/0");
+        let client = redis::Client::open(url.as_str())?;
+        let start = Instant::now();
+        let limit = Duration::from_secs(10);
+        // Bounded: at most `limit` / 5 ms attempts.
+        while start.elapsed() < limit {
+            proc.check_alive()?;
+            if let Ok(mut con) = client.get_multiplexed_async_connection().await {
+                if redis::cmd("PING")
+                    .query_async::<String>(&mut con)
+                    .await
+                    .is_ok()
+                {
+                    return Ok(Redis { url, _proc: proc });
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        bail!("redis-server did not answer PING within {limit:?}")
     }
 }
