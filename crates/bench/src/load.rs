@@ -122,7 +122,8 @@ const MAX_TRANSPORT_ERRORS: u32 = 20;
 /// Longest one request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn new_hist() -> Result<Histogram<u64>> {
+/// An empty latency histogram (microseconds, 3 significant digits).
+pub fn new_hist() -> Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, 120_000_000, 3).map_err(|e| anyhow!("histogram: {e}"))
 }
 

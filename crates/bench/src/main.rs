@@ -56,6 +56,23 @@ struct Cli {
     /// Where the components are [default: target/wasm32-wasip1/wasm-release in the workspace].
     #[arg(long)]
     wasm_dir: Option<PathBuf>,
+    /// Run only this figure (repeatable: `--figure 1 --figure 5`; 1 to 9, 11). A partial run
+    /// never touches the README, and writes into `docs/bench/raw` (not versioned) unless
+    /// `--out` is given, so it cannot replace the full run's results.
+    #[arg(long = "figure", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=11))]
+    figures: Vec<u32>,
+}
+
+impl Cli {
+    /// Whether figure `n` is part of this run.
+    fn runs(&self, n: u32) -> bool {
+        self.figures.is_empty() || self.figures.contains(&n)
+    }
+
+    /// Whether only some figures run.
+    fn partial(&self) -> bool {
+        !self.figures.is_empty()
+    }
 }
 
 /// Paths the run uses, defaults resolved against the workspace root so that the benchmark
@@ -75,11 +92,16 @@ impl Paths {
         let pick = |given: &Option<PathBuf>, default: &str| {
             given.clone().unwrap_or_else(|| root.join(default))
         };
+        let out = if cli.partial() {
+            "docs/bench/raw"
+        } else {
+            "docs/bench"
+        };
         Paths {
-            out: pick(&cli.out, "docs/bench"),
+            out: pick(&cli.out, out),
             bin_dir: pick(&cli.bin_dir, "target/release"),
             wasm_dir: pick(&cli.wasm_dir, "target/wasm32-wasip1/wasm-release"),
-            readme: cli.out.is_none().then(|| root.join("README.md")),
+            readme: (cli.out.is_none() && !cli.partial()).then(|| root.join("README.md")),
         }
     }
 }
@@ -131,12 +153,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs one figure; a failure is reported as a missing figure and the run goes on.
+/// Runs one figure if it is `wanted`; a failure is reported as a missing figure and the run
+/// goes on.
 async fn figure<T>(
+    wanted: bool,
     name: &str,
     missing: &mut Vec<String>,
     f: impl Future<Output = Result<T>>,
 ) -> Option<T> {
+    if !wanted {
+        return None;
+    }
     let start = Instant::now();
     eprintln!("bench: {name} …");
     match f.await {
@@ -171,6 +198,9 @@ fn vars(db_url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if cli.figures.contains(&10) {
+        anyhow::bail!("there is no figure 10 (figures: 1 to 9, 11)");
+    }
     let started = Instant::now();
     let when = machine::now_utc();
     let load_at_start = machine::load_average();
@@ -188,6 +218,12 @@ async fn run(cli: Cli) -> Result<()> {
     } else {
         "full run: 3 s windows, 100k-request offload passes, 10 simulated minutes, 1k / 10k-write flushes, 6k-read auth passes"
     };
+    let mode = if cli.partial() {
+        let list: Vec<String> = cli.figures.iter().map(u32::to_string).collect();
+        format!("{mode}; partial run: figure(s) {} only", list.join(", "))
+    } else {
+        mode.to_owned()
+    };
     let mut machine = machine::describe();
     if let Some(load) = load_at_start {
         machine.push_str(&format!(" (load average {load:.2} when the run started)"));
@@ -195,14 +231,19 @@ async fn run(cli: Cli) -> Result<()> {
     let header = Header {
         when,
         machine,
-        command: if cli.quick {
-            "cargo xtask bench --quick".to_owned()
-        } else {
-            "cargo xtask bench".to_owned()
+        command: {
+            let mut command = "cargo xtask bench".to_owned();
+            if cli.quick {
+                command.push_str(" --quick");
+            }
+            for n in &cli.figures {
+                command.push_str(&format!(" --figure {n}"));
+            }
+            command
         },
         duration: format!("{:.0} s", started.elapsed().as_secs_f64()),
         notes: vec![
-            mode.to_owned(),
+            mode,
             "loopback only; DB API (SQLite in memory) and host are child processes; the load generator (fixed connections, closed loop, HDR histograms) runs in the bench process on the same cores".to_owned(),
             "figures 1 to 9 run against one DB API with auth off; figure 11 against a DB API of its own with auth on (users, access rules, the test JWT issuer) and four hosts of its own, each with `ttl = 1h`".to_owned(),
             format!(
@@ -219,7 +260,10 @@ async fn run(cli: Cli) -> Result<()> {
             ),
             "figure 12 runs four hosts of its own, each with `max_buffered_writes = 20000`: two on SQLite files, two on a `redis-server` of its own (databases 0 and 1); one store of each pair is filled directly, the other stays empty".to_owned(),
             "plot: `hit-latency.svg` (figure 1's series)".to_owned(),
-        ],
+        ]
+        .into_iter()
+        .chain(cli.runs(1).then(|| figures::hit::WHERE_THE_TIME_GOES.to_owned()))
+        .collect(),
     };
     let md = report::markdown(&header, &rows, &missing);
     println!("{md}");
@@ -242,7 +286,7 @@ async fn run(cli: Cli) -> Result<()> {
             write_readme(readme, &summary)?;
             eprintln!("bench: rewrote the summary in {}", readme.display());
         }
-        _ => eprintln!("bench: README left alone (quick run or --out given)"),
+        _ => eprintln!("bench: README left alone (quick or partial run, or --out given)"),
     }
     Ok(())
 }
@@ -323,6 +367,7 @@ async fn measure(
     let mut missing = Vec::new();
 
     let hit = figure(
+        cli.runs(1),
         "figure 1 (hit path)",
         &mut missing,
         figures::hit::run(&ctx, a),
@@ -334,6 +379,7 @@ async fn measure(
     });
     let _ = ctx.db().read_latency(0).await;
     if let Some(r) = figure(
+        cli.runs(5),
         "figure 5 (stampede)",
         &mut missing,
         figures::stampede::run(&ctx, a),
@@ -344,6 +390,7 @@ async fn measure(
     }
     let _ = ctx.db().read_latency(0).await;
     if let Some(r) = figure(
+        cli.runs(2),
         "figure 2 (misses)",
         &mut missing,
         figures::miss::misses(&ctx, a),
@@ -354,6 +401,7 @@ async fn measure(
     }
     let _ = ctx.db().read_latency(0).await;
     if let Some(r) = figure(
+        cli.runs(2),
         "figure 2 (stale)",
         &mut missing,
         figures::miss::stale(&ctx, b, SHORT_TTL),
@@ -364,6 +412,7 @@ async fn measure(
     }
     let _ = ctx.db().read_latency(0).await;
     let batching = figure(
+        cli.runs(4),
         "figure 4 (write batching)",
         &mut missing,
         figures::writes::run(&ctx, b, ADMIN_TOKEN),
@@ -374,6 +423,7 @@ async fn measure(
         w
     });
     if let Some(r) = figure(
+        cli.runs(6),
         "figure 6 (storage)",
         &mut missing,
         figures::storage::run(http, a, &host_a.state_dir, &paths.wasm_dir, cli.quick),
@@ -383,6 +433,7 @@ async fn measure(
         rows.extend(r);
     }
     let offload = figure(
+        cli.runs(3),
         "figure 3 (read offload)",
         &mut missing,
         figures::offload::run(&ctx, a),
@@ -393,6 +444,7 @@ async fn measure(
         o
     });
     if let Some(r) = figure(
+        cli.runs(7),
         "figure 7 (scale)",
         &mut missing,
         figures::scale::run(&ctx, a, &host_a.state_dir),
@@ -404,7 +456,7 @@ async fn measure(
     let mut starts = vec![host_a.ready_after, host_b.ready_after];
     // Figure 7's flush time on a host of its own, whose store holds only the flushed writes.
     let flush_vars = vars(&db.url, &figures::flush::KNOBS);
-    if let Some(r) = figure("figure 7 (flush time)", &mut missing, async {
+    if let Some(r) = figure(cli.runs(7), "figure 7 (flush time)", &mut missing, async {
         let host_c =
             Host::start(bins, http, manifest, &scratch.join("state-c"), &flush_vars).await?;
         starts.push(host_c.ready_after);
@@ -414,16 +466,24 @@ async fn measure(
     {
         rows.extend(r);
     }
-    if let Some(r) = figure("figure 12 (write cost at scale)", &mut missing, async {
-        let base = vars(ctx.db_url, &[]);
-        figures::write_scale::run(bins, http, manifest, scratch, &base, cli.quick).await
-    })
+    if let Some(r) = figure(
+        cli.runs(12),
+        "figure 12 (write cost at scale)",
+        &mut missing,
+        async {
+            let base = vars(ctx.db_url, &[]);
+            figures::write_scale::run(bins, http, manifest, scratch, &base, cli.quick).await
+        },
+    )
     .await
     {
         rows.extend(r);
     }
-    rows.extend(figures::startup::rows(&starts, db_ready));
+    if cli.runs(8) {
+        rows.extend(figures::startup::rows(&starts, db_ready));
+    }
     if let Some(r) = figure(
+        cli.runs(8),
         "figure 8 (component compile and instantiate)",
         &mut missing,
         async {
@@ -435,7 +495,9 @@ async fn measure(
     {
         rows.extend(r);
     }
-    rows.extend(figures::cost::rows(offload.as_ref(), batching.as_ref()));
+    if cli.runs(9) {
+        rows.extend(figures::cost::rows(offload.as_ref(), batching.as_ref()));
+    }
     // Figure 11 runs against a DB API of its own, with auth on, and hosts of its own.
     let env = figures::auth::Env {
         bins,
@@ -444,6 +506,7 @@ async fn measure(
         vars,
     };
     if let Some(r) = figure(
+        cli.runs(11),
         "figure 11 (auth)",
         &mut missing,
         figures::auth::run(&ctx, &env),

@@ -56,7 +56,7 @@ impl Ctx<'_> {
 
 /// Unrecorded requests before a measured window: the first requests after a change of
 /// target pay one-off costs (connection set-up, cold instance pools, cold caches).
-const WARM_UP: u64 = 50;
+pub const WARM_UP: u64 = 50;
 
 /// [`get_load`] after [`WARM_UP`] unrecorded requests on the same path.
 pub async fn warm_get_load(

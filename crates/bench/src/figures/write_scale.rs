@@ -22,7 +22,7 @@ use cache_core::time::UnixMillis;
 use super::{flush, scale};
 use crate::direct::{Direct, KvPair};
 use crate::load::{self, MakeReq, Plan, Req, Stop};
-use crate::procs::{Bins, Host, RedisServer};
+use crate::procs::{Bins, Host, Redis};
 use crate::report::{div, ms, Row};
 
 const FIG: &str = "12 write scale";
@@ -154,21 +154,19 @@ pub async fn run(
         let (e, f) = alternate(&empty.url, &full.url, rounds, n).await?;
         rows.push(row("SQLite", keys, e, f));
     }
-    let redis = RedisServer::start().await?;
+    let redis = Redis::start().await?;
+    let server = redis.url.trim_end_matches("/0");
     let mut hosts = Vec::new();
     for db in [0, 1] {
         let rc = scratch.join(format!("redis-wscale-{db}.toml"));
         std::fs::write(
             &rc,
-            format!(
-                "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}/{db}\"\n",
-                redis.url
-            ),
+            format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{server}/{db}\"\n"),
         )?;
         let dir = scratch.join(format!("state-wscale-redis-{db}"));
         hosts.push(Host::start_with(bins, http, manifest, &dir, &vars, Some(&rc)).await?);
     }
-    let keys = fill(&Direct::Redis(format!("{}/0", redis.url)))?;
+    let keys = fill(&Direct::Redis(format!("{server}/0")))?;
     let (e, f) = alternate(&hosts[1].url, &hosts[0].url, rounds, n).await?;
     rows.push(row("Redis", keys, e, f));
     Ok(rows)
