@@ -59,7 +59,7 @@ struct Cli {
     /// Run only this figure (repeatable: `--figure 1 --figure 5`; 1 to 9, 11). A partial run
     /// never touches the README, and writes into `docs/bench/raw` (not versioned) unless
     /// `--out` is given, so it cannot replace the full run's results.
-    #[arg(long = "figure", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=11))]
+    #[arg(long = "figure", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=12))]
     figures: Vec<u32>,
 }
 
