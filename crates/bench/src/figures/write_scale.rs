@@ -70,13 +70,19 @@ async fn put_round(host: &str, round: u64, n: u64) -> Result<load::Outcome> {
 }
 
 /// The p50 of `rounds` rounds of `n` writes on each host, the rounds alternating between
-/// them so that neither gains from going second.
+/// them and each going first in every other round, so that neither gains from its place.
 async fn alternate(empty: &str, full: &str, rounds: u64, n: u64) -> Result<(f64, f64)> {
     let mut e = Vec::new();
     let mut f = Vec::new();
     for round in 0..rounds {
-        e.push(put_round(empty, round * 2, n).await?);
-        f.push(put_round(full, round * 2 + 1, n).await?);
+        // Each host goes first in every other round.
+        if round % 2 == 0 {
+            e.push(put_round(empty, round * 2, n).await?);
+            f.push(put_round(full, round * 2 + 1, n).await?);
+        } else {
+            f.push(put_round(full, round * 2 + 1, n).await?);
+            e.push(put_round(empty, round * 2, n).await?);
+        }
     }
     Ok((load::merged_pct_ms(&e, 50.0), load::merged_pct_ms(&f, 50.0)))
 }
