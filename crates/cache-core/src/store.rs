@@ -272,6 +272,26 @@ impl KvStore for MemoryStore {
     }
 }
 
+/// A [`MemoryStore`] several parties hold at once in one thread (a request, and a test hook
+/// acting as a concurrent request or a rewriter). For tests.
+#[derive(Debug, Clone, Default)]
+pub struct SharedStore(pub std::rc::Rc<std::cell::RefCell<MemoryStore>>);
+
+impl KvStore for SharedStore {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.borrow_mut().get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.0.borrow_mut().set(key, value)
+    }
+    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
+        self.0.borrow_mut().delete(key)
+    }
+    fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
+        self.0.borrow_mut().get_keys()
+    }
+}
+
 /// `S` with only the four required operations: `increment` and `compare_and_swap` are the
 /// trait's read-modify-write defaults, as on a host without `wasi:keyvalue/atomics` (Fermyon
 /// Cloud, Akamai Functions). For tests of what happens there.

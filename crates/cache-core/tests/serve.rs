@@ -14,9 +14,10 @@ use cache_core::serve::origin::{classify, ItemAnswer, Unanswered};
 use cache_core::serve::{
     self, CacheStatus, Deferred, Event, GetRequest, Op, RequestError, WriteRequest,
 };
+use cache_core::store::SharedStore;
 use cache_core::store::{KvStore, MemoryStore, StoreError, WithoutAtomics};
 use cache_core::time::UnixMillis;
-use common::{body, error_code, records, status, SharedStore, TestClock, World, T0};
+use common::{body, error_code, records, status, TestClock, World, T0};
 use serde_json::{json, Value};
 
 /// A world whose origin holds `a` = `{"n":1}` with ETag `"v3"`, fetched once.

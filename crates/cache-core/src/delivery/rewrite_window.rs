@@ -95,7 +95,7 @@ pub fn wait_out(store: &mut impl KvStore, clock: &mut impl Clock) -> Result<bool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::store::{MemoryStore, SharedStore};
     use crate::time::TestClock;
 
     #[test]
@@ -123,31 +123,13 @@ mod tests {
         }
     }
 
-    /// One store held by the waiting write and by the rewriter that closes the window.
-    struct Shared(std::rc::Rc<std::cell::RefCell<MemoryStore>>);
-
-    impl KvStore for Shared {
-        fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            self.0.borrow_mut().get(key)
-        }
-        fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-            self.0.borrow_mut().set(key, value)
-        }
-        fn delete(&mut self, key: &str) -> Result<(), StoreError> {
-            self.0.borrow_mut().delete(key)
-        }
-        fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
-            self.0.borrow_mut().get_keys()
-        }
-    }
-
     #[test]
     fn a_window_closed_meanwhile_ends_the_wait() {
-        let inner = std::rc::Rc::new(std::cell::RefCell::new(MemoryStore::new()));
-        let mut store = Shared(inner.clone());
+        // One store held by the waiting write and by the rewriter that closes the window.
+        let mut store = SharedStore::default();
         let mut clock = TestClock::at(UnixMillis(1_000));
         let mut window = Some(open(&mut store, &mut clock).unwrap());
-        let mut rewriter = Shared(inner);
+        let mut rewriter = store.clone();
         clock.on_sleep = Some(Box::new(move |now| {
             if now.0 >= 1_020 {
                 if let Some(w) = window.take() {

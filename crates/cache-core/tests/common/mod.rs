@@ -4,9 +4,7 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::rc::Rc;
 
 use cache_core::config::CacheConfig;
 use cache_core::contract::{
@@ -23,7 +21,7 @@ use cache_core::serve::origin::{AuthorizeCall, ItemAnswer, ItemRead, Origin, Una
 use cache_core::serve::prepare::{prepare_write, Change, EntryUpdate};
 use cache_core::serve::{self, CacheStatus, GetRequest, Op, Outcome, RequestError, WriteRequest};
 use cache_core::stamp::{Stamp, StampGen};
-use cache_core::store::{KvStore, MemoryStore, StoreError};
+use cache_core::store::{KvStore, MemoryStore};
 use cache_core::time::UnixMillis;
 use serde_json::Value;
 
@@ -232,26 +230,6 @@ pub fn refusal(status: u16) -> ItemAnswer {
 }
 
 pub use cache_core::time::TestClock;
-
-/// A `MemoryStore` several parties hold at once (a request, and a test hook acting as a
-/// concurrent request).
-#[derive(Debug, Clone, Default)]
-pub struct SharedStore(pub Rc<RefCell<MemoryStore>>);
-
-impl KvStore for SharedStore {
-    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.borrow_mut().get(key)
-    }
-    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.0.borrow_mut().set(key, value)
-    }
-    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
-        self.0.borrow_mut().delete(key)
-    }
-    fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
-        self.0.borrow_mut().get_keys()
-    }
-}
 
 pub const T0: u64 = 1_700_000_000_000;
 
