@@ -1,5 +1,5 @@
 //! Key-value stores: grants, labels, the default SQLite file, runtime-config placement,
-//! Redis.
+//! Redis, `wasi:keyvalue/batch`.
 
 use crate::support::*;
 
@@ -273,6 +273,102 @@ async fn redis_backed_store_round_trips_and_is_shared_between_hosts() {
         "",
     )
     .await;
+}
+
+/// `wasi:keyvalue/batch` on SQLite, as Spin's backend answers it: `get-many` leaves absent
+/// keys out and answers in key order; `set-many` and `delete-many` write what the Spin API
+/// then reads.
+#[tokio::test]
+async fn batch_on_sqlite_is_spins() {
+    let dir = TempDir::new("kv-batch-sqlite");
+    let app = start(options(&write_manifest(dir.path(), APP)), false).await;
+    let r = send(
+        "PUT",
+        &app.url("/probe/batch/default"),
+        &[],
+        "c=3\na=1\nb=2",
+    )
+    .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    let r = get(&app.url("/probe/batch/default?keys=c,missing,a")).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, r#"[["a","1"],["c","3"]]"#)
+    );
+    assert_eq!(get(&app.url("/probe/kv/default/b")).await.body, "2");
+    let r = send(
+        "DELETE",
+        &app.url("/probe/batch/default?keys=a,b,missing"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(get(&app.url("/probe/keys/default")).await.body, r#"["c"]"#);
+    let r = get(&app.url("/probe/batch/default?keys=")).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "[]"));
+    let r = get(&app.url("/probe/batch/secrets?keys=c")).await;
+    assert_eq!((r.status, r.body.as_str()), (403, "access-denied"));
+}
+
+/// `wasi:keyvalue/batch` on Redis, as Spin's backend answers it (`MSET`, `DEL`, and `KEYS`
+/// for `get-many`). Runs when `CACHE_SYNC_TEST_REDIS_URL` is set.
+#[tokio::test]
+async fn batch_on_redis_is_spins() {
+    let Ok(url) = std::env::var("CACHE_SYNC_TEST_REDIS_URL") else {
+        eprintln!("skipped: CACHE_SYNC_TEST_REDIS_URL is not set");
+        return;
+    };
+    let dir = TempDir::new("kv-batch-redis");
+    let manifest = write_manifest(dir.path(), APP);
+    let rc = dir.path().join("rc.toml");
+    std::fs::write(
+        &rc,
+        format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{url}\"\n"),
+    )
+    .expect("write rc");
+    let mut o = options(&manifest);
+    o.runtime_config = Some(rc);
+    let app = start(o, false).await;
+    let (a, b) = (
+        format!("batch-e2e-{}-a", std::process::id()),
+        format!("batch-e2e-{}-b", std::process::id()),
+    );
+    let r = send(
+        "PUT",
+        &app.url("/probe/batch/default"),
+        &[],
+        &format!("{a}=1\n{b}=2"),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(
+        get(&app.url(&format!("/probe/kv/default/{b}"))).await.body,
+        "2"
+    );
+    // Two keys: `KEYS a b`, which Redis refuses.
+    let r = get(&app.url(&format!("/probe/batch/default?keys={a},{b}"))).await;
+    assert_eq!(r.status, 500, "{r:?}");
+    assert!(r.body.contains("wrong number of arguments"), "{r:?}");
+    // One key that exists: where Spin panics, a trap (an empty 500).
+    let r = get(&app.url(&format!("/probe/batch/default?keys={a}"))).await;
+    assert_eq!((r.status, r.body.as_str()), (500, ""));
+    let r = get(&app.url("/probe/batch/default?keys=batch-e2e-absent")).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "[]"));
+    let r = send(
+        "DELETE",
+        &app.url(&format!("/probe/batch/default?keys={a},{b}")),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(
+        get(&app.url(&format!("/probe/kv/default/{a}")))
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use crate::bindings::{cron2, cron3, key_value, variables, wasi_atomics, wasi_store};
+use crate::bindings::{cron2, cron3, key_value, variables, wasi_atomics, wasi_batch, wasi_store};
 use crate::componentize::componentize_if_necessary;
 use crate::cron_schedule::CronSchedule;
 use crate::error::{InstantiateError, LoadError};
@@ -169,6 +169,8 @@ fn linker(engine: &Engine) -> Result<Linker<HostState>, LoadError> {
         .map_err(engine_err)?;
     wasi_atomics::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
         .map_err(engine_err)?;
+    wasi_batch::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(&mut linker, |s| s)
+        .map_err(engine_err)?;
     Ok(linker)
 }
 
@@ -292,7 +294,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "variables (spin:variables@3, spin-sdk 6+)",
     ),
     ("wasi:config/store", "wasi:config variables"),
-    ("wasi:keyvalue/batch", "wasi:keyvalue batch operations"),
     ("wasi:sockets/tcp", "TCP sockets"),
     ("wasi:sockets/tcp-create-socket", "TCP sockets"),
     ("wasi:sockets/udp", "UDP sockets"),

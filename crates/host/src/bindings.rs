@@ -4,9 +4,10 @@
 //!   interfaces spin-sdk 5.x imports (vendored from the spin-sdk crate into `wit/`).
 //!   Generated with `async | trappable`: the host functions await backends (Redis) and
 //!   a host failure becomes a trap rather than a guest-visible error.
-//! - `wasi_kv`: `wasi:keyvalue/store` and `wasi:keyvalue/atomics` @0.2.0-draft2 (vendored
-//!   the same way), which spin-sdk 5.x reaches through `spin_sdk::wit::wasi::keyvalue`.
-//!   `batch` is not linked yet: a component importing it is refused at load.
+//! - `wasi_kv`: `wasi:keyvalue/store`, `wasi:keyvalue/atomics` and `wasi:keyvalue/batch`
+//!   @0.2.0-draft2 (vendored the same way), which spin-sdk 5.x reaches through
+//!   `spin_sdk::wit::wasi::keyvalue`. `batch` is served as Spin serves it, its backends'
+//!   quirks included (see `crate::kv`).
 //! - `cron3` / `cron2`: the two generations of the cron trigger's world, kept in the
 //!   repository's top-level `wit/` (shared with the flush component).
 
@@ -24,7 +25,7 @@ pub mod spin {
     });
 }
 
-/// `wasi:keyvalue@0.2.0-draft2` store and atomics.
+/// `wasi:keyvalue@0.2.0-draft2` store, atomics and batch.
 #[allow(missing_docs, reason = "generated code")]
 pub mod wasi_kv {
     wasmtime::component::bindgen!({
@@ -32,6 +33,7 @@ pub mod wasi_kv {
         interfaces: "
             import wasi:keyvalue/store@0.2.0-draft2;
             import wasi:keyvalue/atomics@0.2.0-draft2;
+            import wasi:keyvalue/batch@0.2.0-draft2;
         ",
         imports: { default: async | trappable },
         with: {
@@ -63,4 +65,6 @@ pub mod cron2 {
 
 pub use spin::fermyon::spin::key_value;
 pub use spin::fermyon::spin::variables;
-pub use wasi_kv::wasi::keyvalue::{atomics as wasi_atomics, store as wasi_store};
+pub use wasi_kv::wasi::keyvalue::{
+    atomics as wasi_atomics, batch as wasi_batch, store as wasi_store,
+};

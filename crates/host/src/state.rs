@@ -16,7 +16,7 @@ use wasmtime_wasi_http::{
     WasiHttpView,
 };
 
-use crate::bindings::{key_value as kv, variables as var, wasi_atomics, wasi_store};
+use crate::bindings::{key_value as kv, variables as var, wasi_atomics, wasi_batch, wasi_store};
 use crate::kv::{KvCas, KvError, KvFailure, SharedKvStores, StoreBackend};
 use crate::logs::Logger;
 use crate::outbound::OutboundPolicy;
@@ -328,6 +328,47 @@ impl wasi_store::HostBucket for HostState {
     async fn drop(&mut self, bucket: Resource<WasiBucket>) -> wasmtime::Result<()> {
         self.table.delete(bucket)?;
         Ok(())
+    }
+}
+
+/// As Spin (3.1 and later): the bucket is the one `open` granted (no further access check),
+/// an empty list is answered without asking the backend, and the rest is the backend's own
+/// answer (`crate::kv` gives each backend's semantics).
+impl wasi_batch::Host for HostState {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<WasiBucket>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, wasi_store::Error>> {
+        let store = self.table.get(&bucket)?.store.clone();
+        if keys.is_empty() {
+            return Ok(Ok(Vec::new()));
+        }
+        answer(store.get_many(keys).await, wasi_err)
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<WasiBucket>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
+        let store = self.table.get(&bucket)?.store.clone();
+        if key_values.is_empty() {
+            return Ok(Ok(()));
+        }
+        answer(store.set_many(key_values).await, wasi_err)
+    }
+
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<WasiBucket>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<(), wasi_store::Error>> {
+        let store = self.table.get(&bucket)?.store.clone();
+        if keys.is_empty() {
+            return Ok(Ok(()));
+        }
+        answer(store.delete_many(keys).await, wasi_err)
     }
 }
 

@@ -8,11 +8,22 @@
 //!
 //! # Layout
 //! - `sqlite.rs`: Spin's `spin_key_value(store, key, value)` table.
-//! - `redis.rs`: plain `GET`/`SET`/`DEL`/`EXISTS`/`KEYS *`, one connection manager per URL.
+//! - `redis.rs`: plain `GET`/`SET`/`DEL`/`EXISTS`/`KEYS *` (batch: `MSET`, `DEL`, and
+//!   Spin's `KEYS` for `get-many`), one connection manager per URL.
 //!
 //! Both also serve `wasi:keyvalue/atomics` (`increment`, and compare-and-swap through
 //! [`KvCas`]) the way Spin's backends do, caveats included: on SQLite a swap from an absent
 //! key is an unconditional write, and on Redis an aborted swap is reported as done.
+//!
+//! `wasi:keyvalue/batch` is Spin's too, oddities included. On SQLite, `get-many` is one
+//! `SELECT … WHERE key IN rarray(keys)`: absent keys are left out (never `None`), each key
+//! comes once, in key order rather than the order asked; `set-many` is a transaction of
+//! upserts and `delete-many` one `DELETE`, both atomic. On Redis, `set-many` is `MSET` and
+//! `delete-many` `DEL` (both atomic), but `get-many` sends `KEYS key…` (not `MGET`), so it
+//! fails with two keys or more, and with one key it is a glob pattern whose matching names
+//! come back read as (key, value) pairs; an odd number of matches is where Spin's reply
+//! parsing panics, a trap here. Empty lists are answered before the backend (an empty list,
+//! or nothing done), as Spin ≥ 3.1 does.
 //!
 //! `increment` is Spin's on both: an absent key counts as 0; SQLite keeps the count as an
 //! 8-byte little-endian integer, read, added (wrapping, as Spin's release build does) and
@@ -31,6 +42,9 @@ use std::sync::Arc;
 
 pub use self::redis::RedisStore;
 pub use self::sqlite::{SqliteFile, SqliteStore};
+
+/// What `get-many` answers: (key, value) pairs, as Spin's backends produce them.
+pub type ManyValues = Vec<(String, Option<Vec<u8>>)>;
 
 /// A backend failure, reported to the guest as `error::other(message)`.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +109,33 @@ impl StoreBackend {
         match self {
             StoreBackend::Sqlite(s) => s.get_keys(),
             StoreBackend::Redis(s) => Ok(s.get_keys().await?),
+        }
+    }
+
+    /// `wasi:keyvalue/batch` `get-many`, answered as Spin's backend answers it (the module
+    /// docs): on SQLite only the keys present, in key order; on Redis a `KEYS` command.
+    pub async fn get_many(&self, keys: Vec<String>) -> Result<ManyValues, KvFailure> {
+        match self {
+            StoreBackend::Sqlite(s) => s.get_many(keys),
+            StoreBackend::Redis(s) => s.get_many(keys).await,
+        }
+    }
+
+    /// `wasi:keyvalue/batch` `set-many`: atomic on both backends (a SQLite transaction, one
+    /// Redis `MSET`).
+    pub async fn set_many(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<(), KvFailure> {
+        match self {
+            StoreBackend::Sqlite(s) => s.set_many(pairs),
+            StoreBackend::Redis(s) => Ok(s.set_many(pairs).await?),
+        }
+    }
+
+    /// `wasi:keyvalue/batch` `delete-many`: one statement on both backends (SQLite
+    /// `DELETE … IN`, Redis `DEL`); absent keys are no error.
+    pub async fn delete_many(&self, keys: Vec<String>) -> Result<(), KvFailure> {
+        match self {
+            StoreBackend::Sqlite(s) => s.delete_many(keys),
+            StoreBackend::Redis(s) => Ok(s.delete_many(keys).await?),
         }
     }
 
@@ -189,3 +230,191 @@ impl KvStores {
 
 /// Shared handle type used by the store map in [`crate::state`].
 pub type SharedKvStores = Arc<KvStores>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    fn found(list: &[(&str, &str)]) -> Vec<(String, Option<Vec<u8>>)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), Some(v.as_bytes().to_vec())))
+            .collect()
+    }
+
+    fn keys(list: &[&str]) -> Vec<String> {
+        list.iter().map(|k| (*k).to_owned()).collect()
+    }
+
+    fn temp_db(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("kv-batch-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("kv.db")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_batch_is_spins_absent_keys_left_out_in_key_order() {
+        let path = temp_db("sqlite");
+        let file = SqliteFile::open(&path).expect("open");
+        let store = StoreBackend::Sqlite(file.store("default"));
+        let other = StoreBackend::Sqlite(file.store("other"));
+        other.set("b", b"other").await.expect("set");
+        store
+            .set_many(pairs(&[("c", "3"), ("a", "1"), ("b", "2"), ("a", "1bis")]))
+            .await
+            .expect("set-many");
+        assert_eq!(store.get("a").await.expect("get"), Some(b"1bis".to_vec()));
+        // Only the keys present, each once, by key: not the order asked, no `None`.
+        let answer = store
+            .get_many(keys(&["c", "missing", "a", "b", "a"]))
+            .await
+            .expect("get-many");
+        assert_eq!(answer, found(&[("a", "1bis"), ("b", "2"), ("c", "3")]));
+        assert_eq!(
+            store.get_many(keys(&["missing"])).await.expect("get-many"),
+            vec![]
+        );
+        // Many keys written and asked in two unrelated orders: answered sorted by key.
+        let many: Vec<String> = (0..40).map(|i| format!("k{:02}", (i * 17) % 40)).collect();
+        store
+            .set_many(
+                many.iter()
+                    .map(|k| (k.clone(), k.as_bytes().to_vec()))
+                    .collect(),
+            )
+            .await
+            .expect("set-many");
+        let asked: Vec<String> = (0..40).map(|i| format!("k{:02}", (i * 23) % 40)).collect();
+        let answer: Vec<String> = store
+            .get_many(asked)
+            .await
+            .expect("get-many")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let mut sorted = many.clone();
+        sorted.sort();
+        assert_eq!(answer, sorted);
+        store.delete_many(many).await.expect("delete-many");
+        store
+            .delete_many(keys(&["a", "c", "missing"]))
+            .await
+            .expect("delete-many");
+        assert_eq!(store.get_keys().await.expect("keys"), keys(&["b"]));
+        assert_eq!(other.get("b").await.expect("get"), Some(b"other".to_vec()));
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_set_many_is_one_transaction() {
+        let path = temp_db("sqlite-tx");
+        let file = SqliteFile::open(&path).expect("open");
+        let store = StoreBackend::Sqlite(file.store("default"));
+        // A failure part-way through the batch: the rows before it are rolled back.
+        rusqlite::Connection::open(&path)
+            .expect("second connection")
+            .execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON spin_key_value WHEN NEW.key = 'bad'
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .expect("trigger");
+        let err = store
+            .set_many(pairs(&[("first", "1"), ("bad", "2"), ("last", "3")]))
+            .await
+            .expect_err("the trigger refuses");
+        assert!(
+            matches!(&err, KvFailure::Error(KvError(m)) if m.contains("refused")),
+            "{err:?}"
+        );
+        assert_eq!(store.get_keys().await.expect("keys"), Vec::<String>::new());
+        let _ = std::fs::remove_dir_all(path.parent().expect("dir"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_batch_traps_on_a_poisoned_label() {
+        let file = SqliteFile::open(std::path::Path::new(":memory:")).expect("open");
+        let store = StoreBackend::Sqlite(file.store("default"));
+        store.set("n", b"five").await.expect("set");
+        assert!(matches!(
+            store.increment("n", 1).await,
+            Err(KvFailure::Trap(_))
+        ));
+        assert!(matches!(
+            store.get_many(keys(&["n"])).await,
+            Err(KvFailure::Trap(_))
+        ));
+        assert!(matches!(
+            store.set_many(pairs(&[("k", "v")])).await,
+            Err(KvFailure::Trap(_))
+        ));
+        assert!(matches!(
+            store.delete_many(keys(&["k"])).await,
+            Err(KvFailure::Trap(_))
+        ));
+    }
+
+    /// Against a real Redis when `CACHE_SYNC_TEST_REDIS_URL` is set; skipped otherwise.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_batch_is_spins_mset_del_and_keys_for_get_many() {
+        let Ok(url) = std::env::var("CACHE_SYNC_TEST_REDIS_URL") else {
+            eprintln!("skipped: CACHE_SYNC_TEST_REDIS_URL is not set");
+            return;
+        };
+        let store = StoreBackend::Redis(RedisStore::new(&url).expect("url"));
+        let p = format!("batch-{}-", std::process::id());
+        let k = |s: &str| format!("{p}{s}");
+        store
+            .set_many(vec![
+                (k("a"), b"1".to_vec()),
+                (k("b"), b"2".to_vec()),
+                (k("a"), b"1bis".to_vec()),
+            ])
+            .await
+            .expect("set-many (MSET)");
+        assert_eq!(
+            store.get(&k("a")).await.expect("get"),
+            Some(b"1bis".to_vec())
+        );
+        assert_eq!(store.get(&k("b")).await.expect("get"), Some(b"2".to_vec()));
+        // Spin's get-many is `KEYS key…`: two keys are one argument too many …
+        let err = store
+            .get_many(vec![k("a"), k("b")])
+            .await
+            .expect_err("KEYS takes one pattern");
+        assert!(
+            matches!(&err, KvFailure::Error(KvError(m)) if m.contains("wrong number of arguments")),
+            "{err:?}"
+        );
+        // … one absent key matches nothing …
+        assert_eq!(
+            store.get_many(vec![k("missing")]).await.expect("get-many"),
+            vec![]
+        );
+        // … one present key is one name, which Spin cannot read as pairs (it panics) …
+        assert!(
+            matches!(store.get_many(vec![k("a")]).await, Err(KvFailure::Trap(_))),
+            "one match"
+        );
+        // … and a pattern matching two names answers them as one (key, value) pair.
+        let answer = store.get_many(vec![k("*")]).await.expect("get-many");
+        assert_eq!(answer.len(), 1, "{answer:?}");
+        let (first, second) = &answer[0];
+        let mut names = vec![
+            first.clone(),
+            String::from_utf8(second.clone().expect("some")).expect("utf-8"),
+        ];
+        names.sort();
+        assert_eq!(names, vec![k("a"), k("b")]);
+        store
+            .delete_many(vec![k("a"), k("b"), k("missing")])
+            .await
+            .expect("delete-many (DEL)");
+        assert!(!store.exists(&k("a")).await.expect("exists"));
+        assert!(!store.exists(&k("b")).await.expect("exists"));
+    }
+}

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use redis::AsyncCommands;
 use tokio::sync::OnceCell;
 
-use super::KvError;
+use super::{KvError, KvFailure, ManyValues};
 
 /// A store on a Redis server.
 #[derive(Clone)]
@@ -69,6 +69,38 @@ impl RedisStore {
 
     pub(super) async fn get_keys(&self) -> Result<Vec<String>, KvError> {
         self.conn().await?.keys("*").await.map_err(redis_err)
+    }
+
+    /// `get-many` as Spin's Redis backend sends it: not `MGET` but `KEYS key…`, its reply read
+    /// as flat (key, value) pairs. So two keys or more are Redis's "wrong number of
+    /// arguments" (an error to the guest); one key is a glob pattern whose matches come back
+    /// paired up, nothing when none match; an odd number of matches (one key that exists,
+    /// most often) is where Spin's reply parsing panics (`unreachable!` in redis-rs), a trap
+    /// here ([`KvFailure::Trap`]).
+    pub(super) async fn get_many(&self, keys: Vec<String>) -> Result<ManyValues, KvFailure> {
+        let reply: redis::Value = self.conn().await?.keys(keys).await.map_err(redis_err)?;
+        if let redis::Value::Array(items) = &reply {
+            if items.len() % 2 == 1 {
+                return Err(KvFailure::Trap(format!(
+                    "get-many on Redis: KEYS answered {} names, which Spin's reading of the reply \
+                     (as key/value pairs) cannot take",
+                    items.len()
+                )));
+            }
+        }
+        Ok(redis::from_owned_redis_value(reply).map_err(redis_err)?)
+    }
+
+    /// `set-many` as Spin's Redis backend does it: one `MSET` (atomic: all the pairs or none,
+    /// a repeated key's last value wins).
+    pub(super) async fn set_many(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<(), KvError> {
+        self.conn().await?.mset(&pairs).await.map_err(redis_err)
+    }
+
+    /// `delete-many` as Spin's Redis backend does it: one `DEL key…` (atomic).
+    pub(super) async fn delete_many(&self, keys: Vec<String>) -> Result<(), KvError> {
+        let _removed: i64 = self.conn().await?.del(keys).await.map_err(redis_err)?;
+        Ok(())
     }
 
     pub(super) async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {

@@ -7,13 +7,15 @@
 //! as in Spin (see [`blocking`]).
 
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::types::Value;
+use rusqlite::{named_params, params, Connection, OptionalExtension};
 
-use super::{KvError, KvFailure};
+use super::{KvError, KvFailure, ManyValues};
 
 /// A label inside a SQLite file.
 #[derive(Clone)]
@@ -64,6 +66,8 @@ impl SqliteFile {
             [],
         )
         .map_err(sql)?;
+        // `rarray`, for the batch calls' `key IN rarray(…)` (Spin loads it the same way).
+        rusqlite::vtab::array::load_module(&conn).map_err(sql)?;
         Ok(SqliteFile {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -99,14 +103,17 @@ fn sql(e: rusqlite::Error) -> KvError {
 }
 
 impl SqliteStore {
-    fn with<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, KvFailure> {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>,
+    ) -> Result<R, KvFailure> {
         self.check_poisoned()?;
         blocking(|| {
-            let conn = self
+            let mut conn = self
                 .conn
                 .lock()
                 .map_err(|_| KvError("key-value store lock poisoned".into()))?;
-            Ok(f(&conn).map_err(sql)?)
+            Ok(f(&mut conn).map_err(sql)?)
         })
     }
 
@@ -169,6 +176,55 @@ impl SqliteStore {
             rows.collect()
         })
     }
+
+    /// `get-many` as Spin's SQLite backend answers it: one
+    /// `SELECT key, value … WHERE key IN rarray(keys)`, so only the keys present come back
+    /// (each once, with `Some(value)`; an absent key is left out, not `None`), in the order
+    /// SQLite reads them (the primary key's: by key, bytewise), not the order asked.
+    pub(super) fn get_many(&self, keys: Vec<String>) -> Result<ManyValues, KvFailure> {
+        let keys: Rc<Vec<Value>> = Rc::new(keys.into_iter().map(Value::from).collect());
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT key, value FROM spin_key_value WHERE store = :store AND key IN rarray(:keys)",
+            )?;
+            let rows = stmt.query_map(
+                named_params! {":store": self.label, ":keys": keys},
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            rows.collect()
+        })
+    }
+
+    /// `set-many` as Spin's SQLite backend does it: one upsert per pair, in order, in one
+    /// transaction, so the batch is written whole or not at all (a repeated key: the
+    /// last value wins).
+    pub(super) fn set_many(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<(), KvFailure> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for (key, value) in &pairs {
+                tx.prepare_cached(
+                    "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(store, key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(params![self.label, key, value])?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// `delete-many` as Spin's SQLite backend does it: one
+    /// `DELETE … WHERE key IN rarray(keys)` (atomic; absent keys are no error).
+    pub(super) fn delete_many(&self, keys: Vec<String>) -> Result<(), KvFailure> {
+        let keys: Rc<Vec<Value>> = Rc::new(keys.into_iter().map(Value::from).collect());
+        self.with(|c| {
+            c.prepare_cached(
+                "DELETE FROM spin_key_value WHERE store = :store AND key IN rarray(:keys)",
+            )?
+            .execute(named_params! {":store": self.label, ":keys": keys})
+            .map(drop)
+        })
+    }
+
     /// `increment` as Spin does it: in one transaction, the value read as a little-endian
     /// `i64` (absent: 0), plus `delta` (wrapping), written back. A value of another length
     /// is where Spin panics holding the lock: a trap, and the label poisoned.

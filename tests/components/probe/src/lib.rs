@@ -14,6 +14,10 @@
 //!   being `increment(key + "#n", 2)` twice.
 //! - `GET /probe/incr/:store/:key?by=N` → `wasi:keyvalue` `increment(key, N)`: the new
 //!   count, or 500 with the error.
+//! - `PUT /probe/batch/:store` (body: `key=value` lines) → `wasi:keyvalue/batch` `set-many`;
+//!   `DELETE /probe/batch/:store?keys=a,b` → `delete-many`; `GET /probe/batch/:store?keys=a,b`
+//!   → `get-many`, as a JSON array of `[key, value or null]` in the order answered. A label
+//!   not granted → 403 `access-denied`; a store error → 500 with the error.
 //! - `GET /probe/var/:name` → a component variable, or 404/400 with the error.
 //! - `GET /probe/outbound?url=U` → outbound GET; 502 with the error when it fails.
 //! - `GET /probe/env/:name` → an environment variable.
@@ -46,6 +50,9 @@ async fn handle(req: IncomingRequest) -> Response {
     router.get("/probe/keys/:store", keys);
     router.get("/probe/cas/:store/:key", cas);
     router.get("/probe/incr/:store/:key", incr);
+    router.get("/probe/batch/:store", batch);
+    router.put("/probe/batch/:store", batch);
+    router.delete("/probe/batch/:store", batch);
     router.get("/probe/var/:name", var);
     router.get_async("/probe/outbound", outbound);
     router.get("/probe/env/:name", env);
@@ -178,6 +185,51 @@ fn incr(req: Request, params: Params) -> anyhow::Result<impl IntoResponse> {
     match atomics::increment(&bucket, key, by) {
         Ok(n) => text(200, n.to_string()),
         Err(e) => text(500, format!("increment: {e:?}")),
+    }
+}
+
+fn batch(req: Request, params: Params) -> anyhow::Result<impl IntoResponse> {
+    use spin_sdk::wit::wasi::keyvalue::{batch, store as wasi_store};
+    let name = params.get("store").unwrap_or("default");
+    let keys: Vec<String> = req
+        .query()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("keys="))
+        .filter(|keys| !keys.is_empty())
+        .map(|keys| keys.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let bucket = match wasi_store::open(name) {
+        Ok(b) => b,
+        Err(wasi_store::Error::AccessDenied) => return text(403, "access-denied"),
+        Err(e) => return text(500, format!("open: {e:?}")),
+    };
+    match req.method() {
+        Method::Put => {
+            let body = String::from_utf8_lossy(req.body()).into_owned();
+            let pairs: Vec<(String, Vec<u8>)> = body
+                .lines()
+                .filter_map(|line| line.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec()))
+                .collect();
+            match batch::set_many(&bucket, &pairs) {
+                Ok(()) => text(204, ""),
+                Err(e) => text(500, format!("set-many: {e:?}")),
+            }
+        }
+        Method::Delete => match batch::delete_many(&bucket, &keys) {
+            Ok(()) => text(204, ""),
+            Err(e) => text(500, format!("delete-many: {e:?}")),
+        },
+        _ => match batch::get_many(&bucket, &keys) {
+            Ok(found) => {
+                let found: Vec<(String, Option<String>)> = found
+                    .into_iter()
+                    .map(|(k, v)| (k, v.map(|v| String::from_utf8_lossy(&v).into_owned())))
+                    .collect();
+                text(200, serde_json::to_string(&found)?)
+            }
+            Err(e) => text(500, format!("get-many: {e:?}")),
+        },
     }
 }
 
