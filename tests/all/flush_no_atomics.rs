@@ -38,6 +38,7 @@ fn only_the_default_build_imports_wasi_keyvalue() {
         default,
         [
             "wasi:keyvalue/atomics@0.2.0-draft2",
+            "wasi:keyvalue/batch@0.2.0-draft2",
             "wasi:keyvalue/store@0.2.0-draft2"
         ]
     );

@@ -25,6 +25,9 @@ pub struct SpinKv {
     /// operation.
     #[cfg(any(feature = "kv-atomics", feature = "kv-batch"))]
     bucket: Option<wasi_kv::store::Bucket>,
+    /// Set once the host refused a `get-many`: later reads go one key at a time.
+    #[cfg(feature = "kv-batch")]
+    get_many_refused: bool,
 }
 
 impl SpinKv {
@@ -37,6 +40,8 @@ impl SpinKv {
             label: label.to_owned(),
             #[cfg(any(feature = "kv-atomics", feature = "kv-batch"))]
             bucket: None,
+            #[cfg(feature = "kv-batch")]
+            get_many_refused: false,
         })
     }
 }
@@ -173,22 +178,34 @@ impl KvStore for SpinKv {
         }
     }
 
-    /// `wasi:keyvalue/batch` `get-many`: one call. The answer is matched to `keys` by name,
-    /// so a host that leaves missing keys out and one that answers them `none` read alike.
+    /// `wasi:keyvalue/batch` `get-many`: one call for two keys or more. The answer is
+    /// matched to `keys` by name, so a host that leaves missing keys out and one that answers
+    /// them `none` read alike.
+    ///
+    /// Spin's Redis backend sends `get-many` as `KEYS k1 k2 …`, which Redis refuses for two
+    /// keys or more, and for a single key it misreads the answer (the instance traps). So one
+    /// key is always a plain `get`, and a refused `get-many` is read again one key at a time,
+    /// as are all later ones of this instance: on SQLite the call works, on Redis it costs
+    /// one refused round trip per instance.
     #[cfg(feature = "kv-batch")]
     fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
+        if keys.len() < 2 || self.get_many_refused {
+            return keys.iter().map(|k| self.get(k)).collect();
         }
-        let found: std::collections::HashMap<String, Option<Vec<u8>>> =
-            wasi_kv::batch::get_many(self.bucket()?, keys)
-                .map_err(map_wasi_error)?
-                .into_iter()
-                .collect();
-        Ok(keys
-            .iter()
-            .map(|k| found.get(k).cloned().flatten())
-            .collect())
+        match wasi_kv::batch::get_many(self.bucket()?, keys) {
+            Ok(pairs) => {
+                let found: std::collections::HashMap<String, Option<Vec<u8>>> =
+                    pairs.into_iter().collect();
+                Ok(keys
+                    .iter()
+                    .map(|k| found.get(k).cloned().flatten())
+                    .collect())
+            }
+            Err(_) => {
+                self.get_many_refused = true;
+                keys.iter().map(|k| self.get(k)).collect()
+            }
+        }
     }
 
     /// `wasi:keyvalue/batch` `set-many`: one call (not atomic, as the trait allows).
