@@ -106,10 +106,12 @@ pub fn settle_answer(
     for chunk in delivered.chunks(ENTRY_CHUNK) {
         mark_clean(store, clock, chunk, cfg)?;
     }
-    // The delivered items' records in one call where the host has batch operations.
-    store.delete_many(&delivered_records)?;
+    // The delivered items' records, then the batch, in one call where the host has batch
+    // operations (one by one, the batch goes last: a crash before it resends the batch,
+    // which the DB API answers as duplicates).
     tally.records_deleted += delivered_records.len();
-    store.delete(&batch.kv_key())?;
+    delivered_records.push(batch.kv_key());
+    store.delete_many(&delivered_records)?;
     Ok(Settled::Done)
 }
 
@@ -213,10 +215,13 @@ fn entry_key(write: &BufferedWrite) -> Option<String> {
         .map(|k| k.kv_key())
 }
 
-/// Entries marked clean per rewrite window: one `get_many` and one `set_many` each.
-const ENTRY_CHUNK: usize = 32;
+/// Entries marked clean per rewrite window: one `get_many`, and one `set_many` that also
+/// closes the window. A batch of the default size (`flush_batch_max_items`, 100) is one
+/// window: each window costs two stored values (opening, then closing with the entries),
+/// which on a store that syncs every commit to disk is most of a batch's settling time.
+const ENTRY_CHUNK: usize = 128;
 /// Rewrite windows tried per chunk before the run gives up (a host too slow to read and
-/// write back 32 entries in a second); the batch then stays sealed and is settled again.
+/// write back a chunk of entries in a second); the batch then stays sealed and is settled again.
 const WINDOW_ATTEMPTS: usize = 3;
 
 /// What settling does to one delivered write's entry.
@@ -267,9 +272,10 @@ fn mark_clean(
             window.close(store)?;
             continue;
         }
-        store.set_many(&cleaned)?;
-        store.delete_many(&dropped)?;
-        return window.close(store);
+        if !dropped.is_empty() {
+            store.delete_many(&dropped)?;
+        }
+        return window.close_with(store, cleaned);
     }
     Err(StoreError::Other(
         "settling: no rewrite window left time to write entries back".to_owned(),

@@ -16,7 +16,7 @@
 //! | `m:flush`                   | flush state: backoff, last outcome, buffer measure  |
 //! | `m:admit:{epoch}:{n\|b\|t}`  | writes, bytes (and first time) admitted in an epoch |
 //! | `m:fill:{hash}`             | fill lease of one cold cache entry                  |
-//! | `m:rewrite`                 | a rewrite window is open (flush, sweep)             |
+//! | `m:rewrite`                 | when the open rewrite window closes (0: closed)     |
 //! | `m:count:{name}`            | a metrics counter, as kept before `m:tally:` (read)  |
 //! | `m:tally:{name}`            | a metrics counter, kept with `increment`            |
 //! | `m:grant:{window}:{digest}` | an access decision kept for one caller (`grant_ttl`) |
