@@ -12,6 +12,11 @@
 //! [`MAX_BATCHES`] batches per flush run, so one run can drain 10k writes; the timed flush
 //! calls `POST /admin/flush` until it no longer reports `more`. Each call also runs the
 //! sweep that follows a flush. The host's store holds nothing but these writes.
+//!
+//! Where the time goes: each delivered batch is five stored changes (seal, registration,
+//! rewrite window opened, entries cleaned with the window closed, records deleted), and the
+//! host's SQLite store, like Spin's, syncs every commit to disk; the DB API's baseline runs in
+//! memory. The target (≤ 5× the DB API) applies to 10k writes.
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -198,7 +203,7 @@ pub async fn run(ctx: &Ctx<'_>, host: &str, state_dir: &Path, token: &str) -> Re
         let label = format!(
             "flush time for {n} buffered writes, distinct keys ({BATCH_ITEMS}-write batches, flush_max_batches {MAX_BATCHES})"
         );
-        rows.push(Row::info(
+        let row = Row::info(
             FIG,
             format!(
                 "{label}: {calls} POST /admin/flush call(s), {requests} batch requests, {:.0} writes/s",
@@ -219,7 +224,13 @@ pub async fn run(ctx: &Ctx<'_>, host: &str, state_dir: &Path, token: &str) -> Re
                 ms(d),
                 ratio(div(f, d))
             ),
-        ));
+        );
+        // The target is set for the largest buffer of a full run.
+        rows.push(if n == 10_000 {
+            row.at_most("≤ 5×", div(f, d), 5.0)
+        } else {
+            row
+        });
     }
     Ok(rows)
 }
