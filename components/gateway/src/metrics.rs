@@ -9,7 +9,6 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use cache_core::counters;
-use cache_core::delivery::state;
 use cache_core::serve::{Event, RequestError};
 use spin_adapters::{env, kv::Stores};
 use spin_sdk::http::{Params, Request, Response};
@@ -82,9 +81,7 @@ pub fn handle(_: Request, _: Params) -> anyhow::Result<Response> {
     let render = || -> Result<String, RequestError> {
         let cfg = settings::get()?;
         let mut kv = Stores::open(&cfg)?;
-        let counts = counters::load(&mut kv)?;
-        let stats = state::stats(&mut kv, env::now())?;
-        Ok(counters::render(&counts, &stats))
+        Ok(counters::metrics(&mut kv, env::now())?)
     };
     Ok(match render() {
         Ok(text) => Response::builder()

@@ -10,16 +10,20 @@
 //! as decimal text under `m:count:{name}` are read and added, never written: an atomic
 //! `increment` on them would fail (Spin's SQLite backend panics on a value that is not its
 //! 8-byte counter). Fresh hits, the most frequent event, are sampled by the gateway
-//! (`metrics_hit_sample`). The gauges (entries, buffered writes, flush figures) are exact:
-//! they come from the store's keys and the flush state record ([`crate::delivery::state::stats`]).
+//! (`metrics_hit_sample`). Nothing here lists the store, which `/metrics` scrapers would
+//! otherwise do every few seconds: counters are read by name (every name is known,
+//! [`ERROR_CODES`] included), and the gauges come from what the last tick measured
+//! ([`crate::delivery::state::gauges`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::delivery::state::FlushStats;
+use crate::delivery::state::{gauges, FlushStats};
+use crate::serve::reply::ERROR_CODES;
 use crate::serve::Event;
 use crate::store::{decode_counter, KvStore, StoreError};
-use crate::stored::kv_key::{Area, KvKey};
+use crate::stored::kv_key::KvKey;
+use crate::time::UnixMillis;
 
 /// Cache hits (fresh entries served).
 pub const HITS: &str = "hits";
@@ -73,23 +77,56 @@ pub fn add_to_store(store: &mut impl KvStore, pending: BTreeMap<String, u64>) {
     }
 }
 
-/// Every stored counter by name (unreadable values count as 0): its `m:tally:` count plus
-/// what a `m:count:` record of the same name held when counters were kept as decimal text.
+/// Every counter's name: the request counters and one per error code.
+fn names() -> Vec<String> {
+    [
+        HITS,
+        MISSES,
+        STALE,
+        NEGATIVE_HITS,
+        ORIGIN_FETCHES,
+        ORIGIN_FETCH_MS,
+        WRITES_BUFFERED,
+        RATE_UNCOUNTED,
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .chain(ERROR_CODES.iter().map(|code| of_error(code)))
+    .collect()
+}
+
+/// Every counter by name (unreadable values count as 0): its `m:tally:` count plus what a
+/// `m:count:` record of the same name held when counters were kept as decimal text. Read by
+/// name, in one `get_many`, never by listing the store.
 pub fn load(store: &mut impl KvStore) -> Result<BTreeMap<String, u64>, StoreError> {
-    let mut counters: BTreeMap<String, u64> = BTreeMap::new();
-    for key in store.get_keys_in(Area::Buffer)? {
-        let (name, count) = match KvKey::parse(&key) {
-            Some(KvKey::Tally(name)) => {
-                let count = store.get(&key)?.as_deref().map_or(0, decode_counter);
-                (name, count)
-            }
-            Some(KvKey::Counter(name)) => (name, parse(store.get(&key)?)),
-            _ => continue,
-        };
-        let total = counters.entry(name).or_default();
-        *total = total.saturating_add(count);
-    }
-    Ok(counters)
+    let names = names();
+    let keys: Vec<String> = names
+        .iter()
+        .flat_map(|n| {
+            [
+                KvKey::Tally(n.clone()).render(),
+                KvKey::Counter(n.clone()).render(),
+            ]
+        })
+        .collect();
+    let values = store.get_many(&keys)?;
+    Ok(names
+        .into_iter()
+        .zip(values.chunks(2))
+        .map(|(name, pair)| {
+            let tally = pair[0].as_deref().map_or(0, decode_counter);
+            let legacy = parse(pair[1].clone());
+            (name, tally.saturating_add(legacy))
+        })
+        .collect())
+}
+
+/// The `/metrics` text, read without listing the store: the counters by name and the gauges
+/// of [`crate::delivery::state::gauges`].
+pub fn metrics(store: &mut impl KvStore, now: UnixMillis) -> Result<String, StoreError> {
+    let counters = load(store)?;
+    let stats = gauges(store, now)?;
+    Ok(render(&counters, &stats))
 }
 
 /// The Prometheus text exposition (format 0.0.4) of `counters` and `stats`.
@@ -153,17 +190,17 @@ pub fn render(counters: &BTreeMap<String, u64>, stats: &FlushStats) -> String {
     };
     gauge(
         "cache_entries",
-        "Cache entries in the store.",
+        "Cache entries, as the last sweep counted them.",
         stats.entries as u64,
     );
     gauge(
         "cache_buffered_writes",
-        "Writes waiting for the flush.",
+        "Writes waiting for the flush: the last flush run's measure plus the writes counted since.",
         stats.buffered_writes as u64,
     );
     gauge(
         "cache_dead_letters",
-        "Writes the DB API refused.",
+        "Writes the DB API refused, as the last flush run left them.",
         stats.dead_letters as u64,
     );
     // The flush figures of `/admin/stats`, for scraping.
@@ -179,7 +216,7 @@ pub fn render(counters: &BTreeMap<String, u64>, stats: &FlushStats) -> String {
     );
     gauge(
         "cache_sealed_batches",
-        "Batches sealed and waiting for the DB API's answer.",
+        "Batches sealed and waiting for the DB API's answer, as the last flush run left them.",
         stats.sealed_batches as u64,
     );
     gauge(

@@ -413,6 +413,8 @@ fn stored_record() -> impl Strategy<Value = Vec<u8>> {
                 oldest_buffered: at,
                 epoch: u64::from(failures),
                 epoch_started_at: at,
+                dead_letters: buffered_bytes / 5,
+                sealed_batches: u64::from(failures),
             };
             let mut store = MemoryStore::new();
             state.save(&mut store).expect("memory store");

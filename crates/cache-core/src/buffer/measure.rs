@@ -76,6 +76,28 @@ pub fn count_write(
     })
 }
 
+/// The buffer as it stands: the last measure plus what the current epoch counted, read
+/// without counting anything (for `/metrics`). Two reads, whatever the store holds.
+pub fn current(store: &mut impl KvStore, state: &FlushState) -> Result<BufferStats, StoreError> {
+    let read = |store: &mut _, m| -> Result<u64, StoreError> {
+        Ok(KvStore::get(store, &counter(state.epoch, m))?
+            .as_deref()
+            .map_or(0, decode_counter))
+    };
+    let n = read(store, Admitted::Writes)?;
+    let b = read(store, Admitted::Bytes)?;
+    let oldest = match (state.oldest_buffered, state.epoch_started_at) {
+        (Some(o), Some(e)) if n > 0 => Some(min(o, e)),
+        (o, e) if n > 0 => o.or(e),
+        (o, _) => o,
+    };
+    Ok(BufferStats {
+        writes: usize::try_from(state.buffered_writes.saturating_add(n)).unwrap_or(usize::MAX),
+        bytes: state.buffered_bytes.saturating_add(b),
+        oldest,
+    })
+}
+
 /// The start of an epoch no flush run began (a store never flushed): the first write counted
 /// in it (`n == 1`) records `now`, later ones read it. Costs nothing once a run has begun an
 /// epoch.

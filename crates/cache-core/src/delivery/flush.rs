@@ -163,6 +163,7 @@ pub fn run<S: KvStore, D: DbApi, C: Clock>(
         read_bytes: Vec::new(),
         listed: None,
         read_all: false,
+        listed_dead: 0,
     };
     let outcome = flush
         .go(rand)
@@ -227,6 +228,8 @@ struct Flush<'a, S, D, C> {
     listed: Option<Vec<Stamp>>,
     /// Whether every listed record not in a sealed batch was read (their bytes are known).
     read_all: bool,
+    /// Dead letters the listing found.
+    listed_dead: u64,
 }
 
 impl<S: KvStore, D: DbApi, C: Clock> Flush<'_, S, D, C> {
@@ -285,6 +288,10 @@ impl<S: KvStore, D: DbApi, C: Clock> Flush<'_, S, D, C> {
                     .fold(0u64, u64::saturating_add)
             });
             measure::rebase(&mut state, &remaining, bytes);
+            // For `/metrics`, which reads them instead of listing the store.
+            let buried = self.report.items.dead_lettered + self.report.records_corrupt;
+            state.dead_letters = self.listed_dead.saturating_add(buried as u64);
+            state.sealed_batches = self.registered.len() as u64;
         }
         state.last_run_at = Some(self.now);
         state.last_outcome = Some(outcome.label().to_owned());
@@ -298,6 +305,10 @@ impl<S: KvStore, D: DbApi, C: Clock> Flush<'_, S, D, C> {
         for key in keys.iter().filter(|k| measure::is_closed_counter(k, epoch)) {
             self.store.delete(key)?;
         }
+        self.listed_dead = keys
+            .iter()
+            .filter(|k| RecordKind::of(k) == Some(RecordKind::DeadLetter))
+            .count() as u64;
         self.listed = Some(
             keys.iter()
                 .filter_map(|k| match KvKey::parse(k) {

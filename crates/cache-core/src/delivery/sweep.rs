@@ -16,6 +16,9 @@
 //! have ended: nothing reads them again, and every caller of every window would otherwise
 //! leave a key behind. The window's end is in the key, so this needs no budget and no read,
 //! and it uses the listing the entries need anyway.
+//!
+//! Having counted every entry, the sweep stores the count (`m:sweep`, [`Swept`]) for
+//! `/metrics`, which then reads one key instead of listing the cache.
 
 use crate::auth::grant;
 use crate::config::CacheConfig;
@@ -42,6 +45,30 @@ pub struct SweepReport {
     pub grants_expired: usize,
     /// Rate counters of ended windows deleted.
     pub rate_counters: usize,
+}
+
+/// What the last sweep counted, kept in `m:sweep` beside the entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Swept {
+    /// Entries it left.
+    pub entries: u64,
+    /// When it ran (Unix milliseconds).
+    pub at: u64,
+}
+
+impl Swept {
+    /// The last sweep's count; none (never swept, or unreadable) reads as the default.
+    pub fn load(store: &mut impl KvStore) -> Result<Swept, StoreError> {
+        Ok(store
+            .get(&KvKey::SweepCount.render())?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default())
+    }
+
+    fn save(self, store: &mut impl KvStore) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(&self).map_err(|e| StoreError::Other(e.to_string()))?;
+        store.set(&KvKey::SweepCount.render(), &bytes)
+    }
 }
 
 /// Entries read per [`KvStore::get_many`] call.
@@ -146,6 +173,11 @@ pub fn sweep(
     report.expired = counts[EXPIRED];
     report.evicted = counts[EVICTED];
     report.remaining = report.dirty + evictable.len() - report.evicted;
+    Swept {
+        entries: report.remaining as u64,
+        at: now.0,
+    }
+    .save(store)?;
     Ok(report)
 }
 
@@ -266,6 +298,7 @@ mod tests {
             store.get_keys().unwrap(),
             [
                 "m:count:hits",
+                "m:sweep",
                 "r:read:0160:ip:192.0.2.1",
                 "r:write:161:#0123456789abcdef0123456789abcdef"
             ]

@@ -178,8 +178,40 @@ impl From<ConfigError> for RequestError {
     }
 }
 
+/// Every code an error reply can carry ([`RequestError::parts`]), so that `/metrics` reads
+/// the error counters by name instead of listing the store for them.
+pub const ERROR_CODES: [&str; 27] = [
+    "access_unchecked",
+    "admin_disabled",
+    "backpressure",
+    "bad_json",
+    "bad_key",
+    "bad_request",
+    "bad_stamp",
+    "config_invalid",
+    "forbidden",
+    "internal",
+    "length_required",
+    "method_not_allowed",
+    "not_found",
+    "nothing_to_resend",
+    "origin_error",
+    "origin_refused",
+    "origin_timeout",
+    "precondition_failed",
+    "rate_limited",
+    "record_unreadable",
+    "store_error",
+    "store_full",
+    "store_unavailable",
+    "too_large",
+    "unauthenticated",
+    "unauthorized",
+    "unsupported_media_type",
+];
+
 impl RequestError {
-    /// Status, code and message: the one table.
+    /// Status, code and message: the one table. A new code goes into [`ERROR_CODES`] too.
     #[must_use]
     pub fn parts(&self) -> (u16, &'static str, String) {
         match self {
@@ -402,4 +434,37 @@ pub fn etag_list_matches_strong(list: &str, etag: &str) -> bool {
     list.split(',')
         .map(str::trim)
         .any(|t| t == "*" || (t == want && !want.starts_with("W/")))
+}
+
+#[cfg(test)]
+mod error_code_tests {
+    use super::ERROR_CODES;
+
+    /// Every `(status, "code"` pair written in `parts` is listed, and nothing else is.
+    #[test]
+    fn every_error_code_is_listed() {
+        let source = include_str!("reply.rs");
+        let start = source.find("pub fn parts(&self)").unwrap();
+        let end = source.find("pub fn reply(&self)").unwrap();
+        let body = &source[start..end];
+        let mut found: Vec<&str> = Vec::new();
+        for (i, _) in body.match_indices('"') {
+            // A code follows a status (`400,` or `*status,`) and whitespace.
+            let before = body[..i].trim_end();
+            let is_status = before.strip_suffix(',').is_some_and(|b| {
+                b.ends_with("*status")
+                    || b.len() >= 3 && b[b.len() - 3..].bytes().all(|c| c.is_ascii_digit())
+            });
+            if !is_status {
+                continue;
+            }
+            let rest = &body[i + 1..];
+            let code = &rest[..rest.find('"').unwrap()];
+            if !found.contains(&code) {
+                found.push(code);
+            }
+        }
+        found.sort_unstable();
+        assert_eq!(found, ERROR_CODES);
+    }
 }

@@ -17,6 +17,7 @@
 //! | `m:admit:{epoch}:{n\|b\|t}`  | writes, bytes (and first time) admitted in an epoch |
 //! | `m:fill:{hash}`             | fill lease of one cold cache entry                  |
 //! | `m:rewrite`                 | when the open rewrite window closes (0: closed)     |
+//! | `m:sweep`                   | what the last sweep counted (entries)               |
 //! | `m:count:{name}`            | a metrics counter, as kept before `m:tally:` (read)  |
 //! | `m:tally:{name}`            | a metrics counter, kept with `increment`            |
 //! | `m:grant:{window}:{digest}` | an access decision kept for one caller (`grant_ttl`) |
@@ -62,12 +63,13 @@ const FILL: &str = "fill:";
 const GRANT: &str = "grant:";
 const ADMIT: &str = "admit:";
 const REWRITE: &str = "rewrite";
+const SWEEP: &str = "sweep";
 
 /// Which store a key lives in when the cache and the buffer are kept apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Area {
-    /// Cache entries, fill leases, access grants, the rewrite window, rate counters, and
-    /// keys of other owners.
+    /// Cache entries, fill leases, access grants, the rewrite window, the sweep's count,
+    /// rate counters, and keys of other owners.
     Cache,
     /// Buffered writes, sealed batches, dead letters, the flush lease and state, admission
     /// and metrics counters.
@@ -82,7 +84,11 @@ impl Area {
             Some(RecordKind::Write | RecordKind::Batch | RecordKind::DeadLetter) => Area::Buffer,
             Some(RecordKind::Meta) => {
                 let rest = &key[2..];
-                if rest.starts_with(FILL) || rest.starts_with(GRANT) || rest == REWRITE {
+                if rest.starts_with(FILL)
+                    || rest.starts_with(GRANT)
+                    || rest == REWRITE
+                    || rest == SWEEP
+                {
                     Area::Cache
                 } else {
                     Area::Buffer
@@ -160,6 +166,8 @@ pub enum KvKey {
     Tally(String),
     /// The marker of an open rewrite window ([`crate::delivery::rewrite_window`]).
     RewriteWindow,
+    /// What the last sweep counted ([`crate::delivery::sweep::Swept`]).
+    SweepCount,
     /// An admission counter of one epoch ([`crate::delivery::state::FlushState::epoch`]).
     Admitted {
         /// The epoch counted in.
@@ -206,6 +214,7 @@ impl KvKey {
             KvKey::Lease => format!("{META_PREFIX}{LEASE}"),
             KvKey::FlushState => format!("{META_PREFIX}{FLUSH_STATE}"),
             KvKey::RewriteWindow => format!("{META_PREFIX}{REWRITE}"),
+            KvKey::SweepCount => format!("{META_PREFIX}{SWEEP}"),
             KvKey::Counter(name) => format!("{META_PREFIX}{COUNTER}{name}"),
             KvKey::Tally(name) => format!("{META_PREFIX}{TALLY}{name}"),
             KvKey::Admitted { epoch, measure } => {
@@ -239,6 +248,7 @@ impl KvKey {
                 LEASE => Some(KvKey::Lease),
                 FLUSH_STATE => Some(KvKey::FlushState),
                 REWRITE => Some(KvKey::RewriteWindow),
+                SWEEP => Some(KvKey::SweepCount),
                 _ if rest.starts_with(FILL) => rest
                     .strip_prefix(FILL)
                     .filter(|h| h.len() == 16 && h.bytes().all(is_lower_hex))
@@ -378,6 +388,7 @@ mod tests {
             ("m:lease".to_owned(), Some(KvKey::Lease)),
             ("m:flush".to_owned(), Some(KvKey::FlushState)),
             ("m:rewrite".to_owned(), Some(KvKey::RewriteWindow)),
+            ("m:sweep".to_owned(), Some(KvKey::SweepCount)),
             (
                 "m:count:hits".to_owned(),
                 Some(KvKey::Counter("hits".into())),
@@ -464,6 +475,7 @@ mod tests {
             "m:fill:00000000000000ff",
             "m:grant:7:ab",
             "m:rewrite",
+            "m:sweep",
             "r:read:60:ip:x",
             "other",
             "",
