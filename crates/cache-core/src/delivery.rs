@@ -6,6 +6,7 @@
 pub(crate) mod backoff;
 pub mod batch;
 pub mod batch_id;
+mod bulk_read;
 pub mod dlq;
 pub mod flush;
 pub mod lease;

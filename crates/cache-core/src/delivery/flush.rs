@@ -9,11 +9,13 @@
 //!    never sent) and resends the registered ones left by earlier runs, unchanged (same id);
 //! 4. reads the buffer records not covered by a registered batch (a few dozen per
 //!    [`KvStore::get_many`]), coalesces them per key,
-//!    splits them into batches by item count and bytes, and for each batch: seals it (stores
-//!    `b:{id}`), registers it in the lease record, sends it, settles the answer
-//!    ([`crate::settle`]); a registration that fails means another run took the lease over:
-//!    the batch stays unsent and the run stops ([`FlushOutcome::LeaseLost`]);
-//! 5. on a retryable failure stops, keeps the sealed batch and stores the next attempt time
+//!    splits them into batches by item count and bytes, and takes them a group of up to
+//!    [`GROUP`] at a time: seals them (stores each `b:{id}`, in one call), registers them in
+//!    the lease record (one swap), sends them one after another, and settles the answered ones
+//!    together ([`crate::settle`]); a registration that fails means another run took the
+//!    lease over: the group stays unsent and the run stops ([`FlushOutcome::LeaseLost`]);
+//! 5. on a retryable failure stops (the group's batches not yet sent stay registered, to be
+//!    resent by the next run), keeps the sealed batch and stores the next attempt time
 //!    (exponential backoff with jitter from `rand`, at least the server's `Retry-After`);
 //!    a batch that failed `flush_max_attempts` times, or permanently, is dead-lettered;
 //! 6. saves the flush state and releases the lease, leaving unsettled batches registered.
@@ -32,20 +34,24 @@ use crate::batch_id::BatchId;
 use crate::buffer::coalesce;
 use crate::buffer::measure;
 use crate::config::CacheConfig;
+use crate::contract::BatchResponse;
 use crate::db::{DbApi, SendError};
+use crate::delivery::bulk_read::ReadChunks;
 use crate::dlq::{self, DeadLetter, DeadReason};
 use crate::kv_key::{Area, KvKey, RecordKind};
 use crate::lease::{self, HeldLease, LeaseOutcome};
 use crate::record::BufferedWrite;
-use crate::settle::{bury_batch, settle_answer, Settled, Tally};
+use crate::settle::{bury_batch, mismatch, settle_answers, Tally};
 use crate::stamp::Stamp;
 use crate::state::FlushState;
 use crate::store::{KvStore, StoreError};
 use crate::time::{Clock, UnixMillis};
 
-/// Buffer records read per `get_many` call: few calls, and a bounded answer (records are at
-/// most `max_value_bytes` each).
-const READ_CHUNK: usize = 32;
+/// Batches sealed together (one `set_many`), registered together (one swap of the lease
+/// record) and settled together (shared rewrite windows, one `delete_many`). Each of those is
+/// a commit, which Spin's SQLite store syncs to disk: per batch they were most of a run's
+/// time. Eight default batches seal at most 4 MiB in one call.
+pub const GROUP: usize = 8;
 
 /// How a flush run ended.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -340,27 +346,42 @@ impl<S: KvStore, D: DbApi, C: Clock> Flush<'_, S, D, C> {
             self.cfg.flush_batch_max_items,
             self.cfg.flush_batch_max_bytes,
         );
-        for items in planned {
-            if self.sends >= self.cfg.flush_max_batches {
+        let mut planned = planned.into_iter().peekable();
+        while planned.peek().is_some() {
+            let room = self.cfg.flush_max_batches.saturating_sub(self.sends);
+            if room == 0 {
                 self.report.more = true;
                 break;
             }
-            let batch = SealedBatch::new(items, self.now);
-            match batch.encode() {
-                Ok(bytes) => self.store.set(&batch.kv_key(), &bytes)?,
-                Err(e) => {
-                    self.bury(&batch, DeadReason::TooLarge, &e.to_string())?;
-                    continue;
+            let mut group = Vec::new();
+            let mut seals = Vec::new();
+            while group.len() < room.min(GROUP) {
+                let Some(items) = planned.next() else {
+                    break;
+                };
+                let batch = SealedBatch::new(items, self.now);
+                match batch.encode() {
+                    Ok(bytes) => {
+                        seals.push((batch.kv_key(), bytes));
+                        group.push(batch);
+                    }
+                    Err(e) => self.bury(&batch, DeadReason::TooLarge, &e.to_string())?,
                 }
             }
-            if !self.lease.register(self.store, &batch.id)? {
+            if group.is_empty() {
+                continue;
+            }
+            self.store.set_many(&seals)?;
+            let ids: Vec<BatchId> = group.iter().map(|b| b.id.clone()).collect();
+            if !self.lease.register(self.store, &ids)? {
                 // Not sent. Whether the registration took effect before the lease changed
-                // hands is for the holder's registry to say: it resends the batch, or deletes
-                // it unsent. Deleting it here could remove a batch the holder is sending.
+                // hands is for the holder's registry to say: it resends the batches, or
+                // deletes them unsent. Deleting them here could remove batches the holder is
+                // sending.
                 return Ok(Delivery::LeaseLost);
             }
-            self.registered.insert(batch.id.clone());
-            if let Some(d) = self.send(batch)?.into() {
+            self.registered.extend(ids);
+            if let Some(d) = self.send_group(group)?.into() {
                 return Ok(d);
             }
         }
@@ -437,9 +458,14 @@ impl<S: KvStore, D: DbApi, C: Clock> Flush<'_, S, D, C> {
             })
             .collect();
         let mut writes = Vec::new();
-        for chunk in due.chunks(READ_CHUNK) {
+        let mut chunks = ReadChunks::new();
+        let mut rest = due.as_slice();
+        while !rest.is_empty() {
+            let (chunk, after) = rest.split_at(rest.len().min(chunks.len()));
+            rest = after;
             let names: Vec<String> = chunk.iter().map(|(_, k)| (*k).clone()).collect();
             let values = self.store.get_many(&names)?;
+            chunks.saw(&values);
             for ((stamp, key), bytes) in chunk.iter().zip(values) {
                 let Some(bytes) = bytes else {
                     continue;
@@ -482,27 +508,55 @@ impl<S: KvStore, D: DbApi, C: Clock> Flush<'_, S, D, C> {
         Ok(())
     }
 
-    fn send(&mut self, mut batch: SealedBatch) -> Result<Sent, StoreError> {
-        self.sends += 1;
-        self.report.batches_sent += 1;
-        let error = match self.db.send_batch(&batch.request()) {
-            Ok(answer) => {
-                let mut tally = Tally::default();
-                match settle_answer(
-                    self.store, self.clock, &batch, &answer, self.now, self.cfg, &mut tally,
-                )? {
-                    Settled::Done => {
-                        self.add(&batch, tally);
-                        self.report.batches_settled += 1;
-                        return Ok(Sent::Settled);
+    fn send(&mut self, batch: SealedBatch) -> Result<Sent, StoreError> {
+        self.send_group(vec![batch])
+    }
+
+    /// Sends `group` (sealed and registered) one batch after another until one fails to be
+    /// delivered (the rest stay registered, for the next run), then settles the answered
+    /// ones together.
+    fn send_group(&mut self, group: Vec<SealedBatch>) -> Result<Sent, StoreError> {
+        let mut answered: Vec<(SealedBatch, BatchResponse)> = Vec::new();
+        let mut sent = Sent::Settled;
+        for batch in group {
+            self.sends += 1;
+            self.report.batches_sent += 1;
+            let error = match self.db.send_batch(&batch.request()) {
+                Ok(answer) => match mismatch(&batch, &answer) {
+                    None => {
+                        answered.push((batch, answer));
+                        continue;
                     }
-                    Settled::Mismatch { sent, answered } => SendError::retryable(format!(
-                        "answer has {answered} results for {sent} writes"
+                    Some((writes, results)) => SendError::retryable(format!(
+                        "answer has {results} results for {writes} writes"
                     )),
-                }
+                },
+                Err(e) => e,
+            };
+            if let Sent::Failed(f) = self.fail(batch, error)? {
+                sent = Sent::Failed(f);
+                break;
             }
-            Err(e) => e,
-        };
+        }
+        if !answered.is_empty() {
+            let pairs: Vec<(&SealedBatch, &BatchResponse)> =
+                answered.iter().map(|(b, a)| (b, a)).collect();
+            let mut tally = Tally::default();
+            settle_answers(
+                self.store, self.clock, &pairs, self.now, self.cfg, &mut tally,
+            )?;
+            self.report.batches_settled += answered.len();
+            for (batch, _) in &answered {
+                self.add(batch, Tally::default());
+            }
+            self.add_tally(tally);
+        }
+        Ok(sent)
+    }
+
+    /// Handles a batch the DB API did not settle: dead-lettered when the failure is
+    /// permanent or its attempts are spent, else stored with one more attempt.
+    fn fail(&mut self, mut batch: SealedBatch, error: SendError) -> Result<Sent, StoreError> {
         batch.attempts = batch.attempts.saturating_add(1);
         match error {
             SendError::Permanent { reason } => {
@@ -541,6 +595,10 @@ impl<S: KvStore, D: DbApi, C: Clock> Flush<'_, S, D, C> {
     fn add(&mut self, batch: &SealedBatch, tally: Tally) {
         self.registered.remove(&batch.id);
         self.settled.extend(batch.covered().copied());
+        self.add_tally(tally);
+    }
+
+    fn add_tally(&mut self, tally: Tally) {
         let items = &mut self.report.items;
         items.applied += tally.applied;
         items.stale += tally.stale;

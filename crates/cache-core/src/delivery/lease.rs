@@ -150,11 +150,15 @@ impl HeldLease {
         self.swap(store, next)
     }
 
-    /// Registers a stored batch so that it may be sent. `Ok(false)`: the lease was lost; the
-    /// batch must not be sent.
-    pub fn register(&mut self, store: &mut impl KvStore, id: &BatchId) -> Result<bool, StoreError> {
+    /// Registers stored batches so that they may be sent, in one swap. `Ok(false)`: the
+    /// lease was lost; none of them may be sent.
+    pub fn register(
+        &mut self,
+        store: &mut impl KvStore,
+        ids: &[BatchId],
+    ) -> Result<bool, StoreError> {
         let mut sealed = self.record.sealed.clone().unwrap_or_default();
-        sealed.insert(id.clone());
+        sealed.extend(ids.iter().cloned());
         self.set_registry(store, sealed)
     }
 
@@ -285,13 +289,13 @@ mod tests {
         let mut store = MemoryStore::new();
         let mut a = take(&mut store, "a", 0);
         assert_eq!(a.registry(), None, "a new record knows no registry");
-        assert!(a.register(&mut store, &id(1)).unwrap());
+        assert!(a.register(&mut store, &[id(1)]).unwrap());
         let mut b = take(&mut store, "b", 60_000);
         assert_eq!(b.registry(), Some(&BTreeSet::from([id(1)])));
-        assert!(!a.register(&mut store, &id(2)).unwrap());
+        assert!(!a.register(&mut store, &[id(2)]).unwrap());
         assert!(!a.release(&mut store, BTreeSet::new()).unwrap());
         assert_eq!(current(&mut store).unwrap().unwrap().owner, "b");
-        assert!(b.register(&mut store, &id(3)).unwrap());
+        assert!(b.register(&mut store, &[id(3)]).unwrap());
         assert!(b.release(&mut store, BTreeSet::from([id(3)])).unwrap());
         assert_eq!(current(&mut store).unwrap(), None);
         let c = take(&mut store, "c", 60_001);

@@ -66,53 +66,74 @@ pub fn settle_answer(
     cfg: &CacheConfig,
     tally: &mut Tally,
 ) -> Result<Settled, StoreError> {
-    if answer.results.len() != batch.items.len() {
-        return Ok(Settled::Mismatch {
-            sent: batch.items.len(),
-            answered: answer.results.len(),
-        });
+    if let Some((sent, answered)) = mismatch(batch, answer) {
+        return Ok(Settled::Mismatch { sent, answered });
     }
+    settle_answers(store, clock, &[(batch, answer)], now, cfg, tally)?;
+    Ok(Settled::Done)
+}
+
+/// Whether `answer` cannot settle `batch`, as (writes sent, results received): it has the
+/// wrong number of results.
+#[must_use]
+pub fn mismatch(batch: &SealedBatch, answer: &BatchResponse) -> Option<(usize, usize)> {
+    (answer.results.len() != batch.items.len()).then_some((batch.items.len(), answer.results.len()))
+}
+
+/// Settles several batches with their answers (each with as many results as the batch has
+/// items, [`mismatch`]) together: their entries are marked clean in shared rewrite windows,
+/// and their records and the batches themselves are deleted in one call, the batches last.
+pub fn settle_answers(
+    store: &mut impl KvStore,
+    clock: &mut impl Clock,
+    answered: &[(&SealedBatch, &BatchResponse)],
+    now: UnixMillis,
+    cfg: &CacheConfig,
+    tally: &mut Tally,
+) -> Result<(), StoreError> {
     let mut delivered_records = Vec::new();
     let mut delivered = Vec::new();
-    for (item, result) in batch.items.iter().zip(&answer.results) {
-        match result.status {
-            ItemStatus::Applied | ItemStatus::Stale | ItemStatus::Duplicate => {
-                match result.status {
-                    ItemStatus::Applied => tally.applied += 1,
-                    ItemStatus::Stale => tally.stale += 1,
-                    _ => tally.duplicate += 1,
+    for (batch, answer) in answered {
+        for (item, result) in batch.items.iter().zip(&answer.results) {
+            match result.status {
+                ItemStatus::Applied | ItemStatus::Stale | ItemStatus::Duplicate => {
+                    match result.status {
+                        ItemStatus::Applied => tally.applied += 1,
+                        ItemStatus::Stale => tally.stale += 1,
+                        _ => tally.duplicate += 1,
+                    }
+                    delivered_records.extend(item.covers.iter().map(|s| KvKey::Write(*s).render()));
+                    delivered.push(&item.winner);
                 }
-                delivered_records.extend(item.covers.iter().map(|s| KvKey::Write(*s).render()));
-                delivered.push(&item.winner);
-            }
-            ItemStatus::Conflict | ItemStatus::Rejected => {
-                let reason = if result.status == ItemStatus::Conflict {
-                    DeadReason::Conflict
-                } else {
-                    DeadReason::Rejected
-                };
-                bury_item(
-                    store,
-                    batch,
-                    item,
-                    reason,
-                    result.reason.clone(),
-                    now,
-                    tally,
-                )?;
+                ItemStatus::Conflict | ItemStatus::Rejected => {
+                    let reason = if result.status == ItemStatus::Conflict {
+                        DeadReason::Conflict
+                    } else {
+                        DeadReason::Rejected
+                    };
+                    bury_item(
+                        store,
+                        batch,
+                        item,
+                        reason,
+                        result.reason.clone(),
+                        now,
+                        tally,
+                    )?;
+                }
             }
         }
     }
     for chunk in delivered.chunks(ENTRY_CHUNK) {
         mark_clean(store, clock, chunk, cfg)?;
     }
-    // The delivered items' records, then the batch, in one call where the host has batch
-    // operations (one by one, the batch goes last: a crash before it resends the batch,
+    // The delivered items' records, then the batches, in one call where the host has batch
+    // operations (one by one, the batches go last: a crash before them resends the batches,
     // which the DB API answers as duplicates).
     tally.records_deleted += delivered_records.len();
-    delivered_records.push(batch.kv_key());
+    delivered_records.extend(answered.iter().map(|(b, _)| b.kv_key()));
     store.delete_many(&delivered_records)?;
-    Ok(Settled::Done)
+    Ok(())
 }
 
 /// Dead-letters every item of `batch` (permanent failure, exhausted retries, too large) and

@@ -4,8 +4,8 @@
 //! the flush component also sweeps. Expired clean entries are deleted; then, if more than
 //! `max_entries` remain, clean entries are evicted least recently fetched or written first.
 //! An entry holding undelivered writes (dirty) is never deleted: it is the only readable copy
-//! of the newest value until the flush delivers it. Entries are read a few dozen at a time
-//! ([`KvStore::get_many`]); those chosen for deletion are read again and deleted together in
+//! of the newest value until the flush delivers it. Entries are read many to a
+//! [`KvStore::get_many`] (as many as fit a memory budget, `bulk_read`); those chosen for deletion are read again and deleted together in
 //! a rewrite window ([`crate::delivery::rewrite_window`]), so a write that stored its dirty
 //! entry since the first read keeps it. Unreadable entries are deleted (a read
 //! would treat them as a miss anyway; any write they showed is still in the buffer).
@@ -22,6 +22,7 @@
 
 use crate::auth::grant;
 use crate::config::CacheConfig;
+use crate::delivery::bulk_read::read_each;
 use crate::delivery::rewrite_window;
 use crate::envelope;
 use crate::store::{KvStore, StoreError};
@@ -71,8 +72,8 @@ impl Swept {
     }
 }
 
-/// Entries read per [`KvStore::get_many`] call.
-const READ_CHUNK: usize = 32;
+/// Entries deleted per rewrite window: a write landing meanwhile waits for the window.
+const DELETE_CHUNK: usize = 32;
 
 /// Deletes each key that still holds what the sweep read, in rewrite windows
 /// ([`rewrite_window`]): read again together, deleted together, and a write that lands in
@@ -85,7 +86,7 @@ fn delete_unchanged(
     doomed: &[(String, Vec<u8>, usize)],
     counts: &mut [usize; 3],
 ) -> Result<(), StoreError> {
-    for chunk in doomed.chunks(READ_CHUNK) {
+    for chunk in doomed.chunks(DELETE_CHUNK) {
         let keys: Vec<String> = chunk.iter().map(|(k, _, _)| k.clone()).collect();
         let window = rewrite_window::open(store, clock)?;
         let now = store.get_many(&keys)?;
@@ -146,19 +147,19 @@ pub fn sweep(
     const EVICTED: usize = 2;
     let mut evictable: Vec<(UnixMillis, String, Vec<u8>)> = Vec::new();
     let mut doomed: Vec<(String, Vec<u8>, usize)> = Vec::new();
-    for chunk in entry_keys.chunks(READ_CHUNK) {
-        for (key, bytes) in chunk.iter().zip(store.get_many(chunk)?) {
-            let Some(bytes) = bytes else {
-                continue;
-            };
-            match envelope::decode(&bytes) {
-                Err(_) => doomed.push((key.clone(), bytes, UNREADABLE)),
-                Ok(entry) if entry.is_dirty() => report.dirty += 1,
-                Ok(entry) if entry.is_expired(now) => doomed.push((key.clone(), bytes, EXPIRED)),
-                Ok(entry) => evictable.push((entry.touched_at(), key.clone(), bytes)),
-            }
+    read_each(store, &entry_keys, |i, bytes| {
+        let Some(bytes) = bytes else {
+            return Ok(());
+        };
+        let key = &entry_keys[i];
+        match envelope::decode(&bytes) {
+            Err(_) => doomed.push((key.clone(), bytes, UNREADABLE)),
+            Ok(entry) if entry.is_dirty() => report.dirty += 1,
+            Ok(entry) if entry.is_expired(now) => doomed.push((key.clone(), bytes, EXPIRED)),
+            Ok(entry) => evictable.push((entry.touched_at(), key.clone(), bytes)),
         }
-    }
+        Ok(())
+    })?;
     evictable.sort();
     let excess = (report.dirty + evictable.len()).saturating_sub(cfg.max_entries);
     doomed.extend(
