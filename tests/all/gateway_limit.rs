@@ -190,6 +190,39 @@ async fn a_client_sending_its_own_spin_client_addr_is_still_counted_under_its_re
     assert_eq!(r.status, 429, "{r:?}");
 }
 
+#[tokio::test]
+async fn anonymous_reads_with_a_made_up_spin_client_addr_share_the_real_address_budget() {
+    let db = Db::start().await;
+    let gw = Gw::start("limit-spoof-read", &db, &[("rate_limit_read", "3/10s")]).await;
+    let r = gw.put("/v1/users/alice", r#"{"name":"Alice"}"#).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    fresh_window(6).await;
+    // Each read claims another address, one of them a real loopback address with a budget
+    // of its own; all are counted under 127.0.0.1, the address the host appended.
+    let mut statuses = Vec::new();
+    for claimed in [
+        "203.0.113.1:1",
+        "127.0.0.2:40000",
+        "198.51.100.9:9",
+        "[::1]:1",
+    ] {
+        let r = gw
+            .send(
+                "GET",
+                "/v1/users/alice",
+                &[("spin-client-addr", claimed)],
+                "",
+            )
+            .await;
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    // 127.0.0.2, the address claimed above, still has its whole budget.
+    let (status, ratelimit) = get_from([127, 0, 0, 2], gw.app.addr, "/v1/users/alice").await;
+    assert_eq!(status, 200);
+    assert!(ratelimit.starts_with("\"read\";r=2;"), "{ratelimit}");
+}
+
 /// The undercount of the gateway built without atomics, on the embedded host: one caller
 /// (127.0.0.1) sends `4 × quota` reads, `in_flight` at a time, within one window; the
 /// figures are printed. A measurement, not a check (without atomics there is no hard

@@ -56,10 +56,10 @@ struct Cli {
     /// Where the components are [default: target/wasm32-wasip1/wasm-release in the workspace].
     #[arg(long)]
     wasm_dir: Option<PathBuf>,
-    /// Run only this figure (repeatable: `--figure 1 --figure 5`; 1 to 9, 11). A partial run
+    /// Run only this figure (repeatable: `--figure 1 --figure 5`; 1 to 9, 11 to 13). A partial run
     /// never touches the README, and writes into `docs/bench/raw` (not versioned) unless
     /// `--out` is given, so it cannot replace the full run's results.
-    #[arg(long = "figure", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=12))]
+    #[arg(long = "figure", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=13))]
     figures: Vec<u32>,
 }
 
@@ -199,7 +199,7 @@ fn vars(db_url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
 
 async fn run(cli: Cli) -> Result<()> {
     if cli.figures.contains(&10) {
-        anyhow::bail!("there is no figure 10 (figures: 1 to 9, 11)");
+        anyhow::bail!("there is no figure 10 (figures: 1 to 9, 11 to 13)");
     }
     let started = Instant::now();
     let when = machine::now_utc();
@@ -259,6 +259,7 @@ async fn run(cli: Cli) -> Result<()> {
                     .join(", ")
             ),
             "figure 12 runs four hosts of its own, each with `max_buffered_writes = 20000`: two on SQLite files, two on a `redis-server` of its own (databases 0 and 1); one store of each pair is filled directly, the other stays empty".to_owned(),
+            "every host runs with `--tcp-nodelay` except figure 13's host without it (Spin's socket: Spin never sets `TCP_NODELAY`), measured beside one with it".to_owned(),
             "plot: `hit-latency.svg` (figure 1's series)".to_owned(),
         ]
         .into_iter()
@@ -473,6 +474,19 @@ async fn measure(
         async {
             let base = vars(ctx.db_url, &[]);
             figures::write_scale::run(bins, http, manifest, scratch, &base, cli.quick).await
+        },
+    )
+    .await
+    {
+        rows.extend(r);
+    }
+    if let Some(r) = figure(
+        cli.runs(13),
+        "figure 13 (keep-alive without TCP_NODELAY)",
+        &mut missing,
+        async {
+            let base = vars(ctx.db_url, &[]);
+            figures::keep_alive::run(&ctx, bins, manifest, scratch, &base).await
         },
     )
     .await

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod cost;
 pub mod flush;
 pub mod hit;
+pub mod keep_alive;
 pub mod miss;
 pub mod offload;
 pub mod scale;
