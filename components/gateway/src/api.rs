@@ -267,7 +267,7 @@ fn admin_routes(router: &mut Router) {
     });
     router.any("/admin/stats", |req: Request, _: Params| {
         admin_route(&req, (Method::Get, "GET"), |_, store| {
-            admin::stats(store, env::now())
+            admin::stats(store, env::now(), req.query())
         })
     });
     router.any("/admin/dlq", |req: Request, _: Params| {

@@ -11,7 +11,7 @@
 //! | Route | Does |
 //! |---|---|
 //! | `POST /admin/flush` | [`flush`]: [`crate::delivery::tick::tick`], the flush run then the sweep — what the cron tick does; answers the report |
-//! | `GET /admin/stats` | [`stats`]: buffered writes and bytes, oldest buffered age, sealed batches, DLQ depth, last flush outcome and time, next retry time |
+//! | `GET /admin/stats` | [`stats`]: entries, buffered writes and bytes, oldest buffered age, sealed batches, DLQ depth, last flush outcome and time, next retry time; as the last tick measured them (a few reads), or with `?exact=true` counted by listing the store |
 //! | `GET /admin/dlq` | [`dead_letters`]: the dead letters, oldest write first |
 //! | `POST /admin/dlq/{stamp}/retry` | [`retry`]: puts the write back into the buffer with its original stamp (`409` if only raw text survived) |
 //! | `DELETE /admin/dlq/{stamp}` | [`discard`]: drops the dead letter for good |
@@ -122,10 +122,48 @@ pub fn flush<S: KvStore, D: DbApi, C: Clock>(
     }
 }
 
-/// `GET /admin/stats`.
-pub fn stats(store: &mut impl KvStore, now: UnixMillis) -> Result<Reply, RequestError> {
-    let stats = state::stats(store, now).map_err(unavailable)?;
-    Ok(ok(&stats_view(&stats)))
+/// `GET /admin/stats` with the request's `query`: the figures the last tick measured
+/// ([`state::gauges`], a few reads whatever the store holds), or with `exact=true` counted
+/// by listing the store ([`state::stats`], which grows with the store: on a shared Redis, a
+/// keyspace scan).
+pub fn stats(
+    store: &mut impl KvStore,
+    now: UnixMillis,
+    query: &str,
+) -> Result<Reply, RequestError> {
+    let exact = exact_param(query)?;
+    let stats = if exact {
+        state::stats(store, now)
+    } else {
+        state::gauges(store, now)
+    }
+    .map_err(unavailable)?;
+    let mut view = stats_view(&stats);
+    view["exact"] = json!(exact);
+    Ok(ok(&view))
+}
+
+/// The `exact` parameter of `/admin/stats`: absent or `false` (measured), or `true`.
+fn exact_param(query: &str) -> Result<bool, RequestError> {
+    let mut exact = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match (name, value) {
+            ("exact", "true") => exact = true,
+            ("exact", "false") => exact = false,
+            ("exact", other) => {
+                return Err(RequestError::BadRequest(format!(
+                    "exact must be true or false, not {other:?}"
+                )))
+            }
+            (other, _) => {
+                return Err(RequestError::BadRequest(format!(
+                    "unknown parameter {other:?}: /admin/stats takes only exact"
+                )))
+            }
+        }
+    }
+    Ok(exact)
 }
 
 /// `GET /admin/dlq`.

@@ -135,14 +135,15 @@ async fn send_direct(ctx: &Ctx<'_>, writes: Vec<BufferedWrite>) -> Result<(Durat
     Ok((start.elapsed(), batches.len()))
 }
 
-/// `buffered_writes` from `GET /admin/stats`.
+/// `buffered_writes` from `GET /admin/stats?exact=true` (the writes are stored directly,
+/// uncounted by admission).
 async fn buffered(ctx: &Ctx<'_>, host: &str, token: &str) -> Result<u64> {
     let auth = format!("Bearer {token}");
     let r = ctx
         .http
         .send(
             "GET",
-            &format!("{host}/admin/stats"),
+            &format!("{host}/admin/stats?exact=true"),
             &[("authorization", auth.as_str())],
             Bytes::new(),
         )
