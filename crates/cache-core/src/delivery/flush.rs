@@ -7,7 +7,7 @@
 //! 2. reads the flush state; inside the backoff window → [`FlushOutcome::BackingOff`];
 //! 3. lists the store; deletes sealed batches the lease's registry does not list (they were
 //!    never sent) and resends the registered ones left by earlier runs, unchanged (same id);
-//! 4. reads the buffer records not covered by a registered batch (a few dozen per
+//! 4. reads the buffer records not covered by a registered batch (up to 128 per
 //!    [`KvStore::get_many`]), coalesces them per key,
 //!    splits them into batches by item count and bytes, and takes them a group of up to
 //!    [`GROUP`] at a time: seals them (stores each `b:{id}`, in one call), registers them in

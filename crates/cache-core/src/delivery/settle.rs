@@ -3,7 +3,7 @@
 //! For every item the DB API answered: `applied`, `stale` and `duplicate` (the DB API had
 //! already applied this write id, in another batch) delete exactly the buffer records the item
 //! covers (all the batch's at once, [`KvStore::delete_many`]) and mark the cache entry clean
-//! (a few dozen entries per rewrite window, [`crate::delivery::rewrite_window`]) if it still shows this very write, or drop
+//! (up to 128 entries per rewrite window, [`crate::delivery::rewrite_window`]) if it still shows this very write, or drop
 //! it if it shows something older (the DB API now holds this write or a newer one);
 //! `conflict` and `rejected` dead-letter the write, delete its records and drop the cache entry
 //! if it still shows the refused write (so the next read fetches the DB's truth). A write
