@@ -64,11 +64,7 @@ pub fn count_write(
         Some(at) => Some(at),
         None => first_counted(store, state.epoch, n, now)?,
     };
-    let oldest = match (state.oldest_buffered, started) {
-        (Some(o), Some(e)) if before > 0 => Some(min(o, e)),
-        (o, e) if before > 0 => o.or(e),
-        (o, _) => o,
-    };
+    let oldest = oldest(state.oldest_buffered, started, before > 0);
     Ok(BufferStats {
         writes: usize::try_from(state.buffered_writes.saturating_add(before)).unwrap_or(usize::MAX),
         bytes: state.buffered_bytes.saturating_add(b.saturating_sub(bytes)),
@@ -86,16 +82,26 @@ pub fn current(store: &mut impl KvStore, state: &FlushState) -> Result<BufferSta
     };
     let n = read(store, Admitted::Writes)?;
     let b = read(store, Admitted::Bytes)?;
-    let oldest = match (state.oldest_buffered, state.epoch_started_at) {
-        (Some(o), Some(e)) if n > 0 => Some(min(o, e)),
-        (o, e) if n > 0 => o.or(e),
-        (o, _) => o,
-    };
+    let oldest = oldest(state.oldest_buffered, state.epoch_started_at, n > 0);
     Ok(BufferStats {
         writes: usize::try_from(state.buffered_writes.saturating_add(n)).unwrap_or(usize::MAX),
         bytes: state.buffered_bytes.saturating_add(b),
         oldest,
     })
+}
+
+/// The oldest buffered write as known: the measured oldest, or the epoch's start once a write
+/// was counted in the epoch (`counted`), whichever is earlier.
+fn oldest(
+    measured: Option<UnixMillis>,
+    epoch_start: Option<UnixMillis>,
+    counted: bool,
+) -> Option<UnixMillis> {
+    match (measured, epoch_start) {
+        (Some(o), Some(e)) if counted => Some(min(o, e)),
+        (o, e) if counted => o.or(e),
+        (o, _) => o,
+    }
 }
 
 /// The start of an epoch no flush run began (a store never flushed): the first write counted
@@ -138,12 +144,7 @@ pub fn begin_epoch(
             .and_then(|b| <[u8; 8]>::try_from(b).ok())
             .map(|b| UnixMillis(u64::from_le_bytes(b)));
     }
-    if n > 0 {
-        state.oldest_buffered = match (state.oldest_buffered, state.epoch_started_at) {
-            (Some(o), Some(e)) => Some(min(o, e)),
-            (o, e) => o.or(e),
-        };
-    }
+    state.oldest_buffered = oldest(state.oldest_buffered, state.epoch_started_at, n > 0);
     state.buffered_writes = state.buffered_writes.saturating_add(n);
     state.buffered_bytes = state.buffered_bytes.saturating_add(b);
     state.epoch = closed.wrapping_add(1);

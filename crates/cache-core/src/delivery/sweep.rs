@@ -53,8 +53,6 @@ pub struct SweepReport {
 pub struct Swept {
     /// Entries it left.
     pub entries: u64,
-    /// When it ran (Unix milliseconds).
-    pub at: u64,
 }
 
 impl Swept {
@@ -176,7 +174,6 @@ pub fn sweep(
     report.remaining = report.dirty + evictable.len() - report.evicted;
     Swept {
         entries: report.remaining as u64,
-        at: now.0,
     }
     .save(store)?;
     Ok(report)
