@@ -17,6 +17,7 @@ mod flush_support;
 mod gateway_auth;
 mod gateway_errors;
 mod gateway_evict;
+mod gateway_invalidate;
 mod gateway_limit;
 mod gateway_read;
 mod gateway_stampede;

@@ -256,12 +256,18 @@ impl Db {
     }
 
     pub async fn start_with(settings: Settings) -> Db {
-        let token = settings.token.clone();
-        let backend = SqliteBackend::open(":memory:").expect("in-memory sqlite");
-        let state = AppState::new(Arc::new(backend), settings).expect("valid settings");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
+        Db::start_on(listener, settings)
+    }
+
+    /// On a listener bound beforehand: for an app that must know the DB API's address
+    /// before the DB API knows the app's (announcements to the cache).
+    pub fn start_on(listener: tokio::net::TcpListener, settings: Settings) -> Db {
+        let token = settings.token.clone();
+        let backend = SqliteBackend::open(":memory:").expect("in-memory sqlite");
+        let state = AppState::new(Arc::new(backend), settings).expect("valid settings");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let served = state.clone();

@@ -287,12 +287,20 @@ fn up(extra: &[String]) -> anyhow::Result<()> {
     let bin = root().join("target").join("debug");
     let db_api = bin.join("db-api");
     let token = service_token();
+    // The DB API announces the items its own routes change to the app, signed with a secret
+    // made for this run (`SPIN_VARIABLE_INVALIDATE_SECRET` when set).
+    let invalidate_secret = std::env::var("SPIN_VARIABLE_INVALIDATE_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("inv-{}", random_hex()));
     let mut children = Vec::new();
     if db_api.exists() {
         let child = Command::new(&db_api)
             .current_dir(root())
             .args(["--listen", "127.0.0.1:3001", "--auth", "on"])
+            .args(["--announce-to", "http://127.0.0.1:3000"])
             .env("DB_API_TOKEN", &token)
+            .env("DB_API_ANNOUNCE_SECRET", &invalidate_secret)
             .stdin(Stdio::null())
             .spawn()
             .context("cannot start the reference DB API")?;
@@ -310,13 +318,15 @@ fn up(extra: &[String]) -> anyhow::Result<()> {
         .args(extra)
         .env("SPIN_VARIABLE_DB_API_TOKEN", &token)
         .env("SPIN_VARIABLE_AUTH_KEY", auth_key()?)
+        .env("SPIN_VARIABLE_INVALIDATE_SECRET", &invalidate_secret)
         .stdin(Stdio::null());
     let mut host = Guard(host.spawn().context("cannot start the embedded host")?);
     eprintln!("xtask: app on http://127.0.0.1:3000 (try: curl http://127.0.0.1:3000/healthz)");
     if !children.is_empty() {
         eprintln!(
             "xtask: reference DB API on http://127.0.0.1:3001, auth on (sessions: owner only; \
-             profiles: signed-in users read, owner writes; public: anyone reads, signed-in users write)"
+             profiles: signed-in users read, owner writes; public: anyone reads, signed-in users write); \
+             its own PUT/DELETE /v1/items are announced to the app"
         );
         eprintln!(
             "xtask: demo users (a key is a user's own when it is the name or starts with 'name:'):"

@@ -14,6 +14,7 @@ use cache_core::config::CacheConfig;
 use cache_core::counters;
 use cache_core::key::CacheKey;
 use cache_core::limit;
+use cache_core::serve::invalidate;
 use cache_core::serve::origin::{AuthorizeCall, ItemAnswer, ItemRead, Origin, Unanswered};
 use cache_core::serve::{self, GetRequest, Op, Reply, RequestError, WriteRequest};
 use cache_core::store::KvStore;
@@ -56,11 +57,38 @@ pub fn router() -> Router {
         }
     });
     router.any_async("/v1/:ns/:key", item);
+    router.any(invalidate::INVALIDATE_PATH, announced);
     admin_routes(&mut router);
     router.any("/*", |_: Request, _: Params| {
         Ok::<_, anyhow::Error>(respond::error(&RequestError::NoRoute))
     });
     router
+}
+
+/// `POST /hooks/invalidate`: the DB API's signed announcement of changed items
+/// ([`invalidate::announced`]).
+fn announced(req: Request, _: Params) -> anyhow::Result<Response> {
+    if *req.method() != Method::Post {
+        return Ok(respond::error(&RequestError::MethodNotAllowed("POST")));
+    }
+    let reply = settings::get()
+        .map_err(RequestError::Config)
+        .and_then(|cfg| {
+            let mut store = Stores::open(&cfg).map_err(RequestError::StoreUnavailable)?;
+            let signature = req
+                .header(invalidate::SIGNATURE_HEADER)
+                .and_then(|v| v.as_str());
+            Ok(invalidate::announced(
+                &mut store,
+                &mut WallClock,
+                &cfg,
+                &client_key(&req),
+                signature,
+                req.body(),
+            ))
+        })
+        .unwrap_or_else(|e| e.reply());
+    Ok(respond::http(reply))
 }
 
 fn healthz(req: Request, _: Params) -> anyhow::Result<Response> {
@@ -268,6 +296,11 @@ fn admin_routes(router: &mut Router) {
     router.any("/admin/stats", |req: Request, _: Params| {
         admin_route(&req, (Method::Get, "GET"), |_, store| {
             admin::stats(store, env::now(), req.query())
+        })
+    });
+    router.any("/admin/purge", |req: Request, _: Params| {
+        admin_route(&req, (Method::Post, "POST"), |cfg, store| {
+            invalidate::purge(store, &mut WallClock, cfg, req.body())
         })
     });
     router.any("/admin/dlq", |req: Request, _: Params| {

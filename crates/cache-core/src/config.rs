@@ -30,6 +30,7 @@
 //! | `kv_store`              | `default`        | the key-value store label                        |
 //! | `buffer_store`          | `kv_store`'s     | store label of buffered work (see below)         |
 //! | `admin_token`           | unset            | bearer token for `/admin` routes                 |
+//! | `invalidate_secret`     | unset            | shared secret of the DB API's change webhook     |
 //! | `metrics_hit_sample`    | `16`             | count fresh hits one in N (adding N)             |
 //! | `auth_mode`             | `origin`         | who decides access: `origin`, `grant` or `jwt`   |
 //! | `auth_key`              | unset            | secret for keyed digests of credentials          |
@@ -156,6 +157,7 @@ pub mod var {
         KV_STORE,
         BUFFER_STORE,
         ADMIN_TOKEN,
+        INVALIDATE_SECRET,
         METRICS_HIT_SAMPLE,
         AUTH_MODE,
         AUTH_KEY,
@@ -171,6 +173,8 @@ pub mod var {
     ];
     /// Admin bearer token.
     pub const ADMIN_TOKEN: &str = "admin_token";
+    /// Secret of the DB API's signed change announcements.
+    pub const INVALIDATE_SECRET: &str = "invalidate_secret";
     /// Sampling of the hit counter.
     pub const METRICS_HIT_SAMPLE: &str = "metrics_hit_sample";
     /// Who decides access.
@@ -292,6 +296,9 @@ pub struct CacheConfig {
     pub buffer_store: Option<String>,
     /// Bearer token for the admin routes.
     pub admin_token: Option<String>,
+    /// Secret the DB API signs its change announcements with
+    /// ([`crate::serve::invalidate::announced`]); without it the webhook route is absent.
+    pub invalidate_secret: Option<String>,
     /// Fresh hits are counted one in this many (each counted one adds this many), so that
     /// most hits write nothing to the store; 1 counts every hit.
     pub metrics_hit_sample: u64,
@@ -340,6 +347,7 @@ impl fmt::Debug for CacheConfig {
             .field("kv_store", &self.kv_store)
             .field("buffer_store", &self.buffer_store)
             .field("admin_token", &redact(&self.admin_token))
+            .field("invalidate_secret", &redact(&self.invalidate_secret))
             .field("metrics_hit_sample", &self.metrics_hit_sample)
             .field("auth_mode", &self.auth_mode)
             .field("auth_key", &redact(&self.auth_key))
@@ -554,6 +562,7 @@ impl CacheConfig {
             kv_store: kv_store.clone(),
             buffer_store: r.raw(var::BUFFER_STORE).filter(|b| *b != kv_store),
             admin_token: r.raw(var::ADMIN_TOKEN),
+            invalidate_secret: r.raw(var::INVALIDATE_SECRET),
             metrics_hit_sample: u64::try_from(r.count(
                 var::METRICS_HIT_SAMPLE,
                 16,
@@ -628,6 +637,16 @@ impl CacheConfig {
         }
         if self.auth_key.as_ref().is_some_and(|k| k.len() < 16) {
             return Err(invalid(var::AUTH_KEY, "must be at least 16 characters"));
+        }
+        if self
+            .invalidate_secret
+            .as_ref()
+            .is_some_and(|k| k.len() < 16)
+        {
+            return Err(invalid(
+                var::INVALIDATE_SECRET,
+                "must be at least 16 characters",
+            ));
         }
         if self.max_buffered_bytes == 0 {
             return Err(invalid(

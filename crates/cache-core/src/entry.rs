@@ -66,6 +66,11 @@ pub struct Entry {
     pub dirty: Option<Dirty>,
     /// Who may be served it.
     pub audience: Audience,
+    /// When the DB API announced a change of this key, or an operator purged it
+    /// ([`crate::invalidate`]): no content of this key fetched or written here before that
+    /// instant is served, this entry's or a caller's own entry's, unless it is dirty. Kept
+    /// over later fills and writes of the key, so that callers' own entries stay superseded.
+    pub invalidated_at: Option<UnixMillis>,
 }
 
 impl Entry {
@@ -86,7 +91,26 @@ impl Entry {
             stale_if_error_until: now,
             dirty: None,
             audience,
+            invalidated_at: None,
         }
+    }
+
+    /// The entry an invalidation at `now` leaves where no dirty entry is: no content, never
+    /// servable, holding the instant ([`Entry::invalidated_at`]).
+    #[must_use]
+    pub fn invalidation(now: UnixMillis) -> Entry {
+        let mut entry = Entry::at(EntryKind::Absent, Vec::new(), Audience::Granted, now);
+        entry.invalidated_at = Some(now);
+        entry
+    }
+
+    /// Whether an invalidation at `at` (this entry's own or its key's) supersedes this entry:
+    /// it is clean and its content is not newer than the invalidation. The same millisecond
+    /// counts as older, since a fetch may have been answered just before the change.
+    #[must_use]
+    pub fn is_superseded_by(&self, at: Option<UnixMillis>) -> bool {
+        let at = at.max(self.invalidated_at);
+        at.is_some_and(|at| !self.is_dirty() && self.touched_at() <= at)
     }
 
     /// The JSON body to serve, for value entries.

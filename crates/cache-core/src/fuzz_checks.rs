@@ -415,6 +415,7 @@ fn check_settle(answer: &BatchResponse, sent: usize) {
                 stamp,
                 since: UnixMillis(1_000),
             }),
+            invalidated_at: None,
         };
         let entry_key = CacheKey::new(ns.clone(), write.key.clone(), None)
             .expect("a short key")

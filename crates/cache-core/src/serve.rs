@@ -97,6 +97,7 @@
 
 pub mod cache_control;
 pub mod fill;
+pub mod invalidate;
 pub(crate) mod merge_patch;
 pub mod origin;
 pub mod policy;
@@ -271,7 +272,7 @@ pub fn revalidate<S: KvStore, O: Origin, C: Clock>(
         .and_then(|b| envelope::decode(&b).ok());
     let etag = current.as_ref().and_then(|e| e.etag.clone());
     let result = match cx.fetch(&key.unscoped(), authorization, etag.as_deref()) {
-        Ok(fetched) => cx.refresh(&caller, key, current, fetched),
+        Ok(asked) => cx.refresh(&caller, key, current, asked),
         Err(e @ RequestError::OriginRefused { .. }) => {
             if key.scope().is_some() {
                 cx.store.delete(&key.kv_key())?;
@@ -282,6 +283,12 @@ pub fn revalidate<S: KvStore, O: Origin, C: Clock>(
     };
     fill::release(cx.store, held);
     result
+}
+
+/// An origin answer and the instant it was asked for.
+struct Asked {
+    fetched: Fetched,
+    at: UnixMillis,
 }
 
 /// An entry to serve and how it was obtained.
@@ -390,14 +397,19 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
     ) -> Result<Served, RequestError> {
         let now = self.clock.now();
         let mut fallback = None;
+        let mut key_invalidated_at = None;
         let own = caller.own_entry(self.cfg, key);
         for slot in std::iter::once(key).chain(own.as_ref()) {
             let stored = self.store.get(&slot.kv_key())?;
-            let (entry, stale) = match plan_read(stored.as_deref(), now) {
+            let (entry, stale) = match plan_read(stored.as_deref(), now, key_invalidated_at) {
                 ReadPlan::Serve(entry) => (entry, false),
                 ReadPlan::ServeAndRevalidate(entry) => (entry, true),
-                ReadPlan::Fetch { fallback: f } => {
+                ReadPlan::Fetch {
+                    fallback: f,
+                    invalidated_at,
+                } => {
                     fallback = fallback.or(f.map(|e| (e, slot.clone())));
+                    key_invalidated_at = key_invalidated_at.or(invalidated_at);
                     continue;
                 }
             };
@@ -480,7 +492,7 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         };
         self.events.push(Event::Miss);
         let outcome = match self.fetch(key, caller.authorization(), None) {
-            Ok(fetched) => self.keep(caller, key, own, fetched).map(|entry| Served {
+            Ok(asked) => self.keep(caller, key, own, asked).map(|entry| Served {
                 entry,
                 status: CacheStatus::Miss,
             }),
@@ -502,14 +514,18 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         outcome
     }
 
+    /// Asks the origin for `key`; the answer comes with the instant it was asked for, which
+    /// is as old as it can be ([`apply_origin`]).
     fn fetch(
         &mut self,
         key: &CacheKey,
         auth: Option<&str>,
         etag: Option<&str>,
-    ) -> Result<Fetched, RequestError> {
+    ) -> Result<Asked, RequestError> {
+        let at = self.clock.now();
         let read = origin::item_read(key, auth, etag);
-        origin::classify(self.origin.get_item(&read))
+        let fetched = origin::classify(self.origin.get_item(&read))?;
+        Ok(Asked { fetched, at })
     }
 
     /// Keeps what the origin answered `caller` (whose own entry of `key` is `own`) where its
@@ -519,8 +535,9 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         caller: &Caller,
         key: &CacheKey,
         own: Option<CacheKey>,
-        fetched: Fetched,
+        asked: Asked,
     ) -> Result<Entry, RequestError> {
+        let Asked { fetched, at } = asked;
         let grant_checked = self.cfg.auth_mode == AuthMode::Grant;
         let placement =
             fetched
@@ -537,13 +554,13 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             Placement::Nowhere => (None, Audience::Caller),
         };
         match slot {
-            Some(slot) => self.store_answer(&slot, fetched, audience),
+            Some(slot) => self.store_answer(&slot, Asked { fetched, at }, audience),
             None => match apply_origin(
                 None,
                 fetched.answer,
                 &fetched.directives,
                 audience,
-                now,
+                at,
                 self.cfg,
             ) {
                 OriginApply::Store(mut entry) | OriginApply::ServeUnstored(mut entry) => {
@@ -557,14 +574,14 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
     }
 
     /// Stores what the origin answered under `slot` for `audience` (unless the entry turned
-    /// dirty meanwhile) and returns the entry to serve.
+    /// dirty or was invalidated meanwhile) and returns the entry to serve.
     fn store_answer(
         &mut self,
         slot: &CacheKey,
-        fetched: Fetched,
+        asked: Asked,
         audience: Audience,
     ) -> Result<Entry, RequestError> {
-        let now = self.clock.now();
+        let Asked { fetched, at } = asked;
         let entry_key = slot.kv_key();
         let current = self
             .store
@@ -575,7 +592,7 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             fetched.answer,
             &fetched.directives,
             audience,
-            now,
+            at,
             self.cfg,
         );
         match applied {
@@ -594,29 +611,33 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
 
     /// Keeps a revalidation's answer: a `304` refreshes `slot` as it is; a new answer is
     /// kept where its directives allow, and a shared entry the origin no longer lets be
-    /// shared is removed (never a dirty one).
+    /// shared is removed (never a dirty one; one holding an invalidation leaves it behind).
     fn refresh(
         &mut self,
         caller: &Caller,
         slot: &CacheKey,
         current: Option<Entry>,
-        fetched: Fetched,
+        asked: Asked,
     ) -> Result<(), RequestError> {
-        if fetched.answer == OriginAnswer::NotModified {
+        if asked.fetched.answer == OriginAnswer::NotModified {
             let audience = current.map_or(Audience::Granted, |e| e.audience);
-            return self.store_answer(slot, fetched, audience).map(|_| ());
+            return self.store_answer(slot, asked, audience).map(|_| ());
         }
         let key = slot.unscoped();
         let own = caller.own_entry(self.cfg, &key);
-        let kept = self.keep(caller, &key, own, fetched)?;
+        let kept = self.keep(caller, &key, own, asked)?;
         if slot.scope().is_none() && kept.audience == Audience::Caller {
-            let still_clean = self
+            let clean = self
                 .store
                 .get(&slot.kv_key())?
                 .and_then(|b| envelope::decode(&b).ok())
-                .is_some_and(|e| !e.is_dirty());
-            if still_clean {
-                self.store.delete(&slot.kv_key())?;
+                .filter(|e| !e.is_dirty());
+            match clean.map(|e| e.invalidated_at) {
+                Some(Some(at)) => self
+                    .store
+                    .set(&slot.kv_key(), &envelope::invalidation(at))?,
+                Some(None) => self.store.delete(&slot.kv_key())?,
+                None => {}
             }
         }
         Ok(())

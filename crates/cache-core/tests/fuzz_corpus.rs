@@ -234,6 +234,7 @@ fn entry() -> impl Strategy<Value = Entry> {
                 stale_if_error_until: windows.2,
                 audience: Audience::Granted,
                 dirty: dirty.map(|(stamp, since)| Dirty { stamp, since }),
+                invalidated_at: (version % 4 == 0).then_some(windows.0),
             },
         )
 }

@@ -6,8 +6,10 @@
 //! - [`wire`]: the batch and item wire types, paths, headers, the write id, and the
 //!   ETag/version codec.
 //! - [`names`]: the rules for namespaces and item keys.
+//! - [`invalidation`]: the DB API's signed announcements of items changed behind the cache.
 
 #![deny(missing_docs)]
 
+pub mod invalidation;
 pub mod names;
 pub mod wire;

@@ -32,13 +32,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use crate::announce::{AnnounceSettings, Announcer};
 use crate::auth::{AuthSettings, Authenticator, Caller};
 use crate::backend::{
     Backend, PlannedBatch, PlannedWrite, SeedItem, ValidWrite, WriteIdPolicy,
     DEFAULT_WRITE_ID_RETENTION,
 };
 use crate::deliveries::DeliveryJournal;
-use crate::error::ApiError;
+use crate::error::{ApiError, BackendError};
 use crate::faults::{self, FaultConfig, FaultConfigError, Faults};
 use crate::jwt::IssueRequest;
 use crate::seed::{self, SeedRequest};
@@ -69,6 +70,8 @@ pub struct Settings {
     /// `max-age` added to the `Cache-Control` of item reads; none by default, so that the
     /// cache's own TTLs apply.
     pub max_age: Option<u64>,
+    /// Where to announce the items the item routes change; none by default.
+    pub announce: Option<AnnounceSettings>,
 }
 
 impl Default for Settings {
@@ -81,6 +84,7 @@ impl Default for Settings {
             write_id_retention: DEFAULT_WRITE_ID_RETENTION,
             auth: AuthSettings::default(),
             max_age: None,
+            announce: None,
         }
     }
 }
@@ -94,6 +98,9 @@ pub enum SettingsError {
     /// Users, ACL or JWT settings make no sense.
     #[error("invalid auth settings: {0}")]
     Auth(String),
+    /// The announce URL or secret makes no sense.
+    #[error("invalid announce settings: {0}")]
+    Announce(String),
 }
 
 /// Everything the handlers share. Cheap to clone.
@@ -110,6 +117,7 @@ pub struct AppState {
     pub deliveries: Arc<DeliveryJournal>,
     /// Credentials, revocations and access rules.
     pub auth: Arc<Authenticator>,
+    announcer: Option<Announcer>,
     settings: Arc<Settings>,
     shutdown: Arc<watch::Sender<bool>>,
 }
@@ -125,12 +133,19 @@ impl AppState {
             settings.admin_routes,
         )
         .map_err(SettingsError::Auth)?;
+        let announcer = settings
+            .announce
+            .clone()
+            .map(Announcer::new)
+            .transpose()
+            .map_err(SettingsError::Announce)?;
         Ok(Self {
             backend,
             faults: Arc::new(Faults::new(settings.faults.clone())),
             counters: Arc::new(Counters::default()),
             deliveries: Arc::new(DeliveryJournal::default()),
             auth: Arc::new(auth),
+            announcer,
             settings: Arc::new(settings),
             shutdown: Arc::new(watch::channel(false).0),
         })
@@ -170,6 +185,20 @@ impl AppState {
         Ok(caller)
     }
 
+    /// Announces a change of `ns/key` to the cache, when configured; counts the outcome.
+    async fn announce(&self, ns: &str, key: &str) {
+        let Some(announcer) = &self.announcer else {
+            return;
+        };
+        match announcer.changed(ns, key).await {
+            Ok(()) => bump(&self.counters.announcements_sent),
+            Err(e) => {
+                bump(&self.counters.announcements_failed);
+                eprintln!("db-api: could not announce {ns}/{key} to the cache: {e}");
+            }
+        }
+    }
+
     /// Counts a `401` or `403` on its way out.
     fn refused(&self, e: ApiError) -> ApiError {
         match e.status() {
@@ -199,7 +228,10 @@ impl AppState {
 /// The router of the DB API.
 pub fn app(state: AppState) -> Router {
     let v1 = Router::new()
-        .route("/v1/items/{ns}/{key}", get(get_item))
+        .route(
+            "/v1/items/{ns}/{key}",
+            get(get_item).put(put_item).delete(delete_item),
+        )
         .route(BATCH_PATH, post(post_batch))
         .route(AUTHORIZE_PATH, post(authorize))
         .route_layer(middleware::from_fn_with_state(
@@ -312,6 +344,139 @@ async fn get_item(
         .headers_mut()
         .insert(header::CACHE_CONTROL, cache_control);
     Ok(response)
+}
+
+/// `PUT /v1/items/{ns}/{key}`: stores the JSON body as the item's value, now.
+async fn put_item(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Path((ns, key)) = path.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if !is_json(&headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body = body.map_err(|e| body_error(&state, e))?;
+    let value: Value = parse_json(&body)?;
+    write_item(&state, &headers, ns, key, Some(value)).await
+}
+
+/// `DELETE /v1/items/{ns}/{key}`: removes the item, now.
+async fn delete_item(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path((ns, key)) = path.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    write_item(&state, &headers, ns, key, None).await
+}
+
+/// One item write of the API's own, as another writer of the database makes it: checked
+/// against the caller's write rule (auth on), applied as a one-write batch at the item's next
+/// version, then announced to the cache ([`crate::announce`]). With an `Idempotency-Key`, a
+/// repeat answers the first result and applies nothing again; the same key with another body
+/// is `422`. A write that loses a race with another write of the item is `409`.
+async fn write_item(
+    state: &AppState,
+    headers: &HeaderMap,
+    ns: String,
+    key: String,
+    value: Option<Value>,
+) -> Result<Response, ApiError> {
+    validate::namespace(&ns).map_err(ApiError::BadRequest)?;
+    validate::item_key(&key).map_err(ApiError::BadRequest)?;
+    if state.auth.enabled() {
+        state.access(headers, &ns, &key, Access::Write)?;
+    }
+    let op = if value.is_some() {
+        WriteOp::Put
+    } else {
+        WriteOp::Delete
+    };
+    let value = value.map(|v| v.to_string());
+    let content = fingerprint(
+        json!([op == WriteOp::Put, &ns, &key, &value])
+            .to_string()
+            .as_bytes(),
+    );
+    let batch_id = match headers.get(IDEMPOTENCY_KEY_HEADER) {
+        Some(k) => {
+            let k = k.to_str().map_err(|_| {
+                ApiError::BadRequest(format!("{IDEMPOTENCY_KEY_HEADER} is not text"))
+            })?;
+            let id = format!(
+                "item:{}",
+                fingerprint(json!([&ns, &key, k]).to_string().as_bytes())
+            );
+            validate::batch_id(&id).map_err(ApiError::BadRequest)?;
+            id
+        }
+        None => format!("item:{}", random_hex()),
+    };
+    let current = state.backend.get_item(&ns, &key).await?.map(|c| c.version);
+    let version = current.map_or(1, |v| v.saturating_add(1));
+    let now = u64::try_from(crate::backend::now_ms()).unwrap_or(0);
+    let batch = PlannedBatch {
+        batch_id,
+        fingerprint: content,
+        writes: vec![PlannedWrite::Write(ValidWrite {
+            ns: ns.clone(),
+            key: key.clone(),
+            write_id: random_hex(),
+            op,
+            value,
+            version,
+            written_at: now,
+        })],
+        write_ids: WriteIdPolicy {
+            retention: state.settings.write_id_retention,
+            guarded: true,
+        },
+    };
+    let outcome = state.backend.apply_batch(batch).await?;
+    let result = outcome
+        .response
+        .results
+        .first()
+        .ok_or_else(|| ApiError::Backend(BackendError::Corrupt("empty answer".into())))?;
+    let version = match result.status {
+        // A repeat: the first write made the version the item holds now.
+        ItemStatus::Applied | ItemStatus::Duplicate if outcome.replayed => current.unwrap_or(0),
+        ItemStatus::Applied | ItemStatus::Duplicate => version,
+        ItemStatus::Stale | ItemStatus::Conflict => {
+            return Err(ApiError::Conflict(format!(
+                "{ns}/{key} was written concurrently; read it and try again"
+            )))
+        }
+        ItemStatus::Rejected => {
+            return Err(ApiError::BadRequest(
+                result.reason.clone().unwrap_or_else(|| "rejected".into()),
+            ))
+        }
+    };
+    if !outcome.replayed {
+        bump(&state.counters.item_writes);
+        state.announce(&ns, &key).await;
+    }
+    let mut response = Json(json!({ "ns": ns, "key": key, "version": version })).into_response();
+    if let Ok(tag) = HeaderValue::from_str(&etag(version)) {
+        response.headers_mut().insert(header::ETAG, tag);
+    }
+    if outcome.replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// 32 random lowercase hex digits (a write id's form).
+fn random_hex() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

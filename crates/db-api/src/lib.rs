@@ -2,7 +2,8 @@
 //!
 //! cache-sync is a cache at the edge that writes behind to a "main DB API". This crate is a
 //! real, small implementation of that API, so the app runs out of the box and every test and
-//! benchmark talks to a real origin: item reads with ETags, and idempotent batch writes that
+//! benchmark talks to a real origin: item reads with ETags, item writes of its own (announced
+//! to the cache, as a database with other writers would), and idempotent batch writes that
 //! apply in one transaction with last-writer-wins by version, each write at most once by its
 //! write id (kept for `--write-id-retention`, see [`backend`]). Because an origin that never
 //! fails proves nothing about a cache's reliability, it can also be told to misbehave (see
@@ -11,6 +12,7 @@
 //! # Layout
 //!
 //! - [`mod@app`]: routes, request validation, shared state ([`AppState`], [`app()`]).
+//! - [`announce`]: telling the cache which items the item routes changed.
 //! - [`backend`]: the [`Backend`] trait and its [`backend::sqlite`] (default) and
 //!   [`backend::postgres`] implementations.
 //! - [`faults`]: fault injection (latency, errors, throttling, timeouts, garbage, down,
@@ -42,6 +44,7 @@
 //! The PostgreSQL tests run when `DB_API_TEST_POSTGRES_URL` names a scratch database (its
 //! `db_api_items`, `db_api_batches` and `db_api_write_ids` tables are truncated).
 
+pub mod announce;
 pub mod app;
 pub mod auth;
 pub mod backend;

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::error::ErrorKind;
 use clap::{Parser, ValueEnum};
+use db_api::announce::AnnounceSettings;
 use db_api::auth::{Acl, AuthSettings};
 use db_api::faults::{DownMode, FaultConfig, GarbageKind};
 use db_api::jwt::JwtSettings;
@@ -113,6 +114,24 @@ struct Cli {
         value_parser = parse_retention
     )]
     write_id_retention: Duration,
+    /// Announce the items changed through PUT/DELETE /v1/items to the cache at this base URL
+    /// (http://host:port; its POST /hooks/invalidate), signed with --announce-secret.
+    #[arg(
+        long,
+        env = "DB_API_ANNOUNCE_TO",
+        value_name = "URL",
+        requires = "announce_secret"
+    )]
+    announce_to: Option<String>,
+    /// The secret announcements are signed with: the cache's `invalidate_secret`.
+    #[arg(
+        long,
+        env = "DB_API_ANNOUNCE_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        requires = "announce_to"
+    )]
+    announce_secret: Option<String>,
 
     /// Start-up faults as JSON (the body of POST /_faults); the flags below override it.
     #[arg(long, value_name = "JSON", help_heading = "Faults", value_parser = parse_faults)]
@@ -359,6 +378,11 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             write_id_retention: cli.write_id_retention,
             auth,
             max_age: cli.max_age,
+            announce: cli
+                .announce_to
+                .clone()
+                .zip(cli.announce_secret.clone())
+                .map(|(cache_url, secret)| AnnounceSettings { cache_url, secret }),
         },
     )?;
     let listener = tokio::net::TcpListener::bind(cli.listen)

@@ -76,6 +76,12 @@ counters! {
         unauthorized,
         /// Requests answered `403` (auth on): the caller may not make that access.
         forbidden,
+        /// `PUT` and `DELETE /v1/items/...` requests applied.
+        item_writes,
+        /// Changed items announced to the cache.
+        announcements_sent,
+        /// Announcements that failed (the cache unreachable, slow or refusing).
+        announcements_failed,
         /// `POST /v1/authorize` requests, whatever the answer.
         authorize_calls,
         /// `POST /v1/authorize` requests answered `401` or `403`.

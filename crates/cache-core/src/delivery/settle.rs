@@ -19,6 +19,7 @@ use crate::contract::{BatchResponse, ItemStatus, FORBIDDEN_REASON};
 use crate::delivery::batch::SealedBatch;
 use crate::delivery::dlq::{self, DeadLetter, DeadReason, DlqError};
 use crate::delivery::rewrite_window;
+use crate::entry::Entry;
 use crate::envelope;
 use crate::key::CacheKey;
 use crate::record::BufferedWrite;
@@ -303,25 +304,32 @@ fn mark_clean(
     ))
 }
 
-/// What settling `write` does to its entry, stored as `bytes`.
+/// What settling `write` does to its entry, stored as `bytes`. An entry holding an
+/// invalidation is never dropped outright: what replaces it keeps the instant
+/// ([`Entry::invalidated_at`]).
 fn rewrite(bytes: Option<&[u8]>, write: &BufferedWrite, cfg: &CacheConfig) -> Rewrite {
     let Some(Ok(mut entry)) = bytes.map(envelope::decode) else {
         return Rewrite::Keep;
     };
+    let drop = |entry: &Entry| match entry.invalidated_at {
+        Some(at) => Rewrite::Clean(envelope::invalidation(at)),
+        None => Rewrite::Drop,
+    };
     match entry.dirty {
         Some(d) if d.stamp == write.stamp => {}
-        Some(d) if d.stamp < write.stamp => return Rewrite::Drop,
-        None if entry.version < write.stamp.version() => return Rewrite::Drop,
+        Some(d) if d.stamp < write.stamp => return drop(&entry),
+        None if entry.version < write.stamp.version() => return drop(&entry),
         _ => return Rewrite::Keep,
     }
     entry.dirty = None;
     match envelope::encode(&entry, &cfg.codec_policy()) {
         Ok(clean) => Rewrite::Clean(clean),
-        Err(_) => Rewrite::Drop,
+        Err(_) => drop(&entry),
     }
 }
 
-/// Deletes the write's entry if it still shows this (refused) write.
+/// Deletes the write's entry if it still shows this (refused) write; one holding an
+/// invalidation leaves it behind ([`Entry::invalidated_at`]).
 fn drop_entry_showing(store: &mut impl KvStore, write: &BufferedWrite) -> Result<(), StoreError> {
     let Some(key) = entry_key(write) else {
         return Ok(());
@@ -330,7 +338,12 @@ fn drop_entry_showing(store: &mut impl KvStore, write: &BufferedWrite) -> Result
         return Ok(());
     };
     match envelope::decode(&bytes) {
-        Ok(entry) if entry.dirty.map(|d| d.stamp) == Some(write.stamp) => store.delete(&key),
+        Ok(entry) if entry.dirty.map(|d| d.stamp) == Some(write.stamp) => {
+            match entry.invalidated_at {
+                Some(at) => store.set(&key, &envelope::invalidation(at)),
+                None => store.delete(&key),
+            }
+        }
         _ => Ok(()),
     }
 }
@@ -376,6 +389,7 @@ mod tests {
                 stamp: Stamp::new(UnixMillis(m), 0, 1),
                 since: UnixMillis(m),
             }),
+            invalidated_at: None,
         }
     }
 

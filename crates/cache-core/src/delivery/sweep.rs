@@ -4,7 +4,9 @@
 //! the flush component also sweeps. Expired clean entries are deleted; then, if more than
 //! `max_entries` remain, clean entries are evicted least recently fetched or written first.
 //! An entry holding undelivered writes (dirty) is never deleted: it is the only readable copy
-//! of the newest value until the flush delivers it. Entries are read many to a
+//! of the newest value until the flush delivers it. Nor is one holding a recent invalidation
+//! ([`crate::serve::invalidate`]): it is what keeps callers' own entries of its key from being
+//! served. Entries are read many to a
 //! [`KvStore::get_many`] (as many as fit a memory budget, `bulk_read`); those chosen for deletion are read again and deleted together in
 //! a rewrite window ([`crate::delivery::rewrite_window`]), so a write that stored its dirty
 //! entry since the first read keeps it. Unreadable entries are deleted (a read
@@ -25,6 +27,7 @@ use crate::config::CacheConfig;
 use crate::delivery::bulk_read::read_each;
 use crate::delivery::rewrite_window;
 use crate::envelope;
+use crate::serve::invalidate;
 use crate::store::{KvStore, StoreError};
 use crate::stored::kv_key::{Area, KvKey, RecordKind};
 use crate::time::{Clock, UnixMillis};
@@ -40,6 +43,9 @@ pub struct SweepReport {
     pub unreadable: usize,
     /// Dirty entries kept regardless.
     pub dirty: usize,
+    /// Clean entries kept, expired or not, because they hold a recent invalidation
+    /// ([`invalidate::hold`]); never evicted either.
+    pub held: usize,
     /// Entries left.
     pub remaining: usize,
     /// Access decisions deleted because their window is past.
@@ -153,6 +159,7 @@ pub fn sweep(
         match envelope::decode(&bytes) {
             Err(_) => doomed.push((key.clone(), bytes, UNREADABLE)),
             Ok(entry) if entry.is_dirty() => report.dirty += 1,
+            Ok(entry) if invalidate::is_held(&entry, now, cfg) => report.held += 1,
             Ok(entry) if entry.is_expired(now) => doomed.push((key.clone(), bytes, EXPIRED)),
             Ok(entry) => evictable.push((entry.touched_at(), key.clone(), bytes)),
         }
@@ -171,7 +178,7 @@ pub fn sweep(
     report.unreadable = counts[UNREADABLE];
     report.expired = counts[EXPIRED];
     report.evicted = counts[EVICTED];
-    report.remaining = report.dirty + evictable.len() - report.evicted;
+    report.remaining = report.dirty + report.held + evictable.len() - report.evicted;
     Swept {
         entries: report.remaining as u64,
     }
@@ -205,6 +212,7 @@ mod tests {
                 stamp: Stamp::new(UnixMillis(1), 0, 1),
                 since: UnixMillis(1),
             }),
+            invalidated_at: None,
         };
         encode(
             &e,

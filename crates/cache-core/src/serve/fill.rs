@@ -192,7 +192,7 @@ pub fn wait_for_entry(
     loop {
         let now = clock.now();
         if let Ok(stored) = store.get(&entry_key) {
-            match plan_read(stored.as_deref(), now) {
+            match plan_read(stored.as_deref(), now, None) {
                 ReadPlan::Serve(e) | ReadPlan::ServeAndRevalidate(e) => return Some(e),
                 ReadPlan::Fetch { .. } => {}
             }

@@ -180,6 +180,7 @@ mod tests {
             stale_if_error_until: UnixMillis(0),
             audience: Audience::Anyone,
             dirty: None,
+            invalidated_at: None,
         };
         value_windows(UnixMillis(t), &cfg(), &Directives::default()).apply(&mut e);
         e

@@ -131,6 +131,7 @@ pub fn prepare_write(
                 Some(Audience::Anyone) => Audience::Anyone,
                 _ => Audience::Granted,
             },
+            invalidated_at: current.and_then(|c| c.invalidated_at),
         };
         match kind {
             EntryKind::Value => value_windows(now, cfg, &Directives::default()),

@@ -143,6 +143,8 @@ pub enum RequestError {
     AdminDisabled,
     /// 401 with `WWW-Authenticate: Bearer`: no or a wrong admin token.
     Unauthorized,
+    /// 401: a change announcement whose signature is missing, wrong or too old.
+    BadSignature(String),
     /// 400: an admin route's stamp does not parse.
     BadStamp(String),
     /// 404: no dead letter with that stamp.
@@ -180,13 +182,14 @@ impl From<ConfigError> for RequestError {
 
 /// Every code an error reply can carry ([`RequestError::parts`]), so that `/metrics` reads
 /// the error counters by name instead of listing the store for them.
-pub const ERROR_CODES: [&str; 27] = [
+pub const ERROR_CODES: [&str; 28] = [
     "access_unchecked",
     "admin_disabled",
     "backpressure",
     "bad_json",
     "bad_key",
     "bad_request",
+    "bad_signature",
     "bad_stamp",
     "config_invalid",
     "forbidden",
@@ -276,6 +279,7 @@ impl RequestError {
                 "unauthorized",
                 "missing or wrong Authorization: Bearer token".to_owned(),
             ),
+            RequestError::BadSignature(m) => (401, "bad_signature", m.clone()),
             RequestError::BadStamp(m) => (400, "bad_stamp", m.clone()),
             RequestError::NoDeadLetter(m) => (404, "not_found", m.clone()),
             RequestError::NothingToResend(m) => (409, "nothing_to_resend", m.clone()),

@@ -6,7 +6,8 @@
 //! 2       1     format version (1)
 //! 3       1     codec: 0 = identity, 1 = raw deflate
 //! 4       4     header length n, big-endian
-//! 8       n     header: a JSON object (kind, etag, version, instants, dirty, audience, len, sum)
+//! 8       n     header: a JSON object (kind, etag, version, instants, dirty, audience,
+//!                   invalidated_at, len, sum)
 //! 8+n     rest  payload: the value bytes, encoded by the codec
 //! ```
 //!
@@ -145,6 +146,8 @@ struct Header {
     dirty: Option<DirtyHeader>,
     #[serde(default, skip_serializing_if = "is_granted")]
     audience: AudienceTag,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    invalidated_at: Option<u64>,
     len: u64,
     sum: u64,
 }
@@ -187,6 +190,7 @@ pub fn encode(entry: &Entry, policy: &CodecPolicy) -> Result<Vec<u8>, EnvelopeEr
             Audience::Granted => AudienceTag::Granted,
             Audience::Caller => AudienceTag::Caller,
         },
+        invalidated_at: entry.invalidated_at.map(|t| t.0),
         len: entry.value.len() as u64,
         sum: fnv1a64(&payload),
     };
@@ -212,6 +216,17 @@ pub fn encode(entry: &Entry, policy: &CodecPolicy) -> Result<Vec<u8>, EnvelopeEr
     out.extend_from_slice(&header);
     out.extend_from_slice(&payload);
     Ok(out)
+}
+
+/// The stored form of [`Entry::invalidation`]`(at)`: a header and no payload.
+#[must_use]
+pub fn invalidation(at: UnixMillis) -> Vec<u8> {
+    let entry = Entry::invalidation(at);
+    let identity = CodecPolicy {
+        compress_min_bytes: usize::MAX,
+    };
+    // Cannot fail: no etag and no value, far below every limit.
+    encode(&entry, &identity).unwrap_or_default()
 }
 
 fn choose_codec(value: &[u8], policy: &CodecPolicy) -> (Codec, Vec<u8>) {
@@ -300,6 +315,7 @@ pub fn decode(bytes: &[u8]) -> Result<Entry, EnvelopeError> {
             AudienceTag::Granted => Audience::Granted,
             AudienceTag::Caller => Audience::Caller,
         },
+        invalidated_at: header.invalidated_at.map(UnixMillis),
     })
 }
 

@@ -72,9 +72,7 @@ async fn malformed_requests_get_json_errors_with_the_right_status() {
             "method_not_allowed",
         ),
         (
-            Request::delete("/v1/items/a/b")
-                .body(Body::empty())
-                .unwrap(),
+            Request::patch("/v1/items/a/b").body(Body::empty()).unwrap(),
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
         ),

@@ -5,6 +5,7 @@ mod auth;
 mod contract;
 mod faults;
 mod http;
+mod item_writes;
 mod postgres;
 mod support;
 mod tcp;

@@ -56,7 +56,7 @@ fn check(stored: Option<&Entry>, at_secs: u64, expected: Plan) {
         )
         .unwrap()
     });
-    let got = match plan_read(bytes.as_deref(), UnixMillis(T0 + at_secs * 1000)) {
+    let got = match plan_read(bytes.as_deref(), UnixMillis(T0 + at_secs * 1000), None) {
         ReadPlan::Serve(_) => Plan::Serve,
         ReadPlan::ServeAndRevalidate(_) => Plan::ServeAndRevalidate,
         ReadPlan::Fetch { fallback, .. } => Plan::Fetch {
@@ -93,8 +93,15 @@ fn read_plan_follows_freshness_and_dirty_entries_are_always_served() {
 #[test]
 fn corrupt_entry_is_a_miss_to_overwrite() {
     for garbage in [&b"garbage"[..], b"", &[1, 0xff, 0xff]] {
-        let plan = plan_read(Some(garbage), UnixMillis(T0));
-        assert_eq!(plan, ReadPlan::Fetch { fallback: None }, "{garbage:?}");
+        let plan = plan_read(Some(garbage), UnixMillis(T0), None);
+        assert_eq!(
+            plan,
+            ReadPlan::Fetch {
+                fallback: None,
+                invalidated_at: None
+            },
+            "{garbage:?}"
+        );
     }
 }
 

@@ -17,6 +17,7 @@ fn entry(value: &[u8]) -> Entry {
             stamp: Stamp::new(UnixMillis(900), 1, 5),
             since: UnixMillis(900),
         }),
+        invalidated_at: None,
     }
 }
 
@@ -147,6 +148,7 @@ fn any_entry() -> impl Strategy<Value = Entry> {
                 audience: [Audience::Anyone, Audience::Granted, Audience::Caller]
                     [(version % 3) as usize],
                 dirty,
+                invalidated_at: (version % 5 == 0).then_some(UnixMillis(f)),
             },
         )
 }

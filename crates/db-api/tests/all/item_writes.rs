@@ -1,0 +1,224 @@
+//! The API's own item writes (`PUT`/`DELETE /v1/items/{ns}/{key}`), as a writer other than
+//! the cache makes them, and their signed announcements to the cache.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use cache_sync_contract::invalidation::{verify, Announcement, SIGNATURE_HEADER};
+use db_api::announce::AnnounceSettings;
+use db_api::auth::AuthSettings;
+use db_api::Settings;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const SECRET: &str = "an-announcement-secret";
+
+fn put_request(path: &str, body: &Value, idempotency: Option<&str>) -> Request<Body> {
+    let mut r = Request::put(path).header("content-type", "application/json");
+    if let Some(k) = idempotency {
+        r = r.header("idempotency-key", k);
+    }
+    r.body(Body::from(body.to_string())).unwrap()
+}
+
+#[tokio::test]
+async fn an_item_write_is_stored_at_the_next_version_and_a_repeat_applies_nothing() {
+    let app = default_app();
+    let a = send(&app, put_request("/v1/items/ns/k", &json!({"n": 1}), None)).await;
+    assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+    assert_eq!(a.json()["version"], 1);
+    assert_eq!(a.header("etag"), Some("\"v1\""));
+    let read = get(&app, "/v1/items/ns/k").await;
+    assert_eq!(
+        (read.json(), read.header("etag")),
+        (json!({"n": 1}), Some("\"v1\""))
+    );
+
+    let once = put_request("/v1/items/ns/k", &json!({"n": 2}), Some("retry-me"));
+    let first = send(&app, once).await;
+    assert_eq!(first.json()["version"], 2);
+    let again = send(
+        &app,
+        put_request("/v1/items/ns/k", &json!({"n": 2}), Some("retry-me")),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json()["version"], 2);
+    let other = send(
+        &app,
+        put_request("/v1/items/ns/k", &json!({"n": 3}), Some("retry-me")),
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(stats(&app).await.counters.item_writes, 2);
+    assert_eq!(get(&app, "/v1/items/ns/k").await.json(), json!({"n": 2}));
+
+    let gone = send(
+        &app,
+        Request::delete("/v1/items/ns/k")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (gone.status, gone.json()["version"].as_u64()),
+        (StatusCode::OK, Some(3))
+    );
+    assert_eq!(
+        get(&app, "/v1/items/ns/k").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn bad_item_writes_change_nothing() {
+    let app = default_app();
+    for (request, status) in [
+        (
+            Request::put("/v1/items/ns/k")
+                .body(Body::from("{}"))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            Request::put("/v1/items/ns/k")
+                .header("content-type", "application/json")
+                .body(Body::from("{not json"))
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            put_request("/v1/items/bad%20ns/k", &json!(1), None),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let answer = send(&app, request).await;
+        assert_eq!(answer.status, status, "{:?}", answer.body);
+        assert!(!answer.code().is_empty());
+    }
+    assert_eq!(stats(&app).await.rows, 0);
+}
+
+#[tokio::test]
+async fn with_auth_on_an_item_write_follows_the_write_rule() {
+    let (app, _) = sqlite_app(Settings {
+        auth: AuthSettings::on(),
+        ..Settings::default()
+    });
+    let as_user = |user: &str, body: Value| {
+        Request::put("/v1/items/profiles/alice")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer demo-token-for-{user}"))
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    assert_eq!(
+        send(&app, as_user("bob", json!(1))).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        send(&app, as_user("alice", json!(2))).await.status,
+        StatusCode::OK
+    );
+    let anonymous = put_request("/v1/items/profiles/alice", &json!(3), None);
+    assert_eq!(send(&app, anonymous).await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// A stand-in cache on loopback that records the announcements it receives.
+async fn receiver() -> (String, Arc<Mutex<Vec<(HeaderMap, Bytes)>>>) {
+    let seen: Arc<Mutex<Vec<(HeaderMap, Bytes)>>> = Arc::default();
+    let log = seen.clone();
+    let app = Router::new().route(
+        "/hooks/invalidate",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push((headers, body));
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn item_writes_are_announced_signed_and_batches_are_not() {
+    let (url, seen) = receiver().await;
+    let (app, _) = sqlite_app(Settings {
+        announce: Some(AnnounceSettings {
+            cache_url: url,
+            secret: SECRET.into(),
+        }),
+        ..Settings::default()
+    });
+    send(
+        &app,
+        put_request("/v1/items/users/42", &json!({"a": 1}), None),
+    )
+    .await;
+    send(
+        &app,
+        Request::delete("/v1/items/users/43")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    batch(&app, "b1", json!([put("users", "44", json!(1), 1)])).await;
+
+    let seen = seen.lock().unwrap().clone();
+    let keys: Vec<String> = seen
+        .iter()
+        .map(|(headers, body)| {
+            let sig = headers[SIGNATURE_HEADER].to_str().unwrap();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            assert_eq!(verify(SECRET.as_bytes(), sig, body, now), Ok(()));
+            let a: Announcement = serde_json::from_slice(body).unwrap();
+            format!("{}/{}", a.changed[0].ns, a.changed[0].key)
+        })
+        .collect();
+    assert_eq!(keys, ["users/42", "users/43"]);
+    let s = stats(&app).await;
+    assert_eq!(
+        (
+            s.counters.announcements_sent,
+            s.counters.announcements_failed
+        ),
+        (2, 0)
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_cache_fails_the_announcement_not_the_write() {
+    // A port nothing listens on: bind one, then drop the listener.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let (app, _) = sqlite_app(Settings {
+        announce: Some(AnnounceSettings {
+            cache_url: url,
+            secret: SECRET.into(),
+        }),
+        ..Settings::default()
+    });
+    let a = send(&app, put_request("/v1/items/users/42", &json!(1), None)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let s = stats(&app).await;
+    assert_eq!(
+        (
+            s.counters.announcements_sent,
+            s.counters.announcements_failed
+        ),
+        (0, 1)
+    );
+}
