@@ -9,7 +9,7 @@ use db_api::Settings;
 use serde_json::json;
 
 use crate::flush_support::{flags, set, start_app, ADMIN};
-use crate::gateway_support::{header, json};
+use crate::gateway_support::{header, json, wait};
 use crate::support::*;
 
 const SECRET: &str = "e2e-invalidation-secret";
@@ -198,4 +198,41 @@ async fn a_purge_drops_a_namespace_but_never_an_undelivered_write() {
     .await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(t.db.item("users", "d").await, Some(json!({"mine": 1})));
+}
+
+#[tokio::test]
+async fn a_direct_write_after_a_buffered_one_wins_when_the_buffered_one_is_delivered() {
+    let t = Announcing::start("inval-order").await;
+    let w = send(
+        "PUT",
+        &t.app.url("/v1/users/e"),
+        &[("content-type", "application/json")],
+        r#"{"by":"cache"}"#,
+    )
+    .await;
+    assert_eq!(w.status, 202, "{w:?}");
+    wait(5).await;
+    t.db_put("users", "e", json!({"by": "db"})).await;
+    // The cache's write is still the newest it knows of, and it is still delivered...
+    let r = t.get("/v1/users/e").await;
+    assert_eq!(
+        (json(&r), header(&r, "x-sync")),
+        (json!({"by": "cache"}), "pending")
+    );
+    let auth = format!("Bearer {ADMIN}");
+    let r = send(
+        "POST",
+        &t.app.url("/admin/flush"),
+        &[("authorization", auth.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // ...but, made earlier, it loses to the database's own write, and the cache then says so.
+    assert_eq!(t.db.item("users", "e").await, Some(json!({"by": "db"})));
+    let r = t.get("/v1/users/e").await;
+    assert_eq!(
+        (json(&r), header(&r, "x-cache")),
+        (json!({"by": "db"}), "MISS")
+    );
 }

@@ -26,6 +26,7 @@ use std::fmt;
 
 use thiserror::Error;
 
+use crate::contract::VERSION_TIME_SHIFT;
 use crate::time::UnixMillis;
 
 /// Length of a stamp's text form.
@@ -89,7 +90,9 @@ impl Stamp {
     #[must_use]
     pub fn version(&self) -> u64 {
         let seq = u64::from(self.seq.min(MAX_VERSION_SEQ));
-        (self.millis.min(MAX_STAMP_MILLIS) << 20) | (seq << 12) | (self.instance >> 52)
+        (self.millis.min(MAX_STAMP_MILLIS) << VERSION_TIME_SHIFT)
+            | (seq << 12)
+            | (self.instance >> 52)
     }
 
     /// Parses the 32-digit text form.

@@ -118,6 +118,20 @@ pub fn version_from_etag(etag: &str) -> Option<u64> {
         .ok()
 }
 
+/// Bits below the milliseconds in a write's version.
+pub const VERSION_TIME_SHIFT: u32 = 20;
+
+/// The lowest version of a write made at `millis` (Unix milliseconds). Versions order writes
+/// by time: the cache versions its writes `(millis << 20) | sequence and instance bits`, and
+/// the DB API keeps the highest version per key. Another writer of the database keeps that
+/// order by versioning its writes at least at this value (and above the version it
+/// replaces), so that a write the cache buffered before it cannot win over it when it is
+/// delivered later, and one buffered after it does.
+#[must_use]
+pub fn version_at(millis: u64) -> u64 {
+    millis.saturating_mul(1 << VERSION_TIME_SHIFT)
+}
+
 /// Length of a [`BatchWrite::write_id`]: lowercase hex digits, the text form of the cache's
 /// write stamp (48-bit milliseconds, 16-bit sequence, 64-bit instance id).
 pub const WRITE_ID_LEN: usize = 32;

@@ -25,8 +25,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cache_sync_contract::wire::{
-    Access, AuthorizeRequest, AuthorizeResponse, BatchResponse, BatchWrite, ItemStatus, WriteOp,
-    AUTHORIZE_PATH, BATCH_PATH, FORBIDDEN_REASON, IDEMPOTENCY_KEY_HEADER,
+    version_at, Access, AuthorizeRequest, AuthorizeResponse, BatchResponse, BatchWrite, ItemStatus,
+    WriteOp, AUTHORIZE_PATH, BATCH_PATH, FORBIDDEN_REASON, IDEMPOTENCY_KEY_HEADER,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -373,8 +373,8 @@ async fn delete_item(
 }
 
 /// One item write of the API's own, as another writer of the database makes it: checked
-/// against the caller's write rule (auth on), applied as a one-write batch at the item's next
-/// version, then announced to the cache ([`crate::announce`]). With an `Idempotency-Key`, a
+/// against the caller's write rule (auth on), applied as a one-write batch at a version
+/// ordered by time with the cache's writes ([`version_at`]), then announced to the cache ([`crate::announce`]). With an `Idempotency-Key`, a
 /// repeat answers the first result and applies nothing again; the same key with another body
 /// is `422`. A write that loses a race with another write of the item is `409`.
 async fn write_item(
@@ -415,8 +415,12 @@ async fn write_item(
         None => format!("item:{}", random_hex()),
     };
     let current = state.backend.get_item(&ns, &key).await?.map(|c| c.version);
-    let version = current.map_or(1, |v| v.saturating_add(1));
     let now = u64::try_from(crate::backend::now_ms()).unwrap_or(0);
+    // Ordered by time with the cache's writes (`version_at`), and above the version replaced.
+    let version = current
+        .map_or(1, |v| v.saturating_add(1))
+        .max(version_at(now))
+        .min(i64::MAX as u64);
     let batch = PlannedBatch {
         batch_id,
         fingerprint: content,

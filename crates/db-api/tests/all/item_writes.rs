@@ -26,21 +26,31 @@ fn put_request(path: &str, body: &Value, idempotency: Option<&str>) -> Request<B
 }
 
 #[tokio::test]
-async fn an_item_write_is_stored_at_the_next_version_and_a_repeat_applies_nothing() {
+async fn an_item_write_is_versioned_by_time_and_a_repeat_applies_nothing() {
     let app = default_app();
+    let before = cache_sync_contract::wire::version_at(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+    );
     let a = send(&app, put_request("/v1/items/ns/k", &json!({"n": 1}), None)).await;
     assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
-    assert_eq!(a.json()["version"], 1);
-    assert_eq!(a.header("etag"), Some("\"v1\""));
+    let v1 = a.json()["version"].as_u64().unwrap();
+    // Ordered with the cache's writes: at least the time's version, not just "1".
+    assert!(v1 >= before, "{v1} < {before}");
+    assert_eq!(a.header("etag"), Some(format!("\"v{v1}\"").as_str()));
     let read = get(&app, "/v1/items/ns/k").await;
-    assert_eq!(
-        (read.json(), read.header("etag")),
-        (json!({"n": 1}), Some("\"v1\""))
-    );
+    assert_eq!(read.json(), json!({"n": 1}));
+    assert_eq!(read.header("etag"), a.header("etag"));
 
-    let once = put_request("/v1/items/ns/k", &json!({"n": 2}), Some("retry-me"));
-    let first = send(&app, once).await;
-    assert_eq!(first.json()["version"], 2);
+    let first = send(
+        &app,
+        put_request("/v1/items/ns/k", &json!({"n": 2}), Some("retry-me")),
+    )
+    .await;
+    let v2 = first.json()["version"].as_u64().unwrap();
+    assert!(v2 > v1);
     let again = send(
         &app,
         put_request("/v1/items/ns/k", &json!({"n": 2}), Some("retry-me")),
@@ -48,7 +58,7 @@ async fn an_item_write_is_stored_at_the_next_version_and_a_repeat_applies_nothin
     .await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
-    assert_eq!(again.json()["version"], 2);
+    assert_eq!(again.json()["version"].as_u64(), Some(v2));
     let other = send(
         &app,
         put_request("/v1/items/ns/k", &json!({"n": 3}), Some("retry-me")),
@@ -58,6 +68,12 @@ async fn an_item_write_is_stored_at_the_next_version_and_a_repeat_applies_nothin
     assert_eq!(stats(&app).await.counters.item_writes, 2);
     assert_eq!(get(&app, "/v1/items/ns/k").await.json(), json!({"n": 2}));
 
+    // A batch write the cache stamped before these loses to them; one stamped later wins.
+    let older = batch(&app, "b-old", json!([put("ns", "k", json!("old"), v1 - 1)])).await;
+    assert_eq!(statuses(&older), ["stale"]);
+    let later = batch(&app, "b-new", json!([put("ns", "k", json!("new"), v2 + 1)])).await;
+    assert_eq!(statuses(&later), ["applied"]);
+
     let gone = send(
         &app,
         Request::delete("/v1/items/ns/k")
@@ -65,10 +81,8 @@ async fn an_item_write_is_stored_at_the_next_version_and_a_repeat_applies_nothin
             .unwrap(),
     )
     .await;
-    assert_eq!(
-        (gone.status, gone.json()["version"].as_u64()),
-        (StatusCode::OK, Some(3))
-    );
+    assert_eq!(gone.status, StatusCode::OK);
+    assert!(gone.json()["version"].as_u64().unwrap() > v2 + 1);
     assert_eq!(
         get(&app, "/v1/items/ns/k").await.status,
         StatusCode::NOT_FOUND
