@@ -49,6 +49,14 @@ impl Announcing {
         get(&self.app.url(path)).await
     }
 
+    /// `POST /admin/flush`, which must succeed.
+    async fn admin_flush(&self) {
+        let auth = format!("Bearer {ADMIN}");
+        let url = self.app.url("/admin/flush");
+        let r = send("POST", &url, &[("authorization", auth.as_str())], "").await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+
     /// A write made at the DB API itself, behind the cache.
     async fn db_put(&self, ns: &str, key: &str, value: serde_json::Value) {
         let r = send(
@@ -189,14 +197,7 @@ async fn a_purge_drops_a_namespace_but_never_an_undelivered_write() {
         (json(&r), header(&r, "x-sync")),
         (json!({"mine": 1}), "pending")
     );
-    let r = send(
-        "POST",
-        &t.app.url("/admin/flush"),
-        &[("authorization", auth.as_str())],
-        "",
-    )
-    .await;
-    assert_eq!(r.status, 200, "{r:?}");
+    t.admin_flush().await;
     assert_eq!(t.db.item("users", "d").await, Some(json!({"mine": 1})));
 }
 
@@ -219,15 +220,7 @@ async fn a_direct_write_after_a_buffered_one_wins_when_the_buffered_one_is_deliv
         (json(&r), header(&r, "x-sync")),
         (json!({"by": "cache"}), "pending")
     );
-    let auth = format!("Bearer {ADMIN}");
-    let r = send(
-        "POST",
-        &t.app.url("/admin/flush"),
-        &[("authorization", auth.as_str())],
-        "",
-    )
-    .await;
-    assert_eq!(r.status, 200, "{r:?}");
+    t.admin_flush().await;
     // ...but, made earlier, it loses to the database's own write, and the cache then says so.
     assert_eq!(t.db.item("users", "e").await, Some(json!({"by": "db"})));
     let r = t.get("/v1/users/e").await;

@@ -78,14 +78,14 @@ fn announced(req: Request, _: Params) -> anyhow::Result<Response> {
             let signature = req
                 .header(invalidate::SIGNATURE_HEADER)
                 .and_then(|v| v.as_str());
-            Ok(invalidate::announced(
+            invalidate::announced(
                 &mut store,
                 &mut WallClock,
                 &cfg,
                 &client_key(&req),
                 signature,
                 req.body(),
-            ))
+            )
         })
         .unwrap_or_else(|e| e.reply());
     Ok(respond::http(reply))

@@ -277,7 +277,8 @@ fn announce(w: &mut World, sig: Option<String>, body: &str) -> (u16, serde_json:
         "ip:198.51.100.7",
         sig.as_deref(),
         body.as_bytes(),
-    );
+    )
+    .unwrap_or_else(|e| e.reply());
     (
         reply.status,
         serde_json::from_slice(&reply.body).unwrap_or_default(),

@@ -258,17 +258,6 @@ pub fn announced(
     who: &str,
     signature: Option<&str>,
     body: &[u8],
-) -> Reply {
-    announce(store, clock, cfg, who, signature, body).unwrap_or_else(|e| e.reply())
-}
-
-fn announce(
-    store: &mut impl KvStore,
-    clock: &mut impl Clock,
-    cfg: &CacheConfig,
-    who: &str,
-    signature: Option<&str>,
-    body: &[u8],
 ) -> Result<Reply, RequestError> {
     let Some(secret) = cfg.invalidate_secret.as_deref() else {
         return Err(RequestError::NoRoute);
