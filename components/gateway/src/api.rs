@@ -305,7 +305,7 @@ fn admin_routes(router: &mut Router) {
     });
     router.any("/admin/dlq", |req: Request, _: Params| {
         admin_route(&req, (Method::Get, "GET"), |_, store| {
-            admin::dead_letters(store)
+            admin::dead_letters(store, req.query())
         })
     });
     router.any("/admin/dlq/:stamp/retry", |req: Request, p: Params| {

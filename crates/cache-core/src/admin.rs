@@ -131,7 +131,7 @@ pub fn stats(
     now: UnixMillis,
     query: &str,
 ) -> Result<Reply, RequestError> {
-    let exact = exact_param(query)?;
+    let exact = exact_param(query, "/admin/stats")?;
     let stats = if exact {
         state::stats(store, now)
     } else {
@@ -143,8 +143,9 @@ pub fn stats(
     Ok(ok(&view))
 }
 
-/// The `exact` parameter of `/admin/stats`: absent or `false` (measured), or `true`.
-fn exact_param(query: &str) -> Result<bool, RequestError> {
+/// The `exact` parameter of `route` (`/admin/stats`, `/admin/dlq`): absent or `false`
+/// (what was measured or indexed), or `true` (list the store).
+fn exact_param(query: &str, route: &str) -> Result<bool, RequestError> {
     let mut exact = false;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -158,7 +159,7 @@ fn exact_param(query: &str) -> Result<bool, RequestError> {
             }
             (other, _) => {
                 return Err(RequestError::BadRequest(format!(
-                    "unknown parameter {other:?}: /admin/stats takes only exact"
+                    "unknown parameter {other:?}: {route} takes only exact"
                 )))
             }
         }
@@ -166,10 +167,24 @@ fn exact_param(query: &str) -> Result<bool, RequestError> {
     Ok(exact)
 }
 
-/// `GET /admin/dlq`.
-pub fn dead_letters(store: &mut impl KvStore) -> Result<Reply, RequestError> {
-    let letters = dlq::list(store).map_err(unavailable)?;
-    Ok(ok(&dead_letters_view(&letters)))
+/// `GET /admin/dlq` with the request's `query`: the letters the index names
+/// ([`dlq::list_indexed`], no listing), or with `exact=true`, or before any flush run wrote
+/// an index, those a listing of the buffer finds ([`dlq::list`]).
+pub fn dead_letters(store: &mut impl KvStore, query: &str) -> Result<Reply, RequestError> {
+    let exact = exact_param(query, "/admin/dlq")?;
+    let indexed = if exact {
+        None
+    } else {
+        dlq::list_indexed(store).map_err(unavailable)?
+    };
+    let (letters, truncated, listed) = match indexed {
+        Some((letters, truncated)) => (letters, truncated, false),
+        None => (dlq::list(store).map_err(unavailable)?, false, true),
+    };
+    let mut view = dead_letters_view(&letters);
+    view["exact"] = json!(listed);
+    view["truncated"] = json!(truncated);
+    Ok(ok(&view))
 }
 
 fn stamp(raw: &str) -> Result<Stamp, RequestError> {

@@ -71,17 +71,37 @@ fn dead_letters_are_listed_retried_and_discarded() {
     let mut w = World::new();
     w.db.poison.insert("bad".into());
     w.write("bad", Some(json!(1)));
+    // Before any flush run indexed the queue, reading it lists the store.
+    let list = body(&admin::dead_letters(&mut w.store, "").unwrap());
+    assert_eq!(
+        (
+            list["exact"].as_bool(),
+            list["dead_letters"].as_array().map(Vec::len)
+        ),
+        (Some(true), Some(0))
+    );
     flush(&mut w);
-    let list = body(&admin::dead_letters(&mut w.store).unwrap());
+    // After it, reading it lists nothing: the index names the letters.
+    let list = body(&admin::dead_letters(&mut Unlisted(&mut w.store), "").unwrap());
+    assert_eq!(list["exact"], false);
+    assert_eq!(list["truncated"], false);
     let stamp = list["dead_letters"][0]["stamp"]
         .as_str()
         .unwrap()
         .to_owned();
     assert_eq!(list["dead_letters"][0]["key"], "bad");
+    let exact = body(&admin::dead_letters(&mut w.store, "exact=true").unwrap());
+    assert_eq!(exact["dead_letters"], list["dead_letters"]);
+    let r = admin::dead_letters(&mut w.store, "exact=maybe")
+        .unwrap_err()
+        .reply();
+    assert_eq!(r.status, 400);
 
     let r = admin::retry(&mut w.store, &stamp).unwrap();
     assert_eq!(body(&r)["status"], "requeued");
     assert_eq!(w.count("w:"), 1);
+    let list = body(&admin::dead_letters(&mut Unlisted(&mut w.store), "").unwrap());
+    assert_eq!(list["dead_letters"].as_array().map(Vec::len), Some(0));
     let missing = admin::retry(&mut w.store, &stamp).unwrap_err().reply();
     assert_eq!(
         (missing.status, body(&missing)["error"].as_str()),
@@ -89,8 +109,12 @@ fn dead_letters_are_listed_retried_and_discarded() {
     );
 
     flush(&mut w);
+    let list = body(&admin::dead_letters(&mut Unlisted(&mut w.store), "").unwrap());
+    assert_eq!(list["dead_letters"][0]["stamp"], stamp.as_str());
     let r = admin::discard(&mut w.store, &stamp).unwrap();
     assert_eq!(body(&r)["status"], "discarded");
+    let list = body(&admin::dead_letters(&mut Unlisted(&mut w.store), "").unwrap());
+    assert_eq!(list["dead_letters"].as_array().map(Vec::len), Some(0));
     assert!(dlq::list(&mut w.store).unwrap().letters.is_empty());
     let again = admin::discard(&mut w.store, &stamp).unwrap_err().reply();
     assert_eq!(again.status, 404);

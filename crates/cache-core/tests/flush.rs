@@ -100,9 +100,9 @@ fn batches_are_split_by_item_count_and_bytes() {
 fn crash_between_seal_and_send_resends_the_same_batch_id() {
     let mut w = World::new();
     w.write("a", Some(json!(1)));
-    // Lease, epoch switch (the state), seal and registration succeed,
-    // then the process dies: the DB never sees the batch.
-    w.store.crash_after_mutations(4);
+    // Lease, epoch switch (the state), the dead-letter index (first run), seal and
+    // registration succeed, then the process dies: the DB never sees the batch.
+    w.store.crash_after_mutations(5);
     w.db.script
         .push_back(Step::Fail(retryable("connection reset", None)));
     assert!(matches!(w.flush().outcome, FlushOutcome::StoreFailed(_)));
@@ -125,9 +125,9 @@ fn crash_after_send_before_delete_resends_and_the_db_applies_once() {
     let mut w = World::new();
     w.write("a", Some(json!(1)));
     w.write("b", Some(json!(2)));
-    // Lease, epoch switch (the state), seal and registration succeed;
-    // the DB applies the batch; deleting its records fails.
-    w.store.crash_after_mutations(4);
+    // Lease, epoch switch (the state), the dead-letter index (first run), seal and
+    // registration succeed; the DB applies the batch; deleting its records fails.
+    w.store.crash_after_mutations(5);
     assert!(matches!(w.flush().outcome, FlushOutcome::StoreFailed(_)));
     w.store.recover();
     assert_eq!(w.db.applications, 2);

@@ -11,18 +11,32 @@
 //! same key was delivered since, the retried one is answered `stale` and dropped; it can
 //! never overwrite newer data. To force an old value, the client writes it again (new stamp).
 //! A retried write counts toward the buffer's age bound until the next flush delivers it.
+//!
+//! **An index, so that reading the queue does not list the store.** `m:dlq` holds the stamps
+//! of the dead letters, oldest first ([`MAX_INDEXED`] at most). Each flush run lists the
+//! buffer anyway and rewrites it from what it found when it differs ([`reindex`]); burying a
+//! letter adds its stamp, and retrying or discarding one removes it. Those small updates are
+//! read-modify-writes that can race (an operator's discard beside a flush run burying), so
+//! the index may briefly name a letter that is gone (reading skips it) or miss one buried
+//! meanwhile (the next run's listing puts it back). [`list_indexed`] reads the index and
+//! then the letters it names, in few calls; [`list`] lists the store, for an exact answer.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::delivery::batch_id::BatchId;
+use crate::delivery::bulk_read::read_each;
 use crate::record::{BufferedWrite, RecordError, StoredWrite};
-use crate::stamp::Stamp;
+use crate::stamp::{Stamp, STAMP_HEX_LEN};
 use crate::store::{KvStore, StoreError};
 use crate::stored::kv_key::{Area, KvKey, RecordKind};
 use crate::time::UnixMillis;
 
 const DEAD_LETTER_FORMAT: u8 = 1;
+const INDEX_FORMAT: u8 = 1;
+/// The most dead letters the index names (the oldest); past it, reading the queue says it is
+/// truncated and an exact listing shows the rest.
+pub const MAX_INDEXED: usize = 20_000;
 
 /// Why a write was dead-lettered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -137,6 +151,11 @@ impl DeadLetter {
 /// Stores a dead letter.
 pub fn bury(store: &mut impl KvStore, letter: &DeadLetter) -> Result<(), DlqError> {
     store.set(&letter.kv_key(), &letter.encode()?)?;
+    update_index(store, |stamps| {
+        if let Err(at) = stamps.binary_search(&letter.stamp) {
+            stamps.insert(at, letter.stamp);
+        }
+    })?;
     Ok(())
 }
 
@@ -190,6 +209,7 @@ pub fn retry(store: &mut impl KvStore, stamp: Stamp) -> Result<Retried, DlqError
     };
     store.set(&write.kv_key(), &write.encode()?)?;
     store.delete(&key)?;
+    unindex(store, stamp)?;
     Ok(Retried::Requeued)
 }
 
@@ -209,7 +229,104 @@ pub fn discard(store: &mut impl KvStore, stamp: Stamp) -> Result<Discarded, Stor
         return Ok(Discarded::NotFound);
     }
     store.delete(&key)?;
+    unindex(store, stamp)?;
     Ok(Discarded::Removed)
+}
+
+/// The stamps the index names, and whether it left older-than-the-cap letters out; `None`
+/// when there is no readable index.
+fn read_index(store: &mut impl KvStore) -> Result<Option<(Vec<Stamp>, bool)>, StoreError> {
+    let Some(bytes) = store.get(&KvKey::DeadLetterIndex.render())? else {
+        return Ok(None);
+    };
+    let (&[INDEX_FORMAT, truncated], rest) = bytes.split_at(bytes.len().min(2)) else {
+        return Ok(None);
+    };
+    let stamps = rest
+        .chunks(STAMP_HEX_LEN)
+        .map(|c| {
+            std::str::from_utf8(c)
+                .ok()
+                .and_then(|t| Stamp::parse(t).ok())
+        })
+        .collect::<Option<Vec<Stamp>>>();
+    Ok(stamps.map(|s| (s, truncated == 1)))
+}
+
+fn write_index(store: &mut impl KvStore, mut stamps: Vec<Stamp>) -> Result<(), StoreError> {
+    stamps.sort_unstable();
+    stamps.dedup();
+    let truncated = stamps.len() > MAX_INDEXED;
+    stamps.truncate(MAX_INDEXED);
+    let mut bytes = Vec::with_capacity(2 + stamps.len() * STAMP_HEX_LEN);
+    bytes.extend_from_slice(&[INDEX_FORMAT, u8::from(truncated)]);
+    for s in &stamps {
+        bytes.extend_from_slice(s.to_string().as_bytes());
+    }
+    store.set(&KvKey::DeadLetterIndex.render(), &bytes)
+}
+
+/// Changes the index, if there is one (without one, [`list_indexed`] lists the store and the
+/// next flush run writes it).
+fn update_index(
+    store: &mut impl KvStore,
+    change: impl FnOnce(&mut Vec<Stamp>),
+) -> Result<(), StoreError> {
+    let Some((mut stamps, truncated)) = read_index(store)? else {
+        return Ok(());
+    };
+    if truncated {
+        // Which letters past the cap exist is unknown here; the next run's listing knows.
+        return Ok(());
+    }
+    change(&mut stamps);
+    write_index(store, stamps)
+}
+
+fn unindex(store: &mut impl KvStore, stamp: Stamp) -> Result<(), StoreError> {
+    update_index(store, |stamps| stamps.retain(|s| *s != stamp))
+}
+
+/// Rewrites the index from a listing's dead letters (`keys`, any keys of the buffer's area),
+/// unless it already says the same: one `get`, and a `set` when it changed.
+pub fn reindex(store: &mut impl KvStore, keys: &[String]) -> Result<(), StoreError> {
+    let mut listed: Vec<Stamp> = keys
+        .iter()
+        .filter_map(|k| match KvKey::parse(k) {
+            Some(KvKey::DeadLetter(stamp)) => Some(stamp),
+            _ => None,
+        })
+        .collect();
+    listed.sort_unstable();
+    let truncated = listed.len() > MAX_INDEXED;
+    let mut kept = listed.clone();
+    kept.truncate(MAX_INDEXED);
+    if read_index(store)? == Some((kept, truncated)) {
+        return Ok(());
+    }
+    write_index(store, listed)
+}
+
+/// The dead-letter queue as the index names it, and whether the index left letters out;
+/// `None` when there is no index yet (no flush run since dead letters were indexed).
+pub fn list_indexed(store: &mut impl KvStore) -> Result<Option<(DeadLetters, bool)>, StoreError> {
+    let Some((stamps, truncated)) = read_index(store)? else {
+        return Ok(None);
+    };
+    let keys: Vec<String> = stamps
+        .iter()
+        .map(|s| KvKey::DeadLetter(*s).render())
+        .collect();
+    let mut out = DeadLetters::default();
+    read_each(store, &keys, |i, bytes| {
+        match bytes.map(|b| DeadLetter::decode(&b)) {
+            None => {}
+            Some(Ok(letter)) => out.letters.push(letter),
+            Some(Err(_)) => out.unreadable.push(keys[i].clone()),
+        }
+        Ok(())
+    })?;
+    Ok(Some((out, truncated)))
 }
 
 #[cfg(test)]
@@ -280,5 +397,56 @@ mod tests {
         assert_eq!(discard(&mut store, corrupt).unwrap(), Discarded::Removed);
         assert_eq!(discard(&mut store, corrupt).unwrap(), Discarded::NotFound);
         assert!(store.keys_with_prefix("d:").is_empty());
+    }
+
+    fn indexed(store: &mut MemoryStore) -> (Vec<Stamp>, bool) {
+        let (letters, truncated) = list_indexed(store).unwrap().unwrap();
+        (letters.letters.iter().map(|l| l.stamp).collect(), truncated)
+    }
+
+    #[test]
+    fn the_index_follows_burials_retries_and_discards_and_heals_on_reindex() {
+        let mut store = MemoryStore::new();
+        // No index yet: nothing to read it from, and burying does not start one.
+        bury(&mut store, &letter(30, true)).unwrap();
+        assert_eq!(list_indexed(&mut store).unwrap(), None);
+        let keys = store.keys_with_prefix("");
+        reindex(&mut store, &keys).unwrap();
+        let (a, b) = (letter(20, true), letter(10, true));
+        bury(&mut store, &a).unwrap();
+        bury(&mut store, &b).unwrap();
+        assert_eq!(
+            indexed(&mut store),
+            (vec![b.stamp, a.stamp, letter(30, true).stamp], false)
+        );
+        retry(&mut store, a.stamp).unwrap();
+        discard(&mut store, b.stamp).unwrap();
+        assert_eq!(indexed(&mut store), (vec![letter(30, true).stamp], false));
+
+        // A letter gone behind the index's back is skipped; one it missed comes back with the
+        // next listing; an unchanged listing writes nothing.
+        store.delete(&letter(30, true).kv_key()).unwrap();
+        store.set(&b.kv_key(), &b.encode().unwrap()).unwrap();
+        assert_eq!(indexed(&mut store), (vec![], false));
+        let keys = store.keys_with_prefix("");
+        reindex(&mut store, &keys).unwrap();
+        assert_eq!(indexed(&mut store), (vec![b.stamp], false));
+        store.crash_after_mutations(0);
+        reindex(&mut store, &keys).unwrap();
+    }
+
+    #[test]
+    fn past_the_cap_the_index_keeps_the_oldest_and_says_so() {
+        let mut store = MemoryStore::new();
+        let keys: Vec<String> = (0..MAX_INDEXED as u64 + 2)
+            .map(|i| KvKey::DeadLetter(Stamp::new(UnixMillis(1_000 + i), 0, 1)).render())
+            .collect();
+        reindex(&mut store, &keys).unwrap();
+        let (stamps, truncated) = read_index(&mut store).unwrap().unwrap();
+        assert_eq!((stamps.len(), truncated), (MAX_INDEXED, true));
+        assert_eq!(stamps[0], Stamp::new(UnixMillis(1_000), 0, 1));
+        // Unchanged: nothing written again.
+        store.crash_after_mutations(0);
+        reindex(&mut store, &keys).unwrap();
     }
 }

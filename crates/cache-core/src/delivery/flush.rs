@@ -315,6 +315,8 @@ impl<S: KvStore, D: DbApi, C: Clock> Flush<'_, S, D, C> {
             .iter()
             .filter(|k| RecordKind::of(k) == Some(RecordKind::DeadLetter))
             .count() as u64;
+        // What `/admin/dlq` reads instead of listing the store.
+        dlq::reindex(self.store, &keys)?;
         self.listed = Some(
             keys.iter()
                 .filter_map(|k| match KvKey::parse(k) {

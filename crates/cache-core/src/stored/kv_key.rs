@@ -18,6 +18,7 @@
 //! | `m:fill:{hash}`             | fill lease of one cold cache entry                  |
 //! | `m:rewrite`                 | when the open rewrite window closes (0: closed)     |
 //! | `m:sweep`                   | what the last sweep counted (entries)               |
+//! | `m:dlq`                     | the index of dead letters (their stamps)            |
 //! | `m:count:{name}`            | a metrics counter, as kept before `m:tally:` (read)  |
 //! | `m:tally:{name}`            | a metrics counter, kept with `increment`            |
 //! | `m:grant:{window}:{digest}` | an access decision kept for one caller (`grant_ttl`) |
@@ -64,6 +65,7 @@ const GRANT: &str = "grant:";
 const ADMIT: &str = "admit:";
 const REWRITE: &str = "rewrite";
 const SWEEP: &str = "sweep";
+const DLQ_INDEX: &str = "dlq";
 
 /// Which store a key lives in when the cache and the buffer are kept apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -168,6 +170,8 @@ pub enum KvKey {
     RewriteWindow,
     /// What the last sweep counted ([`crate::delivery::sweep::Swept`]).
     SweepCount,
+    /// The index of dead letters ([`crate::delivery::dlq`]).
+    DeadLetterIndex,
     /// An admission counter of one epoch ([`crate::delivery::state::FlushState::epoch`]).
     Admitted {
         /// The epoch counted in.
@@ -215,6 +219,7 @@ impl KvKey {
             KvKey::FlushState => format!("{META_PREFIX}{FLUSH_STATE}"),
             KvKey::RewriteWindow => format!("{META_PREFIX}{REWRITE}"),
             KvKey::SweepCount => format!("{META_PREFIX}{SWEEP}"),
+            KvKey::DeadLetterIndex => format!("{META_PREFIX}{DLQ_INDEX}"),
             KvKey::Counter(name) => format!("{META_PREFIX}{COUNTER}{name}"),
             KvKey::Tally(name) => format!("{META_PREFIX}{TALLY}{name}"),
             KvKey::Admitted { epoch, measure } => {
@@ -249,6 +254,7 @@ impl KvKey {
                 FLUSH_STATE => Some(KvKey::FlushState),
                 REWRITE => Some(KvKey::RewriteWindow),
                 SWEEP => Some(KvKey::SweepCount),
+                DLQ_INDEX => Some(KvKey::DeadLetterIndex),
                 _ if rest.starts_with(FILL) => rest
                     .strip_prefix(FILL)
                     .filter(|h| h.len() == 16 && h.bytes().all(is_lower_hex))
@@ -389,6 +395,7 @@ mod tests {
             ("m:flush".to_owned(), Some(KvKey::FlushState)),
             ("m:rewrite".to_owned(), Some(KvKey::RewriteWindow)),
             ("m:sweep".to_owned(), Some(KvKey::SweepCount)),
+            ("m:dlq".to_owned(), Some(KvKey::DeadLetterIndex)),
             (
                 "m:count:hits".to_owned(),
                 Some(KvKey::Counter("hits".into())),
