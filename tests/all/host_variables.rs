@@ -75,3 +75,39 @@ async fn an_undeclared_variable_flag_is_accepted() {
     let app = start(o, false).await;
     assert_eq!(get(&app.url("/probe/var/token")).await.body, "t");
 }
+
+/// The gateway reads its settings from `cache_settings` (one lookup), and each variable on its
+/// own when that one does not come apart. Here the two disagree on purpose: the bundle says
+/// `ttl` is an hour, the variable of its own says seven seconds; a cached answer's
+/// `max-age` tells which the gateway used.
+#[tokio::test]
+async fn the_gateway_reads_the_bundled_settings_and_falls_back_to_each_variable() {
+    use cache_sync_testkit::Manifest;
+    let db = Db::start().await;
+    db.seed("ns", "k", serde_json::json!(1), 1).await;
+    for (bundle_ttl, expect_max_age) in [("1h", 3599..=3600), ("1h\u{1f}broken", 6..=7)] {
+        let manifest = Manifest::new("bundle")
+            .gateway("{gateway}", "http://127.0.0.1:*")
+            .render()
+            .replace("\nttl = \"{{ ttl }}\"", "\nttl = \"7s\"")
+            .replace(
+                "\u{5c}u001Fttl={{ ttl }}",
+                &format!("\u{5c}u001Fttl={}", bundle_ttl.replace('\u{1f}', "\\u001F")),
+            );
+        let dir = TempDir::new("bundle");
+        let o = with_flags(
+            options(&write_manifest(dir.path(), &manifest)),
+            &[("db_api_url", &db.url())],
+        );
+        let app = start(o, false).await;
+        get(&app.url("/v1/ns/k")).await;
+        let r = get(&app.url("/v1/ns/k")).await;
+        let cc = r.headers["cache-control"].to_str().unwrap().to_owned();
+        let max_age: u64 = cc
+            .split(", ")
+            .find_map(|d| d.strip_prefix("max-age="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no max-age in {cc:?}"));
+        assert!(expect_max_age.contains(&max_age), "{bundle_ttl:?}: {cc}");
+    }
+}

@@ -48,6 +48,17 @@ fn cloud_manifest_is_the_main_manifest_without_cron() {
     assert!(!read("spin.cloud.toml").contains("trigger.cron"));
 }
 
+/// The gateway's `cache_settings` in `spin.toml` is the core's template: every variable,
+/// in one lookup.
+#[test]
+fn the_gateway_gets_every_setting_in_one_variable() {
+    let main: toml::Table = read("spin.toml").parse().expect("spin.toml parses");
+    let bundled = main["component"]["gateway"]["variables"][cache_core::config::bundle::VARIABLE]
+        .as_str()
+        .expect("the gateway has cache_settings");
+    assert_eq!(bundled, cache_core::config::bundle::template());
+}
+
 /// Every workspace crate opens with a `//!` doc and is named in ARCHITECTURE.md.
 #[test]
 fn every_crate_is_documented_and_mapped() {

@@ -1,9 +1,11 @@
 //! The configuration of the request being served, read once.
 //!
-//! Every knob is a Spin variable, and each lookup is a host call: a whole
-//! [`CacheConfig`] is 35 of them, about a quarter of a cache hit's instructions on the
-//! embedded host. A request reads them once, here, and its route, its deferred work and its
-//! metrics share that reading (an invalid variable is the same error for all of them).
+//! Every knob is a Spin variable, and each lookup is a host call: read one by one, a whole
+//! [`CacheConfig`] was 37 of them, about a quarter of a cache hit's instructions on the
+//! embedded host. The manifest hands them over in one (`cache_settings`, see
+//! `spin_adapters::config`). A request reads them once, here, and its route, its deferred
+//! work and its metrics share that reading (an invalid variable is the same error for all of
+//! them).
 //! [`begin`] forgets the previous reading at the start of each request, so even an instance
 //! that served several requests would read each request's variables afresh.
 

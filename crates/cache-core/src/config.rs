@@ -1,6 +1,8 @@
 //! Runtime configuration, read from Spin variables through a lookup function.
 //!
-//! The components pass `|name| spin_sdk::variables::get(name).ok()`; tests pass a table. A
+//! The components pass what the `cache_settings` component variable holds ([`bundle`]: every
+//! variable in one host call), falling back to `|name| spin_sdk::variables::get(name).ok()`
+//! for each; tests pass a table. A
 //! declared Spin variable cannot be absent, so an empty string means "unset, use the default".
 //! Every error names the variable it is about; secret values are never echoed.
 //!
@@ -62,6 +64,8 @@
 //! Spin with a runtime config, SpinKube, Redis) list it in both components'
 //! `key_value_stores`; empty or equal to `kv_store` keeps everything in one store, the only
 //! choice on Fermyon Cloud and Akamai Functions.
+
+pub mod bundle;
 
 use std::fmt;
 use std::time::Duration;

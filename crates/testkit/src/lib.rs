@@ -3,7 +3,8 @@
 //!
 //! Every cache variable is declared from the core's own list (`cache_core::config::var::ALL`)
 //! with an empty default (the core's default) and templated into the gateway and the flush
-//! component, so a new knob reaches every test app and the benchmark without a copied list;
+//! component, each on its own and all together in `cache_settings`
+//! (`cache_core::config::bundle`), so a new knob reaches every test app and the benchmark without a copied list;
 //! tests set values with `--variable`-style flags or [`Manifest::default`]. `db_api_url` is
 //! required unless given a default: Spin refuses at load an `allowed_outbound_hosts` entry
 //! that an empty default would make invalid. The rate limits default to `off`: the suites
@@ -15,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use cache_core::config::var;
+use cache_core::config::{bundle, var};
 
 /// A manifest under construction. Component sources are paths (or `{placeholders}` the
 /// caller replaces).
@@ -139,6 +140,9 @@ impl Manifest {
                 for v in var::ALL {
                     let _ = writeln!(m, "{v} = \"{{{{ {v} }}}}\"");
                 }
+                // All of them in one lookup, as the shipped manifest wires the gateway.
+                let bundled = bundle::template().replace(bundle::SEPARATOR, "\\u001F");
+                let _ = writeln!(m, "{} = \"{bundled}\"", bundle::VARIABLE);
             }
         }
         m
@@ -181,6 +185,11 @@ mod tests {
                 "{v} templated into the gateway and the flush component"
             );
         }
+        assert_eq!(
+            m.matches("\ncache_settings = \"db_api_url={{ db_api_url }}\\u001Fdb_api_token=")
+                .count(),
+            2
+        );
         assert!(m.contains("\nttl = { default = \"5s\" }"));
         assert!(m.contains("\nrate_limit_admin = { default = \"off\" }"));
         assert!(m.contains("\ndb_api_url = { required = true }"));

@@ -52,6 +52,7 @@ pub fn entries(from: u64, to: u64) -> Result<Vec<KvPair>> {
                 stale_if_error_until: UnixMillis(now + 7_200_000),
                 dirty: None,
                 audience: Audience::Anyone,
+                invalidated_at: None,
             };
             Ok((
                 format!("c:scale:key-{i}"),

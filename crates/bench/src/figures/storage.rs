@@ -32,6 +32,7 @@ fn envelope_len(value: &[u8]) -> Result<usize> {
         stale_if_error_until: UnixMillis(1_780_003_660_000),
         dirty: None,
         audience: Audience::Anyone,
+        invalidated_at: None,
     };
     Ok(envelope::encode(
         &entry,
