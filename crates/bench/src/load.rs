@@ -115,6 +115,21 @@ impl Outcome {
     pub fn cache_count(&self, tag: &str) -> u64 {
         self.cache.get(tag).copied().unwrap_or(0)
     }
+
+    /// Adds `other`'s answers to this run's, as if both were one run.
+    pub fn absorb(&mut self, other: &Outcome) -> Result<()> {
+        self.hist
+            .add(&other.hist)
+            .map_err(|e| anyhow!("histogram: {e}"))?;
+        self.elapsed += other.elapsed;
+        for (status, n) in &other.statuses {
+            *self.statuses.entry(*status).or_default() += n;
+        }
+        for (tag, n) in &other.cache {
+            *self.cache.entry(tag.clone()).or_default() += n;
+        }
+        Ok(())
+    }
 }
 
 /// Most failed connects or sends one worker tolerates before the run fails.
