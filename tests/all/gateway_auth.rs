@@ -48,17 +48,6 @@ async fn put_as(gw: &Gw, path: &str, body: &str, user: Option<&str>) -> Reply {
     gw.send("PUT", path, &headers, body).await
 }
 
-/// How many buffered writes the store holds.
-fn buffered(gw: &Gw) -> i64 {
-    gw.kv_file()
-        .query_row(
-            "SELECT COUNT(*) FROM spin_key_value WHERE store = 'default' AND key LIKE 'w:%'",
-            [],
-            |row| row.get(0),
-        )
-        .expect("count")
-}
-
 /// Every key and value in the store, as text.
 fn store_text(gw: &Gw) -> String {
     let conn = gw.kv_file();
@@ -148,11 +137,11 @@ async fn a_write_the_origin_would_refuse_is_refused_and_nothing_is_buffered() {
         r.status, 401,
         "anonymous writes are refused by default: {r:?}"
     );
-    assert_eq!(buffered(&gw), 0);
+    assert_eq!(gw.buffered_count(), 0);
 
     let r = put_as(&gw, "/v1/sessions/alice:1", r#"{"cart":9}"#, Some("alice")).await;
     assert_eq!(r.status, 202, "{r:?}");
-    assert_eq!(buffered(&gw), 1);
+    assert_eq!(gw.buffered_count(), 1);
     // Read-your-writes for alice; bob is not served the buffered value.
     let r = get_as(&gw, "/v1/sessions/alice:1", Some("alice")).await;
     assert_eq!((r.status, json(&r)), (200, serde_json::json!({"cart": 9})));
@@ -239,7 +228,7 @@ async fn a_write_whose_principal_is_revoked_before_the_flush_is_dead_lettered() 
         letters.to_string().contains("forbidden"),
         "dead-lettered as forbidden: {letters}"
     );
-    assert_eq!(buffered(&gw), 0);
+    assert_eq!(gw.buffered_count(), 0);
     // The refused value left the cache: alice reads the DB API's truth (nothing).
     let r = get_as(&gw, "/v1/sessions/alice:2", Some("alice")).await;
     assert_eq!(r.status, 404, "{r:?}");
@@ -341,5 +330,5 @@ async fn in_jwt_mode_only_verifying_tokens_pass_and_the_rules_decide() {
             .await;
         assert_eq!(r.status, 401, "{name}: {r:?}");
     }
-    assert_eq!(buffered(&gw), 1, "only alice's write");
+    assert_eq!(gw.buffered_count(), 1, "only alice's write");
 }

@@ -76,6 +76,17 @@ impl Gw {
         .ok()
     }
 
+    /// How many buffered writes (`w:` records) the store holds.
+    pub fn buffered_count(&self) -> i64 {
+        self.kv_file()
+            .query_row(
+                "SELECT COUNT(*) FROM spin_key_value WHERE store = 'default' AND key LIKE 'w:%'",
+                [],
+                |row| row.get(0),
+            )
+            .expect("count")
+    }
+
     /// The store's SQLite file, for raw reads and corruption.
     pub fn kv_file(&self) -> rusqlite::Connection {
         let path = self.dir.path().join(".spin/sqlite_key_value.db");

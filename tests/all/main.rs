@@ -22,6 +22,7 @@ mod gateway_limit;
 mod gateway_read;
 mod gateway_stampede;
 mod gateway_support;
+mod gateway_sync;
 mod gateway_write;
 mod host_cron;
 mod host_http;

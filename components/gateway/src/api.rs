@@ -167,6 +167,7 @@ fn item_inner(req: &Request, ns: &str, raw_key: &str) -> Result<Response, Reques
             if_none_match: header("if-none-match"),
             authorization,
             rate_key,
+            idempotency_key: header("idempotency-key"),
         };
         let mut kv = Stores::open(&cfg)?;
         serve::write(

@@ -97,6 +97,7 @@
 
 pub mod cache_control;
 pub mod fill;
+pub mod idempotency;
 pub mod invalidate;
 pub(crate) mod merge_patch;
 pub mod origin;
@@ -175,6 +176,30 @@ pub struct WriteRequest {
     pub authorization: Option<String>,
     /// Who is charged against the write budget (as [`GetRequest::rate_key`]).
     pub rate_key: String,
+    /// The client's `Idempotency-Key`: a repeat answers the first result
+    /// ([`idempotency`]).
+    pub idempotency_key: Option<String>,
+}
+
+impl Op {
+    /// The method's name.
+    #[must_use]
+    pub fn method(&self) -> &'static str {
+        match self {
+            Op::Put(_) => "PUT",
+            Op::Patch(_) => "PATCH",
+            Op::Delete => "DELETE",
+        }
+    }
+
+    /// The body as sent (empty for `DELETE`).
+    #[must_use]
+    pub fn body(&self) -> &[u8] {
+        match self {
+            Op::Put(b) | Op::Patch(b) => b,
+            Op::Delete => &[],
+        }
+    }
 }
 
 /// Something to count for `/metrics`.
@@ -652,11 +677,52 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         };
         let now = self.clock.now();
         let subject = gate::authorize_write(self.store, self.origin, self.cfg, &caller, key, now)?;
+        // A repeat is judged only now, after the checks every write passes.
+        let mut claim = match &req.idempotency_key {
+            Some(idem) => {
+                let attempt = idempotency::Attempt {
+                    key,
+                    idem,
+                    fingerprint: idempotency::Fingerprint {
+                        method: req.op.method(),
+                        body: req.op.body(),
+                        if_match: req.if_match.as_deref(),
+                        if_none_match: req.if_none_match.as_deref(),
+                    },
+                    stamp: Stamp::new(now, 0, self.rand),
+                    owner: self.rand,
+                };
+                match idempotency::begin(self.store, self.cfg, &caller, &attempt, now)? {
+                    idempotency::Begin::Replay(reply) => return Ok(reply),
+                    idempotency::Begin::Proceed(claim) => Some(claim),
+                }
+            }
+            None => None,
+        };
+        let result = self.perform(req, key, &caller, &subject, body, &mut claim);
+        if let Some(claim) = claim {
+            // The write ended before its buffer record was stored.
+            claim.abandon(self.store);
+        }
+        result
+    }
+
+    /// The write after authorization (steps 3–10 of the module docs). A `claim` is taken
+    /// just before the buffer record is stored and marked done after.
+    fn perform(
+        &mut self,
+        req: &WriteRequest,
+        key: &CacheKey,
+        caller: &Caller,
+        subject: &str,
+        body: Option<Value>,
+        claim: &mut Option<idempotency::Claim>,
+    ) -> Result<Reply, RequestError> {
         let is_patch = matches!(req.op, Op::Patch(_));
         let needs_base = is_patch || req.if_match.is_some() || req.if_none_match.is_some();
         let base = if needs_base {
-            gate::check_rules(self.cfg, &caller, key, Access::Read)?;
-            Some(self.read(&caller, key, false)?.entry)
+            gate::check_rules(self.cfg, caller, key, Access::Read)?;
+            Some(self.read(caller, key, false)?.entry)
         } else {
             None
         };
@@ -683,12 +749,15 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             .get(&key.kv_key())?
             .and_then(|b| envelope::decode(&b).ok());
         // A Spin instance serves one request, and a request makes one write: the random
-        // number is the instance id and the per-instance sequence is 0.
-        let stamp = Stamp::new(now, 0, self.rand);
+        // number is the instance id and the per-instance sequence is 0. A write with an
+        // Idempotency-Key carries the stamp its claim names.
+        let stamp = claim
+            .as_ref()
+            .map_or_else(|| Stamp::new(now, 0, self.rand), |c| c.stamp);
         let prepared = prepare_write(
             key,
             change,
-            Some(&subject),
+            Some(subject),
             current.as_ref(),
             stamp,
             now,
@@ -701,7 +770,16 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             other => RequestError::Internal(other.to_string()),
         })?;
         check_admission(self.store, &prepared, now, self.cfg)?;
+        if let Some(c) = claim.as_ref() {
+            c.confirm(self.store)?;
+        }
+        // From here the claim stays: a failed store may have stored the record, and a
+        // lapsed claim is recovered from it.
+        let held = claim.take();
         let buffered = store_record(self.store, &prepared)?;
+        if let Some(held) = held {
+            held.finish(self.store, &reply::write_etag(stamp), now);
+        }
         if let EntryUpdate::Store(bytes) = &prepared.entry {
             store_entry(self.store, self.clock, &prepared.entry_key, bytes, stamp)?;
         }

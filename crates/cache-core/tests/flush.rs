@@ -555,6 +555,7 @@ fn a_write_landing_while_settling_marks_its_entry_clean_stays_visible() {
                 if_none_match: None,
                 authorization: None,
                 rate_key: common::CALLER.into(),
+                idempotency_key: None,
             };
             let mut origin = common::FakeOrigin::default();
             cache_core::serve::write(&mut store, &mut origin, &mut Wall, 99, &cfg, &req)

@@ -716,6 +716,7 @@ fn a_single_failed_store_operation_never_acknowledges_a_write_without_its_record
                 if_none_match: None,
                 authorization: None,
                 rate_key: common::CALLER.into(),
+                idempotency_key: None,
             };
             let mut clock = TestClock::at(w.now);
             let out = serve::write(&mut store, &mut w.origin, &mut clock, 9, &w.cfg, &req);
@@ -893,6 +894,7 @@ fn the_kv_operations_of_a_hit_a_miss_a_put_and_a_patch() {
         if_none_match: None,
         authorization: None,
         rate_key: common::CALLER.into(),
+        idempotency_key: None,
     };
     let ops = |store: &mut Counting| std::mem::take(&mut store.ops).join(" ");
     let fill = "get set get get set get delete";

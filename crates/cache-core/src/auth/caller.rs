@@ -127,6 +127,35 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// The digest naming this caller's `Idempotency-Key` `idem` for writes of `key`: keyed
+    /// under `auth_key` like every per-caller digest. Without an `auth_key` an anonymous
+    /// caller's is a plain SHA-256 (no credential goes into it) and a credentialed caller
+    /// has none: nothing is kept per caller then.
+    #[must_use]
+    pub fn idempotency_digest(
+        &self,
+        cfg: &CacheConfig,
+        key: &CacheKey,
+        idem: &str,
+    ) -> Option<String> {
+        let (kind, identity) = self.identity().unwrap_or(("anonymous", ""));
+        let parts = [
+            "idem",
+            kind,
+            identity,
+            key.ns().as_str(),
+            key.key().as_str(),
+            idem,
+        ];
+        match (digest(cfg, &parts), self.identity()) {
+            (Some(d), _) => Some(d),
+            (None, None) => Some(plain_digest(&parts.map(str::as_bytes))),
+            (None, Some(_)) => None,
+        }
+    }
+}
+
 /// HMAC-SHA256 of the length-prefixed `parts` under `auth_key`, as 32 lowercase hex digits.
 fn digest(cfg: &CacheConfig, parts: &[&str]) -> Option<String> {
     let key = cfg.auth_key.as_ref()?;
@@ -135,8 +164,23 @@ fn digest(cfg: &CacheConfig, parts: &[&str]) -> Option<String> {
         mac.update(&(part.len() as u64).to_be_bytes());
         mac.update(part.as_bytes());
     }
-    let bytes = mac.finalize().into_bytes();
-    Some(bytes.iter().take(16).map(|b| format!("{b:02x}")).collect())
+    Some(hex16(&mac.finalize().into_bytes()))
+}
+
+/// SHA-256 of the length-prefixed `parts`, as 32 lowercase hex digits: for what holds no
+/// credential.
+pub(crate) fn plain_digest(parts: &[&[u8]]) -> String {
+    use sha2::Digest;
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hex16(&hash.finalize())
+}
+
+fn hex16(bytes: &[u8]) -> String {
+    bytes.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@
 //! entry since the first read keeps it. Unreadable entries are deleted (a read
 //! would treat them as a miss anyway; any write they showed is still in the buffer).
 //!
-//! Kept access decisions (`m:grant:{window}:…`) of windows no lookup reads any more are
-//! deleted by name, unread ([`crate::auth::grant`]).
+//! Kept access decisions (`m:grant:{window}:…`) and remembered idempotency keys
+//! (`m:idem:{window}:…`) of windows no lookup reads any more are deleted by name, unread
+//! ([`crate::auth::grant`], [`crate::serve::idempotency`]).
 //! The sweep also deletes the rate counters (`r:` keys, [`crate::limit`]) of windows that
 //! have ended: nothing reads them again, and every caller of every window would otherwise
 //! leave a key behind. The window's end is in the key, so this needs no budget and no read,
@@ -27,6 +28,7 @@ use crate::config::CacheConfig;
 use crate::delivery::bulk_read::read_each;
 use crate::delivery::rewrite_window;
 use crate::envelope;
+use crate::serve::idempotency;
 use crate::serve::invalidate;
 use crate::store::{KvStore, StoreError};
 use crate::stored::kv_key::{Area, KvKey, RecordKind};
@@ -52,6 +54,8 @@ pub struct SweepReport {
     pub grants_expired: usize,
     /// Rate counters of ended windows deleted.
     pub rate_counters: usize,
+    /// Idempotency keys deleted because their window is past.
+    pub idempotency_expired: usize,
 }
 
 /// What the last sweep counted, kept in `m:sweep` beside the entries.
@@ -122,11 +126,16 @@ pub fn sweep(
     let mut report = SweepReport::default();
     let keys = store.get_keys_in(Area::Cache)?;
     for key in &keys {
-        if let Some(KvKey::Grant { window, .. }) = KvKey::parse(key) {
-            if grant::is_dead(window, now, cfg.grant_ttl) {
+        match KvKey::parse(key) {
+            Some(KvKey::Grant { window, .. }) if grant::is_dead(window, now, cfg.grant_ttl) => {
                 store.delete(key)?;
                 report.grants_expired += 1;
             }
+            Some(KvKey::Idempotency { window, .. }) if idempotency::is_dead(window, now) => {
+                store.delete(key)?;
+                report.idempotency_expired += 1;
+            }
+            _ => {}
         }
     }
     let now_secs = now.0 / 1000;

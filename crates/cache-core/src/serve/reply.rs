@@ -160,6 +160,14 @@ pub enum RequestError {
     /// 429 with `Retry-After` and the RateLimit headers: the caller spent its budget for
     /// this window ([`crate::limit`]).
     RateLimited(Usage),
+    /// 422: an `Idempotency-Key` already used for a different request
+    /// ([`crate::serve::idempotency`]).
+    IdempotencyKeyReused,
+    /// 409 with `Retry-After`: a request with this `Idempotency-Key` is still running.
+    IdempotencyInProgress,
+    /// 400: a credentialed caller sent an `Idempotency-Key`, and without `auth_key` nothing
+    /// can be kept per caller.
+    IdempotencyUnavailable,
 }
 
 impl From<StoreError> for RequestError {
@@ -182,7 +190,7 @@ impl From<ConfigError> for RequestError {
 
 /// Every code an error reply can carry ([`RequestError::parts`]), so that `/metrics` reads
 /// the error counters by name instead of listing the store for them.
-pub const ERROR_CODES: [&str; 28] = [
+pub const ERROR_CODES: [&str; 31] = [
     "access_unchecked",
     "admin_disabled",
     "backpressure",
@@ -193,6 +201,9 @@ pub const ERROR_CODES: [&str; 28] = [
     "bad_stamp",
     "config_invalid",
     "forbidden",
+    "idempotency_in_progress",
+    "idempotency_key_reused",
+    "idempotency_unavailable",
     "internal",
     "length_required",
     "method_not_allowed",
@@ -296,6 +307,23 @@ impl RequestError {
                     u.reset_secs
                 ),
             ),
+            RequestError::IdempotencyKeyReused => (
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request; send a new key".to_owned(),
+            ),
+            RequestError::IdempotencyInProgress => (
+                409,
+                "idempotency_in_progress",
+                "a request with this Idempotency-Key is still being processed; retry later"
+                    .to_owned(),
+            ),
+            RequestError::IdempotencyUnavailable => (
+                400,
+                "idempotency_unavailable",
+                "Idempotency-Key from a caller with credentials needs the auth_key variable set"
+                    .to_owned(),
+            ),
         }
     }
 
@@ -328,7 +356,9 @@ impl RequestError {
                 "www-authenticate",
                 "Bearer error=\"insufficient_scope\"".to_owned(),
             )),
-            RequestError::AccessUnchecked(_) => headers.push(("retry-after", "1".to_owned())),
+            RequestError::AccessUnchecked(_) | RequestError::IdempotencyInProgress => {
+                headers.push(("retry-after", "1".to_owned()));
+            }
             // Retry-After is the end of the window, the same instant as the RateLimit `t`
             // (draft section 6: not earlier than the end of the effective window).
             RequestError::RateLimited(usage) => {
@@ -413,7 +443,17 @@ pub struct Buffered {
 /// `202 Accepted` for a buffered write: its ETag (`"w{stamp}"`) and `X-Sync: pending`.
 #[must_use]
 pub fn accepted(buffered: Buffered) -> Reply {
-    let etag = format!("\"w{}\"", buffered.stamp);
+    accepted_etag(write_etag(buffered.stamp))
+}
+
+/// The ETag of the write stamped `stamp`: `"w{stamp}"`.
+#[must_use]
+pub fn write_etag(stamp: Stamp) -> String {
+    format!("\"w{stamp}\"")
+}
+
+/// The `202` of a buffered write whose ETag is `etag` (a first answer, or its replay).
+pub(crate) fn accepted_etag(etag: String) -> Reply {
     let body = json!({ "status": "accepted", "etag": etag });
     let mut reply = Reply::json(202, body.to_string());
     reply.headers.push(("etag", etag));

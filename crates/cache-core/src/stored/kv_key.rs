@@ -22,6 +22,7 @@
 //! | `m:count:{name}`            | a metrics counter, as kept before `m:tally:` (read)  |
 //! | `m:tally:{name}`            | a metrics counter, kept with `increment`            |
 //! | `m:grant:{window}:{digest}` | an access decision kept for one caller (`grant_ttl`) |
+//! | `m:idem:{window}:{digest}`  | a write's `Idempotency-Key`, kept for one caller     |
 //! | `r:{class}:{end}:{who}`     | rate counter of one caller and class, one window    |
 //!
 //! The scope sits after the namespace, not after the key: namespaces cannot contain `#` or
@@ -66,6 +67,7 @@ const ADMIT: &str = "admit:";
 const REWRITE: &str = "rewrite";
 const SWEEP: &str = "sweep";
 const DLQ_INDEX: &str = "dlq";
+const IDEMPOTENCY: &str = "idem:";
 
 /// Which store a key lives in when the cache and the buffer are kept apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,6 +90,7 @@ impl Area {
                 let rest = &key[2..];
                 if rest.starts_with(FILL)
                     || rest.starts_with(GRANT)
+                    || rest.starts_with(IDEMPOTENCY)
                     || rest == REWRITE
                     || rest == SWEEP
                 {
@@ -190,6 +193,15 @@ pub enum KvKey {
         /// 32 lowercase hex digits ([`crate::auth::caller`]).
         digest: String,
     },
+    /// A remembered `Idempotency-Key` ([`crate::serve::idempotency`]): the window it was
+    /// claimed in (the sweep deletes those of past windows by name alone) and a digest of
+    /// caller, item and key.
+    Idempotency {
+        /// `now / idempotency::KEEP` when it was claimed.
+        window: u64,
+        /// 32 lowercase hex digits.
+        digest: String,
+    },
     /// The rate counter of one caller and class in the window ending at `window_end`.
     Rate {
         /// The class of requests counted.
@@ -232,6 +244,9 @@ impl KvKey {
             }
             KvKey::Fill(hash) => format!("{META_PREFIX}{FILL}{hash:016x}"),
             KvKey::Grant { window, digest } => format!("{META_PREFIX}{GRANT}{window}:{digest}"),
+            KvKey::Idempotency { window, digest } => {
+                format!("{META_PREFIX}{IDEMPOTENCY}{window}:{digest}")
+            }
             KvKey::Rate {
                 class,
                 window_end,
@@ -255,6 +270,10 @@ impl KvKey {
                 REWRITE => Some(KvKey::RewriteWindow),
                 SWEEP => Some(KvKey::SweepCount),
                 DLQ_INDEX => Some(KvKey::DeadLetterIndex),
+                _ if rest.starts_with(IDEMPOTENCY) => {
+                    let (window, digest) = parse_window_digest(rest.strip_prefix(IDEMPOTENCY)?)?;
+                    Some(KvKey::Idempotency { window, digest })
+                }
                 _ if rest.starts_with(FILL) => rest
                     .strip_prefix(FILL)
                     .filter(|h| h.len() == 16 && h.bytes().all(is_lower_hex))
@@ -318,6 +337,13 @@ fn is_lower_hex(b: u8) -> bool {
 }
 
 fn parse_grant(rest: &str) -> Option<KvKey> {
+    let (window, digest) = parse_window_digest(rest)?;
+    Some(KvKey::Grant { window, digest })
+}
+
+/// `{window}:{digest}`, each in its one spelling: the window's digits without a leading zero,
+/// the digest 32 lowercase hex digits.
+fn parse_window_digest(rest: &str) -> Option<(u64, String)> {
     let (window, digest) = rest.split_once(':')?;
     let canonical = !window.is_empty()
         && window.bytes().all(|b| b.is_ascii_digit())
@@ -325,10 +351,7 @@ fn parse_grant(rest: &str) -> Option<KvKey> {
     if !canonical || digest.len() != 32 || !digest.bytes().all(is_lower_hex) {
         return None;
     }
-    Some(KvKey::Grant {
-        window: window.parse().ok()?,
-        digest: digest.to_owned(),
-    })
+    Some((window.parse().ok()?, digest.to_owned()))
 }
 
 fn parse_entry(rest: &str) -> Option<CacheKey> {
@@ -377,6 +400,15 @@ mod tests {
                 }),
             ),
             (format!("m:grant:07:{}", "ab".repeat(16)), None),
+            (
+                format!("m:idem:3:{}", "cd".repeat(16)),
+                Some(KvKey::Idempotency {
+                    window: 3,
+                    digest: "cd".repeat(16),
+                }),
+            ),
+            (format!("m:idem:03:{}", "cd".repeat(16)), None),
+            ("m:idem:3:cd".to_owned(), None),
             (format!("m:grant:7:{}", "AB".repeat(16)), None),
             ("m:grant:7:ab".to_owned(), None),
             (

@@ -364,6 +364,7 @@ impl World {
             if_none_match: None,
             authorization: None,
             rate_key: CALLER.into(),
+            idempotency_key: None,
         };
         with(&mut req);
         self.step(|store, origin, clock, rand, cfg| {
