@@ -1,8 +1,12 @@
 //! What the browser client relies on, over HTTP against the real gateway: `Idempotency-Key`
 //! (a repeat answers the first result and buffers nothing; reuse for another request is
-//! refused).
+//! refused) and long-poll reads (`?wait=N` with `If-None-Match` answers a change, `304`
+//! otherwise, and refuses a wait out of bounds).
+
+use std::time::{Duration, Instant};
 
 use crate::gateway_support::*;
+use crate::support::*;
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 
@@ -41,4 +45,51 @@ async fn an_idempotent_repeat_answers_the_first_result_and_buffers_nothing() {
         (400, Some("bad_request"))
     );
     assert_eq!(gw.buffered_count(), 1, "refused requests buffered nothing");
+}
+
+#[tokio::test]
+async fn a_long_poll_answers_a_change_and_times_out_with_304() {
+    let db = Db::start().await;
+    db.seed("users", "alice", serde_json::json!({"v": 1}), 1)
+        .await;
+    let gw = Gw::start("gw-watch", &db, &[]).await;
+    let first = gw.get("/v1/users/alice").await;
+    let etag = header(&first, "etag").to_owned();
+
+    // No change: 304 after the wait.
+    let started = Instant::now();
+    let r = gw
+        .get_with("/v1/users/alice?wait=1", &[("if-none-match", &etag)])
+        .await;
+    assert_eq!(r.status, 304, "{r:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // A write during the wait answers it with the new value.
+    let url = gw.url("/v1/users/alice?wait=8");
+    let inm = etag.clone();
+    let poll = tokio::spawn(async move { send("GET", &url, &[("if-none-match", &inm)], "").await });
+    wait(600).await;
+    let started = Instant::now();
+    assert_eq!(gw.put("/v1/users/alice", r#"{"v":2}"#).await.status, 202);
+    let r = poll.await.expect("join");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(json(&r)["v"], 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    for bad in [
+        "/v1/users/alice?wait=26",
+        "/v1/users/alice?wait=x",
+        "/v1/users/alice?w=1",
+    ] {
+        let r = gw.get(bad).await;
+        assert_eq!(r.status, 400, "{bad}: {r:?}");
+    }
+    assert_eq!(
+        json(&gw.get("/v1/users/alice?wait=26").await)["error"],
+        "bad_wait"
+    );
 }

@@ -16,7 +16,7 @@ use cache_core::key::CacheKey;
 use cache_core::limit;
 use cache_core::serve::invalidate;
 use cache_core::serve::origin::{AuthorizeCall, ItemAnswer, ItemRead, Origin, Unanswered};
-use cache_core::serve::{self, GetRequest, Op, Reply, RequestError, WriteRequest};
+use cache_core::serve::{self, watch, GetRequest, Op, Reply, RequestError, WriteRequest};
 use cache_core::store::KvStore;
 use spin_adapters::db::HttpDb;
 use spin_adapters::env::{self, WallClock};
@@ -144,6 +144,7 @@ fn item_inner(req: &Request, ns: &str, raw_key: &str) -> Result<Response, Reques
     let rate_key = client_key(req);
     let rand = env::random_u64();
     let outcome = if method == Method::Get {
+        let wait = long_poll_wait(req.query())?;
         let mut kv = Stores::open(&cfg)?;
         let get = GetRequest {
             key,
@@ -151,13 +152,14 @@ fn item_inner(req: &Request, ns: &str, raw_key: &str) -> Result<Response, Reques
             if_none_match: header("if-none-match"),
             rate_key,
         };
-        serve::get(
+        watch::get_waiting(
             &mut kv,
             &mut DbOrigin(&cfg),
             &mut WallClock,
             rand,
             &cfg,
             &get,
+            wait,
         )
     } else {
         let write = WriteRequest {
@@ -182,6 +184,23 @@ fn item_inner(req: &Request, ns: &str, raw_key: &str) -> Result<Response, Reques
     metrics::record(&outcome.events, cfg.metrics_hit_sample);
     deferred::defer(outcome.deferred);
     Ok(respond::reply(outcome.reply))
+}
+
+/// The long-poll wait a read's query asks for (`wait=N`, seconds; none: zero). Any other
+/// parameter is refused, so that a misspelt one is not silently ignored.
+fn long_poll_wait(query: &str) -> Result<std::time::Duration, RequestError> {
+    let mut wait = std::time::Duration::ZERO;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("wait", value)) => wait = watch::parse_wait(value)?,
+            _ => {
+                return Err(RequestError::BadRequest(format!(
+                    "unknown query parameter {pair:?} (an item read takes only wait=N)"
+                )))
+            }
+        }
+    }
+    Ok(wait)
 }
 
 /// The caller's rate key: its address as Spin reported it (the handler has put Spin's own

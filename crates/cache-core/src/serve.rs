@@ -105,6 +105,7 @@ pub mod policy;
 pub mod prepare;
 pub mod read;
 pub mod reply;
+pub mod watch;
 
 use serde_json::Value;
 

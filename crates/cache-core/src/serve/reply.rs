@@ -168,6 +168,9 @@ pub enum RequestError {
     /// 400: a credentialed caller sent an `Idempotency-Key`, and without `auth_key` nothing
     /// can be kept per caller.
     IdempotencyUnavailable,
+    /// 400: a long-poll's `wait` is not a whole number of seconds within the bound
+    /// ([`crate::serve::watch`]).
+    BadWait(String),
 }
 
 impl From<StoreError> for RequestError {
@@ -190,7 +193,7 @@ impl From<ConfigError> for RequestError {
 
 /// Every code an error reply can carry ([`RequestError::parts`]), so that `/metrics` reads
 /// the error counters by name instead of listing the store for them.
-pub const ERROR_CODES: [&str; 31] = [
+pub const ERROR_CODES: [&str; 32] = [
     "access_unchecked",
     "admin_disabled",
     "backpressure",
@@ -199,6 +202,7 @@ pub const ERROR_CODES: [&str; 31] = [
     "bad_request",
     "bad_signature",
     "bad_stamp",
+    "bad_wait",
     "config_invalid",
     "forbidden",
     "idempotency_in_progress",
@@ -324,6 +328,7 @@ impl RequestError {
                 "Idempotency-Key from a caller with credentials needs the auth_key variable set"
                     .to_owned(),
             ),
+            RequestError::BadWait(m) => (400, "bad_wait", m.clone()),
         }
     }
 
