@@ -323,6 +323,9 @@ fn admin_routes(router: &mut Router) {
             invalidate::purge(store, &mut WallClock, cfg, req.body())
         })
     });
+    router.any("/admin/history", |req: Request, _: Params| {
+        admin_route(&req, (Method::Get, "GET"), |_, store| admin::history(store))
+    });
     router.any("/admin/dlq", |req: Request, _: Params| {
         admin_route(&req, (Method::Get, "GET"), |_, store| {
             admin::dead_letters(store, req.query())

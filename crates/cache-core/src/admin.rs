@@ -12,6 +12,7 @@
 //! |---|---|
 //! | `POST /admin/flush` | [`flush`]: [`crate::delivery::tick::tick`], the flush run then the sweep — what the cron tick does; answers the report |
 //! | `GET /admin/stats` | [`stats`]: entries, buffered writes and bytes, oldest buffered age, sealed batches, DLQ depth, last flush outcome and time, next retry time; as the last tick measured them (a few reads), or with `?exact=true` counted by listing the store |
+//! | `GET /admin/history` | [`history`]: the dashboard's series, one point per minute of the last hour ([`crate::history`]); counts, rates and ages, no keys or values |
 //! | `GET /admin/dlq` | [`dead_letters`]: the dead letters, oldest write first |
 //! | `POST /admin/dlq/{stamp}/retry` | [`retry`]: puts the write back into the buffer with its original stamp (`409` if only raw text survived) |
 //! | `DELETE /admin/dlq/{stamp}` | [`discard`]: drops the dead letter for good |
@@ -165,6 +166,14 @@ fn exact_param(query: &str, route: &str) -> Result<bool, RequestError> {
         }
     }
     Ok(exact)
+}
+
+/// `GET /admin/history`: the dashboard's series ([`crate::history::series`]).
+pub fn history(store: &mut impl KvStore) -> Result<Reply, RequestError> {
+    let ring = crate::history::load(store).map_err(unavailable)?;
+    let series = serde_json::to_value(crate::history::series(&ring))
+        .map_err(|e| RequestError::Internal(format!("cannot encode the history: {e}")))?;
+    Ok(ok(&series))
 }
 
 /// `GET /admin/dlq` with the request's `query`: the letters the index names

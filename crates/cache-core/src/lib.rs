@@ -45,6 +45,8 @@
 //! stable FNV-1a hash. Inside the crate the grouped modules are also reachable by their short
 //! names (`crate::lease`), which the flush's own modules use.
 //!
+//! [`history`] keeps the dashboard's per-minute snapshots, written by each tick.
+//!
 //! `fuzz_checks` (hidden) holds the invariants that the fuzz targets in `fuzz/` and the
 //! `fuzz_corpus` test check on untrusted bytes.
 #![deny(missing_docs)]
@@ -62,6 +64,7 @@ pub mod entry;
 #[doc(hidden)]
 pub mod fuzz_checks;
 pub mod hash;
+pub mod history;
 pub mod key;
 pub mod limit;
 pub mod serve;

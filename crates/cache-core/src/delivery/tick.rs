@@ -3,7 +3,8 @@
 //! The cron-triggered flush component and `POST /admin/flush` both call [`tick`], so the two
 //! are the same operation by construction. The sweep runs only after a flush run that the
 //! store did not abort, at the clock's time after the flush (which may have waited on the
-//! DB API).
+//! DB API). Last, the tick adds a snapshot to the dashboard's history
+//! ([`crate::history::record`]), best effort: a store that refuses it loses one point.
 
 use thiserror::Error;
 
@@ -59,6 +60,7 @@ pub fn tick<S: KvStore, D: DbApi, C: Clock>(
         return Err(TickError::Flush(e.clone()));
     }
     let swept = sweep::sweep(store, clock, cfg).map_err(TickError::Sweep)?;
+    let _ = crate::history::record(store, clock.now(), &report);
     Ok(TickReport {
         flush: report,
         sweep: swept,

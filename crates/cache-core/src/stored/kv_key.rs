@@ -23,6 +23,7 @@
 //! | `m:tally:{name}`            | a metrics counter, kept with `increment`            |
 //! | `m:grant:{window}:{digest}` | an access decision kept for one caller (`grant_ttl`) |
 //! | `m:idem:{window}:{digest}`  | a write's `Idempotency-Key`, kept for one caller     |
+//! | `m:history`                 | the dashboard's per-minute snapshots (a short ring)  |
 //! | `r:{class}:{end}:{who}`     | rate counter of one caller and class, one window    |
 //!
 //! The scope sits after the namespace, not after the key: namespaces cannot contain `#` or
@@ -68,6 +69,7 @@ const REWRITE: &str = "rewrite";
 const SWEEP: &str = "sweep";
 const DLQ_INDEX: &str = "dlq";
 const IDEMPOTENCY: &str = "idem:";
+const HISTORY: &str = "history";
 
 /// Which store a key lives in when the cache and the buffer are kept apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -202,6 +204,8 @@ pub enum KvKey {
         /// 32 lowercase hex digits.
         digest: String,
     },
+    /// The dashboard's history of per-minute snapshots ([`crate::history`]).
+    History,
     /// The rate counter of one caller and class in the window ending at `window_end`.
     Rate {
         /// The class of requests counted.
@@ -247,6 +251,7 @@ impl KvKey {
             KvKey::Idempotency { window, digest } => {
                 format!("{META_PREFIX}{IDEMPOTENCY}{window}:{digest}")
             }
+            KvKey::History => format!("{META_PREFIX}{HISTORY}"),
             KvKey::Rate {
                 class,
                 window_end,
@@ -270,6 +275,7 @@ impl KvKey {
                 REWRITE => Some(KvKey::RewriteWindow),
                 SWEEP => Some(KvKey::SweepCount),
                 DLQ_INDEX => Some(KvKey::DeadLetterIndex),
+                HISTORY => Some(KvKey::History),
                 _ if rest.starts_with(IDEMPOTENCY) => {
                     let (window, digest) = parse_window_digest(rest.strip_prefix(IDEMPOTENCY)?)?;
                     Some(KvKey::Idempotency { window, digest })
@@ -409,6 +415,7 @@ mod tests {
             ),
             (format!("m:idem:03:{}", "cd".repeat(16)), None),
             ("m:idem:3:cd".to_owned(), None),
+            ("m:history".to_owned(), Some(KvKey::History)),
             (format!("m:grant:7:{}", "AB".repeat(16)), None),
             ("m:grant:7:ab".to_owned(), None),
             (
