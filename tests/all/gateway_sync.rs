@@ -93,3 +93,32 @@ async fn a_long_poll_answers_a_change_and_times_out_with_304() {
         "bad_wait"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_repeats_of_one_write_buffer_it_once() {
+    // Sixteen copies of one write with one key at once, each in its own instance: one is
+    // buffered; the others are replays of it or told to retry (409).
+    let db = Db::start().await;
+    let gw = Gw::start("gw-idem-race", &db, &[]).await;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let url = gw.url("/v1/users/race");
+        tasks.push(tokio::spawn(async move {
+            let key = ("idempotency-key", "race-7d1e2c3b");
+            send("PUT", &url, &[JSON, key], r#"{"v":"once"}"#).await
+        }));
+    }
+    let mut etags = std::collections::BTreeSet::new();
+    for t in tasks {
+        let r = t.await.expect("join");
+        match r.status {
+            202 => {
+                etags.insert(header(&r, "etag").to_owned());
+            }
+            409 => assert_eq!(json(&r)["error"], "idempotency_in_progress"),
+            other => panic!("unexpected {other}: {r:?}"),
+        }
+    }
+    assert_eq!(etags.len(), 1, "every 202 names the same write: {etags:?}");
+    assert_eq!(gw.buffered_count(), 1);
+}
