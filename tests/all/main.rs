@@ -5,6 +5,7 @@
 mod support;
 
 mod app;
+mod browser;
 mod db_fixture;
 mod flush_admin;
 mod flush_delivery;

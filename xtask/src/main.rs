@@ -322,6 +322,10 @@ fn up(extra: &[String]) -> anyhow::Result<()> {
         .stdin(Stdio::null());
     let mut host = Guard(host.spawn().context("cannot start the embedded host")?);
     eprintln!("xtask: app on http://127.0.0.1:3000 (try: curl http://127.0.0.1:3000/healthz)");
+    eprintln!(
+        "xtask: browser demo on http://127.0.0.1:3000/ (a demo user's token, below); dashboard \
+         on http://127.0.0.1:3000/dashboard (needs SPIN_VARIABLE_ADMIN_TOKEN set)"
+    );
     if !children.is_empty() {
         eprintln!(
             "xtask: reference DB API on http://127.0.0.1:3001, auth on (sessions: owner only; \

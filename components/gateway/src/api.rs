@@ -23,7 +23,7 @@ use spin_adapters::env::{self, WallClock};
 use spin_adapters::kv::Stores;
 use spin_sdk::http::{Method, Params, Request, Response, Router};
 
-use crate::{deferred, metrics, respond, settings, CLIENT_ADDR};
+use crate::{deferred, metrics, pages, respond, settings, CLIENT_ADDR};
 
 const ITEM_METHODS: &str = "GET, PUT, PATCH, DELETE";
 
@@ -59,6 +59,7 @@ pub fn router() -> Router {
     router.any_async("/v1/:ns/:key", item);
     router.any(invalidate::INVALIDATE_PATH, announced);
     admin_routes(&mut router);
+    pages::routes(&mut router);
     router.any("/*", |_: Request, _: Params| {
         Ok::<_, anyhow::Error>(respond::error(&RequestError::NoRoute))
     });

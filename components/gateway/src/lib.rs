@@ -32,6 +32,7 @@
 //! - [`metrics`]: counters and `GET /metrics`.
 //! - [`deferred`]: work run after the response is sent.
 //! - [`settings`]: the request's configuration, read once.
+//! - [`pages`]: the demo and dashboard pages and their assets, compiled in.
 
 use futures::SinkExt;
 use spin_sdk::http::conversions::TryFromIncomingRequest;
@@ -41,6 +42,7 @@ use spin_sdk::http_component;
 mod api;
 mod deferred;
 mod metrics;
+mod pages;
 mod respond;
 mod settings;
 
