@@ -323,6 +323,8 @@ export class SyncClient extends EventTarget {
           const current = await readItem(res);
           if (current === null) throw new Error('read failed: ' + res.status);
           if (current.etag !== etag) { etag = current.etag; callback(current); }
+          // An answer that did not wait (no ETag to wait on, or none kept): not a tight loop.
+          else await sleep(1000);
           if (!etag) await sleep(1000);
         } catch {
           if (stopped) return;

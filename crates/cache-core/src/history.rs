@@ -114,8 +114,12 @@ pub fn record(
     snap.oldest_dirty_ms = stats.oldest_buffered_age_ms.unwrap_or(0);
     snap.dead_letters = stats.dead_letters as u64;
     match flush.outcome {
-        FlushOutcome::Delivered | FlushOutcome::Idle => snap.flush_ok += 1,
-        FlushOutcome::Retrying { .. } | FlushOutcome::StoreFailed(_) => snap.flush_failed += 1,
+        FlushOutcome::Delivered | FlushOutcome::Idle => {
+            snap.flush_ok = snap.flush_ok.saturating_add(1)
+        }
+        FlushOutcome::Retrying { .. } | FlushOutcome::StoreFailed(_) => {
+            snap.flush_failed = snap.flush_failed.saturating_add(1);
+        }
         FlushOutcome::BackingOff { .. }
         | FlushOutcome::LeaseBusy { .. }
         | FlushOutcome::LeaseLost => {}
@@ -170,13 +174,15 @@ pub fn series(ring: &[Snapshot]) -> Series {
     for (i, s) in ring.iter().enumerate() {
         let prev = if i == 0 { &zero } else { &ring[i - 1] };
         let d = |now: u64, before: u64| now.checked_sub(before).unwrap_or(now);
-        let hits = d(s.hits, prev.hits) + d(s.stale, prev.stale);
+        // Stored values are trusted no further than their format: nothing here may overflow.
+        let hits = d(s.hits, prev.hits).saturating_add(d(s.stale, prev.stale));
         let misses = d(s.misses, prev.misses);
         let fetches = d(s.origin_fetches, prev.origin_fetches);
         let fetch_ms = d(s.origin_fetch_ms, prev.origin_fetch_ms);
-        out.t.push(s.minute * 60);
+        let reads = hits.saturating_add(misses);
+        out.t.push(s.minute.saturating_mul(60));
         out.hit_rate
-            .push((hits + misses > 0).then(|| 100.0 * hits as f64 / (hits + misses) as f64));
+            .push((reads > 0).then(|| 100.0 * hits as f64 / reads as f64));
         out.origin_fetches.push(fetches);
         out.origin_latency_ms
             .push((fetches > 0).then(|| fetch_ms as f64 / fetches as f64));
@@ -265,6 +271,24 @@ mod tests {
         let ring = load(&mut store).unwrap();
         assert_eq!(ring.len(), SLOTS);
         assert_eq!(ring.last().unwrap().minute, t0 / MINUTE_MS + 99);
+    }
+
+    #[test]
+    fn hostile_stored_numbers_do_not_overflow() {
+        let big = Snapshot {
+            minute: u64::MAX,
+            hits: u64::MAX,
+            stale: u64::MAX,
+            misses: u64::MAX,
+            ..Snapshot::default()
+        };
+        let s = series(&[big.clone(), Snapshot::default(), big]);
+        assert_eq!(s.t.len(), 3);
+        assert!(s
+            .hit_rate
+            .iter()
+            .flatten()
+            .all(|r| (0.0..=100.0).contains(r)));
     }
 
     #[test]

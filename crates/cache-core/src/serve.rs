@@ -44,7 +44,8 @@
 //!    `WWW-Authenticate`.
 //! 7. The reply carries `ETag`, `Age`, `Cache-Control` (`private` unless the entry is for
 //!    anyone), `X-Cache`, and `X-Sync: pending` with `X-Dirty-Age` for a dirty entry; a
-//!    matching `If-None-Match` is a `304`.
+//!    matching `If-None-Match` is a `304`. A long-poll ([`watch`]) waits on that `304` for
+//!    the ETag to change.
 //!
 //! KV operations: every request starts with one `increment` (its budget; a `get` and a `set`
 //! on a store without atomics; nothing when that budget is `off`). After it, a fresh hit of
@@ -61,6 +62,8 @@
 //!    write grant, or the DB API's authorization call with the caller's credentials; a
 //!    refusal is passed through, an unanswered call is `503`, and nothing is stored. The
 //!    principal it names goes into the buffer record.
+//!    With an `Idempotency-Key`, a repeat of an earlier write by the same caller is answered
+//!    here with its first `202`, and nothing more happens ([`idempotency`]).
 //! 3. A `PATCH`, or a write with `If-Match`/`If-None-Match`, needs the current value: it is
 //!    read as a `GET` reads it (steps 1–5 above, without serving stale), so the caller needs
 //!    read access too.
