@@ -57,6 +57,8 @@ async function openDemo(context, profile = 'alice') {
   await page.fill('#profile', profile);
   await page.click('button:has-text("Load profile")');
   await waitStatus(page, /^(Online|Synced)/, 'after loading');
+  // The editor opens once the profile is loaded (typing earlier would be overwritten).
+  await page.locator('#edit-fields:not([disabled])').waitFor();
   return page;
 }
 
@@ -109,6 +111,7 @@ const scenarios = {
     // The page reloads offline (its service worker has the page); the queue is still there.
     await page.reload();
     await page.waitForSelector('.cache-sync-status');
+    await page.locator('#edit-fields:not([disabled])').waitFor();
     await waitStatus(page, /^Offline: 2 changes waiting/, 'after an offline reload');
     await page.locator('#queue li').nth(1).waitFor();
     check((await page.locator('#queue li').count()) === 2, 'two writes listed after the reload');

@@ -50,6 +50,7 @@ async function showConflicts() {
 }
 
 async function start() {
+  $('edit-fields').disabled = true;
   const token = $('token').value.trim();
   key = $('profile').value.trim() || 'alice';
   sessionStorage.setItem('demo.token', token);
@@ -82,6 +83,7 @@ async function start() {
     const mine = (await client.queued()).filter((w) => w.key === key && w.method === 'PUT').pop();
     fill(mine ? mine.body : JSON.parse(sessionStorage.getItem('demo.last') || 'null'));
   }
+  $('edit-fields').disabled = false;
   stopWatching = client.subscribe(NS, key, async (current) => {
     const pending = (await client.queued()).some((w) => w.key === key);
     if (pending) return;
