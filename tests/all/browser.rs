@@ -58,13 +58,7 @@ async fn gateway(tag: &str, db: &Db) -> Gw {
 }
 
 async fn gateway_with(tag: &str, db: &Db, extra: &[(&str, &str)]) -> Gw {
-    let mut vars = vec![
-        ("db_api_token", DB_SERVICE_TOKEN),
-        ("auth_key", AUTH_KEY),
-        ("admin_token", ADMIN),
-    ];
-    vars.extend_from_slice(extra);
-    Gw::start(tag, db, &vars).await
+    Gw::start_with_auth(tag, db, AUTH_KEY, ADMIN, extra).await
 }
 
 /// Runs `scenario` against `gw` and returns its `RESULT` object.

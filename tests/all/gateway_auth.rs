@@ -23,13 +23,7 @@ fn bearer(user: &str) -> String {
 }
 
 async fn gateway(tag: &str, db: &Db, extra: &[(&str, &str)]) -> Gw {
-    let mut vars = vec![
-        ("db_api_token", DB_SERVICE_TOKEN),
-        ("auth_key", AUTH_KEY),
-        ("admin_token", ADMIN),
-    ];
-    vars.extend_from_slice(extra);
-    Gw::start(tag, db, &vars).await
+    Gw::start_with_auth(tag, db, AUTH_KEY, ADMIN, extra).await
 }
 
 async fn get_as(gw: &Gw, path: &str, user: Option<&str>) -> Reply {

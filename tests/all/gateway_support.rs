@@ -33,6 +33,25 @@ impl Gw {
         Gw { app, dir }
     }
 
+    /// [`Gw::start`] for an app that reads as the DB API's service and keeps entries per
+    /// caller: `db_api_token` (the fixture's service token), `auth_key` and `admin_token`,
+    /// plus `extra`.
+    pub async fn start_with_auth(
+        tag: &str,
+        db: &Db,
+        auth_key: &str,
+        admin: &str,
+        extra: &[(&str, &str)],
+    ) -> Gw {
+        let mut vars = vec![
+            ("db_api_token", DB_SERVICE_TOKEN),
+            ("auth_key", auth_key),
+            ("admin_token", admin),
+        ];
+        vars.extend_from_slice(extra);
+        Gw::start(tag, db, &vars).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         self.app.url(path)
     }

@@ -97,7 +97,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// A `200` admin answer.
-fn ok(body: &Value) -> Reply {
+pub(crate) fn ok(body: &Value) -> Reply {
     let mut reply = Reply::json(200, body.to_string());
     reply.headers.push(("cache-control", "no-store".to_owned()));
     reply

@@ -176,14 +176,21 @@ pub fn list(store: &mut impl KvStore) -> Result<DeadLetters, StoreError> {
         .filter(|k| RecordKind::of(k) == Some(RecordKind::DeadLetter))
         .collect();
     keys.sort();
+    read_letters(store, &keys)
+}
+
+/// The dead letters stored under `keys` (in that order), read many to a call; absent keys
+/// are skipped and unreadable ones named.
+fn read_letters(store: &mut impl KvStore, keys: &[String]) -> Result<DeadLetters, StoreError> {
     let mut out = DeadLetters::default();
-    for key in keys {
-        match store.get(&key)?.map(|b| DeadLetter::decode(&b)) {
+    read_each(store, keys, |i, bytes| {
+        match bytes.map(|b| DeadLetter::decode(&b)) {
             None => {}
             Some(Ok(letter)) => out.letters.push(letter),
-            Some(Err(_)) => out.unreadable.push(key),
+            Some(Err(_)) => out.unreadable.push(keys[i].clone()),
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -317,16 +324,7 @@ pub fn list_indexed(store: &mut impl KvStore) -> Result<Option<(DeadLetters, boo
         .iter()
         .map(|s| KvKey::DeadLetter(*s).render())
         .collect();
-    let mut out = DeadLetters::default();
-    read_each(store, &keys, |i, bytes| {
-        match bytes.map(|b| DeadLetter::decode(&b)) {
-            None => {}
-            Some(Ok(letter)) => out.letters.push(letter),
-            Some(Err(_)) => out.unreadable.push(keys[i].clone()),
-        }
-        Ok(())
-    })?;
-    Ok(Some((out, truncated)))
+    Ok(Some((read_letters(store, &keys)?, truncated)))
 }
 
 #[cfg(test)]

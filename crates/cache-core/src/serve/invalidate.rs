@@ -45,6 +45,7 @@ pub use cache_sync_contract::invalidation::{INVALIDATE_PATH, SIGNATURE_HEADER};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::admin;
 use crate::config::CacheConfig;
 use crate::delivery::rewrite_window;
 use crate::entry::Entry;
@@ -222,7 +223,7 @@ pub fn purge(
     } else {
         "namespace"
     });
-    Ok(admin_ok(&body))
+    Ok(admin::ok(&body))
 }
 
 /// Every entry key of `ns` in the cache's store, shared and callers' own.
@@ -238,12 +239,6 @@ fn namespace_entries(
             _ => None,
         })
         .collect())
-}
-
-fn admin_ok(body: &serde_json::Value) -> Reply {
-    let mut reply = Reply::json(200, body.to_string());
-    reply.headers.push(("cache-control", "no-store".to_owned()));
-    reply
 }
 
 /// `POST /hooks/invalidate`: the DB API announces changed items. Without `invalidate_secret`
@@ -294,5 +289,5 @@ pub fn announced(
         })
         .collect::<Result<Vec<_>, KeyError>>()?;
     let done = invalidate(store, clock, cfg, &keys)?;
-    Ok(admin_ok(&done.json()))
+    Ok(admin::ok(&done.json()))
 }
