@@ -154,9 +154,10 @@ async fn browser_a_second_tab_is_seen_live_and_a_conflict_is_surfaced() {
         "the first tab saw the change after {live_ms} ms"
     );
     flush(&gw).await;
+    assert_eq!(result["last"]["name"], "Changed behind the draft");
     assert_eq!(
         db.item("profiles", "alice").await,
-        Some(json!({"name": "Edited in A offline", "bio": ""}))
+        Some(json!({"name": "Changed behind the draft"}))
     );
 }
 

@@ -189,7 +189,18 @@ const scenarios = {
     const now = await serverValue(a);
     check(now.body.name === 'Edited in A offline', `kept mine: ${JSON.stringify(now)}`);
     await pageB.waitForFunction(() => document.getElementById('name').value === 'Edited in A offline', null, { timeout: 5000 });
-    return { last: now.body, live_ms: liveMs };
+    // An edit in progress in tab B (typed, not saved) is kept when a change arrives live.
+    await pageB.locator('#name').focus();
+    await pageB.keyboard.press('ControlOrMeta+a');
+    await pageB.keyboard.type('Draft in B');
+    const put = await a.request.put(`${base}/v1/profiles/alice`, {
+      headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+      data: { name: 'Changed behind the draft' },
+    });
+    check(put.status() === 202, `the change behind the draft: ${put.status()}`);
+    await pageB.locator('#remote-note').filter({ hasText: /Changed elsewhere/ }).waitFor({ timeout: 5000 });
+    check((await pageB.inputValue('#name')) === 'Draft in B', `the draft was kept: ${await pageB.inputValue('#name')}`);
+    return { last: (await serverValue(a)).body, live_ms: liveMs };
   },
 
   // After some traffic and flushes, every plot has points.

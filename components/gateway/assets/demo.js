@@ -14,16 +14,23 @@ let etag = null;
 let stopWatching = null;
 /** The conflict on screen. */
 let shown = null;
+/** The fields as last loaded or saved: anything else in the editor is an edit in progress. */
+let baseline = '';
 
 if ('serviceWorker' in navigator) {
   // The page and its assets, so a reload works offline; item requests always go out.
   navigator.serviceWorker.register('/sw.js').catch(() => {});
 }
 
+function fields() {
+  return { name: $('name').value, bio: $('bio').value };
+}
+
 function fill(value) {
   const v = value && typeof value === 'object' ? value : {};
   $('name').value = typeof v.name === 'string' ? v.name : '';
   $('bio').value = typeof v.bio === 'string' ? v.bio : '';
+  baseline = JSON.stringify(fields());
 }
 
 async function renderQueue() {
@@ -87,11 +94,18 @@ async function start() {
   stopWatching = client.subscribe(NS, key, async (current) => {
     const pending = (await client.queued()).some((w) => w.key === key);
     if (pending) return;
+    const before = JSON.stringify(fields());
+    if (before !== baseline) {
+      // An edit in progress is never overwritten; saving it with the box ticked surfaces the
+      // conflict, since the editor keeps the version the edit started from.
+      $('remote-note').hidden = false;
+      $('remote-note').textContent = `Changed elsewhere at ${new Date().toLocaleTimeString()}; your unsaved edit is kept.`;
+      return;
+    }
     etag = current.etag;
-    const before = JSON.stringify({ name: $('name').value, bio: $('bio').value });
     fill(current.value);
     sessionStorage.setItem('demo.last', JSON.stringify(current.value ?? null));
-    if (JSON.stringify({ name: $('name').value, bio: $('bio').value }) !== before) {
+    if (JSON.stringify(fields()) !== before) {
       $('remote-note').hidden = false;
       $('remote-note').textContent = `Updated from elsewhere at ${new Date().toLocaleTimeString()}.`;
     }
@@ -105,7 +119,8 @@ $('who').addEventListener('submit', (e) => { e.preventDefault(); start(); });
 $('edit').addEventListener('submit', async (e) => {
   e.preventDefault();
   if (!client) await start();
-  const value = { name: $('name').value, bio: $('bio').value };
+  const value = fields();
+  baseline = JSON.stringify(value);
   sessionStorage.setItem('demo.last', JSON.stringify(value));
   await client.put(NS, key, value, { ifMatch: $('check').checked ? etag : null });
   await renderQueue();
