@@ -278,6 +278,36 @@ fn retryable_failure_keeps_the_batch_and_the_backoff_window_is_honoured() {
 }
 
 #[test]
+fn a_run_inside_the_backoff_window_leaves_the_registered_batches_registered() {
+    let mut w = World::new();
+    w.write("a", Some(json!(1)));
+    // Applied, but the answer is lost: the batch must go out again under its own id only.
+    w.db.script
+        .push_back(Step::ProcessThenFail(retryable("timeout", None)));
+    let FlushOutcome::Retrying {
+        next_attempt_at, ..
+    } = w.flush().outcome
+    else {
+        panic!("expected a retry");
+    };
+    assert!(matches!(w.flush().outcome, FlushOutcome::BackingOff { .. }));
+    // A newer write of the same key: re-coalescing now would cover both records.
+    w.write("a", Some(json!(2)));
+    w.now = next_attempt_at;
+    assert_eq!(w.flush().outcome, FlushOutcome::Delivered);
+    let ids: Vec<&str> = w.db.sent.iter().map(|b| b.batch_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(ids[0], ids[1], "the sealed batch was resent under its id");
+    let first = &w.db.sent[0].writes[0].write_id;
+    assert!(
+        w.db.sent[2].writes.iter().all(|x| &x.write_id != first),
+        "the first write went out in a second batch: {:?}",
+        w.db.sent
+    );
+    assert_eq!(w.db.value("a"), Some(json!(2)));
+}
+
+#[test]
 fn retry_after_from_the_server_is_honoured() {
     let mut w = World::new();
     w.write("a", Some(json!(1)));

@@ -163,7 +163,7 @@ pub fn run<S: KvStore, D: DbApi, C: Clock>(
         cfg,
         report: &mut report,
         lease,
-        registered: BTreeSet::new(),
+        registered: None,
         sends: 0,
         settled: BTreeSet::new(),
         read_bytes: Vec::new(),
@@ -178,7 +178,8 @@ pub fn run<S: KvStore, D: DbApi, C: Clock>(
         lease, registered, ..
     } = flush;
     if outcome != FlushOutcome::LeaseLost {
-        // A failed release is harmless: the lease expires, the registry stays.
+        // A failed release is harmless: the lease expires, the registry stays. A run that
+        // never read the registry (backing off, or the store failed first) leaves it as is.
         let _ = lease.release(store, registered);
     }
     report.outcome = outcome;
@@ -225,8 +226,9 @@ struct Flush<'a, S, D, C> {
     cfg: &'a CacheConfig,
     report: &'a mut FlushReport,
     lease: HeldLease,
-    /// The registered batches not yet settled: what the release leaves registered.
-    registered: BTreeSet<BatchId>,
+    /// The registered batches not yet settled: what the release leaves registered; `None`
+    /// until the run has read the registry, and then the release keeps it unchanged.
+    registered: Option<BTreeSet<BatchId>>,
     sends: usize,
     settled: BTreeSet<Stamp>,
     read_bytes: Vec<(Stamp, u64)>,
@@ -297,7 +299,7 @@ impl<S: KvStore, D: DbApi, C: Clock> Flush<'_, S, D, C> {
             // For `/metrics`, which reads them instead of listing the store.
             let buried = self.report.items.dead_lettered + self.report.records_corrupt;
             state.dead_letters = self.listed_dead.saturating_add(buried as u64);
-            state.sealed_batches = self.registered.len() as u64;
+            state.sealed_batches = self.registered.as_ref().map_or(0, |r| r.len() as u64);
         }
         state.last_run_at = Some(self.now);
         state.last_outcome = Some(outcome.label().to_owned());
@@ -329,7 +331,7 @@ impl<S: KvStore, D: DbApi, C: Clock> Flush<'_, S, D, C> {
             return Ok(Delivery::LeaseLost);
         };
         let sealed = self.load_sealed(&registered)?;
-        self.registered = sealed.iter().map(|b| b.id.clone()).collect();
+        self.registered = Some(sealed.iter().map(|b| b.id.clone()).collect());
         let excluded: BTreeSet<Stamp> = sealed.iter().flat_map(|b| b.covered().copied()).collect();
         for batch in sealed {
             if self.sends >= self.cfg.flush_max_batches {
@@ -382,7 +384,7 @@ impl<S: KvStore, D: DbApi, C: Clock> Flush<'_, S, D, C> {
                 // sending.
                 return Ok(Delivery::LeaseLost);
             }
-            self.registered.extend(ids);
+            self.registered.get_or_insert_default().extend(ids);
             if let Some(d) = self.send_group(group)?.into() {
                 return Ok(d);
             }
@@ -595,7 +597,9 @@ impl<S: KvStore, D: DbApi, C: Clock> Flush<'_, S, D, C> {
     }
 
     fn add(&mut self, batch: &SealedBatch, tally: Tally) {
-        self.registered.remove(&batch.id);
+        if let Some(r) = &mut self.registered {
+            r.remove(&batch.id);
+        }
         self.settled.extend(batch.covered().copied());
         self.add_tally(tally);
     }

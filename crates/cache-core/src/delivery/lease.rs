@@ -162,17 +162,18 @@ impl HeldLease {
         self.set_registry(store, sealed)
     }
 
-    /// Gives the lease up, leaving `sealed` registered for the next run. `Ok(false)`: another
-    /// run holds it now (and its record stays as it is).
+    /// Gives the lease up, leaving `sealed` registered for the next run, or the registry as
+    /// it stands when `None` (a run that never read it must not clear it: its batches may have
+    /// been sent). `Ok(false)`: another run holds it now (and its record stays as it is).
     pub fn release(
         mut self,
         store: &mut impl KvStore,
-        sealed: BTreeSet<BatchId>,
+        sealed: Option<BTreeSet<BatchId>>,
     ) -> Result<bool, StoreError> {
         let next = LeaseRecord {
             owner: None,
             expires_at: UnixMillis(0),
-            sealed: Some(sealed),
+            sealed: sealed.or_else(|| self.record.sealed.clone()),
         };
         self.swap(store, next)
     }
@@ -293,10 +294,12 @@ mod tests {
         let mut b = take(&mut store, "b", 60_000);
         assert_eq!(b.registry(), Some(&BTreeSet::from([id(1)])));
         assert!(!a.register(&mut store, &[id(2)]).unwrap());
-        assert!(!a.release(&mut store, BTreeSet::new()).unwrap());
+        assert!(!a.release(&mut store, Some(BTreeSet::new())).unwrap());
         assert_eq!(current(&mut store).unwrap().unwrap().owner, "b");
         assert!(b.register(&mut store, &[id(3)]).unwrap());
-        assert!(b.release(&mut store, BTreeSet::from([id(3)])).unwrap());
+        assert!(b
+            .release(&mut store, Some(BTreeSet::from([id(3)])))
+            .unwrap());
         assert_eq!(current(&mut store).unwrap(), None);
         let c = take(&mut store, "c", 60_001);
         assert_eq!(c.registry(), Some(&BTreeSet::from([id(3)])));
