@@ -6,7 +6,8 @@ use crate::gateway_support::*;
 use crate::support::eventually;
 
 #[tokio::test]
-async fn sixty_four_concurrent_cold_reads_cause_few_origin_fetches() {
+async fn sixty_four_concurrent_cold_reads_cause_one_origin_fetch() {
+    // The embedded host has `wasi:keyvalue/atomics`: the fill claim is a ticket.
     const CLIENTS: usize = 64;
     let db = Db::start().await;
     let gw = Gw::start("gw-stampede", &db, &[]).await;
@@ -33,9 +34,8 @@ async fn sixty_four_concurrent_cold_reads_cause_few_origin_fetches() {
         }
         let fetches = db.reads() - before;
         eprintln!("{CLIENTS} concurrent cold reads, origin latency {latency_ms} ms: {fetches} origin fetches");
-        assert!(fetches >= 1);
-        assert!(
-            fetches <= 8,
+        assert_eq!(
+            fetches, 1,
             "{fetches} origin fetches for {CLIENTS} concurrent misses"
         );
     }

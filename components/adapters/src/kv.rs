@@ -100,6 +100,12 @@ impl KvStore for Stores {
     fn set_many(&mut self, pairs: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
         self.inner().set_many(pairs)
     }
+    fn has_atomic_increment(&self) -> bool {
+        match self {
+            Stores::One(s) => s.has_atomic_increment(),
+            Stores::Split(s) => s.has_atomic_increment(),
+        }
+    }
     fn delete_many(&mut self, keys: &[String]) -> Result<(), StoreError> {
         self.inner().delete_many(keys)
     }
@@ -229,6 +235,10 @@ impl KvStore for SpinKv {
     /// `wasi:keyvalue/atomics` `increment`: one call, atomic on Spin's SQLite (a
     /// transaction) and Redis (`INCRBY`) stores. A count the host reports below zero (a
     /// value that was no counter) reads as 0, as the core's decoding does.
+    fn has_atomic_increment(&self) -> bool {
+        cfg!(feature = "kv-atomics")
+    }
+
     #[cfg(feature = "kv-atomics")]
     fn increment(&mut self, key: &str, delta: u64) -> Result<u64, StoreError> {
         let delta = i64::try_from(delta).unwrap_or(i64::MAX);

@@ -292,8 +292,17 @@ pub fn revalidate<S: KvStore, O: Origin, C: Clock>(
     let mut cx = Cx::new(store, origin, clock, rand, cfg);
     let now = cx.clock.now();
     let caller = gate::identify(cfg, authorization, now)?;
-    let Claim::Fill(held) = fill::claim(cx.store, key, rand, now)? else {
-        return Ok(());
+    // Another request refreshing, or done refreshing, is enough.
+    let held = match fill::claim(cx.store, key, rand, now, None)? {
+        Claim::Fill { held, after: None } => held,
+        Claim::Fill {
+            held,
+            after: Some(_),
+        } => {
+            fill::release(cx.store, held);
+            return Ok(());
+        }
+        Claim::Wait(_) | Claim::Filled(_) => return Ok(()),
     };
     let current = cx
         .store
@@ -466,7 +475,7 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             }
         }
         let fallback = if serving { fallback } else { None };
-        self.fill(caller, key, own, fallback)
+        self.fill(caller, key, own, fallback, key_invalidated_at)
     }
 
     /// Whether `caller` may be served `entry`, found under `slot`: the caller's own entries
@@ -492,33 +501,49 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         )
     }
 
+    /// Serves `entry`, which another request's fill of `slot` stored, as a hit.
+    fn filled_by_another(
+        &mut self,
+        caller: &Caller,
+        slot: &CacheKey,
+        entry: Entry,
+    ) -> Result<Served, RequestError> {
+        self.admit(caller, slot, &entry)?;
+        self.events.push(Event::Hit);
+        Ok(Served {
+            entry,
+            status: CacheStatus::Hit,
+        })
+    }
+
     /// Fills `key` for `caller` (whose own entry of it is `own`, if it can have one) from
     /// the origin, collapsing concurrent misses of the same entry; serves `fallback` (an
-    /// entry and its slot) if the origin fails.
+    /// entry and its slot) if the origin fails. An entry another request stores meanwhile is
+    /// served if it is newer than the key's invalidation `invalidated_at`.
     fn fill(
         &mut self,
         caller: &Caller,
         key: &CacheKey,
         own: Option<CacheKey>,
         fallback: Option<(Entry, CacheKey)>,
+        invalidated_at: Option<UnixMillis>,
     ) -> Result<Served, RequestError> {
         let now = self.clock.now();
         let lease_on = own.clone().unwrap_or_else(|| key.clone());
-        let held = match fill::claim(self.store, &lease_on, self.rand, now)? {
-            Claim::Fill(held) => Some(held),
-            Claim::Wait(until) => {
-                if let Some(entry) = fill::wait_for_entry(self.store, self.clock, &lease_on, until)
-                {
-                    self.admit(caller, &lease_on, &entry)?;
-                    self.events.push(Event::Hit);
-                    return Ok(Served {
-                        entry,
-                        status: CacheStatus::Hit,
-                    });
-                }
-                None
-            }
+        let claimed = fill::claim(self.store, &lease_on, self.rand, now, invalidated_at)?;
+        let (held, waiting) = match claimed {
+            Claim::Fill { held, after } => (Some(held), after),
+            Claim::Wait(waiting) => (None, Some(waiting)),
+            Claim::Filled(entry) => return self.filled_by_another(caller, &lease_on, entry),
         };
+        if let Some(waiting) = waiting {
+            if let Some(entry) = fill::wait_for_entry(self.store, self.clock, &lease_on, &waiting) {
+                if let Some(held) = held {
+                    fill::release(self.store, held);
+                }
+                return self.filled_by_another(caller, &lease_on, entry);
+            }
+        }
         self.events.push(Event::Miss);
         let outcome = match self.fetch(key, caller.authorization(), None) {
             Ok(asked) => self.keep(caller, key, own, asked).map(|entry| Served {

@@ -97,6 +97,14 @@ pub trait KvStore {
         Ok(true)
     }
 
+    /// Whether [`KvStore::increment`] is atomic, as on a host with `wasi:keyvalue/atomics`
+    /// (Spin's SQLite store runs it in a transaction, its Redis store as `INCRBY`): then
+    /// concurrent callers each get a count of their own, which the fill claim uses to make a
+    /// stampede cost one origin fetch ([`crate::serve::fill`]). No, by default.
+    fn has_atomic_increment(&self) -> bool {
+        false
+    }
+
     /// Adds `delta` to the counter under `key` (absent: 0) and returns the new count.
     ///
     /// Atomic where the store has `wasi:keyvalue/atomics`. This default, for stores without
@@ -259,6 +267,9 @@ impl KvStore for MemoryStore {
         Ok(true)
     }
 
+    fn has_atomic_increment(&self) -> bool {
+        true
+    }
     /// Atomic, like compare-and-swap.
     fn increment(&mut self, key: &str, delta: u64) -> Result<u64, StoreError> {
         self.check()?;
@@ -425,6 +436,10 @@ impl<C: KvStore, B: KvStore> KvStore for SplitStore<C, B> {
         new: &[u8],
     ) -> Result<bool, StoreError> {
         self.part(key).compare_and_swap(key, expected, new)
+    }
+    /// The cache's store's: the fill claim's counters live there.
+    fn has_atomic_increment(&self) -> bool {
+        self.cache.has_atomic_increment()
     }
     fn increment(&mut self, key: &str, delta: u64) -> Result<u64, StoreError> {
         self.part(key).increment(key, delta)

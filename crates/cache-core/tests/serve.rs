@@ -106,10 +106,9 @@ fn a_stale_entry_is_served_and_revalidated_after_the_reply() {
 fn a_revalidation_is_skipped_while_another_request_fills() {
     let mut w = cached();
     w.advance_ms(61_000);
-    let lease = fill::encode(&fill::new_lease(1, w.now, fill::LEASE_TTL));
-    w.store
-        .set(&fill::lease_key(&World::key("a")), &lease)
-        .unwrap();
+    // Another request holds this window's fill ticket.
+    let ticket = fill::ticket_key(&World::key("a"), w.now);
+    w.store.increment(&ticket, 1).unwrap();
     w.revalidate("a").unwrap();
     assert_eq!(w.origin.reads.len(), 1);
 }
@@ -357,31 +356,35 @@ fn a_miss_during_another_fill_waits_for_its_entry() {
 }
 
 #[test]
-fn a_waiter_fetches_itself_when_the_lease_lapses_without_an_entry() {
+fn a_waiter_fetches_itself_when_the_holder_never_fills() {
     let mut w = World::new();
-    let lease = fill::encode(&fill::new_lease(1, w.now, fill::LEASE_TTL));
-    let lease_key = fill::lease_key(&World::key("a"));
-    w.store.set(&lease_key, &lease).unwrap();
+    // A holder that crashed after taking this window's ticket.
+    let ticket = fill::ticket_key(&World::key("a"), w.now);
+    w.store.increment(&ticket, 1).unwrap();
     w.origin.found("1", "\"v1\"");
     let out = w.get("a");
     assert_eq!(status(&out), (200, Some(CacheStatus::Miss)));
     assert_eq!(w.now, UnixMillis(T0).saturating_add(fill::LEASE_TTL));
     assert_eq!(w.origin.reads.len(), 1);
-    // A lapsed lease is not ours to delete, and it no longer holds anyone back.
-    assert!(w.store.peek(&lease_key).is_some());
+    // Not ours to delete: the sweep removes it once its window is past.
+    assert!(w.store.peek(&ticket).is_some());
+    w.advance_ms(4_000);
+    w.tick().unwrap();
+    assert_eq!(w.store.peek(&ticket), None);
 }
 
 #[test]
-fn a_miss_takes_over_an_expired_lease() {
+fn a_ticket_of_an_older_window_holds_nobody_back() {
     let mut w = World::new();
-    let old = fill::encode(&fill::new_lease(1, UnixMillis(T0 - 5_000), fill::LEASE_TTL));
-    w.store
-        .set(&fill::lease_key(&World::key("a")), &old)
-        .unwrap();
+    let old = fill::ticket_key(&World::key("a"), UnixMillis(T0 - 5_000));
+    w.store.increment(&old, 1).unwrap();
     w.origin.found("1", "\"v1\"");
     assert_eq!(status(&w.get("a")), (200, Some(CacheStatus::Miss)));
     assert_eq!(w.now, UnixMillis(T0), "no waiting");
-    assert_eq!(w.count("m:fill:"), 0);
+    assert_eq!(
+        w.store.peek(&fill::ticket_key(&World::key("a"), w.now)),
+        None
+    );
 }
 
 // ---- Writes ----
@@ -865,6 +868,9 @@ impl KvStore for Counting {
         self.ops.push("get_keys");
         self.inner.get_keys()
     }
+    fn has_atomic_increment(&self) -> bool {
+        true
+    }
     /// A store with atomics: one operation.
     fn increment(&mut self, key: &str, delta: u64) -> Result<u64, StoreError> {
         self.ops.push("increment");
@@ -897,7 +903,9 @@ fn the_kv_operations_of_a_hit_a_miss_a_put_and_a_patch() {
         idempotency_key: None,
     };
     let ops = |store: &mut Counting| std::mem::take(&mut store.ops).join(" ");
-    let fill = "get set get get set get delete";
+    // The fill: claim the ticket, look for the previous window's, read the entry again;
+    // then re-read and store the entry, and give the ticket back.
+    let fill = "increment get get get set delete";
 
     origin.found("1", "\"v1\"");
     serve::get(&mut store, &mut origin, &mut clock, 1, &cfg, &get("a"));

@@ -14,7 +14,8 @@
 //!
 //! Kept access decisions (`m:grant:{window}:…`) and remembered idempotency keys
 //! (`m:idem:{window}:…`) of windows no lookup reads any more are deleted by name, unread
-//! ([`crate::auth::grant`], [`crate::serve::idempotency`]).
+//! ([`crate::auth::grant`], [`crate::serve::idempotency`]), and so are fill tickets a failed
+//! fill left behind ([`crate::serve::fill`]).
 //! The sweep also deletes the rate counters (`r:` keys, [`crate::limit`]) of windows that
 //! have ended: nothing reads them again, and every caller of every window would otherwise
 //! leave a key behind. The window's end is in the key, so this needs no budget and no read,
@@ -28,6 +29,7 @@ use crate::config::CacheConfig;
 use crate::delivery::bulk_read::read_each;
 use crate::delivery::rewrite_window;
 use crate::envelope;
+use crate::serve::fill;
 use crate::serve::idempotency;
 use crate::serve::invalidate;
 use crate::store::{KvStore, StoreError};
@@ -56,6 +58,8 @@ pub struct SweepReport {
     pub rate_counters: usize,
     /// Idempotency keys deleted because their window is past.
     pub idempotency_expired: usize,
+    /// Fill tickets left by crashed fills, deleted because their window is past.
+    pub fill_tickets_expired: usize,
 }
 
 /// What the last sweep counted, kept in `m:sweep` beside the entries.
@@ -134,6 +138,10 @@ pub fn sweep(
             Some(KvKey::Idempotency { window, .. }) if idempotency::is_dead(window, now) => {
                 store.delete(key)?;
                 report.idempotency_expired += 1;
+            }
+            Some(KvKey::FillTicket { window, .. }) if fill::is_dead_ticket(window, now) => {
+                store.delete(key)?;
+                report.fill_tickets_expired += 1;
             }
             _ => {}
         }

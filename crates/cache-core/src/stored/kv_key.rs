@@ -16,6 +16,7 @@
 //! | `m:flush`                   | flush state: backoff, last outcome, buffer measure  |
 //! | `m:admit:{epoch}:{n\|b\|t}`  | writes, bytes (and first time) admitted in an epoch |
 //! | `m:fill:{hash}`             | fill lease of one cold cache entry                  |
+//! | `m:fill:{window}:{hash}`    | fill claims counted in one lease-length window      |
 //! | `m:rewrite`                 | when the open rewrite window closes (0: closed)     |
 //! | `m:sweep`                   | what the last sweep counted (entries)               |
 //! | `m:dlq`                     | the index of dead letters (their stamps)            |
@@ -187,6 +188,15 @@ pub enum KvKey {
     /// The fill lease of a cache entry, named by the FNV-1a hash of the entry's KV key
     /// (entry keys can be 250 bytes; the hash keeps the lease key short).
     Fill(u64),
+    /// The fill claim counter of a cache entry for one window of [`crate::serve::fill`]'s
+    /// lease length, where the store increments atomically: the window it counts (the sweep
+    /// deletes those of past windows by name alone) and the entry's key hash, as for [`KvKey::Fill`].
+    FillTicket {
+        /// `now / LEASE_TTL` when it was counted.
+        window: u64,
+        /// The FNV-1a hash of the entry's KV key.
+        hash: u64,
+    },
     /// A kept access decision: the `grant_ttl` window it was made in (the sweep deletes
     /// those of past windows by name alone) and a keyed digest of caller, item and access.
     Grant {
@@ -247,6 +257,9 @@ impl KvKey {
                 format!("{META_PREFIX}{ADMIT}{epoch}:{m}")
             }
             KvKey::Fill(hash) => format!("{META_PREFIX}{FILL}{hash:016x}"),
+            KvKey::FillTicket { window, hash } => {
+                format!("{META_PREFIX}{FILL}{window}:{hash:016x}")
+            }
             KvKey::Grant { window, digest } => format!("{META_PREFIX}{GRANT}{window}:{digest}"),
             KvKey::Idempotency { window, digest } => {
                 format!("{META_PREFIX}{IDEMPOTENCY}{window}:{digest}")
@@ -280,11 +293,7 @@ impl KvKey {
                     let (window, digest) = parse_window_digest(rest.strip_prefix(IDEMPOTENCY)?)?;
                     Some(KvKey::Idempotency { window, digest })
                 }
-                _ if rest.starts_with(FILL) => rest
-                    .strip_prefix(FILL)
-                    .filter(|h| h.len() == 16 && h.bytes().all(is_lower_hex))
-                    .and_then(|h| u64::from_str_radix(h, 16).ok())
-                    .map(KvKey::Fill),
+                _ if rest.starts_with(FILL) => parse_fill(rest.strip_prefix(FILL)?),
                 _ if rest.starts_with(GRANT) => parse_grant(rest.strip_prefix(GRANT)?),
                 _ if rest.starts_with(ADMIT) => parse_admitted(rest.strip_prefix(ADMIT)?),
                 _ if rest.starts_with(TALLY) => rest
@@ -297,6 +306,29 @@ impl KvKey {
                     .map(|n| KvKey::Counter(n.to_owned())),
             },
             RecordKind::Rate => parse_rate(rest),
+        }
+    }
+}
+
+/// `{hash}` (a fill lease) or `{window}:{hash}` (a fill ticket), the hash 16 hex digits.
+fn parse_fill(rest: &str) -> Option<KvKey> {
+    let hash = |h: &str| {
+        (h.len() == 16 && h.bytes().all(is_lower_hex))
+            .then(|| u64::from_str_radix(h, 16).ok())
+            .flatten()
+    };
+    match rest.split_once(':') {
+        None => hash(rest).map(KvKey::Fill),
+        Some((w, h)) => {
+            let window: u64 = w.parse().ok()?;
+            // One spelling per key: digits only, no leading zero.
+            if window.to_string() != w {
+                return None;
+            }
+            Some(KvKey::FillTicket {
+                window,
+                hash: hash(h)?,
+            })
         }
     }
 }
@@ -416,6 +448,16 @@ mod tests {
             (format!("m:idem:03:{}", "cd".repeat(16)), None),
             ("m:idem:3:cd".to_owned(), None),
             ("m:history".to_owned(), Some(KvKey::History)),
+            (
+                "m:fill:12:00000000000000ff".to_owned(),
+                Some(KvKey::FillTicket {
+                    window: 12,
+                    hash: 0xff,
+                }),
+            ),
+            ("m:fill:012:00000000000000ff".to_owned(), None),
+            ("m:fill:+12:00000000000000ff".to_owned(), None),
+            ("m:fill:12:ff".to_owned(), None),
             (format!("m:grant:7:{}", "AB".repeat(16)), None),
             ("m:grant:7:ab".to_owned(), None),
             (
