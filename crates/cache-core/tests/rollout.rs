@@ -341,3 +341,353 @@ fn the_gate_refuses_a_raise_but_never_a_rollback_and_force_skips_it() {
         200
     );
 }
+
+// ---- The read path under each mode ----
+
+mod common;
+
+use cache_core::serve::Event;
+use common::World;
+
+fn with_rollout(w: &mut World, state: RolloutState) {
+    let cfg = w.cfg.clone();
+    let body = json!({
+        "mode": state.mode.as_str(),
+        "canary_share": state.canary_share,
+        "canary_writes_buffered": state.canary_writes_buffered,
+        "force": true,
+    });
+    let (status, answer) = post(&mut w.store, &cfg, 1, body);
+    assert_eq!(status, 200, "{answer}");
+}
+
+fn bearer(i: usize) -> String {
+    format!("Bearer token-of-user-{i}")
+}
+
+#[test]
+fn a_passed_through_read_relays_the_origin_answer_and_keeps_nothing() {
+    let mut w = World::new();
+    with_rollout(
+        &mut w,
+        RolloutState {
+            mode: Mode::Passthrough,
+            canary_share: 0,
+            canary_writes_buffered: false,
+        },
+    );
+    w.origin.found(r#"{"v":1}"#, "\"v7\"");
+    let out = w.get_with("a", |r| r.if_none_match = Some("\"v6\"".into()));
+    assert_eq!(out.reply.status, 200);
+    assert_eq!(out.reply.body, br#"{"v":1}"#);
+    assert_eq!(out.reply.header("etag"), Some("\"v7\""));
+    assert_eq!(out.reply.header("x-cache"), Some("PASS"));
+    assert_eq!(out.events, [Event::PassedThroughRead]);
+    // The caller's own validator went to the DB API, and nothing was kept.
+    assert_eq!(w.origin.reads[0].if_none_match.as_deref(), Some("\"v6\""));
+    assert!(w.entry("a").is_none());
+    // Statuses are relayed too, never cached.
+    w.origin.status(404);
+    w.origin.status(500);
+    assert_eq!(w.get("b").reply.status, 404);
+    assert_eq!(w.get("b").reply.status, 500);
+    assert!(w.entry("b").is_none());
+}
+
+#[test]
+fn a_dirty_entry_is_served_from_the_cache_whatever_the_route() {
+    let mut w = World::new();
+    assert_eq!(w.put("a", r#"{"v":2}"#).reply.status, 202);
+    with_rollout(
+        &mut w,
+        RolloutState {
+            mode: Mode::Passthrough,
+            canary_share: 0,
+            canary_writes_buffered: false,
+        },
+    );
+    // The DB API still holds the older value; it is asked only whether the caller may read.
+    w.origin.found(r#"{"v":1}"#, "\"v1\"");
+    let out = w.get("a");
+    assert_eq!(
+        (out.reply.status, out.reply.header("x-cache")),
+        (200, Some("HIT"))
+    );
+    assert_eq!(out.reply.header("x-sync"), Some("pending"));
+    assert_eq!(out.reply.body, br#"{"v":2}"#);
+    assert!(!out.events.contains(&Event::PassedThroughRead));
+    // Once delivered, the entry is clean and reads pass through again.
+    w.flush();
+    w.origin.found(r#"{"v":2}"#, "\"v9\"");
+    assert_eq!(w.get("a").reply.header("x-cache"), Some("PASS"));
+}
+
+#[test]
+fn in_canary_callers_below_the_share_are_served_by_the_cache_and_the_others_pass_through() {
+    let mut w = World::new();
+    w.cfg.auth_key = Some("a-secret-of-sixteen-bytes".into());
+    with_rollout(&mut w, canary(30, false));
+    let state = canary(30, false);
+    let (mut cached, mut passed) = (0, 0);
+    for i in 0..40 {
+        let auth = bearer(i);
+        let inside = in_canary(
+            &state,
+            bucket::of_caller(&Caller::from_header(Some(&auth)), &w.cfg, common::CALLER),
+        );
+        w.origin.found_cc(r#"{"v":1}"#, "\"v1\"", "private");
+        let out = w.get_with(&format!("k{i}"), |r| r.authorization = Some(auth.clone()));
+        let x_cache = out.reply.header("x-cache").unwrap().to_owned();
+        if inside {
+            cached += 1;
+            assert_eq!(x_cache, "MISS", "caller {i}");
+        } else {
+            passed += 1;
+            assert_eq!(x_cache, "PASS", "caller {i}");
+        }
+    }
+    assert!(cached > 0 && passed > 0, "{cached} cached, {passed} passed");
+}
+
+// ---- The write path under each mode ----
+
+use cache_core::serve::Op;
+
+fn passthrough() -> RolloutState {
+    RolloutState {
+        mode: Mode::Passthrough,
+        canary_share: 0,
+        canary_writes_buffered: false,
+    }
+}
+
+#[test]
+fn a_passed_through_write_goes_to_the_db_api_at_once_and_invalidates_the_entry() {
+    let mut w = World::new();
+    w.origin.found(r#"{"v":1}"#, "\"v1\"");
+    assert_eq!(w.get("a").reply.header("x-cache"), Some("MISS"));
+    with_rollout(&mut w, passthrough());
+    let out = w.send_with("a", Op::Put(br#"{"v":2}"#.to_vec()), |r| {
+        r.authorization = Some("Bearer alice".into());
+    });
+    assert_eq!(out.reply.status, 200, "{:?}", out.reply);
+    assert_eq!(out.reply.header("etag"), Some("\"v1\""));
+    assert_eq!(out.reply.header("x-cache"), Some("PASS"));
+    assert_eq!(out.events, [Event::PassedThroughWrite]);
+    let sent = &w.origin.writes[0];
+    assert_eq!((sent.method, sent.path.as_str()), ("PUT", "/v1/items/ns/a"));
+    assert_eq!(sent.body, br#"{"v":2}"#);
+    assert_eq!(sent.authorization.as_deref(), Some("Bearer alice"));
+    assert!(sent.idempotency_key.starts_with("pass-"));
+    assert_eq!(w.count("w:"), 0, "nothing buffered");
+    // The entry the cache held is superseded: the next cached read asks the DB API.
+    with_rollout(
+        &mut w,
+        RolloutState {
+            mode: Mode::Cutover,
+            ..passthrough()
+        },
+    );
+    w.origin.found(r#"{"v":2}"#, "\"v2\"");
+    let out = w.get("a");
+    assert_eq!(
+        (out.reply.header("x-cache"), out.reply.body.as_slice()),
+        (Some("MISS"), &br#"{"v":2}"#[..])
+    );
+    // A DELETE goes as a DELETE, without a body.
+    with_rollout(&mut w, passthrough());
+    assert_eq!(w.send_with("a", Op::Delete, |_| {}).reply.status, 200);
+    assert_eq!(
+        (w.origin.writes[1].method, w.origin.writes[1].body.len()),
+        ("DELETE", 0)
+    );
+    // The DB API's refusals and errors are relayed, and nothing is buffered.
+    w.origin.write_script.push_back(Ok(common::refusal(403)));
+    assert_eq!(w.put("a", "1").reply.status, 403);
+    w.origin
+        .write_script
+        .push_back(Err(cache_core::serve::origin::Unanswered::TimedOut(
+            "slow".into(),
+        )));
+    assert_eq!(w.put("a", "1").reply.status, 504);
+    assert_eq!(w.count("w:"), 0);
+}
+
+#[test]
+fn a_passed_through_write_waits_for_the_buffered_writes_of_its_key() {
+    let mut w = World::new();
+    assert_eq!(w.put("a", r#"{"v":1}"#).reply.status, 202);
+    with_rollout(&mut w, passthrough());
+    let entry_before = w.entry("a");
+    let out = w.put("a", r#"{"v":2}"#);
+    assert_eq!(out.reply.status, 409);
+    assert_eq!(common::error_code(&out), Some("writes_pending"));
+    assert_eq!(out.reply.header("retry-after"), Some("60"));
+    assert!(
+        w.origin.writes.is_empty(),
+        "nothing sent ahead of the buffered write"
+    );
+    assert_eq!(w.entry("a"), entry_before, "the dirty entry stays");
+    // Once the buffer has delivered it, the write goes through.
+    w.flush();
+    assert_eq!(w.put("a", r#"{"v":2}"#).reply.status, 200);
+    assert_eq!(w.origin.writes.len(), 1);
+}
+
+#[test]
+fn a_passed_through_patch_merges_into_the_db_api_value_and_preconditions_hold() {
+    let mut w = World::new();
+    with_rollout(&mut w, passthrough());
+    w.origin.found(r#"{"a":1,"b":2}"#, "\"v5\"");
+    let out = w.send_with("k", Op::Patch(br#"{"b":null,"c":3}"#.to_vec()), |_| {});
+    assert_eq!(out.reply.status, 200, "{:?}", out.reply);
+    let sent: Value = serde_json::from_slice(&w.origin.writes[0].body).unwrap();
+    assert_eq!(sent, json!({"a": 1, "c": 3}));
+    // If-Match against the DB API's current ETag: a mismatch sends nothing.
+    w.origin.found(r#"{"a":1}"#, "\"v6\"");
+    let out = w.send_with("k", Op::Put(b"1".to_vec()), |r| {
+        r.if_match = Some("\"v5\"".into())
+    });
+    assert_eq!(out.reply.status, 412);
+    assert_eq!(w.origin.writes.len(), 1);
+    w.origin.found(r#"{"a":1}"#, "\"v6\"");
+    let out = w.send_with("k", Op::Put(b"1".to_vec()), |r| {
+        r.if_match = Some("\"v6\"".into())
+    });
+    assert_eq!(out.reply.status, 200);
+    // If-None-Match: * on an absent item.
+    w.origin.status(404);
+    let out = w.send_with("new", Op::Put(b"1".to_vec()), |r| {
+        r.if_none_match = Some("*".into())
+    });
+    assert_eq!(out.reply.status, 200);
+    assert_eq!(w.origin.writes.len(), 3);
+}
+
+#[test]
+fn a_retried_passed_through_write_carries_the_same_idempotency_key() {
+    let mut w = World::new();
+    with_rollout(&mut w, passthrough());
+    for _ in 0..2 {
+        let out = w.send_with("a", Op::Put(b"1".to_vec()), |r| {
+            r.idempotency_key = Some("client-key-1".into());
+        });
+        assert_eq!(out.reply.status, 200);
+    }
+    let other = w.send_with("a", Op::Put(b"1".to_vec()), |r| {
+        r.idempotency_key = Some("client-key-2".into());
+    });
+    assert_eq!(other.reply.status, 200);
+    let keys: Vec<&str> = w
+        .origin
+        .writes
+        .iter()
+        .map(|x| x.idempotency_key.as_str())
+        .collect();
+    assert_eq!(keys[0], keys[1]);
+    assert_ne!(keys[0], keys[2]);
+    assert!(
+        !keys[0].contains("client-key"),
+        "the client's key goes as a digest"
+    );
+    let bad = w.send_with("a", Op::Put(b"1".to_vec()), |r| {
+        r.idempotency_key = Some(String::new())
+    });
+    assert_eq!(bad.reply.status, 400);
+    assert_eq!(w.origin.writes.len(), 3);
+}
+
+fn caller_in(w: &World, share: u8, inside: bool) -> String {
+    (0..1000)
+        .map(bearer)
+        .find(|auth| {
+            let b = bucket::of_caller(&Caller::from_header(Some(auth)), &w.cfg, common::CALLER);
+            (b < share) == inside
+        })
+        .unwrap()
+}
+
+#[test]
+fn canary_writes_are_buffered_when_enabled_and_the_others_pass_through() {
+    let mut w = World::new();
+    w.cfg.auth_key = Some("a-secret-of-sixteen-bytes".into());
+    let inside = caller_in(&w, 50, true);
+    let outside = caller_in(&w, 50, false);
+    for buffered in [true, false] {
+        with_rollout(&mut w, canary(50, buffered));
+        let sent = w.origin.writes.len();
+        let out = w.send_with("in", Op::Put(b"1".to_vec()), |r| {
+            r.authorization = Some(inside.clone())
+        });
+        let expected = if buffered { 202 } else { 200 };
+        assert_eq!(
+            out.reply.status, expected,
+            "canary caller, buffered={buffered}"
+        );
+        w.flush();
+        let out = w.send_with("out", Op::Put(b"1".to_vec()), |r| {
+            r.authorization = Some(outside.clone())
+        });
+        assert_eq!(out.reply.status, 200, "caller outside the canary");
+        assert_eq!(w.origin.writes.len() - sent, if buffered { 1 } else { 2 });
+    }
+}
+
+#[test]
+fn a_write_outside_the_canary_is_never_hidden_from_a_canary_reader() {
+    let mut w = World::new();
+    w.cfg.auth_key = Some("a-secret-of-sixteen-bytes".into());
+    let reader = caller_in(&w, 50, true);
+    let writer = caller_in(&w, 50, false);
+    with_rollout(&mut w, canary(50, true));
+    // The canary reader has the value cached (shared: the origin allows it).
+    w.origin
+        .found_cc(r#"{"v":1}"#, "\"v1\"", "public, max-age=3600");
+    let read = |w: &mut World| w.get_with("k", |r| r.authorization = Some(reader.clone()));
+    assert_eq!(read(&mut w).reply.header("x-cache"), Some("MISS"));
+    assert_eq!(read(&mut w).reply.header("x-cache"), Some("HIT"));
+    // A caller outside the canary writes through the DB API and is answered...
+    let out = w.send_with("k", Op::Put(br#"{"v":2}"#.to_vec()), |r| {
+        r.authorization = Some(writer.clone())
+    });
+    assert_eq!(out.reply.status, 200);
+    // ...so the canary reader's next read cannot be the value from before.
+    w.origin
+        .found_cc(r#"{"v":2}"#, "\"v2\"", "public, max-age=3600");
+    let out = read(&mut w);
+    assert_eq!(out.reply.header("x-cache"), Some("MISS"));
+    assert_eq!(out.reply.body, br#"{"v":2}"#);
+}
+
+#[test]
+fn a_passed_through_long_poll_answers_at_once() {
+    use cache_core::serve::{watch, GetRequest};
+    use cache_core::time::TestClock;
+    let mut w = World::new();
+    with_rollout(&mut w, passthrough());
+    w.origin.status(304);
+    let req = GetRequest {
+        key: World::key("a"),
+        authorization: None,
+        if_none_match: Some("\"v1\"".into()),
+        rate_key: common::CALLER.into(),
+    };
+    let mut clock = TestClock::at(w.now);
+    let out = watch::get_waiting(
+        &mut w.store,
+        &mut w.origin,
+        &mut clock,
+        1,
+        &w.cfg,
+        &req,
+        std::time::Duration::from_secs(10),
+    );
+    assert_eq!(
+        (out.reply.status, out.reply.header("x-cache")),
+        (304, Some("PASS"))
+    );
+    assert_eq!(
+        clock.now, w.now,
+        "no wait on a store that holds nothing of it"
+    );
+}
