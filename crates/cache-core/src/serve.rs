@@ -53,11 +53,12 @@
 //!
 //! KV operations: every request starts with one `increment` (its budget; a `get` and a `set`
 //! on a store without atomics; nothing when that budget is `off`). After it, a fresh hit of
-//! an entry for anyone is one `get_many` (the entry and the rollout record). A caller's own entry costs one more `get` (the shared
-//! entry first); an entry behind a grant one or two more (the grant's window and the one
-//! before). A miss that fills is `get_many` (entry), `get`, `set`, `get` (claim the lease), `get`,
-//! `set` (re-read and store the entry), `get`, `delete` (release the lease): five reads and
-//! three writes.
+//! an entry for anyone is one `get_many` (the entry and the rollout record). A caller's own
+//! entry costs one more `get` (the shared entry first); an entry behind a grant one or two
+//! more (the grant's window and the one before). A miss that fills is `get_many` (entry),
+//! `get`, `set`, `get` (claim the lease), `get`, `set` (re-read and store the entry), `get`,
+//! `delete` (release the lease): five reads and three writes. A passed-through read is the
+//! `get_many` alone.
 //!
 //! # One PUT, PATCH or DELETE ([`write`](fn@write))
 //!
@@ -98,8 +99,9 @@
 //! KV operations: after the `increment` of the write budget, a `PUT` without preconditions,
 //! once authorized, is `get_many` (entry and rollout record), `get` (entry), `get` (flush
 //! state), two `increment`s (admission), `set` (record), `get`, `set`, `get` (entry,
-//! checked), `get` (rewrite window): six reads, two increments, two writes, none of them depending on how much the store holds. Without atomics each
-//! `increment` is a `get` and a `set`. Authorizing adds
+//! checked), `get` (rewrite window): six reads, two increments, two writes, none of them
+//! depending on how much the store holds. Without atomics each `increment` is a `get` and a
+//! `set`. Authorizing adds
 //! one or two reads for a kept grant, or one write after asking the DB API. A `PATCH` of a
 //! cached key adds the `GET`'s one read; of an uncached one, the fill's seven (claim, store,
 //! release).
