@@ -21,6 +21,7 @@ mod gateway_evict;
 mod gateway_invalidate;
 mod gateway_limit;
 mod gateway_read;
+mod gateway_rollout;
 mod gateway_stampede;
 mod gateway_support;
 mod gateway_sync;

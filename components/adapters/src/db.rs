@@ -22,7 +22,9 @@ use std::time::Duration;
 use cache_core::config::CacheConfig;
 use cache_core::contract::{BatchRequest, BatchResponse, BATCH_PATH, IDEMPOTENCY_KEY_HEADER};
 use cache_core::db::{parse_batch_answer, DbApi, SendError};
-use cache_core::serve::origin::{AuthorizeCall, ItemAnswer, ItemRead, Origin, Unanswered};
+use cache_core::serve::origin::{
+    AuthorizeCall, ItemAnswer, ItemRead, ItemWrite, Origin, Unanswered,
+};
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{
     ErrorCode, Fields, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions,
@@ -275,6 +277,15 @@ impl Origin for HttpDb {
 
     fn authorize(&mut self, call: &AuthorizeCall) -> Result<ItemAnswer, Unanswered> {
         self.call(Method::Post, call.path, &call.headers(), &call.body)
+    }
+
+    fn write_item(&mut self, write: &ItemWrite) -> Result<ItemAnswer, Unanswered> {
+        let method = if write.method == "DELETE" {
+            Method::Delete
+        } else {
+            Method::Put
+        };
+        self.call(method, &write.path, &write.headers(), &write.body)
     }
 }
 

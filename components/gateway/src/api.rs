@@ -14,8 +14,11 @@ use cache_core::config::CacheConfig;
 use cache_core::counters;
 use cache_core::key::CacheKey;
 use cache_core::limit;
+use cache_core::rollout;
 use cache_core::serve::invalidate;
-use cache_core::serve::origin::{AuthorizeCall, ItemAnswer, ItemRead, Origin, Unanswered};
+use cache_core::serve::origin::{
+    AuthorizeCall, ItemAnswer, ItemRead, ItemWrite, Origin, Unanswered,
+};
 use cache_core::serve::{self, watch, GetRequest, Op, Reply, RequestError, WriteRequest};
 use cache_core::store::KvStore;
 use spin_adapters::db::HttpDb;
@@ -303,6 +306,10 @@ impl Origin for DbOrigin<'_> {
     fn authorize(&mut self, call: &AuthorizeCall) -> Result<ItemAnswer, Unanswered> {
         self.db()?.authorize(call)
     }
+
+    fn write_item(&mut self, write: &ItemWrite) -> Result<ItemAnswer, Unanswered> {
+        self.db()?.write_item(write)
+    }
 }
 
 /// The `/admin/*` routes: `cache_core::admin` behind a method check, the configuration, the
@@ -322,6 +329,18 @@ fn admin_routes(router: &mut Router) {
     router.any("/admin/purge", |req: Request, _: Params| {
         admin_route(&req, (Method::Post, "POST"), |cfg, store| {
             invalidate::purge(store, &mut WallClock, cfg, req.body())
+        })
+    });
+    router.any("/admin/rollout", |req: Request, _: Params| {
+        // Two methods: the one checked is the request's if it is POST, else GET.
+        let post = *req.method() == Method::Post;
+        let method = if post { Method::Post } else { Method::Get };
+        admin_route(&req, (method, "GET, POST"), |cfg, store| {
+            if post {
+                rollout::change::apply(store, cfg, env::now(), req.body())
+            } else {
+                rollout::change::report(store, cfg)
+            }
         })
     });
     router.any("/admin/history", |req: Request, _: Params| {

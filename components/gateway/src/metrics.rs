@@ -81,7 +81,7 @@ pub fn handle(_: Request, _: Params) -> anyhow::Result<Response> {
     let render = || -> Result<String, RequestError> {
         let cfg = settings::get()?;
         let mut kv = Stores::open(&cfg)?;
-        Ok(counters::metrics(&mut kv, env::now())?)
+        Ok(counters::metrics(&mut kv, env::now(), &cfg)?)
     };
     Ok(match render() {
         Ok(text) => Response::builder()

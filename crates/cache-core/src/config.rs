@@ -51,10 +51,15 @@
 //! | `rate_limit_read`       | `600/60s`        | reads per caller and window, or `off`            |
 //! | `rate_limit_write`      | `120/60s`        | writes per caller and window, or `off`           |
 //! | `rate_limit_admin`      | `30/60s`         | admin requests per client address, or `off`      |
+//! | `rollout_mode`          | `cutover`        | `passthrough`, `canary` or `cutover`             |
+//! | `rollout_canary_share`  | `0`              | canary callers, percent of buckets (0–100)       |
+//! | `rollout_canary_writes_buffered` | `false` | canary callers' writes go through the buffer     |
+//! | `rollout_max_mismatch`  | `1`              | the gate's largest shadow mismatch rate, percent |
 //!
 //! Durations are plain seconds or suffixed (`500ms`, `30s`, `5m`, `1h`); sizes are plain bytes
 //! or suffixed (`512KiB`, `1MiB`); budgets are `{requests}/{window}` with the window in whole
-//! seconds ([`crate::limit`] says why these defaults). Fermyon Cloud caps a store at 1024 keys; cache entries,
+//! seconds ([`crate::limit`] says why these defaults). The `rollout_*` variables are the
+//! rollout's defaults; `POST /admin/rollout` overrides them at run time ([`crate::rollout`]). Fermyon Cloud caps a store at 1024 keys; cache entries,
 //! buffered writes, batches and dead letters share it, so keep `max_entries` plus
 //! `max_buffered_writes` below that when deploying there.
 //!
@@ -76,6 +81,7 @@ use crate::auth::jwt::{JwtConfigError, JwtVerifier, MAX_LEEWAY};
 use crate::auth::rules::Rules;
 use crate::envelope::CodecPolicy;
 use crate::limit::{Budget, RateLimits};
+use crate::rollout::state::{Mode, RolloutState};
 use crate::stored::kv_key::MAX_KV_VALUE_BYTES;
 
 /// Room kept free in a 1 MiB KV value for envelope, record and batch overhead.
@@ -174,6 +180,10 @@ pub mod var {
         RATE_LIMIT_READ,
         RATE_LIMIT_WRITE,
         RATE_LIMIT_ADMIN,
+        ROLLOUT_MODE,
+        ROLLOUT_CANARY_SHARE,
+        ROLLOUT_CANARY_WRITES_BUFFERED,
+        ROLLOUT_MAX_MISMATCH,
     ];
     /// Admin bearer token.
     pub const ADMIN_TOKEN: &str = "admin_token";
@@ -203,6 +213,14 @@ pub mod var {
     pub const RATE_LIMIT_WRITE: &str = "rate_limit_write";
     /// Admin budget per client address.
     pub const RATE_LIMIT_ADMIN: &str = "rate_limit_admin";
+    /// The rollout mode by default.
+    pub const ROLLOUT_MODE: &str = "rollout_mode";
+    /// The canary share by default, percent.
+    pub const ROLLOUT_CANARY_SHARE: &str = "rollout_canary_share";
+    /// Whether canary callers' writes are buffered, by default.
+    pub const ROLLOUT_CANARY_WRITES_BUFFERED: &str = "rollout_canary_writes_buffered";
+    /// The gate's largest shadow mismatch rate, percent.
+    pub const ROLLOUT_MAX_MISMATCH: &str = "rollout_max_mismatch";
 }
 
 /// Who decides what a caller may read and write (see [`crate::auth`]).
@@ -321,6 +339,11 @@ pub struct CacheConfig {
     pub auth_rules: Option<Rules>,
     /// The read, write and admin budgets ([`crate::limit`]).
     pub rate_limits: RateLimits,
+    /// The rollout state while no run-time override is stored ([`crate::rollout`]).
+    pub rollout: RolloutState,
+    /// The gate refuses raising the rollout while the shadow mismatch rate, percent, is above
+    /// this ([`crate::rollout::gate`]).
+    pub rollout_max_mismatch: u8,
 }
 
 impl fmt::Debug for CacheConfig {
@@ -360,6 +383,8 @@ impl fmt::Debug for CacheConfig {
             .field("jwt_verifier", &self.jwt_verifier)
             .field("auth_rules", &self.auth_rules)
             .field("rate_limits", &self.rate_limits)
+            .field("rollout", &self.rollout)
+            .field("rollout_max_mismatch", &self.rollout_max_mismatch)
             .finish()
     }
 }
@@ -598,6 +623,22 @@ impl CacheConfig {
                     admin: r.budget(var::RATE_LIMIT_ADMIN, default.admin)?,
                 }
             },
+            rollout: RolloutState {
+                mode: r.parsed(
+                    var::ROLLOUT_MODE,
+                    Mode::Cutover,
+                    Mode::parse_configurable,
+                    "passthrough, canary or cutover",
+                )?,
+                canary_share: percent(r.count(var::ROLLOUT_CANARY_SHARE, 0, (0, 100))?),
+                canary_writes_buffered: r.parsed(
+                    var::ROLLOUT_CANARY_WRITES_BUFFERED,
+                    false,
+                    parse_bool,
+                    "true or false",
+                )?,
+            },
+            rollout_max_mismatch: percent(r.count(var::ROLLOUT_MAX_MISMATCH, 1, (0, 100))?),
         };
         cfg.cross_check()
     }
@@ -667,6 +708,19 @@ impl CacheConfig {
         CodecPolicy {
             compress_min_bytes: self.compress_min_bytes,
         }
+    }
+}
+
+/// A count already checked to be within 0–100.
+fn percent(v: usize) -> u8 {
+    u8::try_from(v).unwrap_or(100)
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
     }
 }
 

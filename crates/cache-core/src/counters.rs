@@ -18,7 +18,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::config::CacheConfig;
 use crate::delivery::state::{gauges, FlushStats};
+use crate::rollout;
+use crate::rollout::state::{Mode, RolloutState};
 use crate::serve::reply::ERROR_CODES;
 use crate::serve::Event;
 use crate::store::{decode_counter, KvStore, StoreError};
@@ -41,6 +44,10 @@ pub const ORIGIN_FETCH_MS: &str = "origin_fetch_ms";
 pub const WRITES_BUFFERED: &str = "writes_buffered";
 /// Requests let through uncounted because the store did not keep their rate counter.
 pub const RATE_UNCOUNTED: &str = "rate_uncounted";
+/// Reads passed through to the DB API ([`crate::rollout`]).
+pub const PASSTHROUGH_READS: &str = "passthrough_reads";
+/// Writes passed through to the DB API ([`crate::rollout`]).
+pub const PASSTHROUGH_WRITES: &str = "passthrough_writes";
 const ERROR_PREFIX: &str = "error.";
 
 /// The counter a request event adds to.
@@ -53,6 +60,8 @@ pub fn of_event(event: Event) -> &'static str {
         Event::Miss => MISSES,
         Event::WriteBuffered => WRITES_BUFFERED,
         Event::RateUncounted => RATE_UNCOUNTED,
+        Event::PassedThroughRead => PASSTHROUGH_READS,
+        Event::PassedThroughWrite => PASSTHROUGH_WRITES,
     }
 }
 
@@ -88,6 +97,8 @@ fn names() -> Vec<String> {
         ORIGIN_FETCH_MS,
         WRITES_BUFFERED,
         RATE_UNCOUNTED,
+        PASSTHROUGH_READS,
+        PASSTHROUGH_WRITES,
     ]
     .into_iter()
     .map(str::to_owned)
@@ -121,12 +132,49 @@ pub fn load(store: &mut impl KvStore) -> Result<BTreeMap<String, u64>, StoreErro
         .collect())
 }
 
-/// The `/metrics` text, read without listing the store: the counters by name and the gauges
-/// of [`crate::delivery::state::gauges`].
-pub fn metrics(store: &mut impl KvStore, now: UnixMillis) -> Result<String, StoreError> {
+/// The `/metrics` text, read without listing the store: the counters by name, the gauges
+/// of [`crate::delivery::state::gauges`], and the rollout in force ([`render_rollout`]).
+pub fn metrics(
+    store: &mut impl KvStore,
+    now: UnixMillis,
+    cfg: &CacheConfig,
+) -> Result<String, StoreError> {
     let counters = load(store)?;
     let stats = gauges(store, now)?;
-    Ok(render(&counters, &stats))
+    let rollout = rollout::state::load(store, cfg)?;
+    let mut text = render(&counters, &stats);
+    text.push_str(&render_rollout(&rollout.state));
+    Ok(text)
+}
+
+/// The rollout in force as gauges: the canary share, and the mode as one series per mode
+/// (1 for the one in force). Requests by path are the counters: passed through
+/// (`cache_passthrough_*_total`), or served by the cache (hits, misses, stale, negative
+/// hits, buffered writes).
+#[must_use]
+pub fn render_rollout(state: &RolloutState) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP cache_rollout_canary_share_percent The canary's share of callers (in canary mode).\n\
+         # TYPE cache_rollout_canary_share_percent gauge\n\
+         cache_rollout_canary_share_percent {}",
+        state.canary_share
+    );
+    let _ = writeln!(
+        out,
+        "# HELP cache_rollout_mode The rollout mode in force (1) and the others (0).\n\
+         # TYPE cache_rollout_mode gauge"
+    );
+    for mode in [Mode::Passthrough, Mode::Canary, Mode::Cutover] {
+        let _ = writeln!(
+            out,
+            "cache_rollout_mode{{mode=\"{}\"}} {}",
+            mode.as_str(),
+            u8::from(mode == state.mode)
+        );
+    }
+    out
 }
 
 /// The Prometheus text exposition (format 0.0.4) of `counters` and `stats`.
@@ -161,6 +209,16 @@ pub fn render(counters: &BTreeMap<String, u64>, stats: &FlushStats) -> String {
         "cache_rate_limit_uncounted_total",
         "Requests let through uncounted because the store did not keep their rate counter.",
         get(RATE_UNCOUNTED),
+    );
+    counter(
+        "cache_passthrough_reads_total",
+        "Reads passed through to the DB API by the rollout.",
+        get(PASSTHROUGH_READS),
+    );
+    counter(
+        "cache_passthrough_writes_total",
+        "Writes passed through to the DB API by the rollout.",
+        get(PASSTHROUGH_WRITES),
     );
     let fetches = get(ORIGIN_FETCHES);
     let ms = get(ORIGIN_FETCH_MS);

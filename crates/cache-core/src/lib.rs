@@ -67,6 +67,7 @@ pub mod hash;
 pub mod history;
 pub mod key;
 pub mod limit;
+pub mod rollout;
 pub mod serve;
 pub mod stamp;
 pub mod store;

@@ -19,7 +19,11 @@
 //!
 //! # One GET ([`get`])
 //!
-//! 1. Read the shared entry (`c:{ns}:{key}`); [`plan_read`] decides. A value that does not
+//! 0. Read the shared entry (`c:{ns}:{key}`) and the rollout record (`m:rollout`) in one
+//!    `get_many`. When the rollout passes this caller's reads through
+//!    ([`crate::rollout::decide`]) and the entry is not dirty, the DB API's answer is
+//!    relayed and nothing more happens ([`pass`]).
+//! 1. With the shared entry read, [`plan_read`] decides. A value that does not
 //!    decode is a miss and is overwritten.
 //! 2. Fresh, or dirty (the DB API has not seen its write yet, so it is the newest truth) →
 //!    serve it, if the caller may be served it: an entry for anyone needs nothing, any other
@@ -49,16 +53,24 @@
 //!
 //! KV operations: every request starts with one `increment` (its budget; a `get` and a `set`
 //! on a store without atomics; nothing when that budget is `off`). After it, a fresh hit of
-//! an entry for anyone is one `get`. A caller's own entry costs one more `get` (the shared
-//! entry first); an entry behind a grant one or two more (the grant's window and the one
-//! before). A miss that fills is `get` (entry), `get`, `set`, `get` (claim the lease), `get`,
-//! `set` (re-read and store the entry), `get`, `delete` (release the lease): five reads and
-//! three writes.
+//! an entry for anyone is one `get_many` (the entry and the rollout record). A caller's own
+//! entry costs one more `get` (the shared entry first); an entry behind a grant one or two
+//! more (the grant's window and the one before). A miss that fills is `get_many` (entry),
+//! `get`, `set`, `get` (claim the lease), `get`, `set` (re-read and store the entry), `get`,
+//! `delete` (release the lease): five reads and three writes. A passed-through read is the
+//! `get_many` alone.
 //!
 //! # One PUT, PATCH or DELETE ([`write`](fn@write))
 //!
 //! 1. Validate: the body within `max_value_bytes` and JSON. A rejected request stores nothing.
-//! 2. Authorize ([`gate::authorize_write`]): a kept
+//! 2. Read the shared entry and the rollout record (one `get_many`). When the rollout sends
+//!    this caller's writes to the DB API, the write is passed through ([`pass`]): refused
+//!    with `409 writes_pending` while the entry is dirty (buffered writes of the key would
+//!    overtake it), else sent to the DB API's item route with the caller's `Authorization`
+//!    and an `Idempotency-Key` (a `PATCH` or a precondition reads the DB API's value first),
+//!    the key invalidated ([`invalidate`]) and the DB API's answer relayed.
+//!
+//!    Otherwise authorize ([`gate::authorize_write`]): a kept
 //!    write grant, or the DB API's authorization call with the caller's credentials; a
 //!    refusal is passed through, an unanswered call is `503`, and nothing is stored. The
 //!    principal it names goes into the buffer record.
@@ -85,10 +97,11 @@
 //! 10. `202 Accepted` with `ETag: "w{stamp}"` and `X-Sync: pending`.
 //!
 //! KV operations: after the `increment` of the write budget, a `PUT` without preconditions,
-//! once authorized, is `get` (entry), `get` (flush state), two `increment`s (admission),
-//! `set` (record), `get`, `set`, `get` (entry, checked), `get` (rewrite window): five
-//! reads, two increments, two writes, none of them depending on how much the store holds. Without atomics each
-//! `increment` is a `get` and a `set`. Authorizing adds
+//! once authorized, is `get_many` (entry and rollout record), `get` (entry), `get` (flush
+//! state), two `increment`s (admission), `set` (record), `get`, `set`, `get` (entry,
+//! checked), `get` (rewrite window): six reads, two increments, two writes, none of them
+//! depending on how much the store holds. Without atomics each `increment` is a `get` and a
+//! `set`. Authorizing adds
 //! one or two reads for a kept grant, or one write after asking the DB API. A `PATCH` of a
 //! cached key adds the `GET`'s one read; of an uncached one, the fill's seven (claim, store,
 //! release).
@@ -104,6 +117,7 @@ pub mod idempotency;
 pub mod invalidate;
 pub(crate) mod merge_patch;
 pub mod origin;
+pub mod pass;
 pub mod policy;
 pub mod prepare;
 pub mod read;
@@ -128,6 +142,8 @@ use crate::entry::{Audience, Entry, EntryKind};
 use crate::envelope::{self, EnvelopeError};
 use crate::key::CacheKey;
 use crate::limit::{self, Class, RateState};
+use crate::rollout;
+use crate::rollout::decide::{read_route, write_route, ReadRoute, WriteRoute};
 use crate::serve::merge_patch::merge_patch;
 use crate::serve::policy::Windows;
 use crate::serve::read::{apply_origin, plan_read, OriginAnswer, OriginApply, ReadPlan};
@@ -221,6 +237,10 @@ pub enum Event {
     WriteBuffered,
     /// The store did not keep the request's rate counter; it went ahead uncounted.
     RateUncounted,
+    /// A read was passed through to the DB API ([`pass`]).
+    PassedThroughRead,
+    /// A write was passed through to the DB API ([`pass`]).
+    PassedThroughWrite,
 }
 
 /// Work to run after the reply is sent.
@@ -414,7 +434,22 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
     fn get(&mut self, req: &GetRequest) -> Result<Reply, RequestError> {
         let caller = self.caller(Class::Read, req.authorization.as_deref(), &req.rate_key)?;
         gate::check_rules(self.cfg, &caller, &req.key, Access::Read)?;
-        let served = self.read(&caller, &req.key.unscoped(), true)?;
+        let key = req.key.unscoped();
+        // The shared entry and the rollout record in one call.
+        let mut both = self
+            .store
+            .get_many(&[key.kv_key(), rollout::state::kv_key()])?
+            .into_iter();
+        let shared = both.next().flatten();
+        let rollout = rollout::state::decode(both.next().flatten().as_deref(), self.cfg);
+        let bucket = rollout::bucket::of_caller(&caller, self.cfg, &req.rate_key);
+        if read_route(&rollout.state, bucket) == ReadRoute::Origin && !is_dirty(shared.as_deref()) {
+            self.events.push(Event::PassedThroughRead);
+            let read =
+                origin::item_read(&key, caller.authorization(), req.if_none_match.as_deref());
+            return pass::relay(self.origin.get_item(&read));
+        }
+        let served = self.read_from(&caller, &key, true, Some(shared))?;
         let now = self.clock.now();
         Ok(reply::entry(
             &served.entry,
@@ -433,12 +468,26 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         key: &CacheKey,
         serving: bool,
     ) -> Result<Served, RequestError> {
+        self.read_from(caller, key, serving, None)
+    }
+
+    /// [`Cx::read`] with the shared entry already read (`shared`), when it was.
+    fn read_from(
+        &mut self,
+        caller: &Caller,
+        key: &CacheKey,
+        serving: bool,
+        mut shared: Option<Option<Vec<u8>>>,
+    ) -> Result<Served, RequestError> {
         let now = self.clock.now();
         let mut fallback = None;
         let mut key_invalidated_at = None;
         let own = caller.own_entry(self.cfg, key);
         for slot in std::iter::once(key).chain(own.as_ref()) {
-            let stored = self.store.get(&slot.kv_key())?;
+            let stored = match shared.take() {
+                Some(read) => read,
+                None => self.store.get(&slot.kv_key())?,
+            };
             let (entry, stale) = match plan_read(stored.as_deref(), now, key_invalidated_at) {
                 ReadPlan::Serve(entry) => (entry, false),
                 ReadPlan::ServeAndRevalidate(entry) => (entry, true),
@@ -704,6 +753,21 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             Op::Put(bytes) | Op::Patch(bytes) => Some(json_body(bytes, self.cfg)?),
             Op::Delete => None,
         };
+        // The rollout record with the shared entry: a write outside the buffered rollout
+        // goes to the DB API, unless buffered writes of the key are still pending.
+        let mut both = self
+            .store
+            .get_many(&[key.kv_key(), rollout::state::kv_key()])?
+            .into_iter();
+        let shared = both.next().flatten();
+        let rollout = rollout::state::decode(both.next().flatten().as_deref(), self.cfg);
+        let bucket = rollout::bucket::of_caller(&caller, self.cfg, &req.rate_key);
+        if write_route(&rollout.state, bucket) == WriteRoute::Origin {
+            if is_dirty(shared.as_deref()) {
+                return Err(RequestError::WritesPending);
+            }
+            return self.pass_write(req, key, &caller, body);
+        }
         let now = self.clock.now();
         let subject = gate::authorize_write(self.store, self.origin, self.cfg, &caller, key, now)?;
         // A repeat is judged only now, after the checks every write passes.
@@ -734,6 +798,71 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             claim.abandon(self.store);
         }
         result
+    }
+
+    /// A write passed through to the DB API ([`pass`]): the DB API authorizes it with the
+    /// caller's credentials; a `PATCH` or a precondition is judged against the DB API's
+    /// current value, read first; the shared entry is invalidated after the DB API answered
+    /// (whatever it answered), so no reader is served what the cache held before.
+    fn pass_write(
+        &mut self,
+        req: &WriteRequest,
+        key: &CacheKey,
+        caller: &Caller,
+        body: Option<Value>,
+    ) -> Result<Reply, RequestError> {
+        gate::check_rules(self.cfg, caller, key, Access::Write)?;
+        let idempotency_key = match &req.idempotency_key {
+            Some(idem) if !idempotency::is_valid_key(idem) => {
+                return Err(RequestError::BadRequest(
+                    "Idempotency-Key must be 1–255 visible ASCII characters".into(),
+                ))
+            }
+            Some(idem) => caller
+                .idempotency_digest(self.cfg, key, idem)
+                .map(|d| format!("pass-{d}"))
+                .ok_or(RequestError::IdempotencyUnavailable)?,
+            None => format!("pass-{:016x}-{}", self.rand, self.clock.now().0),
+        };
+        let is_patch = matches!(req.op, Op::Patch(_));
+        let value = if is_patch || req.if_match.is_some() || req.if_none_match.is_some() {
+            gate::check_rules(self.cfg, caller, key, Access::Read)?;
+            let asked = self.fetch(key, caller.authorization(), None)?;
+            let (current, etag) = match asked.fetched.answer {
+                OriginAnswer::Found { value, etag, .. } => (
+                    Some(serde_json::from_slice::<Value>(&value).unwrap_or(Value::Null)),
+                    etag,
+                ),
+                _ => (None, None),
+            };
+            check_preconditions_on(
+                current.as_ref().map(|_| etag.as_deref()),
+                req.if_match.as_deref(),
+                req.if_none_match.as_deref(),
+            )?;
+            match body {
+                Some(patch) if is_patch => Some(merge_patch(
+                    current.as_ref().unwrap_or(&Value::Null),
+                    &patch,
+                )),
+                other => other,
+            }
+        } else {
+            body
+        };
+        let write = origin::ItemWrite {
+            method: if value.is_some() { "PUT" } else { "DELETE" },
+            path: crate::contract::item_path(key.ns(), key.key()),
+            authorization: caller.authorization().map(str::to_owned),
+            idempotency_key,
+            body: value
+                .map(|v| serde_json::to_vec(&v).unwrap_or_default())
+                .unwrap_or_default(),
+        };
+        let answer = self.origin.write_item(&write);
+        invalidate::invalidate(self.store, self.clock, self.cfg, std::slice::from_ref(key))?;
+        self.events.push(Event::PassedThroughWrite);
+        pass::relay(answer)
     }
 
     /// The write after authorization (steps 3–10 of the module docs). A `claim` is taken
@@ -817,6 +946,13 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
     }
 }
 
+/// Whether a stored entry holds a write the DB API has not received yet.
+fn is_dirty(stored: Option<&[u8]>) -> bool {
+    stored
+        .and_then(|b| envelope::decode(b).ok())
+        .is_some_and(|e| e.is_dirty())
+}
+
 /// The body of a `PUT` or `PATCH` as JSON, within the size limit.
 fn json_body(bytes: &[u8], cfg: &CacheConfig) -> Result<Value, RequestError> {
     let limit = cfg.max_value_bytes.min(MAX_KV_VALUE_BYTES);
@@ -835,9 +971,21 @@ fn check_preconditions(
     if_match: Option<&str>,
     if_none_match: Option<&str>,
 ) -> Result<(), RequestError> {
-    let current = base.filter(|e| e.kind == EntryKind::Value);
+    let current = base
+        .filter(|e| e.kind == EntryKind::Value)
+        .map(|e| e.etag.as_deref());
+    check_preconditions_on(current, if_match, if_none_match)
+}
+
+/// [`check_preconditions`] against the current value's ETag: `None` when there is no value,
+/// `Some(None)` for a value without one.
+fn check_preconditions_on(
+    current: Option<Option<&str>>,
+    if_match: Option<&str>,
+    if_none_match: Option<&str>,
+) -> Result<(), RequestError> {
     if let Some(im) = if_match {
-        let matches = current.is_some_and(|e| match e.etag.as_deref() {
+        let matches = current.is_some_and(|etag| match etag {
             Some(etag) => etag_list_matches_strong(im, etag),
             None => im.trim() == "*",
         });
@@ -846,7 +994,7 @@ fn check_preconditions(
         }
     }
     if let Some(inm) = if_none_match {
-        let matches = current.is_some_and(|e| match e.etag.as_deref() {
+        let matches = current.is_some_and(|etag| match etag {
             Some(etag) => etag_list_matches(inm, etag),
             None => inm.trim() == "*",
         });

@@ -184,7 +184,7 @@ fn metrics_are_read_without_listing_the_store() {
         &mut w.store,
         [("hits".to_owned(), 5), ("error.bad_key".to_owned(), 2)].into(),
     );
-    let text = cache_core::counters::metrics(&mut Unlisted(&mut w.store), w.now).unwrap();
+    let text = cache_core::counters::metrics(&mut Unlisted(&mut w.store), w.now, &w.cfg).unwrap();
     assert_eq!(sample(&text, "cache_entries"), Some(3), "{text}");
     assert_eq!(sample(&text, "cache_buffered_writes"), Some(2), "{text}");
     assert_eq!(sample(&text, "cache_dead_letters"), Some(1), "{text}");

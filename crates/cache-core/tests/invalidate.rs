@@ -141,6 +141,13 @@ impl Origin for ChangedWhileAsked {
     ) -> Result<ItemAnswer, Unanswered> {
         Err(Unanswered::Failed("not used".into()))
     }
+
+    fn write_item(
+        &mut self,
+        _: &cache_core::serve::origin::ItemWrite,
+    ) -> Result<ItemAnswer, Unanswered> {
+        Err(Unanswered::Failed("not used".into()))
+    }
 }
 
 #[test]

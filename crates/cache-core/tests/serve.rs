@@ -871,6 +871,11 @@ impl KvStore for Counting {
     fn has_atomic_increment(&self) -> bool {
         true
     }
+    /// One operation, as Spin's `wasi:keyvalue/batch` and the embedded host make it.
+    fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.ops.push("get_many");
+        keys.iter().map(|k| self.inner.get(k)).collect()
+    }
     /// A store with atomics: one operation.
     fn increment(&mut self, key: &str, delta: u64) -> Result<u64, StoreError> {
         self.ops.push("increment");
@@ -909,18 +914,24 @@ fn the_kv_operations_of_a_hit_a_miss_a_put_and_a_patch() {
 
     origin.found("1", "\"v1\"");
     serve::get(&mut store, &mut origin, &mut clock, 1, &cfg, &get("a"));
-    assert_eq!(ops(&mut store), format!("increment get {fill}"), "miss");
+    // The entry and the rollout record are read together.
+    assert_eq!(
+        ops(&mut store),
+        format!("increment get_many {fill}"),
+        "miss"
+    );
 
     serve::get(&mut store, &mut origin, &mut clock, 2, &cfg, &get("a"));
-    assert_eq!(ops(&mut store), "increment get", "hit");
+    assert_eq!(ops(&mut store), "increment get_many", "hit");
 
     // A store no flush run has measured yet: its first write dates the admission epoch.
+    // Every write reads the rollout record with the entry first (`get_many`).
     let put = "get get increment increment set get set get get";
     let req = write("a", Op::Put(b"1".to_vec()));
     serve::write(&mut store, &mut origin, &mut clock, 3, &cfg, &req);
     assert_eq!(
         ops(&mut store),
-        "increment get get increment increment set set get set get get",
+        "increment get_many get get increment increment set set get set get get",
         "first put"
     );
     let flushed = FlushState {
@@ -931,13 +942,13 @@ fn the_kv_operations_of_a_hit_a_miss_a_put_and_a_patch() {
     let req = write("a", Op::Put(b"2".to_vec()));
     let out = serve::write(&mut store, &mut origin, &mut clock, 3, &cfg, &req);
     assert_eq!(out.reply.status, 202);
-    assert_eq!(ops(&mut store), format!("increment {put}"), "put");
+    assert_eq!(ops(&mut store), format!("increment get_many {put}"), "put");
 
     let req = write("a", Op::Patch(b"3".to_vec()));
     serve::write(&mut store, &mut origin, &mut clock, 4, &cfg, &req);
     assert_eq!(
         ops(&mut store),
-        format!("increment get {put}"),
+        format!("increment get_many get {put}"),
         "patch of a cached key"
     );
 
@@ -947,7 +958,7 @@ fn the_kv_operations_of_a_hit_a_miss_a_put_and_a_patch() {
     assert_eq!(out.reply.status, 202);
     assert_eq!(
         ops(&mut store),
-        format!("increment get {fill} {put}"),
+        format!("increment get_many get {fill} {put}"),
         "patch of an uncached key"
     );
 
@@ -956,10 +967,10 @@ fn the_kv_operations_of_a_hit_a_miss_a_put_and_a_patch() {
     let mut off = cfg.clone();
     off.rate_limits = RateLimits::OFF;
     serve::get(&mut store, &mut origin, &mut clock, 6, &off, &get("a"));
-    assert_eq!(ops(&mut store), "get", "hit, read budget off");
+    assert_eq!(ops(&mut store), "get_many", "hit, read budget off");
     let mut plain = WithoutAtomics(store);
     serve::get(&mut plain, &mut origin, &mut clock, 7, &cfg, &get("a"));
-    assert_eq!(ops(&mut plain.0), "get set get", "hit, no atomics");
+    assert_eq!(ops(&mut plain.0), "get set get_many", "hit, no atomics");
 }
 
 // ---- Errors ----

@@ -103,6 +103,17 @@ impl Caller {
         digest(cfg, &["rate", kind, identity]).map(|d| format!("p:{d}"))
     }
 
+    /// What stands for this caller's principal in its rollout bucket
+    /// ([`crate::rollout::bucket`]): a keyed digest of its subject or credential under
+    /// `auth_key`, or without one a plain SHA-256 of it (never stored: it is reduced to a
+    /// bucket number on the spot); `None` for an anonymous caller.
+    #[must_use]
+    pub fn rollout_digest(&self, cfg: &CacheConfig) -> Option<String> {
+        let (kind, identity) = self.identity()?;
+        let parts = ["rollout", kind, identity];
+        digest(cfg, &parts).or_else(|| Some(plain_digest(&parts.map(str::as_bytes))))
+    }
+
     /// The digest naming this caller's decision about `access` to `key`; `None` without an
     /// `auth_key`. An anonymous caller has one too: its decisions are kept like any other.
     #[must_use]

@@ -1,7 +1,7 @@
 //! Every variable in one lookup: the `cache_settings` component variable.
 //!
 //! Each Spin variable lookup is a host call, and a request reads the whole configuration:
-//! 37 calls, most of what the configuration costs a cache hit (wasmtime's lifting, lowering
+//! 41 calls, most of what the configuration costs a cache hit (wasmtime's lifting, lowering
 //! and task bookkeeping per call, not the lookup itself). Spin's component variables are
 //! templates over the application's variables, and a template may hold any number of them
 //! ([`template`]), so the manifest hands each component one variable whose value Spin

@@ -99,6 +99,40 @@ impl AuthorizeCall {
     }
 }
 
+/// One item write passed through to the DB API ([`super::pass`]), ready to send:
+/// `{method} {db_api_url}{path}` with [`ItemWrite::headers`] and the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemWrite {
+    /// `PUT` or `DELETE`.
+    pub method: &'static str,
+    /// The path below the DB API's base URL.
+    pub path: String,
+    /// The caller's own `Authorization`, if it sent one.
+    pub authorization: Option<String>,
+    /// The `Idempotency-Key` that keeps a resent write single at the DB API.
+    pub idempotency_key: String,
+    /// The JSON value of a `PUT`; empty for a `DELETE`.
+    pub body: Vec<u8>,
+}
+
+impl ItemWrite {
+    /// The request headers, lowercase.
+    #[must_use]
+    pub fn headers(&self) -> Vec<(&'static str, &str)> {
+        let mut headers = vec![
+            ("accept", "application/json"),
+            ("idempotency-key", self.idempotency_key.as_str()),
+        ];
+        if !self.body.is_empty() {
+            headers.push(("content-type", "application/json"));
+        }
+        if let Some(a) = &self.authorization {
+            headers.push(("authorization", a.as_str()));
+        }
+        headers
+    }
+}
+
 /// What the DB API answered, unjudged.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ItemAnswer {
@@ -131,6 +165,8 @@ pub trait Origin {
     fn get_item(&mut self, read: &ItemRead) -> Result<ItemAnswer, Unanswered>;
     /// Sends `call` and returns the answer.
     fn authorize(&mut self, call: &AuthorizeCall) -> Result<ItemAnswer, Unanswered>;
+    /// Sends `write` (a passed-through item write) and returns the answer.
+    fn write_item(&mut self, write: &ItemWrite) -> Result<ItemAnswer, Unanswered>;
 }
 
 /// The read of `key` for a caller that sent `client_auth`, conditional on `etag` when given.

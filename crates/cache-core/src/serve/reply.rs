@@ -168,6 +168,14 @@ pub enum RequestError {
     /// 400: a credentialed caller sent an `Idempotency-Key`, and without `auth_key` nothing
     /// can be kept per caller.
     IdempotencyUnavailable,
+    /// 409: a rollout change that raises the rollout while the gate refuses
+    /// ([`crate::rollout::gate`]); nothing changed.
+    RolloutGated(String),
+    /// 409: the rollout record changed while this change was being made; nothing changed.
+    RolloutConflict,
+    /// 409 with `Retry-After`: a write that would go to the DB API directly while buffered
+    /// writes of the key are not yet delivered (it would be overtaken by them).
+    WritesPending,
     /// 400: a long-poll's `wait` is not a whole number of seconds within the bound
     /// ([`crate::serve::watch`]).
     BadWait(String),
@@ -193,7 +201,7 @@ impl From<ConfigError> for RequestError {
 
 /// Every code an error reply can carry ([`RequestError::parts`]), so that `/metrics` reads
 /// the error counters by name instead of listing the store for them.
-pub const ERROR_CODES: [&str; 32] = [
+pub const ERROR_CODES: [&str; 35] = [
     "access_unchecked",
     "admin_disabled",
     "backpressure",
@@ -219,6 +227,8 @@ pub const ERROR_CODES: [&str; 32] = [
     "precondition_failed",
     "rate_limited",
     "record_unreadable",
+    "rollout_conflict",
+    "rollout_gated",
     "store_error",
     "store_full",
     "store_unavailable",
@@ -226,6 +236,7 @@ pub const ERROR_CODES: [&str; 32] = [
     "unauthenticated",
     "unauthorized",
     "unsupported_media_type",
+    "writes_pending",
 ];
 
 impl RequestError {
@@ -329,6 +340,19 @@ impl RequestError {
                     .to_owned(),
             ),
             RequestError::BadWait(m) => (400, "bad_wait", m.clone()),
+            RequestError::RolloutGated(m) => (409, "rollout_gated", m.clone()),
+            RequestError::RolloutConflict => (
+                409,
+                "rollout_conflict",
+                "the rollout was changed meanwhile; read it again and retry".to_owned(),
+            ),
+            RequestError::WritesPending => (
+                409,
+                "writes_pending",
+                "buffered writes of this key are not yet delivered to the DB API; a write \
+                 sent to it directly now would be overtaken by them: retry after the next flush"
+                    .to_owned(),
+            ),
         }
     }
 
@@ -363,6 +387,9 @@ impl RequestError {
             )),
             RequestError::AccessUnchecked(_) | RequestError::IdempotencyInProgress => {
                 headers.push(("retry-after", "1".to_owned()));
+            }
+            RequestError::WritesPending => {
+                headers.push(("retry-after", "60".to_owned()));
             }
             // Retry-After is the end of the window, the same instant as the RateLimit `t`
             // (draft section 6: not earlier than the end of the effective window).

@@ -25,6 +25,7 @@
 //! | `m:grant:{window}:{digest}` | an access decision kept for one caller (`grant_ttl`) |
 //! | `m:idem:{window}:{digest}`  | a write's `Idempotency-Key`, kept for one caller     |
 //! | `m:history`                 | the dashboard's per-minute snapshots (a short ring)  |
+//! | `m:rollout`                 | the rollout's run-time state and its change log      |
 //! | `r:{class}:{end}:{who}`     | rate counter of one caller and class, one window    |
 //!
 //! The scope sits after the namespace, not after the key: namespaces cannot contain `#` or
@@ -71,6 +72,7 @@ const SWEEP: &str = "sweep";
 const DLQ_INDEX: &str = "dlq";
 const IDEMPOTENCY: &str = "idem:";
 const HISTORY: &str = "history";
+const ROLLOUT: &str = "rollout";
 
 /// Which store a key lives in when the cache and the buffer are kept apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +98,7 @@ impl Area {
                     || rest.starts_with(IDEMPOTENCY)
                     || rest == REWRITE
                     || rest == SWEEP
+                    || rest == ROLLOUT
                 {
                     Area::Cache
                 } else {
@@ -216,6 +219,8 @@ pub enum KvKey {
     },
     /// The dashboard's history of per-minute snapshots ([`crate::history`]).
     History,
+    /// The rollout's run-time state and change log ([`crate::rollout::state`]).
+    Rollout,
     /// The rate counter of one caller and class in the window ending at `window_end`.
     Rate {
         /// The class of requests counted.
@@ -265,6 +270,7 @@ impl KvKey {
                 format!("{META_PREFIX}{IDEMPOTENCY}{window}:{digest}")
             }
             KvKey::History => format!("{META_PREFIX}{HISTORY}"),
+            KvKey::Rollout => format!("{META_PREFIX}{ROLLOUT}"),
             KvKey::Rate {
                 class,
                 window_end,
@@ -289,6 +295,7 @@ impl KvKey {
                 SWEEP => Some(KvKey::SweepCount),
                 DLQ_INDEX => Some(KvKey::DeadLetterIndex),
                 HISTORY => Some(KvKey::History),
+                ROLLOUT => Some(KvKey::Rollout),
                 _ if rest.starts_with(IDEMPOTENCY) => {
                     let (window, digest) = parse_window_digest(rest.strip_prefix(IDEMPOTENCY)?)?;
                     Some(KvKey::Idempotency { window, digest })
@@ -458,6 +465,7 @@ mod tests {
             ("m:fill:012:00000000000000ff".to_owned(), None),
             ("m:fill:+12:00000000000000ff".to_owned(), None),
             ("m:fill:12:ff".to_owned(), None),
+            ("m:rollout".to_owned(), Some(KvKey::Rollout)),
             (format!("m:grant:7:{}", "AB".repeat(16)), None),
             ("m:grant:7:ab".to_owned(), None),
             (
@@ -564,6 +572,7 @@ mod tests {
             "m:grant:7:ab",
             "m:rewrite",
             "m:sweep",
+            "m:rollout",
             "r:read:60:ip:x",
             "other",
             "",

@@ -17,7 +17,9 @@ use cache_core::entry::Entry;
 use cache_core::envelope;
 use cache_core::key::CacheKey;
 use cache_core::record::BufferedWrite;
-use cache_core::serve::origin::{AuthorizeCall, ItemAnswer, ItemRead, Origin, Unanswered};
+use cache_core::serve::origin::{
+    AuthorizeCall, ItemAnswer, ItemRead, ItemWrite, Origin, Unanswered,
+};
 use cache_core::serve::prepare::{prepare_write, Change, EntryUpdate};
 use cache_core::serve::{self, CacheStatus, GetRequest, Op, Outcome, RequestError, WriteRequest};
 use cache_core::stamp::{Stamp, StampGen};
@@ -150,6 +152,9 @@ pub struct FakeOrigin {
     pub reads: Vec<ItemRead>,
     pub authorize_script: VecDeque<Result<ItemAnswer, Unanswered>>,
     pub authorizations: Vec<AuthorizeCall>,
+    /// Answers to passed-through item writes; when empty, `200` with a version.
+    pub write_script: VecDeque<Result<ItemAnswer, Unanswered>>,
+    pub writes: Vec<ItemWrite>,
 }
 
 impl FakeOrigin {
@@ -213,6 +218,19 @@ impl Origin for FakeOrigin {
                 body: serde_json::json!({ "principal": principal })
                     .to_string()
                     .into_bytes(),
+                ..ItemAnswer::default()
+            })
+        })
+    }
+
+    fn write_item(&mut self, write: &ItemWrite) -> Result<ItemAnswer, Unanswered> {
+        self.writes.push(write.clone());
+        let version = self.writes.len();
+        self.write_script.pop_front().unwrap_or_else(|| {
+            Ok(ItemAnswer {
+                status: 200,
+                etag: Some(format!("\"v{version}\"")),
+                body: format!(r#"{{"version":{version}}}"#).into_bytes(),
                 ..ItemAnswer::default()
             })
         })

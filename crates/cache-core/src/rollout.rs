@@ -1,0 +1,31 @@
+//! The rollout: how much of the traffic the cache serves, changed at run time.
+//!
+//! Nobody puts a write-behind cache in front of the database that holds their users'
+//! sessions in one step. The cache therefore starts where the operator says and moves one
+//! call at a time, with a one-call rollback at every step:
+//!
+//! - `passthrough`: every read and write goes to the DB API with the caller's own
+//!   credentials, synchronously, and the caller gets the DB API's answer;
+//! - `canary`: callers whose bucket ([`bucket`]) is below the canary share are served by the
+//!   cache as in cutover, the others pass through; canary callers' writes are buffered when
+//!   `canary_writes_buffered` is on, and pass through otherwise;
+//! - `cutover`: the cache serves everything (the default, and the behaviour before rollouts
+//!   existed).
+//!
+//! The defaults come from the `rollout_*` variables ([`crate::config`]); `POST
+//! /admin/rollout` stores an override in `m:rollout` with a bounded log of changes
+//! ([`state`]), effective at the next request. Raising the rollout goes through [`gate`];
+//! lowering it never does ([`change`]). The per-request decision is [`decide`], a pure
+//! function of the state and the caller's bucket. The buffer keeps draining in every mode:
+//! the flush does not read the rollout at all, so leaving cutover never strands an
+//! acknowledged write.
+//!
+//! Shadow mode (the cache computing what it would have served beside the DB API's answer)
+//! is not part of this version: `shadow` is refused as a mode, and the gate reads the shadow
+//! counters only if something has counted them.
+
+pub mod bucket;
+pub mod change;
+pub mod decide;
+pub mod gate;
+pub mod state;

@@ -1,0 +1,219 @@
+//! `GET /admin/rollout` and `POST /admin/rollout`: the rollout as an operator sees and
+//! changes it.
+//!
+//! `POST` takes `{"mode", "canary_share", "canary_writes_buffered", "force"}`, every field
+//! optional but at least one setting; the fields given replace the state in force, the
+//! others stay. A body that is not that (unknown field, wrong type, `shadow`, a share over
+//! 100) is `400` and changes nothing.
+//!
+//! A change that lowers what the cache serves (a lower share, passthrough, canary writes no
+//! longer buffered) is a rollback and is always accepted: the way back must never be
+//! blocked by the evidence that made it necessary. A change that raises it (a higher
+//! exposure: canary share in canary, cutover; or more writes buffered) goes through the
+//! [`gate`](super::gate) unless `force` is `true`; a refusal is `409 rollout_gated` with the
+//! reason, and nothing changes. An accepted change is stored with the previous state in the
+//! log ([`super::state`]) and is in force from the next request on.
+//!
+//! The record is replaced with compare-and-swap against what was read, and read back: two
+//! operators changing the rollout at once get one `409 rollout_conflict` rather than a log
+//! missing a change (on a host without atomics the swap is a read-compare-write, and the
+//! read-back is what catches most races).
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::gate::{self, Verdict};
+use super::state::{self, Change, Current, Mode, RolloutState};
+use crate::admin::ok;
+use crate::config::CacheConfig;
+use crate::serve::{Reply, RequestError};
+use crate::store::KvStore;
+use crate::time::UnixMillis;
+
+/// The largest accepted body.
+const MAX_BODY_BYTES: usize = 4096;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    mode: Option<String>,
+    canary_share: Option<u8>,
+    canary_writes_buffered: Option<bool>,
+    #[serde(default)]
+    force: bool,
+}
+
+/// `GET /admin/rollout`: the state in force, where it comes from, the configured
+/// defaults, what the gate would say now, and the change log.
+pub fn report(store: &mut impl KvStore, cfg: &CacheConfig) -> Result<Reply, RequestError> {
+    let current = state::load(store, cfg).map_err(RequestError::StoreUnavailable)?;
+    let verdict =
+        gate::check(store, cfg.rollout_max_mismatch).map_err(RequestError::StoreUnavailable)?;
+    Ok(ok(&json!({
+        "state": state_view(&current.state),
+        "source": if current.overridden { "override" } else { "defaults" },
+        "unreadable": current.unreadable,
+        "defaults": state_view(&cfg.rollout),
+        "gate": gate_view(verdict, cfg.rollout_max_mismatch),
+        "log": current.log.iter().map(change_view).collect::<Vec<_>>(),
+    })))
+}
+
+/// `POST /admin/rollout` with `body`, at `now`.
+pub fn apply(
+    store: &mut impl KvStore,
+    cfg: &CacheConfig,
+    now: UnixMillis,
+    body: &[u8],
+) -> Result<Reply, RequestError> {
+    let body = parse(body)?;
+    let key = state::kv_key();
+    let stored = store.get(&key).map_err(RequestError::StoreUnavailable)?;
+    let current = state::decode(stored.as_deref(), cfg);
+    let new = RolloutState {
+        mode: body.mode.unwrap_or(current.state.mode),
+        canary_share: body.canary_share.unwrap_or(current.state.canary_share),
+        canary_writes_buffered: body
+            .canary_writes_buffered
+            .unwrap_or(current.state.canary_writes_buffered),
+    };
+    let raises = is_raise(&current.state, &new);
+    let verdict =
+        gate::check(store, cfg.rollout_max_mismatch).map_err(RequestError::StoreUnavailable)?;
+    if raises && !body.force && !verdict.allows() {
+        return Err(RequestError::RolloutGated(format!(
+            "the shadow mismatch rate is {} (over rollout_max_mismatch, {}%); roll back, \
+             fix the cause, or send \"force\": true",
+            per_mille_text(verdict),
+            cfg.rollout_max_mismatch
+        )));
+    }
+    let change = Change {
+        at: now.0,
+        by: "admin".to_owned(),
+        previous: current.state,
+        new,
+        forced: raises && body.force,
+    };
+    let Current { log, .. } = current;
+    let bytes = state::encode(
+        new,
+        if stored.is_some() { log } else { Vec::new() },
+        change.clone(),
+    );
+    let swapped = store
+        .compare_and_swap(&key, stored.as_deref(), &bytes)
+        .map_err(RequestError::StoreUnavailable)?;
+    let confirmed = swapped
+        && store
+            .get(&key)
+            .map_err(RequestError::StoreUnavailable)?
+            .as_deref()
+            == Some(&bytes[..]);
+    if !confirmed {
+        return Err(RequestError::RolloutConflict);
+    }
+    Ok(ok(&json!({
+        "state": state_view(&new),
+        "previous": state_view(&change.previous),
+        "rollback": !raises,
+        "forced": change.forced,
+    })))
+}
+
+/// Whether `new` serves more from the cache than `old`: a higher read exposure, or more
+/// buffered writes.
+#[must_use]
+pub fn is_raise(old: &RolloutState, new: &RolloutState) -> bool {
+    new.exposure() > old.exposure() || new.buffered_exposure() > old.buffered_exposure()
+}
+
+struct Parsed {
+    mode: Option<Mode>,
+    canary_share: Option<u8>,
+    canary_writes_buffered: Option<bool>,
+    force: bool,
+}
+
+fn parse(bytes: &[u8]) -> Result<Parsed, RequestError> {
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(RequestError::BadRequest(format!(
+            "a rollout change is at most {MAX_BODY_BYTES} bytes"
+        )));
+    }
+    let body: Body = serde_json::from_slice(bytes).map_err(|e| {
+        RequestError::BadRequest(format!(
+            "expected {{\"mode\", \"canary_share\", \"canary_writes_buffered\", \"force\"}}: {e}"
+        ))
+    })?;
+    let mode = match body.mode.as_deref() {
+        None => None,
+        Some("shadow") => {
+            return Err(RequestError::BadRequest(
+                "shadow mode is not available in this version (passthrough, canary or cutover)"
+                    .into(),
+            ))
+        }
+        Some(m) => Some(Mode::parse_configurable(m).ok_or_else(|| {
+            RequestError::BadRequest(format!(
+                "unknown mode {m:?} (passthrough, canary or cutover)"
+            ))
+        })?),
+    };
+    if body.canary_share.is_some_and(|s| s > 100) {
+        return Err(RequestError::BadRequest(
+            "canary_share is a percentage, 0 to 100".into(),
+        ));
+    }
+    if mode.is_none() && body.canary_share.is_none() && body.canary_writes_buffered.is_none() {
+        return Err(RequestError::BadRequest(
+            "nothing to change: give mode, canary_share or canary_writes_buffered".into(),
+        ));
+    }
+    Ok(Parsed {
+        mode,
+        canary_share: body.canary_share,
+        canary_writes_buffered: body.canary_writes_buffered,
+        force: body.force,
+    })
+}
+
+fn state_view(s: &RolloutState) -> Value {
+    json!({
+        "mode": s.mode.as_str(),
+        "canary_share": s.canary_share,
+        "canary_writes_buffered": s.canary_writes_buffered,
+    })
+}
+
+fn change_view(c: &Change) -> Value {
+    json!({
+        "at": c.at,
+        "by": c.by,
+        "previous": state_view(&c.previous),
+        "new": state_view(&c.new),
+        "forced": c.forced,
+    })
+}
+
+fn gate_view(v: Verdict, max: u8) -> Value {
+    json!({
+        "allows_raise": v.allows(),
+        "max_mismatch_percent": max,
+        "mismatch_per_mille": match v {
+            Verdict::NoEvidence => Value::Null,
+            Verdict::Within { mismatch_per_mille } | Verdict::Above { mismatch_per_mille } => {
+                json!(mismatch_per_mille)
+            }
+        },
+    })
+}
+
+fn per_mille_text(v: Verdict) -> String {
+    match v {
+        Verdict::NoEvidence => "unknown".to_owned(),
+        Verdict::Within { mismatch_per_mille } | Verdict::Above { mismatch_per_mille } => {
+            format!("{}.{}%", mismatch_per_mille / 10, mismatch_per_mille % 10)
+        }
+    }
+}

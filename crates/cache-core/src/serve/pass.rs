@@ -1,0 +1,56 @@
+//! Passing a request through to the DB API: what a caller outside the rollout's canary (or
+//! every caller in `passthrough`) gets ([`crate::rollout`]). The request paths themselves
+//! are in [`crate::serve`] (step 0 of a `GET`, step 2 of a write); here is the relay of the
+//! DB API's answer, for reads and writes alike.
+//!
+//! A passed-through read is one `GET` of the item with the caller's own `Authorization` and
+//! `If-None-Match`, and the DB API's answer relayed as it came: status, body, `ETag`,
+//! `Cache-Control`, `WWW-Authenticate`, with `X-Cache: PASS`. The cache keeps nothing of it
+//! and leaves the entry as it was: a pass-through is the DB API's behaviour, and the entry
+//! is kept current by the writes the cache sees and the DB API's announcements
+//! ([`super::invalidate`]), as in cutover. Only a read the DB API does not answer at all is
+//! the cache's own error (`502`, or `504` after `origin_timeout`).
+//!
+//! One exception: a key whose entry is dirty (a buffered write the DB API has not received
+//! yet) is served from the cache whatever the caller's route. The DB API's value is then
+//! older than a write the cache has acknowledged, and nobody must read that after the
+//! acknowledgement.
+
+use super::origin::{ItemAnswer, Unanswered};
+use super::reply::{Reply, RequestError};
+
+/// The `X-Cache` value of a passed-through answer.
+pub const X_CACHE_PASS: &str = "PASS";
+
+/// The DB API's answer to a passed-through read, relayed.
+pub fn relay(answer: Result<ItemAnswer, Unanswered>) -> Result<Reply, RequestError> {
+    let answer = answer.map_err(|e| match e {
+        Unanswered::TimedOut(reason) => RequestError::OriginTimeout(format!(
+            "the DB API did not answer within origin_timeout ({reason})"
+        )),
+        Unanswered::Failed(reason) => {
+            RequestError::Origin(format!("the DB API could not be reached: {reason}"))
+        }
+    })?;
+    let mut reply = Reply {
+        status: answer.status,
+        body: answer.body,
+        ..Reply::default()
+    };
+    if !reply.body.is_empty() {
+        reply
+            .headers
+            .push(("content-type", "application/json".to_owned()));
+    }
+    for (name, value) in [
+        ("etag", answer.etag),
+        ("cache-control", answer.cache_control),
+        ("www-authenticate", answer.www_authenticate),
+    ] {
+        if let Some(v) = value {
+            reply.headers.push((name, v));
+        }
+    }
+    reply.headers.push(("x-cache", X_CACHE_PASS.to_owned()));
+    Ok(reply)
+}

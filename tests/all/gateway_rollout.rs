@@ -1,0 +1,418 @@
+//! The rollout end to end (`/admin/rollout`, `cache_core::rollout`): the admin routes report,
+//! change and refuse; in passthrough reads reach the DB API and its answer is relayed; in
+//! canary the callers below the share are served by the cache and the others pass through;
+//! a buffered write is never hidden behind a passed-through read; the gate refuses a raise
+//! but never a rollback.
+
+use cache_core::auth::caller::Caller;
+use cache_core::config::CacheConfig;
+use cache_core::rollout::bucket;
+use serde_json::{json, Value};
+
+use crate::flush_support::ADMIN;
+use crate::gateway_support::{header, json, Gw};
+use crate::support::*;
+
+async fn start(tag: &str, db: &Db) -> Gw {
+    Gw::start(tag, db, &[("admin_token", ADMIN), ("ttl", "1h")]).await
+}
+
+async fn rollout_get(gw: &Gw) -> Value {
+    let auth = format!("Bearer {ADMIN}");
+    let r = gw
+        .send("GET", "/admin/rollout", &[("authorization", &auth)], "")
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    json(&r)
+}
+
+async fn rollout_post(gw: &Gw, body: &str) -> Reply {
+    let auth = format!("Bearer {ADMIN}");
+    gw.send(
+        "POST",
+        "/admin/rollout",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await
+}
+
+async fn admin_flush(gw: &Gw) {
+    let auth = format!("Bearer {ADMIN}");
+    let r = gw
+        .send("POST", "/admin/flush", &[("authorization", &auth)], "")
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+}
+
+#[tokio::test]
+async fn the_admin_routes_report_change_and_refuse_bad_input() {
+    let db = Db::start().await;
+    let gw = start("rollout-admin", &db).await;
+    let before = rollout_get(&gw).await;
+    assert_eq!(before["state"]["mode"], "cutover");
+    assert_eq!(before["source"], "defaults");
+    assert_eq!(before["log"], json!([]));
+
+    // Bad input: 400 with the JSON error, and nothing stored.
+    for bad in [
+        "",
+        "not json",
+        "{}",
+        r#"{"mode":"shadow"}"#,
+        r#"{"mode":"sideways"}"#,
+        r#"{"canary_share":101}"#,
+        r#"{"canary_share":"5"}"#,
+        r#"{"canary_share":5,"typo":true}"#,
+    ] {
+        let r = rollout_post(&gw, bad).await;
+        assert_eq!(r.status, 400, "{bad}: {r:?}");
+        let body = json(&r);
+        assert_eq!(body["error"], "bad_request", "{bad}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    assert_eq!(gw.raw("m:rollout").await, None);
+    assert_eq!(rollout_get(&gw).await, before);
+
+    // Without the token: 401; another method: 405 with Allow.
+    let r = gw
+        .send("POST", "/admin/rollout", &[], r#"{"mode":"passthrough"}"#)
+        .await;
+    assert_eq!(r.status, 401, "{r:?}");
+    let auth = format!("Bearer {ADMIN}");
+    let r = gw
+        .send("PUT", "/admin/rollout", &[("authorization", &auth)], "{}")
+        .await;
+    assert_eq!((r.status, header(&r, "allow")), (405, "GET, POST"), "{r:?}");
+    assert_eq!(gw.raw("m:rollout").await, None);
+
+    let r = rollout_post(&gw, r#"{"mode":"canary","canary_share":5}"#).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = rollout_post(&gw, r#"{"canary_share":25,"canary_writes_buffered":true}"#).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let after = rollout_get(&gw).await;
+    assert_eq!(
+        after["state"],
+        json!({"mode": "canary", "canary_share": 25, "canary_writes_buffered": true})
+    );
+    assert_eq!(after["source"], "override");
+    assert_eq!(after["defaults"]["mode"], "cutover");
+    let log = after["log"].as_array().unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0]["previous"]["mode"], "cutover");
+    assert_eq!(log[1]["previous"]["canary_share"], 5);
+    assert_eq!(log[1]["new"]["canary_share"], 25);
+    assert_eq!(log[1]["by"], "admin");
+    assert!(log[1]["at"].as_u64().unwrap() >= log[0]["at"].as_u64().unwrap());
+
+    let metrics = gw.get("/metrics").await.body;
+    assert!(
+        metrics.contains("\ncache_rollout_canary_share_percent 25\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\ncache_rollout_mode{mode=\"canary\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn passthrough_reads_reach_the_db_api_and_keep_nothing() {
+    let db = Db::start().await;
+    let gw = start("rollout-pass-read", &db).await;
+    db.seed("users", "1", json!({"v": 1}), 1).await;
+    assert_eq!(
+        rollout_post(&gw, r#"{"mode":"passthrough"}"#).await.status,
+        200
+    );
+
+    let reads = db.reads();
+    let r = gw.get("/v1/users/1").await;
+    assert_eq!((r.status, header(&r, "x-cache")), (200, "PASS"), "{r:?}");
+    assert_eq!(json(&r), json!({"v": 1}));
+    let etag = header(&r, "etag").to_owned();
+    assert!(!etag.is_empty());
+    assert_eq!(db.reads(), reads + 1, "one read of the DB API");
+    assert_eq!(gw.raw("c:users:1").await, None, "nothing kept");
+
+    // A change behind the cache's back is seen at once: every read asks the DB API.
+    db.seed("users", "1", json!({"v": 2}), 2).await;
+    let r = gw.get("/v1/users/1").await;
+    assert_eq!((r.status, json(&r)), (200, json!({"v": 2})));
+    // The caller's validator goes with it; the DB API's 304 and 404 are relayed.
+    let etag = header(&r, "etag").to_owned();
+    let r = gw
+        .get_with("/v1/users/1", &[("if-none-match", &etag)])
+        .await;
+    assert_eq!((r.status, header(&r, "x-cache")), (304, "PASS"), "{r:?}");
+    let r = gw.get("/v1/users/none").await;
+    assert_eq!((r.status, header(&r, "x-cache")), (404, "PASS"), "{r:?}");
+
+    let metrics = gw.get("/metrics").await.body;
+    assert!(
+        metrics.contains("\ncache_passthrough_reads_total 4\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\ncache_rollout_mode{mode=\"passthrough\"} 1\n"),
+        "{metrics}"
+    );
+
+    // Back to cutover: the cache serves again.
+    assert_eq!(rollout_post(&gw, r#"{"mode":"cutover"}"#).await.status, 200);
+    let r = gw.get("/v1/users/1").await;
+    assert_eq!(header(&r, "x-cache"), "MISS");
+    let r = gw.get("/v1/users/1").await;
+    assert_eq!(header(&r, "x-cache"), "HIT");
+}
+
+#[tokio::test]
+async fn a_buffered_write_is_not_hidden_by_a_switch_to_passthrough() {
+    let db = Db::start().await;
+    let gw = start("rollout-dirty", &db).await;
+    db.seed("users", "1", json!({"v": 1}), 1).await;
+    let r = gw.put("/v1/users/1", r#"{"v":2}"#).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    // Rolled back before the flush: the acknowledged write is still what readers get.
+    assert_eq!(
+        rollout_post(&gw, r#"{"mode":"passthrough"}"#).await.status,
+        200
+    );
+    let r = gw.get("/v1/users/1").await;
+    assert_eq!((r.status, header(&r, "x-cache")), (200, "HIT"), "{r:?}");
+    assert_eq!(header(&r, "x-sync"), "pending");
+    assert_eq!(json(&r), json!({"v": 2}));
+    // The buffer drains in every mode; once delivered, reads pass through and agree.
+    admin_flush(&gw).await;
+    assert_eq!(db.item("users", "1").await, Some(json!({"v": 2})));
+    let r = gw.get("/v1/users/1").await;
+    assert_eq!((header(&r, "x-cache"), json(&r)), ("PASS", json!({"v": 2})));
+}
+
+#[tokio::test]
+async fn in_canary_callers_below_the_share_are_cached_and_stay_in_as_it_grows() {
+    let db = Db::start().await;
+    let gw = start("rollout-canary", &db).await;
+    db.seed("docs", "1", json!({"v": 1}), 1).await;
+    // The gateway has no auth_key: a principal's bucket comes from a plain digest.
+    let cfg = CacheConfig::with_db_api_url("http://unused").unwrap();
+    let callers: Vec<(String, u8)> = (0..24)
+        .map(|i| {
+            let auth = format!("Bearer canary-caller-{i}");
+            let b = bucket::of_caller(&Caller::from_header(Some(&auth)), &cfg, "unused");
+            (auth, b)
+        })
+        .collect();
+    for share in [25u8, 60] {
+        let body = format!(r#"{{"mode":"canary","canary_share":{share}}}"#);
+        assert_eq!(rollout_post(&gw, &body).await.status, 200);
+        for (auth, b) in &callers {
+            let r = gw
+                .get_with("/v1/docs/1", &[("authorization", auth.as_str())])
+                .await;
+            assert_eq!(r.status, 200, "{r:?}");
+            let passed = header(&r, "x-cache") == "PASS";
+            assert_eq!(passed, *b >= share, "bucket {b} at {share}%: {r:?}");
+        }
+    }
+    assert!(callers.iter().any(|(_, b)| *b < 25) && callers.iter().any(|(_, b)| *b >= 60));
+}
+
+#[tokio::test]
+async fn the_gate_refuses_a_raise_while_shadow_mismatches_are_high_and_rollback_always_works() {
+    let db = Db::start().await;
+    let gw = start("rollout-gate", &db).await;
+    assert_eq!(
+        rollout_post(&gw, r#"{"mode":"canary","canary_share":10}"#)
+            .await
+            .status,
+        200
+    );
+    // Shadow comparisons as counted: 90 matches, 10 mismatches (10%, over the default 1%).
+    let conn = gw.kv_file();
+    for (name, n) in [("shadow_matches", 90u64), ("shadow_mismatches", 10)] {
+        conn.execute(
+            "INSERT OR REPLACE INTO spin_key_value (store, key, value) VALUES ('default', ?1, ?2)",
+            rusqlite::params![format!("m:tally:{name}"), n.to_le_bytes().to_vec()],
+        )
+        .expect("insert counter");
+    }
+    let before = gw.raw("m:rollout").await;
+    let r = rollout_post(&gw, r#"{"canary_share":50}"#).await;
+    assert_eq!(
+        (r.status, json(&r)["error"].clone()),
+        (409, json!("rollout_gated")),
+        "{r:?}"
+    );
+    let r = rollout_post(&gw, r#"{"mode":"cutover"}"#).await;
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(gw.raw("m:rollout").await, before, "nothing changed");
+    assert_eq!(rollout_get(&gw).await["gate"]["allows_raise"], false);
+    // Rollbacks go through whatever the gate says.
+    let r = rollout_post(&gw, r#"{"canary_share":5}"#).await;
+    assert_eq!(
+        (r.status, json(&r)["rollback"].clone()),
+        (200, json!(true)),
+        "{r:?}"
+    );
+    let r = rollout_post(&gw, r#"{"mode":"passthrough"}"#).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // And an operator can force a raise.
+    let r = rollout_post(&gw, r#"{"mode":"cutover","force":true}"#).await;
+    assert_eq!(
+        (r.status, json(&r)["forced"].clone()),
+        (200, json!(true)),
+        "{r:?}"
+    );
+    assert_eq!(rollout_get(&gw).await["state"]["mode"], "cutover");
+}
+
+/// A credential whose bucket (no `auth_key`: a plain digest) is below `share` or not.
+fn credential(share: u8, inside: bool) -> String {
+    let cfg = CacheConfig::with_db_api_url("http://unused").unwrap();
+    (0..10_000)
+        .map(|i| format!("Bearer rollout-writer-{i}"))
+        .find(|auth| {
+            let b = bucket::of_caller(&Caller::from_header(Some(auth)), &cfg, "unused");
+            (b < share) == inside
+        })
+        .expect("a caller in that bucket range")
+}
+
+#[tokio::test]
+async fn passthrough_writes_reach_the_db_api_before_the_answer() {
+    let db = Db::start().await;
+    let gw = start("rollout-pass-write", &db).await;
+    assert_eq!(
+        rollout_post(&gw, r#"{"mode":"passthrough"}"#).await.status,
+        200
+    );
+    let r = gw.put("/v1/users/7", r#"{"name":"Ada"}"#).await;
+    assert_eq!((r.status, header(&r, "x-cache")), (200, "PASS"), "{r:?}");
+    assert!(!header(&r, "etag").is_empty());
+    assert_eq!(db.item("users", "7").await, Some(json!({"name": "Ada"})));
+    assert_eq!(gw.buffered_count(), 0, "nothing buffered");
+    let r = gw
+        .send(
+            "PATCH",
+            "/v1/users/7",
+            &[("content-type", "application/merge-patch+json")],
+            r#"{"plan":"pro"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        db.item("users", "7").await,
+        Some(json!({"name": "Ada", "plan": "pro"}))
+    );
+    // A retry with the same Idempotency-Key is applied once.
+    let put = |body: &'static str| {
+        gw.send(
+            "PUT",
+            "/v1/users/8",
+            &[
+                ("content-type", "application/json"),
+                ("idempotency-key", "retry-1"),
+            ],
+            body,
+        )
+    };
+    assert_eq!(put(r#"{"n":1}"#).await.status, 200);
+    let writes = db.stats().item_writes;
+    let again = put(r#"{"n":1}"#).await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(
+        db.stats().item_writes,
+        writes,
+        "the retry applied nothing again"
+    );
+    let r = gw.send("DELETE", "/v1/users/7", &[], "").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(db.item("users", "7").await, None);
+    let metrics = gw.get("/metrics").await.body;
+    assert!(
+        metrics.contains("\ncache_passthrough_writes_total 5\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_passthrough_write_behind_buffered_writes_of_its_key_is_refused() {
+    let db = Db::start().await;
+    let gw = start("rollout-pending", &db).await;
+    assert_eq!(gw.put("/v1/users/1", r#"{"v":1}"#).await.status, 202);
+    assert_eq!(
+        rollout_post(&gw, r#"{"mode":"passthrough"}"#).await.status,
+        200
+    );
+    let r = gw.put("/v1/users/1", r#"{"v":2}"#).await;
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(json(&r)["error"], "writes_pending");
+    assert_eq!(
+        db.item("users", "1").await,
+        None,
+        "nothing sent ahead of the buffered write"
+    );
+    admin_flush(&gw).await;
+    assert_eq!(db.item("users", "1").await, Some(json!({"v": 1})));
+    assert_eq!(gw.put("/v1/users/1", r#"{"v":2}"#).await.status, 200);
+    assert_eq!(db.item("users", "1").await, Some(json!({"v": 2})));
+}
+
+#[tokio::test]
+async fn canary_writes_are_buffered_and_a_write_outside_is_never_hidden_from_a_canary_reader() {
+    let db = Db::start().await;
+    let gw = start("rollout-canary-write", &db).await;
+    // Anonymous requests here all come from 127.0.0.1: one bucket, put inside the canary.
+    let anonymous = bucket::of("ip:127.0.0.1");
+    assert!(anonymous < 99, "a share that leaves some callers out");
+    let share = anonymous + 1;
+    let body =
+        format!(r#"{{"mode":"canary","canary_share":{share},"canary_writes_buffered":true}}"#);
+    assert_eq!(rollout_post(&gw, &body).await.status, 200);
+
+    // A canary caller's write is buffered; one outside goes to the DB API.
+    let inside = credential(share, true);
+    let outside = credential(share, false);
+    let write = |auth: &str, key: &str, body: &'static str| {
+        let auth = auth.to_owned();
+        let path = format!("/v1/notes/{key}");
+        let gw = &gw;
+        async move {
+            gw.send(
+                "PUT",
+                &path,
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", &auth),
+                ],
+                body,
+            )
+            .await
+        }
+    };
+    let r = write(&inside, "a", r#"{"v":1}"#).await;
+    assert_eq!(r.status, 202, "{r:?}");
+    assert_eq!(gw.buffered_count(), 1);
+    assert_eq!(db.item("notes", "a").await, None);
+    let r = write(&outside, "b", r#"{"v":1}"#).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(gw.buffered_count(), 1);
+    assert_eq!(db.item("notes", "b").await, Some(json!({"v": 1})));
+
+    // The anonymous canary reader has b cached...
+    let r = gw.get("/v1/notes/b").await;
+    assert_eq!(header(&r, "x-cache"), "MISS", "{r:?}");
+    let r = gw.get("/v1/notes/b").await;
+    assert_eq!(header(&r, "x-cache"), "HIT", "{r:?}");
+    // ...a caller outside the canary writes it and is answered...
+    let r = write(&outside, "b", r#"{"v":2}"#).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // ...and the canary reader's next read is that write, not the kept value.
+    let r = gw.get("/v1/notes/b").await;
+    assert_eq!((r.status, json(&r)), (200, json!({"v": 2})), "{r:?}");
+    assert_ne!(header(&r, "x-cache"), "HIT");
+}
