@@ -83,3 +83,18 @@ impl Direct {
         })
     }
 }
+
+impl Direct {
+    /// Redis's `used_memory` (bytes) for the server behind this database.
+    pub fn used_memory(&self) -> Result<u64> {
+        let Direct::Redis(url) = self else {
+            anyhow::bail!("used_memory is a Redis measure");
+        };
+        let mut conn = redis::Client::open(url.as_str())?.get_connection()?;
+        let info: String = redis::cmd("INFO").arg("memory").query(&mut conn)?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("INFO memory has no used_memory")
+    }
+}

@@ -29,6 +29,13 @@ pub fn write_with_flush(dir: &Path, wasm_dir: &Path) -> Result<PathBuf> {
     save(dir, "spin-with-flush.toml", &m)
 }
 
+/// [`write`]'s application with a second store label, `buffer`, granted to every component
+/// (for `buffer_store`), as `spin-split.toml`; returns its path.
+pub fn write_split(dir: &Path, wasm_dir: &Path) -> Result<PathBuf> {
+    let m = manifest(wasm_dir)?.store("buffer").render();
+    save(dir, "spin-split.toml", &m)
+}
+
 /// The absolute path of `{name}.wasm` in `wasm_dir`, which must exist.
 fn component_path(wasm_dir: &Path, name: &str) -> Result<String> {
     let p = wasm_dir.join(format!("{name}.wasm"));

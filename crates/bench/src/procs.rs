@@ -42,6 +42,19 @@ impl Proc {
     }
 }
 
+impl Proc {
+    /// The process's resident memory (`VmRSS` of `/proc/{pid}/status`, Linux), in KiB.
+    fn rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .with_context(|| format!("cannot read the status of {}", self.name))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no VmRSS in the status of {}", self.name))
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -147,7 +160,7 @@ pub struct Host {
     pub state_dir: PathBuf,
     /// From spawning the process to the first `200` from the gateway.
     pub ready_after: Duration,
-    _proc: Proc,
+    proc: Proc,
 }
 
 impl Host {
@@ -236,8 +249,15 @@ impl Host {
             url,
             state_dir: state_dir.to_path_buf(),
             ready_after,
-            _proc: proc,
+            proc,
         })
+    }
+}
+
+impl Host {
+    /// The host process's resident memory in KiB (Linux).
+    pub fn rss_kib(&self) -> Result<u64> {
+        self.proc.rss_kib()
     }
 }
 

@@ -137,7 +137,7 @@ async fn send_direct(ctx: &Ctx<'_>, writes: Vec<BufferedWrite>) -> Result<(Durat
 
 /// `buffered_writes` from `GET /admin/stats?exact=true` (the writes are stored directly,
 /// uncounted by admission).
-async fn buffered(ctx: &Ctx<'_>, host: &str, token: &str) -> Result<u64> {
+pub async fn buffered(ctx: &Ctx<'_>, host: &str, token: &str) -> Result<u64> {
     let auth = format!("Bearer {token}");
     let r = ctx
         .http

@@ -17,6 +17,7 @@ pub mod cost;
 pub mod flush;
 pub mod hit;
 pub mod keep_alive;
+pub mod million;
 pub mod miss;
 pub mod offload;
 pub mod scale;

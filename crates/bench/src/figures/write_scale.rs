@@ -71,7 +71,7 @@ async fn put_round(host: &str, round: u64, n: u64) -> Result<load::Outcome> {
 
 /// The p50 of `rounds` rounds of `n` writes on each host, the rounds alternating between
 /// them and each going first in every other round, so that neither gains from its place.
-async fn alternate(empty: &str, full: &str, rounds: u64, n: u64) -> Result<(f64, f64)> {
+pub async fn alternate(empty: &str, full: &str, rounds: u64, n: u64) -> Result<(f64, f64)> {
     let mut e = Vec::new();
     let mut f = Vec::new();
     for round in 0..rounds {
