@@ -435,14 +435,7 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         let caller = self.caller(Class::Read, req.authorization.as_deref(), &req.rate_key)?;
         gate::check_rules(self.cfg, &caller, &req.key, Access::Read)?;
         let key = req.key.unscoped();
-        // The shared entry and the rollout record in one call.
-        let mut both = self
-            .store
-            .get_many(&[key.kv_key(), rollout::state::kv_key()])?
-            .into_iter();
-        let shared = both.next().flatten();
-        let rollout = rollout::state::decode(both.next().flatten().as_deref(), self.cfg);
-        let bucket = rollout::bucket::of_caller(&caller, self.cfg, &req.rate_key);
+        let (shared, rollout, bucket) = self.entry_and_rollout(&key, &caller, &req.rate_key)?;
         if read_route(&rollout.state, bucket) == ReadRoute::Origin && !is_dirty(shared.as_deref()) {
             self.events.push(Event::PassedThroughRead);
             let read =
@@ -457,6 +450,24 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             req.if_none_match.as_deref(),
             now,
         ))
+    }
+
+    /// The shared entry of `key` and the rollout record, in one call, and `caller`'s bucket:
+    /// what decides a request's route.
+    fn entry_and_rollout(
+        &mut self,
+        key: &CacheKey,
+        caller: &Caller,
+        rate_key: &str,
+    ) -> Result<(Option<Vec<u8>>, rollout::state::Current, u8), RequestError> {
+        let mut both = self
+            .store
+            .get_many(&[key.kv_key(), rollout::state::kv_key()])?
+            .into_iter();
+        let shared = both.next().flatten();
+        let rollout = rollout::state::decode(both.next().flatten().as_deref(), self.cfg);
+        let bucket = rollout::bucket::of_caller(caller, self.cfg, rate_key);
+        Ok((shared, rollout, bucket))
     }
 
     /// Reads `key` for `caller`: the shared entry if the caller may be served it, else the
@@ -753,15 +764,9 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             Op::Put(bytes) | Op::Patch(bytes) => Some(json_body(bytes, self.cfg)?),
             Op::Delete => None,
         };
-        // The rollout record with the shared entry: a write outside the buffered rollout
-        // goes to the DB API, unless buffered writes of the key are still pending.
-        let mut both = self
-            .store
-            .get_many(&[key.kv_key(), rollout::state::kv_key()])?
-            .into_iter();
-        let shared = both.next().flatten();
-        let rollout = rollout::state::decode(both.next().flatten().as_deref(), self.cfg);
-        let bucket = rollout::bucket::of_caller(&caller, self.cfg, &req.rate_key);
+        // A write outside the buffered rollout goes to the DB API, unless buffered writes of
+        // the key are still pending.
+        let (shared, rollout, bucket) = self.entry_and_rollout(key, &caller, &req.rate_key)?;
         if write_route(&rollout.state, bucket) == WriteRoute::Origin {
             if is_dirty(shared.as_deref()) {
                 return Err(RequestError::WritesPending);

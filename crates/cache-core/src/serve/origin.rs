@@ -159,6 +159,21 @@ pub enum Unanswered {
     Failed(String),
 }
 
+impl Unanswered {
+    /// The request's error: `504` for a timeout, `502` otherwise.
+    #[must_use]
+    pub fn into_error(self) -> RequestError {
+        match self {
+            Unanswered::TimedOut(reason) => RequestError::OriginTimeout(format!(
+                "the DB API did not answer within origin_timeout ({reason})"
+            )),
+            Unanswered::Failed(reason) => {
+                RequestError::Origin(format!("the DB API could not be reached: {reason}"))
+            }
+        }
+    }
+}
+
 /// The main DB API's item and authorization endpoints, as the request paths see them.
 pub trait Origin {
     /// Sends `read` and returns the answer.
@@ -190,14 +205,7 @@ pub struct Fetched {
 
 /// Classifies what [`Origin::get_item`] returned (the table in the module docs).
 pub fn classify(result: Result<ItemAnswer, Unanswered>) -> Result<Fetched, RequestError> {
-    let answer = result.map_err(|e| match e {
-        Unanswered::TimedOut(reason) => RequestError::OriginTimeout(format!(
-            "the DB API did not answer within origin_timeout ({reason})"
-        )),
-        Unanswered::Failed(reason) => {
-            RequestError::Origin(format!("the DB API could not be reached: {reason}"))
-        }
-    })?;
+    let answer = result.map_err(Unanswered::into_error)?;
     let directives = Directives::parse(answer.cache_control.as_deref(), answer.vary.as_deref());
     let fetched = |answer| Ok(Fetched { answer, directives });
     match answer.status {

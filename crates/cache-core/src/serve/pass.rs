@@ -24,14 +24,7 @@ pub const X_CACHE_PASS: &str = "PASS";
 
 /// The DB API's answer to a passed-through read, relayed.
 pub fn relay(answer: Result<ItemAnswer, Unanswered>) -> Result<Reply, RequestError> {
-    let answer = answer.map_err(|e| match e {
-        Unanswered::TimedOut(reason) => RequestError::OriginTimeout(format!(
-            "the DB API did not answer within origin_timeout ({reason})"
-        )),
-        Unanswered::Failed(reason) => {
-            RequestError::Origin(format!("the DB API could not be reached: {reason}"))
-        }
-    })?;
+    let answer = answer.map_err(Unanswered::into_error)?;
     let mut reply = Reply {
         status: answer.status,
         body: answer.body,
