@@ -24,6 +24,8 @@
 //! Having counted every entry, the sweep stores the count (`m:sweep`, [`Swept`]) for
 //! `/metrics`, which then reads one key instead of listing the cache.
 
+use sha2::{Digest, Sha256};
+
 use crate::auth::grant;
 use crate::config::CacheConfig;
 use crate::delivery::bulk_read::read_each;
@@ -87,6 +89,14 @@ impl Swept {
 /// Entries deleted per rewrite window: a write landing meanwhile waits for the window.
 const DELETE_CHUNK: usize = 32;
 
+/// What the sweep keeps of an entry it read, to tell whether it changed since: a SHA-256 of
+/// its bytes, not the bytes (a million entries' bytes would not fit an instance's memory).
+type Seen = [u8; 32];
+
+fn seen(bytes: &[u8]) -> Seen {
+    Sha256::digest(bytes).into()
+}
+
 /// Deletes each key that still holds what the sweep read, in rewrite windows
 /// ([`rewrite_window`]): read again together, deleted together, and a write that lands in
 /// between waits the window out and stores its entry again. Returns how many were deleted
@@ -95,7 +105,7 @@ const DELETE_CHUNK: usize = 32;
 fn delete_unchanged(
     store: &mut impl KvStore,
     clock: &mut impl Clock,
-    doomed: &[(String, Vec<u8>, usize)],
+    doomed: &[(String, Seen, usize)],
     counts: &mut [usize; 3],
 ) -> Result<(), StoreError> {
     for chunk in doomed.chunks(DELETE_CHUNK) {
@@ -105,7 +115,7 @@ fn delete_unchanged(
         let unchanged: Vec<(String, usize)> = chunk
             .iter()
             .zip(now)
-            .filter(|((_, seen, _), now)| now.as_deref() == Some(seen.as_slice()))
+            .filter(|((_, was, _), now)| now.as_deref().map(seen) == Some(*was))
             .map(|((k, _, why), _)| (k.clone(), *why))
             .collect();
         if window.may_write(clock) {
@@ -166,30 +176,34 @@ pub fn sweep(
     const UNREADABLE: usize = 0;
     const EXPIRED: usize = 1;
     const EVICTED: usize = 2;
-    let mut evictable: Vec<(UnixMillis, String, Vec<u8>)> = Vec::new();
-    let mut doomed: Vec<(String, Vec<u8>, usize)> = Vec::new();
+    // Per entry only its index, its digest and (to evict) when it was last touched: the
+    // store may hold a million.
+    let mut evictable: Vec<(UnixMillis, usize, Seen)> = Vec::new();
+    let mut doomed: Vec<(String, Seen, usize)> = Vec::new();
     read_each(store, &entry_keys, |i, bytes| {
         let Some(bytes) = bytes else {
             return Ok(());
         };
         let key = &entry_keys[i];
         match envelope::decode(&bytes) {
-            Err(_) => doomed.push((key.clone(), bytes, UNREADABLE)),
+            Err(_) => doomed.push((key.clone(), seen(&bytes), UNREADABLE)),
             Ok(entry) if entry.is_dirty() => report.dirty += 1,
             Ok(entry) if invalidate::is_held(&entry, now, cfg) => report.held += 1,
-            Ok(entry) if entry.is_expired(now) => doomed.push((key.clone(), bytes, EXPIRED)),
-            Ok(entry) => evictable.push((entry.touched_at(), key.clone(), bytes)),
+            Ok(entry) if entry.is_expired(now) => doomed.push((key.clone(), seen(&bytes), EXPIRED)),
+            Ok(entry) => evictable.push((entry.touched_at(), i, seen(&bytes))),
         }
         Ok(())
     })?;
-    evictable.sort();
     let excess = (report.dirty + evictable.len()).saturating_sub(cfg.max_entries);
-    doomed.extend(
-        evictable
-            .iter()
-            .take(excess)
-            .map(|(_, k, b)| (k.clone(), b.clone(), EVICTED)),
-    );
+    if excess > 0 {
+        evictable.sort_unstable_by_key(|(touched, i, _)| (*touched, entry_keys[*i].as_str()));
+        doomed.extend(
+            evictable
+                .iter()
+                .take(excess)
+                .map(|(_, i, was)| (entry_keys[*i].clone(), *was, EVICTED)),
+        );
+    }
     let mut counts = [0; 3];
     delete_unchanged(store, clock, &doomed, &mut counts)?;
     report.unreadable = counts[UNREADABLE];
