@@ -452,8 +452,9 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         ))
     }
 
-    /// The shared entry of `key` and the rollout record, in one call, and `caller`'s bucket:
-    /// what decides a request's route.
+    /// The shared entry of `key` and the rollout record, in one call, and `caller`'s bucket
+    /// (in canary mode; 0 in the others, whose routes do not depend on it): what decides a
+    /// request's route.
     fn entry_and_rollout(
         &mut self,
         key: &CacheKey,
@@ -466,7 +467,12 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             .into_iter();
         let shared = both.next().flatten();
         let rollout = rollout::state::decode(both.next().flatten().as_deref(), self.cfg);
-        let bucket = rollout::bucket::of_caller(caller, self.cfg, rate_key);
+        // Only a canary routes by bucket; elsewhere the digest it costs is spared.
+        let bucket = if rollout.state.mode == rollout::state::Mode::Canary {
+            rollout::bucket::of_caller(caller, self.cfg, rate_key)
+        } else {
+            0
+        };
         Ok((shared, rollout, bucket))
     }
 
