@@ -1,8 +1,11 @@
 //! The rollout end to end (`/admin/rollout`, `cache_core::rollout`): the admin routes report,
 //! change and refuse; in passthrough reads reach the DB API and its answer is relayed; in
 //! canary the callers below the share are served by the cache and the others pass through;
-//! a buffered write is never hidden behind a passed-through read; the gate refuses a raise
-//! but never a rollback.
+//! a buffered write is never hidden behind a passed-through read; in shadow the caller gets
+//! the DB API's answer and the cache's would-be answer is judged, counted and sampled; the
+//! gate refuses a raise while shadow mismatches are high, but never a rollback.
+
+use std::time::Duration;
 
 use cache_core::auth::caller::Caller;
 use cache_core::config::CacheConfig;
@@ -62,7 +65,7 @@ async fn the_admin_routes_report_change_and_refuse_bad_input() {
         "",
         "not json",
         "{}",
-        r#"{"mode":"shadow"}"#,
+        r#"{"mode":"Shadow"}"#,
         r#"{"mode":"sideways"}"#,
         r#"{"canary_share":101}"#,
         r#"{"canary_share":"5"}"#,
@@ -221,46 +224,129 @@ async fn in_canary_callers_below_the_share_are_cached_and_stay_in_as_it_grows() 
     assert!(callers.iter().any(|(_, b)| *b < 25) && callers.iter().any(|(_, b)| *b >= 60));
 }
 
+async fn shadow_report(gw: &Gw) -> Value {
+    let auth = format!("Bearer {ADMIN}");
+    let r = gw
+        .send("GET", "/admin/shadow", &[("authorization", &auth)], "")
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    json(&r)
+}
+
+/// Waits until the shadow report has judged `n` reads (the comparison runs after each
+/// response) and returns it.
+async fn shadow_judged(gw: &Gw, n: u64) -> Value {
+    let judged = |r: &Value| {
+        ["hit", "negative", "stale", "miss"]
+            .iter()
+            .map(|s| r["totals"]["would_serve"][s].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    let mut last = Value::Null;
+    let done = eventually(Duration::from_secs(10), async || {
+        last = shadow_report(gw).await;
+        judged(&last) >= n
+    })
+    .await;
+    assert!(done, "{n} shadow reads judged: {last}");
+    last
+}
+
 #[tokio::test]
-async fn the_gate_refuses_a_raise_while_shadow_mismatches_are_high_and_rollback_always_works() {
+async fn shadow_matches_a_quiet_db_reports_a_change_behind_its_back_and_gates_the_raise() {
     let db = Db::start().await;
-    let gw = start("rollout-gate", &db).await;
-    assert_eq!(
-        rollout_post(&gw, r#"{"mode":"canary","canary_share":10}"#)
-            .await
-            .status,
-        200
-    );
-    // Shadow comparisons as counted: 90 matches, 10 mismatches (10%, over the default 1%).
-    let conn = gw.kv_file();
-    for (name, n) in [("shadow_matches", 90u64), ("shadow_mismatches", 10)] {
-        conn.execute(
-            "INSERT OR REPLACE INTO spin_key_value (store, key, value) VALUES ('default', ?1, ?2)",
-            rusqlite::params![format!("m:tally:{name}"), n.to_le_bytes().to_vec()],
-        )
-        .expect("insert counter");
-    }
-    let before = gw.raw("m:rollout").await;
-    let r = rollout_post(&gw, r#"{"canary_share":50}"#).await;
-    assert_eq!(
-        (r.status, json(&r)["error"].clone()),
-        (409, json!("rollout_gated")),
-        "{r:?}"
-    );
-    let r = rollout_post(&gw, r#"{"mode":"cutover"}"#).await;
-    assert_eq!(r.status, 409, "{r:?}");
-    assert_eq!(gw.raw("m:rollout").await, before, "nothing changed");
-    assert_eq!(rollout_get(&gw).await["gate"]["allows_raise"], false);
-    // Rollbacks go through whatever the gate says.
-    let r = rollout_post(&gw, r#"{"canary_share":5}"#).await;
+    let gw = start("rollout-shadow", &db).await;
+    db.seed("users", "1", json!({"name": "Ada", "tags": ["a"]}), 1)
+        .await;
+    db.seed("users", "2", json!({"v": 1}), 1).await;
+    let r = rollout_post(&gw, r#"{"mode":"shadow"}"#).await;
     assert_eq!(
         (r.status, json(&r)["rollback"].clone()),
         (200, json!(true)),
-        "{r:?}"
+        "shadow serves nothing from the cache: {r:?}"
     );
+
+    // Nothing changes behind the cache: every comparison matches. Each read reaches the DB
+    // API, and the caller gets its answer.
+    for path in ["/v1/users/1", "/v1/users/2", "/v1/users/1", "/v1/users/2"] {
+        let reads = db.reads();
+        let r = gw.get(path).await;
+        assert_eq!((r.status, header(&r, "x-cache")), (200, "PASS"), "{r:?}");
+        assert_eq!(db.reads(), reads + 1);
+    }
+    let report = shadow_judged(&gw, 4).await;
+    assert_eq!(
+        report["totals"]["would_serve"],
+        json!({"hit": 2, "negative": 0, "stale": 0, "miss": 2}),
+        "{report}"
+    );
+    assert_eq!(report["totals"]["matches"], 4, "{report}");
+    assert_eq!(report["window"]["mismatch_per_mille"], 0, "{report}");
+    assert!(gw.raw("c:users:1").await.is_some(), "kept as cutover would");
+
+    // Changed behind the cache's back: the caller gets the new value, and the report says
+    // the cache would have served the old one, where and how, without a value.
+    db.seed("users", "1", json!({"name": "Ada", "tags": ["private"]}), 2)
+        .await;
+    let r = gw.get("/v1/users/1").await;
+    assert_eq!(json(&r), json!({"name": "Ada", "tags": ["private"]}));
+    let report = shadow_judged(&gw, 5).await;
+    assert_eq!(report["totals"]["mismatches"]["value"], 1, "{report}");
+    assert_eq!(report["window"]["mismatch_per_mille"], 200, "{report}");
+    let sample = &report["samples"][0];
+    assert_eq!(
+        (
+            &sample["reason"],
+            &sample["ns"],
+            &sample["key"],
+            &sample["path"]
+        ),
+        (
+            &json!("value"),
+            &json!("users"),
+            &json!("1"),
+            &json!("/tags/0")
+        ),
+        "{report}"
+    );
+    assert_eq!(
+        (&sample["cache_etag"], &sample["origin_etag"]),
+        (&json!("\"v1\""), &json!("\"v2\"")),
+        "{report}"
+    );
+    assert!(!report.to_string().contains("private"), "{report}");
+    let metrics = gw.get("/metrics").await.body;
+    for line in [
+        "cache_shadow_comparisons_total{verdict=\"mismatch\",reason=\"value\"} 1",
+        "cache_shadow_comparisons_total{verdict=\"match\"} 4",
+        "cache_shadow_would_be_hit_ratio 0.600",
+        "cache_rollout_mode{mode=\"shadow\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+
+    // 20% mismatches, over the default 1%: a raise is refused, with the reason.
+    let before = gw.raw("m:rollout").await;
+    for raise in [
+        r#"{"mode":"canary","canary_share":5}"#,
+        r#"{"mode":"cutover"}"#,
+    ] {
+        let r = rollout_post(&gw, raise).await;
+        assert_eq!(
+            (r.status, json(&r)["error"].clone()),
+            (409, json!("rollout_gated")),
+            "{r:?}"
+        );
+        assert!(
+            json(&r)["message"].as_str().unwrap().contains("20.0%"),
+            "{r:?}"
+        );
+    }
+    assert_eq!(gw.raw("m:rollout").await, before, "nothing changed");
+    assert_eq!(rollout_get(&gw).await["gate"]["allows_raise"], false);
+    // A rollback goes through whatever the gate says, and so does a forced raise.
     let r = rollout_post(&gw, r#"{"mode":"passthrough"}"#).await;
-    assert_eq!(r.status, 200, "{r:?}");
-    // And an operator can force a raise.
+    assert_eq!((r.status, json(&r)["rollback"].clone()), (200, json!(true)));
     let r = rollout_post(&gw, r#"{"mode":"cutover","force":true}"#).await;
     assert_eq!(
         (r.status, json(&r)["forced"].clone()),
@@ -268,6 +354,48 @@ async fn the_gate_refuses_a_raise_while_shadow_mismatches_are_high_and_rollback_
         "{r:?}"
     );
     assert_eq!(rollout_get(&gw).await["state"]["mode"], "cutover");
+}
+
+#[tokio::test]
+async fn the_would_be_hit_rate_in_shadow_is_the_one_cutover_has_on_the_same_workload() {
+    let db = Db::start().await;
+    for key in ["1", "2", "3"] {
+        db.seed("users", key, json!({ "key": key }), 1).await;
+    }
+    let workload = [
+        "1", "2", "1", "none", "3", "1", "none", "2", "2", "3", "1", "none",
+    ];
+    // Cutover: what the cache served, read off each answer.
+    let cutover = start("rollout-rate-cutover", &db).await;
+    let mut served = std::collections::BTreeMap::new();
+    for key in workload {
+        let r = cutover.get(&format!("/v1/users/{key}")).await;
+        *served
+            .entry(header(&r, "x-cache").to_lowercase())
+            .or_insert(0u64) += 1;
+    }
+    // Shadow, on a cache of its own: what the cache would have served.
+    let shadow = start("rollout-rate-shadow", &db).await;
+    assert_eq!(
+        rollout_post(&shadow, r#"{"mode":"shadow"}"#).await.status,
+        200
+    );
+    for (i, key) in workload.iter().enumerate() {
+        let r = shadow.get(&format!("/v1/users/{key}")).await;
+        assert_eq!(header(&r, "x-cache"), "PASS");
+        // Sequential, as in cutover: each comparison (and fill) before the next read.
+        shadow_judged(&shadow, i as u64 + 1).await;
+    }
+    let report = shadow_judged(&shadow, workload.len() as u64).await;
+    let would: std::collections::BTreeMap<String, u64> = ["hit", "negative", "stale", "miss"]
+        .iter()
+        .filter_map(|s| {
+            let n = report["totals"]["would_serve"][s].as_u64()?;
+            (n > 0).then(|| ((*s).to_owned(), n))
+        })
+        .collect();
+    assert_eq!(would, served, "{report}");
+    assert_eq!(served.get("hit"), Some(&6), "{served:?}");
 }
 
 /// A credential whose bucket (no `auth_key`: a plain digest) is below `share` or not.

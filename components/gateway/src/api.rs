@@ -339,8 +339,13 @@ fn admin_routes(router: &mut Router) {
             if post {
                 rollout::change::apply(store, cfg, env::now(), req.body())
             } else {
-                rollout::change::report(store, cfg)
+                rollout::change::report(store, cfg, env::now())
             }
+        })
+    });
+    router.any("/admin/shadow", |req: Request, _: Params| {
+        admin_route(&req, (Method::Get, "GET"), |cfg, store| {
+            rollout::evidence::report(store, cfg, env::now())
         })
     });
     router.any("/admin/history", |req: Request, _: Params| {

@@ -3,7 +3,7 @@
 //! The handler sends and closes the response body before calling [`run_all`] (see the crate
 //! docs), so nothing here delays the client. The request paths return their deferred work
 //! as data (`cache_core::serve::Deferred`): a stale read asks for a revalidation of its
-//! entry. Every request's metrics are persisted last. Failures are logged and dropped: the
+//! entry, a shadow read for its comparison. Every request's metrics are persisted last. Failures are logged and dropped: the
 //! entry stays stale and the next stale read queues another attempt.
 
 use std::cell::RefCell;
@@ -44,6 +44,25 @@ pub async fn run_all() {
                 };
                 if let Err(e) = run() {
                     eprintln!("gateway: revalidating {} failed: {e:?}", key.kv_key());
+                }
+            }
+            Deferred::Shadow(read) => {
+                let key = read.key.kv_key();
+                let run = || -> Result<(), RequestError> {
+                    let cfg = settings::get()?;
+                    let mut kv = Stores::open(&cfg)?;
+                    serve::shadow::settle(
+                        &mut kv,
+                        &mut api::DbOrigin(&cfg),
+                        &mut WallClock,
+                        env::random_u64(),
+                        &cfg,
+                        *read,
+                    )
+                    .map(drop)
+                };
+                if let Err(e) = run() {
+                    eprintln!("gateway: judging the shadow read of {key} failed: {e:?}");
                 }
             }
         }

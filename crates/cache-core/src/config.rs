@@ -51,10 +51,11 @@
 //! | `rate_limit_read`       | `600/60s`        | reads per caller and window, or `off`            |
 //! | `rate_limit_write`      | `120/60s`        | writes per caller and window, or `off`           |
 //! | `rate_limit_admin`      | `30/60s`         | admin requests per client address, or `off`      |
-//! | `rollout_mode`          | `cutover`        | `passthrough`, `canary` or `cutover`             |
+//! | `rollout_mode`          | `cutover`        | `passthrough`, `shadow`, `canary` or `cutover`   |
 //! | `rollout_canary_share`  | `0`              | canary callers, percent of buckets (0–100)       |
 //! | `rollout_canary_writes_buffered` | `false` | canary callers' writes go through the buffer     |
 //! | `rollout_max_mismatch`  | `1`              | the gate's largest shadow mismatch rate, percent |
+//! | `rollout_gate_window`   | `15m`            | the gate judges this window and the one before   |
 //!
 //! Durations are plain seconds or suffixed (`500ms`, `30s`, `5m`, `1h`); sizes are plain bytes
 //! or suffixed (`512KiB`, `1MiB`); budgets are `{requests}/{window}` with the window in whole
@@ -184,6 +185,7 @@ pub mod var {
         ROLLOUT_CANARY_SHARE,
         ROLLOUT_CANARY_WRITES_BUFFERED,
         ROLLOUT_MAX_MISMATCH,
+        ROLLOUT_GATE_WINDOW,
     ];
     /// Admin bearer token.
     pub const ADMIN_TOKEN: &str = "admin_token";
@@ -221,6 +223,8 @@ pub mod var {
     pub const ROLLOUT_CANARY_WRITES_BUFFERED: &str = "rollout_canary_writes_buffered";
     /// The gate's largest shadow mismatch rate, percent.
     pub const ROLLOUT_MAX_MISMATCH: &str = "rollout_max_mismatch";
+    /// The length of the gate's windows of shadow comparisons.
+    pub const ROLLOUT_GATE_WINDOW: &str = "rollout_gate_window";
 }
 
 /// Who decides what a caller may read and write (see [`crate::auth`]).
@@ -344,6 +348,9 @@ pub struct CacheConfig {
     /// The gate refuses raising the rollout while the shadow mismatch rate, percent, is above
     /// this ([`crate::rollout::gate`]).
     pub rollout_max_mismatch: u8,
+    /// The gate judges the shadow comparisons of the current window of this length and the
+    /// one before ([`crate::rollout::evidence`]).
+    pub rollout_gate_window: Duration,
 }
 
 impl fmt::Debug for CacheConfig {
@@ -385,6 +392,7 @@ impl fmt::Debug for CacheConfig {
             .field("rate_limits", &self.rate_limits)
             .field("rollout", &self.rollout)
             .field("rollout_max_mismatch", &self.rollout_max_mismatch)
+            .field("rollout_gate_window", &self.rollout_gate_window)
             .finish()
     }
 }
@@ -628,7 +636,7 @@ impl CacheConfig {
                     var::ROLLOUT_MODE,
                     Mode::Cutover,
                     Mode::parse_configurable,
-                    "passthrough, canary or cutover",
+                    "passthrough, shadow, canary or cutover",
                 )?,
                 canary_share: percent(r.count(var::ROLLOUT_CANARY_SHARE, 0, (0, 100))?),
                 canary_writes_buffered: r.parsed(
@@ -639,6 +647,7 @@ impl CacheConfig {
                 )?,
             },
             rollout_max_mismatch: percent(r.count(var::ROLLOUT_MAX_MISMATCH, 1, (0, 100))?),
+            rollout_gate_window: r.duration(var::ROLLOUT_GATE_WINDOW, Duration::from_secs(900))?,
         };
         cfg.cross_check()
     }
@@ -670,6 +679,9 @@ impl CacheConfig {
         }
         if self.flush_timeout.is_zero() {
             return Err(invalid(var::FLUSH_TIMEOUT, "must be greater than zero"));
+        }
+        if self.rollout_gate_window < Duration::from_secs(1) {
+            return Err(invalid(var::ROLLOUT_GATE_WINDOW, "must be at least 1s"));
         }
         if self.auth_mode == AuthMode::Jwt && self.jwt_verifier.is_none() {
             return Err(ConfigError::Missing(var::JWT_JWKS));

@@ -21,6 +21,8 @@ use std::fmt::Write as _;
 use crate::config::CacheConfig;
 use crate::delivery::state::{gauges, FlushStats};
 use crate::rollout;
+use crate::rollout::compare::{Reason, WouldStatus};
+use crate::rollout::evidence;
 use crate::rollout::state::{Mode, RolloutState};
 use crate::serve::reply::ERROR_CODES;
 use crate::serve::Event;
@@ -103,6 +105,7 @@ fn names() -> Vec<String> {
     .into_iter()
     .map(str::to_owned)
     .chain(ERROR_CODES.iter().map(|code| of_error(code)))
+    .chain(evidence::counter_names())
     .collect()
 }
 
@@ -144,6 +147,7 @@ pub fn metrics(
     let rollout = rollout::state::load(store, cfg)?;
     let mut text = render(&counters, &stats);
     text.push_str(&render_rollout(&rollout.state));
+    text.push_str(&render_shadow(&counters));
     Ok(text)
 }
 
@@ -166,12 +170,66 @@ pub fn render_rollout(state: &RolloutState) -> String {
         "# HELP cache_rollout_mode The rollout mode in force (1) and the others (0).\n\
          # TYPE cache_rollout_mode gauge"
     );
-    for mode in [Mode::Passthrough, Mode::Canary, Mode::Cutover] {
+    for mode in Mode::ALL {
         let _ = writeln!(
             out,
             "cache_rollout_mode{{mode=\"{}\"}} {}",
             mode.as_str(),
             u8::from(mode == state.mode)
+        );
+    }
+    out
+}
+
+/// Shadow mode's counts ([`evidence`]): comparisons by verdict and reason, reads by what the
+/// cache would have answered, and the two ratios they give (absent before any shadow read).
+#[must_use]
+pub fn render_shadow(counters: &BTreeMap<String, u64>) -> String {
+    let get = |n: &str| counters.get(n).copied().unwrap_or(0);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP cache_shadow_comparisons_total Shadow reads judged, by verdict and mismatch reason.\n\
+         # TYPE cache_shadow_comparisons_total counter\n\
+         cache_shadow_comparisons_total{{verdict=\"match\"}} {}\n\
+         cache_shadow_comparisons_total{{verdict=\"uncompared\"}} {}",
+        get(evidence::MATCHES),
+        get(evidence::UNCOMPARED)
+    );
+    for reason in Reason::ALL {
+        let _ = writeln!(
+            out,
+            "cache_shadow_comparisons_total{{verdict=\"mismatch\",reason=\"{}\"}} {}",
+            reason.as_str(),
+            get(&evidence::mismatch_counter(reason))
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP cache_shadow_would_serve_total Shadow reads by what the cache would have answered.\n\
+         # TYPE cache_shadow_would_serve_total counter"
+    );
+    for status in WouldStatus::ALL {
+        let _ = writeln!(
+            out,
+            "cache_shadow_would_serve_total{{status=\"{}\"}} {}",
+            status.as_str(),
+            get(&evidence::would_counter(status))
+        );
+    }
+    if let Some((hit, offload)) = evidence::ratios(counters) {
+        let _ = writeln!(
+            out,
+            "# HELP cache_shadow_would_be_hit_ratio Shadow reads the cache would have answered fresh.\n\
+             # TYPE cache_shadow_would_be_hit_ratio gauge\n\
+             cache_shadow_would_be_hit_ratio {}.{:03}\n\
+             # HELP cache_shadow_estimated_origin_offload_ratio Shadow reads that would not have waited for the DB API.\n\
+             # TYPE cache_shadow_estimated_origin_offload_ratio gauge\n\
+             cache_shadow_estimated_origin_offload_ratio {}.{:03}",
+            hit / 1000,
+            hit % 1000,
+            offload / 1000,
+            offload % 1000
         );
     }
     out

@@ -6,6 +6,10 @@
 //!
 //! - `passthrough`: every read and write goes to the DB API with the caller's own
 //!   credentials, synchronously, and the caller gets the DB API's answer;
+//! - `shadow`: as passthrough for the caller; after the response the cache judges what it
+//!   would have served against the DB API's answer ([`compare`]), counts and samples the
+//!   verdicts ([`evidence`], `GET /admin/shadow`), and keeps the answer as cutover would
+//!   have, so its entries evolve as they would serving the traffic;
 //! - `canary`: callers whose bucket ([`bucket`]) is below the canary share are served by the
 //!   cache as in cutover, the others pass through; canary callers' writes are buffered when
 //!   `canary_writes_buffered` is on, and pass through otherwise;
@@ -20,12 +24,13 @@
 //! the flush does not read the rollout at all, so leaving cutover never strands an
 //! acknowledged write.
 //!
-//! Shadow mode (the cache computing what it would have served beside the DB API's answer)
-//! is not part of this version: `shadow` is refused as a mode, and the gate reads the shadow
-//! counters only if something has counted them.
+//! Shadow's verdicts are the gate's evidence: raising the rollout is refused while the
+//! recent mismatch rate is above `rollout_max_mismatch`.
 
 pub mod bucket;
 pub mod change;
+pub mod compare;
 pub mod decide;
+pub mod evidence;
 pub mod gate;
 pub mod state;

@@ -22,7 +22,9 @@
 //! 0. Read the shared entry (`c:{ns}:{key}`) and the rollout record (`m:rollout`) in one
 //!    `get_many`. When the rollout passes this caller's reads through
 //!    ([`crate::rollout::decide`]) and the entry is not dirty, the DB API's answer is
-//!    relayed and nothing more happens ([`pass`]).
+//!    relayed and nothing more happens ([`pass`]); in shadow mode the answer is relayed
+//!    too, and what the cache would have served is judged against it after the response
+//!    ([`shadow`]).
 //! 1. With the shared entry read, [`plan_read`] decides. A value that does not
 //!    decode is a miss and is overwritten.
 //! 2. Fresh, or dirty (the DB API has not seen its write yet, so it is the newest truth) →
@@ -58,7 +60,9 @@
 //! more (the grant's window and the one before). A miss that fills is `get_many` (entry),
 //! `get`, `set`, `get` (claim the lease), `get`, `set` (re-read and store the entry), `get`,
 //! `delete` (release the lease): five reads and three writes. A passed-through read is the
-//! `get_many` alone.
+//! `get_many` alone; a shadow read too, and after its response the comparison's counts (an
+//! `increment` each, see [`crate::rollout::evidence`]) and, for a would-be miss or stale
+//! entry, the fill's `get` and `set`.
 //!
 //! # One PUT, PATCH or DELETE ([`write`](fn@write))
 //!
@@ -122,6 +126,7 @@ pub mod policy;
 pub mod prepare;
 pub mod read;
 pub mod reply;
+pub mod shadow;
 pub mod watch;
 
 use serde_json::Value;
@@ -253,6 +258,8 @@ pub enum Deferred {
         /// The `Authorization` the read would have sent.
         authorization: Option<String>,
     },
+    /// Judge a shadow read ([`shadow::settle`]).
+    Shadow(Box<shadow::ShadowRead>),
 }
 
 /// What a request produced.
@@ -436,7 +443,11 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         gate::check_rules(self.cfg, &caller, &req.key, Access::Read)?;
         let key = req.key.unscoped();
         let (shared, rollout, bucket) = self.entry_and_rollout(&key, &caller, &req.rate_key)?;
-        if read_route(&rollout.state, bucket) == ReadRoute::Origin && !is_dirty(shared.as_deref()) {
+        let route = read_route(&rollout.state, bucket);
+        if route != ReadRoute::Cache && !is_dirty(shared.as_deref()) {
+            if route == ReadRoute::Shadow {
+                return self.shadow_read(req, &caller, &key, shared);
+            }
             self.events.push(Event::PassedThroughRead);
             let read =
                 origin::item_read(&key, caller.authorization(), req.if_none_match.as_deref());

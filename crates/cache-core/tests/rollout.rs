@@ -5,7 +5,7 @@ use cache_core::auth::caller::Caller;
 use cache_core::config::{var, CacheConfig};
 use cache_core::rollout::decide::{in_canary, read_route, write_route, ReadRoute, WriteRoute};
 use cache_core::rollout::state::{self, Mode, RolloutState};
-use cache_core::rollout::{bucket, change, gate};
+use cache_core::rollout::{bucket, change};
 use cache_core::store::{encode_counter, KvStore};
 use cache_core::stored::kv_key::KvKey;
 use cache_core::{MemoryStore, UnixMillis};
@@ -145,9 +145,19 @@ fn the_defaults_come_from_the_variables_and_bad_ones_are_refused() {
     ]);
     assert_eq!(cfg.rollout, canary(5, true));
     assert_eq!(cfg_with(&[]).rollout.mode, Mode::Cutover);
+    assert_eq!(
+        cfg_with(&[(var::ROLLOUT_MODE, "shadow")]).rollout.mode,
+        Mode::Shadow
+    );
+    assert_eq!(
+        cfg_with(&[(var::ROLLOUT_GATE_WINDOW, "1h")]).rollout_gate_window,
+        std::time::Duration::from_secs(3600)
+    );
     for (name, value) in [
-        (var::ROLLOUT_MODE, "shadow"),
+        (var::ROLLOUT_MODE, "mirror"),
         (var::ROLLOUT_MODE, "Canary"),
+        (var::ROLLOUT_GATE_WINDOW, "0s"),
+        (var::ROLLOUT_GATE_WINDOW, "soon"),
         (var::ROLLOUT_CANARY_SHARE, "101"),
         (var::ROLLOUT_CANARY_SHARE, "-1"),
         (var::ROLLOUT_CANARY_WRITES_BUFFERED, "yes"),
@@ -169,17 +179,17 @@ fn post(store: &mut MemoryStore, cfg: &CacheConfig, at: u64, body: Value) -> (u1
 }
 
 fn get(store: &mut MemoryStore, cfg: &CacheConfig) -> Value {
-    serde_json::from_slice(&change::report(store, cfg).unwrap().body).unwrap()
+    serde_json::from_slice(&change::report(store, cfg, UnixMillis(10)).unwrap().body).unwrap()
 }
 
+/// Shadow comparisons counted in the gate's window of the first seconds.
 fn set_shadow_counts(store: &mut MemoryStore, matches: u64, mismatches: u64) {
-    for (name, n) in [
-        (gate::SHADOW_MATCHES, matches),
-        (gate::SHADOW_MISMATCHES, mismatches),
-    ] {
-        store
-            .set(&KvKey::Tally(name.into()).render(), &encode_counter(n))
-            .unwrap();
+    for (mismatch, n) in [(false, matches), (true, mismatches)] {
+        let key = KvKey::ShadowWindow {
+            window: 0,
+            mismatch,
+        };
+        store.set(&key.render(), &encode_counter(n)).unwrap();
     }
 }
 
@@ -238,7 +248,7 @@ fn bad_input_is_400_and_changes_nothing() {
     for bad in [
         json!({}),
         json!({"force": true}),
-        json!({"mode": "shadow"}),
+        json!({"mode": "mirror"}),
         json!({"mode": "CUTOVER"}),
         json!({"mode": 3}),
         json!({"canary_share": 101}),
@@ -304,6 +314,7 @@ fn the_gate_refuses_a_raise_but_never_a_rollback_and_force_skips_it() {
     for rollback in [
         json!({"canary_share": 15}),
         json!({"canary_share": 0}),
+        json!({"mode": "shadow"}),
         json!({"mode": "passthrough"}),
     ] {
         let (status, body) = post(&mut store, &cfg, 4, rollback.clone());
@@ -349,18 +360,6 @@ mod common;
 use cache_core::serve::Event;
 use common::World;
 
-fn with_rollout(w: &mut World, state: RolloutState) {
-    let cfg = w.cfg.clone();
-    let body = json!({
-        "mode": state.mode.as_str(),
-        "canary_share": state.canary_share,
-        "canary_writes_buffered": state.canary_writes_buffered,
-        "force": true,
-    });
-    let (status, answer) = post(&mut w.store, &cfg, 1, body);
-    assert_eq!(status, 200, "{answer}");
-}
-
 fn bearer(i: usize) -> String {
     format!("Bearer token-of-user-{i}")
 }
@@ -368,14 +367,11 @@ fn bearer(i: usize) -> String {
 #[test]
 fn a_passed_through_read_relays_the_origin_answer_and_keeps_nothing() {
     let mut w = World::new();
-    with_rollout(
-        &mut w,
-        RolloutState {
-            mode: Mode::Passthrough,
-            canary_share: 0,
-            canary_writes_buffered: false,
-        },
-    );
+    w.set_rollout(RolloutState {
+        mode: Mode::Passthrough,
+        canary_share: 0,
+        canary_writes_buffered: false,
+    });
     w.origin.found(r#"{"v":1}"#, "\"v7\"");
     let out = w.get_with("a", |r| r.if_none_match = Some("\"v6\"".into()));
     assert_eq!(out.reply.status, 200);
@@ -398,14 +394,11 @@ fn a_passed_through_read_relays_the_origin_answer_and_keeps_nothing() {
 fn a_dirty_entry_is_served_from_the_cache_whatever_the_route() {
     let mut w = World::new();
     assert_eq!(w.put("a", r#"{"v":2}"#).reply.status, 202);
-    with_rollout(
-        &mut w,
-        RolloutState {
-            mode: Mode::Passthrough,
-            canary_share: 0,
-            canary_writes_buffered: false,
-        },
-    );
+    w.set_rollout(RolloutState {
+        mode: Mode::Passthrough,
+        canary_share: 0,
+        canary_writes_buffered: false,
+    });
     // The DB API still holds the older value; it is asked only whether the caller may read.
     w.origin.found(r#"{"v":1}"#, "\"v1\"");
     let out = w.get("a");
@@ -426,7 +419,7 @@ fn a_dirty_entry_is_served_from_the_cache_whatever_the_route() {
 fn in_canary_callers_below_the_share_are_served_by_the_cache_and_the_others_pass_through() {
     let mut w = World::new();
     w.cfg.auth_key = Some("a-secret-of-sixteen-bytes".into());
-    with_rollout(&mut w, canary(30, false));
+    w.set_rollout(canary(30, false));
     let state = canary(30, false);
     let (mut cached, mut passed) = (0, 0);
     for i in 0..40 {
@@ -466,7 +459,7 @@ fn a_passed_through_write_goes_to_the_db_api_at_once_and_invalidates_the_entry()
     let mut w = World::new();
     w.origin.found(r#"{"v":1}"#, "\"v1\"");
     assert_eq!(w.get("a").reply.header("x-cache"), Some("MISS"));
-    with_rollout(&mut w, passthrough());
+    w.set_rollout(passthrough());
     let out = w.send_with("a", Op::Put(br#"{"v":2}"#.to_vec()), |r| {
         r.authorization = Some("Bearer alice".into());
     });
@@ -481,13 +474,10 @@ fn a_passed_through_write_goes_to_the_db_api_at_once_and_invalidates_the_entry()
     assert!(sent.idempotency_key.starts_with("pass-"));
     assert_eq!(w.count("w:"), 0, "nothing buffered");
     // The entry the cache held is superseded: the next cached read asks the DB API.
-    with_rollout(
-        &mut w,
-        RolloutState {
-            mode: Mode::Cutover,
-            ..passthrough()
-        },
-    );
+    w.set_rollout(RolloutState {
+        mode: Mode::Cutover,
+        ..passthrough()
+    });
     w.origin.found(r#"{"v":2}"#, "\"v2\"");
     let out = w.get("a");
     assert_eq!(
@@ -495,7 +485,7 @@ fn a_passed_through_write_goes_to_the_db_api_at_once_and_invalidates_the_entry()
         (Some("MISS"), &br#"{"v":2}"#[..])
     );
     // A DELETE goes as a DELETE, without a body.
-    with_rollout(&mut w, passthrough());
+    w.set_rollout(passthrough());
     assert_eq!(w.send_with("a", Op::Delete, |_| {}).reply.status, 200);
     assert_eq!(
         (w.origin.writes[1].method, w.origin.writes[1].body.len()),
@@ -517,7 +507,7 @@ fn a_passed_through_write_goes_to_the_db_api_at_once_and_invalidates_the_entry()
 fn a_passed_through_write_waits_for_the_buffered_writes_of_its_key() {
     let mut w = World::new();
     assert_eq!(w.put("a", r#"{"v":1}"#).reply.status, 202);
-    with_rollout(&mut w, passthrough());
+    w.set_rollout(passthrough());
     let entry_before = w.entry("a");
     let out = w.put("a", r#"{"v":2}"#);
     assert_eq!(out.reply.status, 409);
@@ -537,7 +527,7 @@ fn a_passed_through_write_waits_for_the_buffered_writes_of_its_key() {
 #[test]
 fn a_passed_through_patch_merges_into_the_db_api_value_and_preconditions_hold() {
     let mut w = World::new();
-    with_rollout(&mut w, passthrough());
+    w.set_rollout(passthrough());
     w.origin.found(r#"{"a":1,"b":2}"#, "\"v5\"");
     let out = w.send_with("k", Op::Patch(br#"{"b":null,"c":3}"#.to_vec()), |_| {});
     assert_eq!(out.reply.status, 200, "{:?}", out.reply);
@@ -567,7 +557,7 @@ fn a_passed_through_patch_merges_into_the_db_api_value_and_preconditions_hold() 
 #[test]
 fn a_retried_passed_through_write_carries_the_same_idempotency_key() {
     let mut w = World::new();
-    with_rollout(&mut w, passthrough());
+    w.set_rollout(passthrough());
     for _ in 0..2 {
         let out = w.send_with("a", Op::Put(b"1".to_vec()), |r| {
             r.idempotency_key = Some("client-key-1".into());
@@ -614,7 +604,7 @@ fn canary_writes_are_buffered_when_enabled_and_the_others_pass_through() {
     let inside = caller_in(&w, 50, true);
     let outside = caller_in(&w, 50, false);
     for buffered in [true, false] {
-        with_rollout(&mut w, canary(50, buffered));
+        w.set_rollout(canary(50, buffered));
         let sent = w.origin.writes.len();
         let out = w.send_with("in", Op::Put(b"1".to_vec()), |r| {
             r.authorization = Some(inside.clone())
@@ -639,7 +629,7 @@ fn a_write_outside_the_canary_is_never_hidden_from_a_canary_reader() {
     w.cfg.auth_key = Some("a-secret-of-sixteen-bytes".into());
     let reader = caller_in(&w, 50, true);
     let writer = caller_in(&w, 50, false);
-    with_rollout(&mut w, canary(50, true));
+    w.set_rollout(canary(50, true));
     // The canary reader has the value cached (shared: the origin allows it).
     w.origin
         .found_cc(r#"{"v":1}"#, "\"v1\"", "public, max-age=3600");
@@ -664,7 +654,7 @@ fn a_passed_through_long_poll_answers_at_once() {
     use cache_core::serve::{watch, GetRequest};
     use cache_core::time::TestClock;
     let mut w = World::new();
-    with_rollout(&mut w, passthrough());
+    w.set_rollout(passthrough());
     w.origin.status(304);
     let req = GetRequest {
         key: World::key("a"),

@@ -101,18 +101,31 @@ pub fn check_read_grant<S: KvStore, O: Origin>(
     if cfg.auth_mode == AuthMode::Jwt {
         return check_rules(cfg, caller, key, Access::Read);
     }
-    let digest = caller.grant_digest(cfg, key, Access::Read);
-    if let Some(d) = &digest {
-        if grant::find(store, d, now, cfg.grant_ttl)?.is_some() {
-            return Ok(());
-        }
+    if read_grant_kept(store, cfg, caller, key, now)? {
+        return Ok(());
     }
     let read = item_read(key, caller.authorization(), etag);
     read_allowed(origin.get_item(&read))?;
-    if let Some(d) = &digest {
-        grant::keep(store, d, None, now, cfg.grant_ttl);
-    }
+    keep_read_grant(store, cfg, caller, key, now);
     Ok(())
+}
+
+/// Whether `caller` may read `key`'s entry without asking the DB API: in `jwt` mode the
+/// rules decide (checked before any read), otherwise a read grant kept within `grant_ttl`.
+pub fn read_grant_kept<S: KvStore>(
+    store: &mut S,
+    cfg: &CacheConfig,
+    caller: &Caller,
+    key: &CacheKey,
+    now: UnixMillis,
+) -> Result<bool, RequestError> {
+    if cfg.auth_mode == AuthMode::Jwt {
+        return Ok(true);
+    }
+    match caller.grant_digest(cfg, key, Access::Read) {
+        Some(d) => Ok(grant::find(store, &d, now, cfg.grant_ttl)?.is_some()),
+        None => Ok(false),
+    }
 }
 
 /// Keeps a read grant for a caller the origin just answered a read with `200`, `304` or `404`.

@@ -3,11 +3,12 @@
 //!
 //! `POST` takes `{"mode", "canary_share", "canary_writes_buffered", "force"}`, every field
 //! optional but at least one setting; the fields given replace the state in force, the
-//! others stay. A body that is not that (unknown field, wrong type, `shadow`, a share over
-//! 100) is `400` and changes nothing.
+//! others stay. A body that is not that (unknown field, wrong type, an unknown mode, a share
+//! over 100) is `400` and changes nothing.
 //!
 //! A change that lowers what the cache serves (a lower share, passthrough, canary writes no
-//! longer buffered) is a rollback and is always accepted: the way back must never be
+//! longer buffered; `shadow`, which serves nothing from the cache) is a rollback and is
+//! always accepted: the way back must never be
 //! blocked by the evidence that made it necessary. A change that raises it (a higher
 //! exposure: canary share in canary, cutover; or more writes buffered) goes through the
 //! [`gate`](super::gate) unless `force` is `true`; a refusal is `409 rollout_gated` with the
@@ -33,22 +34,37 @@ use crate::time::UnixMillis;
 /// The largest accepted body.
 const MAX_BODY_BYTES: usize = 4096;
 
+/// A change as sent: the settings to replace, and whether to skip the gate.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Body {
-    mode: Option<String>,
+    #[serde(default, deserialize_with = "mode")]
+    mode: Option<Mode>,
     canary_share: Option<u8>,
     canary_writes_buffered: Option<bool>,
     #[serde(default)]
     force: bool,
 }
 
+/// A mode by its name, with the names in the error.
+fn mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Mode>, D::Error> {
+    let name = String::deserialize(d)?;
+    Mode::parse_configurable(&name).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "unknown mode {name:?} (passthrough, shadow, canary or cutover)"
+        ))
+    })
+}
+
 /// `GET /admin/rollout`: the state in force, where it comes from, the configured
 /// defaults, what the gate would say now, and the change log.
-pub fn report(store: &mut impl KvStore, cfg: &CacheConfig) -> Result<Reply, RequestError> {
+pub fn report(
+    store: &mut impl KvStore,
+    cfg: &CacheConfig,
+    now: UnixMillis,
+) -> Result<Reply, RequestError> {
     let current = state::load(store, cfg).map_err(RequestError::StoreUnavailable)?;
-    let verdict =
-        gate::check(store, cfg.rollout_max_mismatch).map_err(RequestError::StoreUnavailable)?;
+    let verdict = gate_verdict(store, cfg, now)?;
     Ok(ok(&json!({
         "state": state_view(&current.state),
         "source": if current.overridden { "override" } else { "defaults" },
@@ -78,8 +94,7 @@ pub fn apply(
             .unwrap_or(current.state.canary_writes_buffered),
     };
     let raises = is_raise(&current.state, &new);
-    let verdict =
-        gate::check(store, cfg.rollout_max_mismatch).map_err(RequestError::StoreUnavailable)?;
+    let verdict = gate_verdict(store, cfg, now)?;
     if raises && !body.force && !verdict.allows() {
         return Err(RequestError::RolloutGated(format!(
             "the shadow mismatch rate is {} (over rollout_max_mismatch, {}%); roll back, \
@@ -121,6 +136,21 @@ pub fn apply(
     })))
 }
 
+/// What the gate says at `now`.
+fn gate_verdict(
+    store: &mut impl KvStore,
+    cfg: &CacheConfig,
+    now: UnixMillis,
+) -> Result<Verdict, RequestError> {
+    gate::check(
+        store,
+        cfg.rollout_max_mismatch,
+        now,
+        cfg.rollout_gate_window,
+    )
+    .map_err(RequestError::StoreUnavailable)
+}
+
 /// Whether `new` serves more from the cache than `old`: a higher read exposure, or more
 /// buffered writes.
 #[must_use]
@@ -128,14 +158,7 @@ pub fn is_raise(old: &RolloutState, new: &RolloutState) -> bool {
     new.exposure() > old.exposure() || new.buffered_exposure() > old.buffered_exposure()
 }
 
-struct Parsed {
-    mode: Option<Mode>,
-    canary_share: Option<u8>,
-    canary_writes_buffered: Option<bool>,
-    force: bool,
-}
-
-fn parse(bytes: &[u8]) -> Result<Parsed, RequestError> {
+fn parse(bytes: &[u8]) -> Result<Body, RequestError> {
     if bytes.len() > MAX_BODY_BYTES {
         return Err(RequestError::BadRequest(format!(
             "a rollout change is at most {MAX_BODY_BYTES} bytes"
@@ -146,36 +169,17 @@ fn parse(bytes: &[u8]) -> Result<Parsed, RequestError> {
             "expected {{\"mode\", \"canary_share\", \"canary_writes_buffered\", \"force\"}}: {e}"
         ))
     })?;
-    let mode = match body.mode.as_deref() {
-        None => None,
-        Some("shadow") => {
-            return Err(RequestError::BadRequest(
-                "shadow mode is not available in this version (passthrough, canary or cutover)"
-                    .into(),
-            ))
-        }
-        Some(m) => Some(Mode::parse_configurable(m).ok_or_else(|| {
-            RequestError::BadRequest(format!(
-                "unknown mode {m:?} (passthrough, canary or cutover)"
-            ))
-        })?),
-    };
     if body.canary_share.is_some_and(|s| s > 100) {
         return Err(RequestError::BadRequest(
             "canary_share is a percentage, 0 to 100".into(),
         ));
     }
-    if mode.is_none() && body.canary_share.is_none() && body.canary_writes_buffered.is_none() {
+    if body.mode.is_none() && body.canary_share.is_none() && body.canary_writes_buffered.is_none() {
         return Err(RequestError::BadRequest(
             "nothing to change: give mode, canary_share or canary_writes_buffered".into(),
         ));
     }
-    Ok(Parsed {
-        mode,
-        canary_share: body.canary_share,
-        canary_writes_buffered: body.canary_writes_buffered,
-        force: body.force,
-    })
+    Ok(body)
 }
 
 fn state_view(s: &RolloutState) -> Value {

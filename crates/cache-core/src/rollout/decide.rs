@@ -6,6 +6,7 @@
 //! | mode | read | write |
 //! |---|---|---|
 //! | `passthrough` | origin | origin |
+//! | `shadow` | origin, compared with the cache | origin |
 //! | `canary`, bucket < share | cache | buffer if `canary_writes_buffered`, else origin |
 //! | `canary`, bucket ≥ share | origin | origin |
 //! | `cutover` | cache | buffer |
@@ -19,6 +20,9 @@ pub enum ReadRoute {
     Cache,
     /// The DB API, its answer relayed.
     Origin,
+    /// The DB API, its answer relayed, and compared after the response with what the cache
+    /// would have served ([`super::shadow`]).
+    Shadow,
 }
 
 /// Where a write goes.
@@ -44,6 +48,7 @@ pub fn read_route(state: &RolloutState, bucket: u8) -> ReadRoute {
         Mode::Cutover => ReadRoute::Cache,
         Mode::Canary if in_canary(state, bucket) => ReadRoute::Cache,
         Mode::Canary | Mode::Passthrough => ReadRoute::Origin,
+        Mode::Shadow => ReadRoute::Shadow,
     }
 }
 
@@ -55,6 +60,6 @@ pub fn write_route(state: &RolloutState, bucket: u8) -> WriteRoute {
         Mode::Canary if state.canary_writes_buffered && in_canary(state, bucket) => {
             WriteRoute::Buffer
         }
-        Mode::Canary | Mode::Passthrough => WriteRoute::Origin,
+        Mode::Canary | Mode::Passthrough | Mode::Shadow => WriteRoute::Origin,
     }
 }

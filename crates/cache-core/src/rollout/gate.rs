@@ -6,18 +6,16 @@
 //! mismatch rate is above `rollout_max_mismatch` percent. Lowering is never gated
 //! ([`super::change`]), and an operator can skip the gate (`force`).
 //!
-//! Shadow mode is not part of this version, so nothing counts matches yet: the gate reads
-//! the two shadow counters (`m:tally:shadow_matches`, `m:tally:shadow_mismatches`) and
-//! allows when both are zero. Once shadow mode counts them, the gate applies with no change
-//! here. The counts are totals since they were last reset, not a recent window.
+//! The evidence is shadow mode's comparisons of the recent window ([`super::evidence`]): the
+//! current `rollout_gate_window` and the one before. With none counted (shadow never ran,
+//! or not recently) there is nothing to judge by and the gate allows: skipping shadow is the
+//! operator's choice, and `GET /admin/rollout` says the gate had no evidence.
 
-use crate::store::{decode_counter, KvStore, StoreError};
-use crate::stored::kv_key::KvKey;
+use std::time::Duration;
 
-/// The counter of shadow comparisons that matched.
-pub const SHADOW_MATCHES: &str = "shadow_matches";
-/// The counter of shadow comparisons that did not.
-pub const SHADOW_MISMATCHES: &str = "shadow_mismatches";
+use super::evidence;
+use crate::store::{KvStore, StoreError};
+use crate::time::UnixMillis;
 
 /// What the gate saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,22 +42,20 @@ impl Verdict {
     }
 }
 
-/// Judges the shadow counters against `max_mismatch` percent (two reads, one `get_many`).
-pub fn check(store: &mut impl KvStore, max_mismatch: u8) -> Result<Verdict, StoreError> {
-    let keys = [SHADOW_MATCHES, SHADOW_MISMATCHES].map(|n| KvKey::Tally(n.to_owned()).render());
-    let values = store.get_many(&keys)?;
-    let count = |i: usize| {
-        values
-            .get(i)
-            .and_then(Option::as_deref)
-            .map_or(0, decode_counter)
-    };
-    let (matches, mismatches) = (count(0), count(1));
-    let total = matches.saturating_add(mismatches);
+/// Judges the recent window's comparisons (windows of `window`, at `now`) against
+/// `max_mismatch` percent (one `get_many`).
+pub fn check(
+    store: &mut impl KvStore,
+    max_mismatch: u8,
+    now: UnixMillis,
+    window: Duration,
+) -> Result<Verdict, StoreError> {
+    let recent = evidence::recent(store, now, window)?;
+    let total = recent.matches.saturating_add(recent.mismatches);
     if total == 0 {
         return Ok(Verdict::NoEvidence);
     }
-    let mismatch_per_mille = mismatches.saturating_mul(1000) / total;
+    let mismatch_per_mille = recent.mismatches.saturating_mul(1000) / total;
     Ok(if mismatch_per_mille > u64::from(max_mismatch) * 10 {
         Verdict::Above { mismatch_per_mille }
     } else {

@@ -26,6 +26,9 @@ pub const LOG_LEN: usize = 32;
 pub enum Mode {
     /// Every request goes to the DB API.
     Passthrough,
+    /// Every request goes to the DB API; after answering, the cache compares what it would
+    /// have served with the DB API's answer ([`super::shadow`]).
+    Shadow,
     /// The cache serves callers in the canary; the others pass through.
     Canary,
     /// The cache serves every request.
@@ -33,11 +36,15 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// The mode named `s`: `passthrough`, `canary` or `cutover`.
+    /// Every mode, from the least exposed to the most.
+    pub const ALL: [Mode; 4] = [Mode::Passthrough, Mode::Shadow, Mode::Canary, Mode::Cutover];
+
+    /// The mode named `s`: `passthrough`, `shadow`, `canary` or `cutover`.
     #[must_use]
     pub fn parse_configurable(s: &str) -> Option<Mode> {
         match s {
             "passthrough" => Some(Mode::Passthrough),
+            "shadow" => Some(Mode::Shadow),
             "canary" => Some(Mode::Canary),
             "cutover" => Some(Mode::Cutover),
             _ => None,
@@ -49,6 +56,7 @@ impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Passthrough => "passthrough",
+            Mode::Shadow => "shadow",
             Mode::Canary => "canary",
             Mode::Cutover => "cutover",
         }
@@ -68,12 +76,12 @@ pub struct RolloutState {
 }
 
 impl RolloutState {
-    /// The share of buckets the cache serves reads for: 0 in passthrough, the canary share in
-    /// canary, 100 in cutover.
+    /// The share of buckets the cache serves reads for: 0 in passthrough and shadow, the
+    /// canary share in canary, 100 in cutover.
     #[must_use]
     pub fn exposure(&self) -> u8 {
         match self.mode {
-            Mode::Passthrough => 0,
+            Mode::Passthrough | Mode::Shadow => 0,
             Mode::Canary => self.canary_share.min(100),
             Mode::Cutover => 100,
         }
@@ -83,7 +91,7 @@ impl RolloutState {
     #[must_use]
     pub fn buffered_exposure(&self) -> u8 {
         match self.mode {
-            Mode::Passthrough => 0,
+            Mode::Passthrough | Mode::Shadow => 0,
             Mode::Canary if self.canary_writes_buffered => self.canary_share.min(100),
             Mode::Canary => 0,
             Mode::Cutover => 100,

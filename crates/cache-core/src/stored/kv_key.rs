@@ -73,12 +73,14 @@ const DLQ_INDEX: &str = "dlq";
 const IDEMPOTENCY: &str = "idem:";
 const HISTORY: &str = "history";
 const ROLLOUT: &str = "rollout";
+const SHADOW: &str = "shadow:";
+const SHADOW_SAMPLES: &str = "shadow:samples";
 
 /// Which store a key lives in when the cache and the buffer are kept apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Area {
     /// Cache entries, fill leases, access grants, the rewrite window, the sweep's count,
-    /// rate counters, and keys of other owners.
+    /// the rollout and shadow mode's evidence, rate counters, and keys of other owners.
     Cache,
     /// Buffered writes, sealed batches, dead letters, the flush lease and state, admission
     /// and metrics counters.
@@ -99,6 +101,7 @@ impl Area {
                     || rest == REWRITE
                     || rest == SWEEP
                     || rest == ROLLOUT
+                    || rest.starts_with(SHADOW)
                 {
                     Area::Cache
                 } else {
@@ -221,6 +224,16 @@ pub enum KvKey {
     History,
     /// The rollout's run-time state and change log ([`crate::rollout::state`]).
     Rollout,
+    /// A count of shadow comparisons in one window of `rollout_gate_window`
+    /// ([`crate::rollout::evidence`]; the sweep deletes those of past windows by name).
+    ShadowWindow {
+        /// `now / rollout_gate_window` when it was counted.
+        window: u64,
+        /// Whether it counts mismatches (otherwise matches).
+        mismatch: bool,
+    },
+    /// The latest shadow mismatches ([`crate::rollout::evidence`]).
+    ShadowSamples,
     /// The rate counter of one caller and class in the window ending at `window_end`.
     Rate {
         /// The class of requests counted.
@@ -271,6 +284,11 @@ impl KvKey {
             }
             KvKey::History => format!("{META_PREFIX}{HISTORY}"),
             KvKey::Rollout => format!("{META_PREFIX}{ROLLOUT}"),
+            KvKey::ShadowWindow { window, mismatch } => {
+                let what = if *mismatch { "mismatch" } else { "match" };
+                format!("{META_PREFIX}{SHADOW}{window}:{what}")
+            }
+            KvKey::ShadowSamples => format!("{META_PREFIX}{SHADOW_SAMPLES}"),
             KvKey::Rate {
                 class,
                 window_end,
@@ -296,6 +314,8 @@ impl KvKey {
                 DLQ_INDEX => Some(KvKey::DeadLetterIndex),
                 HISTORY => Some(KvKey::History),
                 ROLLOUT => Some(KvKey::Rollout),
+                SHADOW_SAMPLES => Some(KvKey::ShadowSamples),
+                _ if rest.starts_with(SHADOW) => parse_shadow_window(rest.strip_prefix(SHADOW)?),
                 _ if rest.starts_with(IDEMPOTENCY) => {
                     let (window, digest) = parse_window_digest(rest.strip_prefix(IDEMPOTENCY)?)?;
                     Some(KvKey::Idempotency { window, digest })
@@ -338,6 +358,21 @@ fn parse_fill(rest: &str) -> Option<KvKey> {
             })
         }
     }
+}
+
+/// `{window}:match` or `{window}:mismatch`, the window's digits without a leading zero.
+fn parse_shadow_window(rest: &str) -> Option<KvKey> {
+    let (w, what) = rest.split_once(':')?;
+    let window: u64 = w.parse().ok()?;
+    if window.to_string() != w {
+        return None;
+    }
+    let mismatch = match what {
+        "match" => false,
+        "mismatch" => true,
+        _ => return None,
+    };
+    Some(KvKey::ShadowWindow { window, mismatch })
 }
 
 fn parse_admitted(rest: &str) -> Option<KvKey> {
@@ -466,6 +501,23 @@ mod tests {
             ("m:fill:+12:00000000000000ff".to_owned(), None),
             ("m:fill:12:ff".to_owned(), None),
             ("m:rollout".to_owned(), Some(KvKey::Rollout)),
+            ("m:shadow:samples".to_owned(), Some(KvKey::ShadowSamples)),
+            (
+                "m:shadow:7:mismatch".to_owned(),
+                Some(KvKey::ShadowWindow {
+                    window: 7,
+                    mismatch: true,
+                }),
+            ),
+            (
+                "m:shadow:0:match".to_owned(),
+                Some(KvKey::ShadowWindow {
+                    window: 0,
+                    mismatch: false,
+                }),
+            ),
+            ("m:shadow:07:match".to_owned(), None),
+            ("m:shadow:7:other".to_owned(), None),
             (format!("m:grant:7:{}", "AB".repeat(16)), None),
             ("m:grant:7:ab".to_owned(), None),
             (
@@ -573,6 +625,8 @@ mod tests {
             "m:rewrite",
             "m:sweep",
             "m:rollout",
+            "m:shadow:7:match",
+            "m:shadow:samples",
             "r:read:60:ip:x",
             "other",
             "",

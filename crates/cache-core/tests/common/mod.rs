@@ -17,6 +17,9 @@ use cache_core::entry::Entry;
 use cache_core::envelope;
 use cache_core::key::CacheKey;
 use cache_core::record::BufferedWrite;
+use cache_core::rollout::change;
+use cache_core::rollout::compare::Verdict;
+use cache_core::rollout::state::RolloutState;
 use cache_core::serve::origin::{
     AuthorizeCall, ItemAnswer, ItemRead, ItemWrite, Origin, Unanswered,
 };
@@ -155,6 +158,9 @@ pub struct FakeOrigin {
     /// Answers to passed-through item writes; when empty, `200` with a version.
     pub write_script: VecDeque<Result<ItemAnswer, Unanswered>>,
     pub writes: Vec<ItemWrite>,
+    /// When set, reads the script does not answer are answered from here, as a DB would:
+    /// the item's path to its version and JSON body, `404` when absent.
+    pub items: Option<BTreeMap<String, (u64, String)>>,
 }
 
 impl FakeOrigin {
@@ -201,9 +207,24 @@ impl FakeOrigin {
 impl Origin for FakeOrigin {
     fn get_item(&mut self, read: &ItemRead) -> Result<ItemAnswer, Unanswered> {
         self.reads.push(read.clone());
-        self.script
-            .pop_front()
-            .unwrap_or_else(|| Err(Unanswered::Failed("no scripted answer".into())))
+        if let Some(answer) = self.script.pop_front() {
+            return answer;
+        }
+        let Some(items) = &self.items else {
+            return Err(Unanswered::Failed("no scripted answer".into()));
+        };
+        Ok(match items.get(&read.path) {
+            Some((version, body)) => ItemAnswer {
+                status: 200,
+                etag: Some(format!("\"v{version}\"")),
+                body: body.as_bytes().to_vec(),
+                ..ItemAnswer::default()
+            },
+            None => ItemAnswer {
+                status: 404,
+                ..ItemAnswer::default()
+            },
+        })
     }
 
     fn authorize(&mut self, call: &AuthorizeCall) -> Result<ItemAnswer, Unanswered> {
@@ -390,6 +411,29 @@ impl World {
         })
     }
 
+    /// Sets the rollout, as an operator would (the gate skipped).
+    pub fn set_rollout(&mut self, state: RolloutState) {
+        let body = serde_json::json!({
+            "mode": state.mode.as_str(),
+            "canary_share": state.canary_share,
+            "canary_writes_buffered": state.canary_writes_buffered,
+            "force": true,
+        });
+        let reply = change::apply(
+            &mut self.store,
+            &self.cfg,
+            self.now,
+            body.to_string().as_bytes(),
+        )
+        .unwrap_or_else(|e| e.reply());
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+
     /// A `PUT` of `json` to `name`.
     pub fn put(&mut self, name: &str, json: &str) -> Outcome {
         self.send_with(name, Op::Put(json.as_bytes().to_vec()), |_| {})
@@ -410,24 +454,53 @@ impl World {
         )
     }
 
-    /// Runs an outcome's deferred work, as the gateway does after answering.
+    /// Runs an outcome's deferred work, as the gateway does after answering (a shadow
+    /// read's verdict is dropped; [`World::settle_shadow`] returns it).
     pub fn run_deferred(&mut self, out: &Outcome) -> Vec<Result<(), RequestError>> {
         let mut results = Vec::new();
         for d in &out.deferred {
-            let serve::Deferred::Revalidate { key, authorization } = d;
             self.rand += 1;
             let mut clock = TestClock::at(self.now);
-            results.push(serve::revalidate(
-                &mut self.store,
-                &mut self.origin,
-                &mut clock,
-                self.rand,
-                &self.cfg,
-                key,
-                authorization.as_deref(),
-            ));
+            results.push(match d {
+                serve::Deferred::Revalidate { key, authorization } => serve::revalidate(
+                    &mut self.store,
+                    &mut self.origin,
+                    &mut clock,
+                    self.rand,
+                    &self.cfg,
+                    key,
+                    authorization.as_deref(),
+                ),
+                serve::Deferred::Shadow(read) => serve::shadow::settle(
+                    &mut self.store,
+                    &mut self.origin,
+                    &mut clock,
+                    self.rand,
+                    &self.cfg,
+                    (**read).clone(),
+                )
+                .map(drop),
+            });
         }
         results
+    }
+
+    /// Judges the shadow read of an outcome, as the gateway does after answering.
+    pub fn settle_shadow(&mut self, out: &Outcome) -> Verdict {
+        let [serve::Deferred::Shadow(read)] = out.deferred.as_slice() else {
+            panic!("expected one shadow read, got {:?}", out.deferred);
+        };
+        self.rand += 1;
+        let mut clock = TestClock::at(self.now);
+        serve::shadow::settle(
+            &mut self.store,
+            &mut self.origin,
+            &mut clock,
+            self.rand,
+            &self.cfg,
+            (**read).clone(),
+        )
+        .unwrap()
     }
 
     pub fn entry(&self, name: &str) -> Option<Entry> {
