@@ -2,11 +2,14 @@
 //! gateway answered, and the check of the DB API's end state against it.
 //!
 //! A write is *acknowledged* when the gateway answered `202` with its stamp (the `ETag`
-//! `"w{stamp}"`); *refused* when it answered anything else (e.g. `503` backpressure: the
-//! client knows to retry); *unknown* when no answer came (the host was killed mid-request).
-//! Once everything is flushed, the DB API must hold, for every key, the last-writer-wins
-//! winner among the acknowledged writes (highest stamp), unless an unknown write of that
-//! key landed later, and no write may have reached it in two different batches (the DB API's
+//! `"w{stamp}"`), or, passed through by the rollout, `200` with the DB API's version (the
+//! `ETag` `"v{version}"`: applied before the answer); *refused* when it answered anything
+//! else (e.g. `503` backpressure or `409 writes_pending`: the client knows to retry);
+//! *unknown* when no answer came (the host was killed mid-request). Once everything is
+//! flushed, the DB API must hold, for every key, the last-writer-wins winner among the
+//! acknowledged writes (highest version: a stamp's, or the one the DB API gave a
+//! passed-through write, both ordered by time), unless an unknown write of that key landed
+//! later, and no write may have reached it in two different batches (the DB API's
 //! delivery journal counts those). Values are unique per write, so "which write is stored"
 //! is always answerable.
 
@@ -24,10 +27,23 @@ use crate::support::{try_send, Db};
 pub enum Outcome {
     /// `202` with this stamp.
     Acked(Stamp),
+    /// `200` from a write the rollout passed through: the DB API applied it at this version.
+    Applied(u64),
     /// Any other status: the client was told it did not happen.
     Refused(u16),
     /// No answer.
     Unknown,
+}
+
+impl Outcome {
+    /// The version an acknowledged write has at the DB API; `None` if it was not acknowledged.
+    pub fn version(&self) -> Option<u64> {
+        match self {
+            Outcome::Acked(stamp) => Some(stamp.version()),
+            Outcome::Applied(version) => Some(*version),
+            Outcome::Refused(_) | Outcome::Unknown => None,
+        }
+    }
 }
 
 /// One write as sent.
@@ -45,6 +61,8 @@ pub struct Sent {
 pub struct Tally {
     pub sent: u64,
     pub acked: u64,
+    /// Writes passed through and applied before their answer.
+    pub applied: u64,
     pub refused: u64,
     pub unknown: u64,
     /// Refusals that were `503` (backpressure or an unavailable store).
@@ -83,7 +101,7 @@ impl Verdict {
             self.lost.join("\n")
         );
         assert!(
-            self.tally.acked > 0,
+            self.tally.acked + self.tally.applied > 0,
             "{scenario}: no write was acknowledged"
         );
     }
@@ -91,9 +109,10 @@ impl Verdict {
     /// One line for the test log, in the README table's terms.
     pub fn line(&self, scenario: &str, iterations: &str) -> String {
         format!(
-            "{scenario}: {iterations}, acknowledged {}, refused {} (503: {}), unknown {}, \
-             keys {}, lost {}, sent in two batches {}, applied twice {}",
-            self.tally.acked,
+            "{scenario}: {iterations}, acknowledged {} (passed through {}), refused {} (503: {}), \
+             unknown {}, keys {}, lost {}, sent in two batches {}, applied twice {}",
+            self.tally.acked + self.tally.applied,
+            self.tally.applied,
             self.tally.refused,
             self.tally.refused_503,
             self.tally.unknown,
@@ -154,6 +173,7 @@ impl Ledger {
             t.sent += 1;
             match s.outcome {
                 Outcome::Acked(_) => t.acked += 1,
+                Outcome::Applied(_) => t.applied += 1,
                 Outcome::Refused(status) => {
                     t.refused += 1;
                     t.refused_503 += u64::from(status == 503);
@@ -185,14 +205,7 @@ impl Ledger {
             if except.contains(&format!("{ns}/{key}").as_str()) {
                 continue;
             }
-            let Some(winner) = writes
-                .iter()
-                .filter_map(|s| match s.outcome {
-                    Outcome::Acked(stamp) => Some(stamp),
-                    _ => None,
-                })
-                .max()
-            else {
+            let Some(winner) = writes.iter().filter_map(|s| s.outcome.version()).max() else {
                 continue;
             };
             verdict.keys += 1;
@@ -209,27 +222,23 @@ impl Ledger {
             });
             // Writes whose version equals the winner's: the DB API cannot order them (see
             // `cache_core::stamp`), so any of them is a correct end state.
-            let ties = writes.iter().filter(|s| match s.outcome {
-                Outcome::Acked(stamp) => stamp.version() == winner.version(),
-                _ => false,
-            });
+            let ties = writes
+                .iter()
+                .filter(|s| s.outcome.version() == Some(winner));
             let unknown = writes.iter().filter(|s| s.outcome == Outcome::Unknown);
             let explained = match &stored_value {
                 None => false,
                 Some(v) => ties.chain(unknown).any(|s| s.value.as_ref() == v.as_ref()),
             };
-            let version_ok = stored
-                .as_ref()
-                .is_some_and(|i| i.version >= winner.version());
+            let version_ok = stored.as_ref().is_some_and(|i| i.version >= winner);
             if !(explained && version_ok) {
                 let expected = writes
                     .iter()
-                    .find(|s| s.outcome == Outcome::Acked(winner))
-                    .map(|s| s.value.clone());
+                    .find(|s| s.outcome.version() == Some(winner))
+                    .map(|s| (s.value.clone(), s.outcome.clone()));
                 verdict.lost.push(format!(
-                    "  {ns}/{key}: expected {expected:?} (stamp {winner}, version {}), DB API holds \
+                    "  {ns}/{key}: expected {expected:?} (version {winner}), DB API holds \
                      {stored_value:?} (version {:?})",
-                    winner.version(),
                     stored.as_ref().map(|i| i.version)
                 ));
             }
@@ -255,6 +264,14 @@ async fn write(base: &str, method: &str, ns: &str, key: &str, value: Option<&Val
     else {
         return Outcome::Unknown;
     };
+    let etag = r.headers.get("etag").and_then(|v| v.to_str().ok());
+    if r.status == 200 {
+        let version = etag.and_then(cache_core::contract::version_from_etag);
+        match version {
+            Some(version) => return Outcome::Applied(version),
+            None => panic!("a passed-through 200 without a version ETag: {etag:?}"),
+        }
+    }
     if r.status != 202 {
         let text = format!("{} {}", r.status, r.body);
         let mut seen = REFUSALS.lock().unwrap_or_else(|p| p.into_inner());
@@ -264,7 +281,6 @@ async fn write(base: &str, method: &str, ns: &str, key: &str, value: Option<&Val
         }
         return Outcome::Refused(r.status);
     }
-    let etag = r.headers.get("etag").and_then(|v| v.to_str().ok());
     let stamp = etag
         .and_then(|e| e.strip_prefix("\"w"))
         .and_then(|e| e.strip_suffix('"'))

@@ -37,6 +37,7 @@ mod reliability_corrupt;
 mod reliability_flaky;
 mod reliability_hostile;
 mod reliability_kill;
+mod reliability_mode_switch;
 mod reliability_outage;
 mod reliability_shared_store;
 mod reliability_support;

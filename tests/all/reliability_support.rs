@@ -295,7 +295,7 @@ pub fn report(scenario: &str, iterations: &str, v: &crate::ledger::Verdict) {
     eprintln!("{}", v.line(scenario, iterations));
     eprintln!(
         "RELIABILITY-ROW | {scenario} | {iterations} | {} | {} | {} | {} | {} |",
-        v.tally.acked,
+        v.tally.acked + v.tally.applied,
         v.tally.refused + v.tally.unknown,
         v.lost.len(),
         v.redelivered,
