@@ -131,6 +131,19 @@ pub fn encode_counter(count: u64) -> [u8; 8] {
     i64::try_from(count).unwrap_or(i64::MAX).to_le_bytes()
 }
 
+/// [`KvStore::compare_and_swap`] of `key` from `expected` to `new`, confirmed by reading the
+/// key back: `true` only if the swap claimed success and the key now holds `new`. On a host
+/// without atomics the swap is a read-compare-write, and the read-back catches most of the
+/// writers that came in between.
+pub fn swap_confirmed(
+    store: &mut impl KvStore,
+    key: &str,
+    expected: Option<&[u8]>,
+    new: &[u8],
+) -> Result<bool, StoreError> {
+    Ok(store.compare_and_swap(key, expected, new)? && store.get(key)?.as_deref() == Some(new))
+}
+
 /// A counter's value: 8 bytes are Spin's SQLite layout (little-endian), anything else is
 /// read as the decimal text Spin's Redis backend keeps. A negative or unreadable value is 0:
 /// a counter that does not decode restarts, it never fails a request.

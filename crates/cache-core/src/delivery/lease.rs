@@ -195,8 +195,7 @@ fn swap_confirmed(
     expected: Option<&[u8]>,
     new: &[u8],
 ) -> Result<bool, StoreError> {
-    let key = KvKey::Lease.render();
-    Ok(store.compare_and_swap(&key, expected, new)? && store.get(&key)?.as_deref() == Some(new))
+    crate::store::swap_confirmed(store, &KvKey::Lease.render(), expected, new)
 }
 
 /// The run holding the lease now, if any readable record names one.

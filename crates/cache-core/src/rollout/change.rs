@@ -28,7 +28,7 @@ use super::state::{self, Change, Current, Mode, RolloutState};
 use crate::admin::ok;
 use crate::config::CacheConfig;
 use crate::serve::{Reply, RequestError};
-use crate::store::KvStore;
+use crate::store::{swap_confirmed, KvStore};
 use crate::time::UnixMillis;
 
 /// The largest accepted body.
@@ -116,15 +116,8 @@ pub fn apply(
         if stored.is_some() { log } else { Vec::new() },
         change.clone(),
     );
-    let swapped = store
-        .compare_and_swap(&key, stored.as_deref(), &bytes)
+    let confirmed = swap_confirmed(store, &key, stored.as_deref(), &bytes)
         .map_err(RequestError::StoreUnavailable)?;
-    let confirmed = swapped
-        && store
-            .get(&key)
-            .map_err(RequestError::StoreUnavailable)?
-            .as_deref()
-            == Some(&bytes[..]);
     if !confirmed {
         return Err(RequestError::RolloutConflict);
     }
