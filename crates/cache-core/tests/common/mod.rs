@@ -471,15 +471,7 @@ impl World {
                     key,
                     authorization.as_deref(),
                 ),
-                serve::Deferred::Shadow(read) => serve::shadow::settle(
-                    &mut self.store,
-                    &mut self.origin,
-                    &mut clock,
-                    self.rand,
-                    &self.cfg,
-                    (**read).clone(),
-                )
-                .map(drop),
+                serve::Deferred::Shadow(read) => self.settle(&mut clock, read).map(drop),
             });
         }
         results
@@ -492,15 +484,22 @@ impl World {
         };
         self.rand += 1;
         let mut clock = TestClock::at(self.now);
+        self.settle(&mut clock, read).unwrap()
+    }
+
+    fn settle(
+        &mut self,
+        clock: &mut TestClock,
+        read: &serve::shadow::ShadowRead,
+    ) -> Result<Verdict, RequestError> {
         serve::shadow::settle(
             &mut self.store,
             &mut self.origin,
-            &mut clock,
+            clock,
             self.rand,
             &self.cfg,
-            (**read).clone(),
+            read.clone(),
         )
-        .unwrap()
     }
 
     pub fn entry(&self, name: &str) -> Option<Entry> {
