@@ -56,11 +56,11 @@ struct Cli {
     /// Where the components are [default: target/wasm32-wasip1/wasm-release in the workspace].
     #[arg(long)]
     wasm_dir: Option<PathBuf>,
-    /// Run only this figure (repeatable: `--figure 1 --figure 5`; 1 to 9, 11 to 14; figure 14,
+    /// Run only this figure (repeatable: `--figure 1 --figure 5`; 1 to 9, 11 to 15; figure 14,
     /// a million entries on Redis, runs only when asked for). A partial run
     /// never touches the README, and writes into `docs/bench/raw` (not versioned) unless
     /// `--out` is given, so it cannot replace the full run's results.
-    #[arg(long = "figure", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=14))]
+    #[arg(long = "figure", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=15))]
     figures: Vec<u32>,
 }
 
@@ -200,7 +200,7 @@ fn vars(db_url: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
 
 async fn run(cli: Cli) -> Result<()> {
     if cli.figures.contains(&10) {
-        anyhow::bail!("there is no figure 10 (figures: 1 to 9, 11 to 14)");
+        anyhow::bail!("there is no figure 10 (figures: 1 to 9, 11 to 15)");
     }
     let started = Instant::now();
     let when = machine::now_utc();
@@ -488,6 +488,19 @@ async fn measure(
         async {
             let base = vars(ctx.db_url, &[]);
             figures::keep_alive::run(&ctx, bins, manifest, scratch, &base).await
+        },
+    )
+    .await
+    {
+        rows.extend(r);
+    }
+    if let Some(r) = figure(
+        cli.runs(15),
+        "figure 15 (rollout: passthrough and shadow)",
+        &mut missing,
+        async {
+            let base = vars(ctx.db_url, &[]);
+            figures::rollout::run(&ctx, bins, manifest, scratch, &base, ADMIN_TOKEN).await
         },
     )
     .await

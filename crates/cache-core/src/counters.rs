@@ -193,7 +193,7 @@ pub fn render_shadow(counters: &BTreeMap<String, u64>) -> String {
          # TYPE cache_shadow_comparisons_total counter\n\
          cache_shadow_comparisons_total{{verdict=\"match\"}} {}\n\
          cache_shadow_comparisons_total{{verdict=\"uncompared\"}} {}",
-        get(evidence::MATCHES),
+        evidence::matches(counters),
         get(evidence::UNCOMPARED)
     );
     for reason in Reason::ALL {

@@ -20,6 +20,7 @@ pub mod keep_alive;
 pub mod million;
 pub mod miss;
 pub mod offload;
+pub mod rollout;
 pub mod scale;
 pub mod stampede;
 pub mod startup;

@@ -3,8 +3,9 @@
 //!
 //! Each comparison adds to three kinds of records, after the caller's response is sent:
 //!
-//! - totals, for `/metrics`: `m:tally:shadow_matches`, `m:tally:shadow_mismatch_{reason}`,
-//!   `m:tally:shadow_uncompared` and `m:tally:shadow_would_{hit,negative,stale,miss}`;
+//! - totals, for `/metrics`: `m:tally:shadow_would_{hit,negative,stale,miss}` (every read
+//!   judged), `m:tally:shadow_mismatch_{reason}` and `m:tally:shadow_uncompared`; the matches
+//!   are the rest ([`matches`]), so the common verdict costs no count of its own;
 //! - the gate's window ([`super::gate`]): `m:shadow:{window}:match` and
 //!   `m:shadow:{window}:mismatch`, `window` being the time divided by `rollout_gate_window`.
 //!   The gate judges the current window and the one before, so a cause fixed an hour ago
@@ -39,8 +40,6 @@ use crate::time::UnixMillis;
 /// Mismatch samples kept.
 pub const SAMPLES: usize = 20;
 
-/// The total of comparisons that matched.
-pub const MATCHES: &str = "shadow_matches";
 /// The total of reads not compared (the DB API failed).
 pub const UNCOMPARED: &str = "shadow_uncompared";
 
@@ -59,7 +58,7 @@ pub fn would_counter(status: WouldStatus) -> String {
 /// Every total's name, for `/metrics`.
 #[must_use]
 pub fn counter_names() -> Vec<String> {
-    [MATCHES.to_owned(), UNCOMPARED.to_owned()]
+    [UNCOMPARED.to_owned()]
         .into_iter()
         .chain(Reason::ALL.map(mismatch_counter))
         .chain(WouldStatus::ALL.map(would_counter))
@@ -94,15 +93,17 @@ pub fn record(
 ) {
     let tally = |name: String| KvKey::Tally(name).render();
     let _ = store.increment(&tally(would_counter(would)), 1);
-    let (total, mismatch) = match verdict {
-        Verdict::Match => (MATCHES.to_owned(), false),
-        Verdict::Mismatch(sample) => (mismatch_counter(sample.reason), true),
+    let mismatch = match verdict {
+        Verdict::Match => false,
+        Verdict::Mismatch(sample) => {
+            let _ = store.increment(&tally(mismatch_counter(sample.reason)), 1);
+            true
+        }
         Verdict::Uncompared => {
             let _ = store.increment(&tally(UNCOMPARED.to_owned()), 1);
             return;
         }
     };
-    let _ = store.increment(&tally(total), 1);
     let current = window(now, cfg.rollout_gate_window);
     if store.increment(&window_key(current, mismatch), 1) == Ok(1) {
         if let Some(gone) = current.checked_sub(2) {
@@ -168,6 +169,22 @@ fn total(counters: &std::collections::BTreeMap<String, u64>, name: &str) -> u64 
     counters.get(name).copied().unwrap_or(0)
 }
 
+/// The comparisons that matched, from `counters`: every read judged, less the mismatches
+/// and the reads not compared.
+#[must_use]
+pub fn matches(counters: &std::collections::BTreeMap<String, u64>) -> u64 {
+    let judged: u64 = WouldStatus::ALL
+        .into_iter()
+        .map(|s| total(counters, &would_counter(s)))
+        .sum();
+    let other: u64 = Reason::ALL
+        .into_iter()
+        .map(|r| total(counters, &mismatch_counter(r)))
+        .sum::<u64>()
+        .saturating_add(total(counters, UNCOMPARED));
+    judged.saturating_sub(other)
+}
+
 /// The would-be hit ratio and the estimated origin offload, per mille of the would-be
 /// counts (`None` before any).
 #[must_use]
@@ -203,7 +220,7 @@ pub fn report(
             "mismatch_per_mille": per_mille(recent.mismatches, compared),
         },
         "totals": {
-            "matches": total(&counters, MATCHES),
+            "matches": matches(&counters),
             "mismatches": Reason::ALL
                 .iter()
                 .map(|r| (r.as_str().to_owned(), json!(total(&counters, &mismatch_counter(*r)))))
