@@ -163,7 +163,7 @@ pub async fn run(
         )
         .at_most(
             format!(
-                "≤ {}× passthrough (the comparison runs after the response)",
+                "≤ {} passthrough (the comparison runs after the response)",
                 ratio(SHADOW_BOUND)
             ),
             shadow_ratio,
