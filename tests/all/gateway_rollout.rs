@@ -452,6 +452,7 @@ async fn passthrough_writes_reach_the_db_api_before_the_answer() {
     let writes = db.stats().item_writes;
     let again = put(r#"{"n":1}"#).await;
     assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(header(&again, "idempotent-replayed"), "true", "{again:?}");
     assert_eq!(
         db.stats().item_writes,
         writes,

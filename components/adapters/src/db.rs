@@ -256,6 +256,8 @@ impl HttpDb {
         let cache_control = header("cache-control");
         let vary = header("vary");
         let www_authenticate = header("www-authenticate");
+        let idempotent_replayed =
+            header("idempotent-replayed").is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let body = read_all(response)?;
         Ok(ItemAnswer {
             status,
@@ -263,6 +265,7 @@ impl HttpDb {
             cache_control,
             vary,
             www_authenticate,
+            idempotent_replayed,
             body,
         })
     }

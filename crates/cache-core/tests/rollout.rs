@@ -558,11 +558,14 @@ fn a_passed_through_patch_merges_into_the_db_api_value_and_preconditions_hold() 
 fn a_retried_passed_through_write_carries_the_same_idempotency_key() {
     let mut w = World::new();
     w.set_rollout(passthrough());
-    for _ in 0..2 {
+    for replayed in [None, Some("true")] {
         let out = w.send_with("a", Op::Put(b"1".to_vec()), |r| {
             r.idempotency_key = Some("client-key-1".into());
         });
         assert_eq!(out.reply.status, 200);
+        // The DB API's word that the retry was answered, not applied again, is relayed.
+        assert_eq!(out.reply.header("idempotent-replayed"), replayed);
+        assert_eq!(out.reply.header("etag"), Some("\"v1\""));
     }
     let other = w.send_with("a", Op::Put(b"1".to_vec()), |r| {
         r.idempotency_key = Some("client-key-2".into());

@@ -146,6 +146,9 @@ pub struct ItemAnswer {
     pub vary: Option<String>,
     /// The `WWW-Authenticate` header, if any.
     pub www_authenticate: Option<String>,
+    /// Whether the DB API answered a repeated `Idempotency-Key` with the first write's
+    /// answer (`Idempotent-Replayed: true`).
+    pub idempotent_replayed: bool,
     /// The whole body.
     pub body: Vec<u8>,
 }

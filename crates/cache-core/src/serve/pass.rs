@@ -5,7 +5,9 @@
 //!
 //! A passed-through read is one `GET` of the item with the caller's own `Authorization` and
 //! `If-None-Match`, and the DB API's answer relayed as it came: status, body, `ETag`,
-//! `Cache-Control`, `WWW-Authenticate`, with `X-Cache: PASS`. The cache keeps nothing of it
+//! `Cache-Control`, `WWW-Authenticate`, with `X-Cache: PASS`; a write's answer also says
+//! `Idempotent-Replayed: true` when the DB API answered a retry with the first write's
+//! answer. The cache keeps nothing of it
 //! and leaves the entry as it was: a pass-through is the DB API's behaviour, and the entry
 //! is kept current by the writes the cache sees and the DB API's announcements
 //! ([`super::invalidate`]), as in cutover. Only a read the DB API does not answer at all is
@@ -25,6 +27,7 @@ pub const X_CACHE_PASS: &str = "PASS";
 /// The DB API's answer to a passed-through read, relayed.
 pub fn relay(answer: Result<ItemAnswer, Unanswered>) -> Result<Reply, RequestError> {
     let answer = answer.map_err(Unanswered::into_error)?;
+    let replayed = answer.idempotent_replayed;
     let mut reply = Reply {
         status: answer.status,
         body: answer.body,
@@ -43,6 +46,11 @@ pub fn relay(answer: Result<ItemAnswer, Unanswered>) -> Result<Reply, RequestErr
         if let Some(v) = value {
             reply.headers.push((name, v));
         }
+    }
+    if replayed {
+        reply
+            .headers
+            .push(("idempotent-replayed", "true".to_owned()));
     }
     reply.headers.push(("x-cache", X_CACHE_PASS.to_owned()));
     Ok(reply)

@@ -244,14 +244,21 @@ impl Origin for FakeOrigin {
         })
     }
 
+    /// Answers as the DB API's item route: a repeated `Idempotency-Key` gets the first
+    /// write's answer, marked replayed.
     fn write_item(&mut self, write: &ItemWrite) -> Result<ItemAnswer, Unanswered> {
+        let first = self
+            .writes
+            .iter()
+            .position(|w| w.idempotency_key == write.idempotency_key);
         self.writes.push(write.clone());
-        let version = self.writes.len();
+        let version = first.map_or(self.writes.len(), |i| i + 1);
         self.write_script.pop_front().unwrap_or_else(|| {
             Ok(ItemAnswer {
                 status: 200,
                 etag: Some(format!("\"v{version}\"")),
                 body: format!(r#"{{"version":{version}}}"#).into_bytes(),
+                idempotent_replayed: first.is_some(),
                 ..ItemAnswer::default()
             })
         })
