@@ -48,7 +48,7 @@ fn summary(r: &FlushReport, s: &SweepReport) -> String {
     };
     format!(
         "flush: {outcome}; batches sent {} (resent {}), settled {}; items applied {}, stale {}, \
-         duplicate {}, dead-lettered {}{}; sweep: expired {}, evicted {}",
+         duplicate {}, dead-lettered {}{}; sweep: read {}, expired {}, evicted {}",
         r.batches_sent,
         r.batches_resent,
         r.batches_settled,
@@ -57,6 +57,7 @@ fn summary(r: &FlushReport, s: &SweepReport) -> String {
         r.items.duplicate,
         r.items.dead_lettered,
         if r.more { "; more remain" } else { "" },
+        s.read,
         s.expired,
         s.evicted,
     )

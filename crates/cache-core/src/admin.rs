@@ -270,6 +270,8 @@ pub fn flush_view(r: &FlushReport, sweep: Option<&SweepReport>) -> Value {
         },
         "more": r.more,
         "sweep": sweep.map(|s| json!({
+            "read": s.read,
+            "pass_complete": s.pass_complete,
             "expired": s.expired,
             "evicted": s.evicted,
             "unreadable": s.unreadable,

@@ -18,6 +18,7 @@
 //! | `compress_min_bytes`    | `1024`           | deflate values at least this long                |
 //! | `max_value_bytes`       | `960KiB`         | largest accepted value (≤ 960 KiB)               |
 //! | `max_entries`           | `1000`           | cache entries kept by the sweep                  |
+//! | `sweep_slice`           | `4096`           | entries the sweep reads per tick (≥ 1024)        |
 //! | `max_buffered_writes`   | `500`            | buffered writes before writes are refused        |
 //! | `max_buffered_bytes`    | `8MiB`           | buffered bytes before writes are refused         |
 //! | `max_dirty_age`         | `600s`           | oldest buffered write before writes are refused  |
@@ -92,6 +93,14 @@ pub const MAX_VALUE_BYTES: usize = MAX_KV_VALUE_BYTES - VALUE_HEADROOM_BYTES;
 /// The largest `flush_batch_max_bytes` allowed, so a sealed batch fits a KV value.
 pub const MAX_BATCH_BYTES: usize = 768 * 1024;
 
+/// The default `sweep_slice`: a tick reads about this many entries, a fraction of a second
+/// even one `get` at a time (Spin's Redis store), and a million entries are swept in about
+/// 250 ticks.
+pub const DEFAULT_SWEEP_SLICE: usize = 4096;
+/// The smallest `sweep_slice`: Fermyon Cloud's whole store (1024 keys) always fits one
+/// slice, so a cache there is swept whole, with exact eviction, whatever is configured.
+pub const MIN_SWEEP_SLICE: usize = 1024;
+
 /// Names of the Spin variables read by [`CacheConfig::from_lookup`].
 pub mod var {
     /// Base URL of the DB API.
@@ -114,6 +123,8 @@ pub mod var {
     pub const MAX_VALUE_BYTES: &str = "max_value_bytes";
     /// Entries kept by the sweep.
     pub const MAX_ENTRIES: &str = "max_entries";
+    /// Entries the sweep reads per tick.
+    pub const SWEEP_SLICE: &str = "sweep_slice";
     /// Buffered write count bound.
     pub const MAX_BUFFERED_WRITES: &str = "max_buffered_writes";
     /// Buffered byte bound.
@@ -154,6 +165,7 @@ pub mod var {
         COMPRESS_MIN_BYTES,
         MAX_VALUE_BYTES,
         MAX_ENTRIES,
+        SWEEP_SLICE,
         MAX_BUFFERED_WRITES,
         MAX_BUFFERED_BYTES,
         MAX_DIRTY_AGE,
@@ -293,6 +305,10 @@ pub struct CacheConfig {
     pub max_value_bytes: usize,
     /// Cache entries the sweep keeps at most.
     pub max_entries: usize,
+    /// Entries the sweep reads in one tick ([`crate::delivery::sweep`]): a cache this size
+    /// or smaller is swept whole each tick, a larger one a slice at a time. At least
+    /// [`MIN_SWEEP_SLICE`].
+    pub sweep_slice: usize,
     /// Buffered writes beyond which writes are refused.
     pub max_buffered_writes: usize,
     /// Buffered bytes beyond which writes are refused.
@@ -367,6 +383,7 @@ impl fmt::Debug for CacheConfig {
             .field("compress_min_bytes", &self.compress_min_bytes)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("max_entries", &self.max_entries)
+            .field("sweep_slice", &self.sweep_slice)
             .field("max_buffered_writes", &self.max_buffered_writes)
             .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("max_dirty_age", &self.max_dirty_age)
@@ -576,6 +593,11 @@ impl CacheConfig {
                 (1, MAX_VALUE_BYTES),
             )?,
             max_entries: r.count(var::MAX_ENTRIES, 1000, (1, usize::MAX))?,
+            sweep_slice: r.count(
+                var::SWEEP_SLICE,
+                DEFAULT_SWEEP_SLICE,
+                (MIN_SWEEP_SLICE, usize::MAX),
+            )?,
             max_buffered_writes: r.count(var::MAX_BUFFERED_WRITES, 500, (1, usize::MAX))?,
             max_buffered_bytes: r.bytes(var::MAX_BUFFERED_BYTES, 8 * 1024 * 1024)?,
             max_dirty_age: r.duration(var::MAX_DIRTY_AGE, Duration::from_secs(600))?,

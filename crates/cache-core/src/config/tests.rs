@@ -26,6 +26,7 @@ fn defaults_apply_when_only_the_url_is_set_and_empty_means_unset() {
     assert_eq!(cfg.compress_min_bytes, 1024);
     assert_eq!(cfg.max_value_bytes, MAX_VALUE_BYTES);
     assert_eq!(cfg.max_entries, 1000);
+    assert_eq!(cfg.sweep_slice, 4096);
     assert_eq!(cfg.flush_batch_max_items, 100);
     assert_eq!(cfg.flush_batch_max_bytes, 512 * 1024);
     assert_eq!(cfg.admin_token, None);
@@ -121,6 +122,11 @@ fn invalid_values_are_refused_naming_the_variable() {
             &[URL, ("max_entries", "ten")],
             Err("`max_entries`: expected a whole number"),
         ),
+        (
+            &[URL, ("sweep_slice", "1023")],
+            Err("`sweep_slice`: must be between 1024"),
+        ),
+        (&[URL, ("sweep_slice", "100000")], Ok(())),
         (
             &[URL, ("flush_retry_base", "0s")],
             Err("`flush_retry_base`"),

@@ -12,17 +12,70 @@
 //! entry since the first read keeps it. Unreadable entries are deleted (a read
 //! would treat them as a miss anyway; any write they showed is still in the buffer).
 //!
+//! # A slice per tick
+//!
+//! Reading every entry is a `get` per entry on Spin's Redis store (which refuses get-many):
+//! on a million entries it made every flush half a minute longer. So a sweep reads at most
+//! `sweep_slice` entries ([`slice`]): a cache that fits one slice is read whole every tick,
+//! with the exact eviction above (Fermyon Cloud's 1024 keys always fit: the slice is at
+//! least that), and a larger one a slice a tick, in key order from where the previous sweep
+//! stopped (the cursor, kept in `m:sweep` with the count), wrapping around after the last
+//! key. A pass over `N` entries takes `⌈N / sweep_slice⌉` ticks; an entry expires in the
+//! pass after its windows end, and until then a read treats it as the miss it is.
+//!
+//! Eviction in a slice is sampled, as Redis's approximate LRU is: the listing counts every
+//! entry, so the excess over `max_entries` is known each tick; the slice owes its share of
+//! it ([`slice::share`]: at least an eighth, all that is left on a pass's last slice),
+//! paid first by the entries it deletes anyway (expired, unreadable), then by evicting its
+//! own least recently touched clean entries. Since key order is unrelated to use, a slice
+//! is a sample of the whole cache, and its oldest are among the cache's oldest. In a sliced
+//! sweep the excess counts every entry listed, held markers and not yet expired ones
+//! included (the listing cannot tell them apart), so it errs towards fewer keys. How far
+//! over `max_entries` the cache can go:
+//!
+//! - a one-off excess (a burst of fills, `max_entries` lowered) shrinks by at least an
+//!   eighth each tick: under 1% of it is left after 35 ticks, none after the pass's last
+//!   slice. An excess of more than eight slices' worth (32,768 entries by default) is more
+//!   than a slice can pay: each tick then evicts every clean entry of its slice, whatever
+//!   its age, until the excess fits again;
+//! - a steady inflow of new entries settles at under 8 ticks' worth above `max_entries`
+//!   right after each sweep, 8 just before it (1000 new entries a minute: about 8000 over),
+//!   whatever the cache's size;
+//! - a slice pays only with clean entries it read unchanged: one that has too few (dirty,
+//!   held, written since) leaves the rest of its share to the next slices, the last of a
+//!   pass included, and what that one cannot pay to the next pass.
+//!
+//! Two sweeps at once (the cron tick and `POST /admin/flush`) may read the same slice; the
+//! second deletes nothing the first did, and one of their cursors is kept: a slice done
+//! twice, or one left for the next pass.
+//!
+//! # By name
+//!
 //! Kept access decisions (`m:grant:{window}:…`) and remembered idempotency keys
 //! (`m:idem:{window}:…`) of windows no lookup reads any more are deleted by name, unread
 //! ([`crate::auth::grant`], [`crate::serve::idempotency`]), and so are fill tickets a failed
-//! fill left behind ([`crate::serve::fill`]).
+//! fill left behind ([`crate::serve::fill`]) and shadow mode's counts of windows the gate no
+//! longer reads ([`crate::rollout::evidence`]).
 //! The sweep also deletes the rate counters (`r:` keys, [`crate::limit`]) of windows that
 //! have ended: nothing reads them again, and every caller of every window would otherwise
 //! leave a key behind. The window's end is in the key, so this needs no budget and no read,
-//! and it uses the listing the entries need anyway.
+//! and it uses the listing the entries need anyway. These are not sliced: they cost no read,
+//! only a `delete` each of what died since the previous sweep, and on a store with a key cap
+//! every window's callers would otherwise pile up for a pass.
 //!
-//! Having counted every entry, the sweep stores the count (`m:sweep`, [`Swept`]) for
-//! `/metrics`, which then reads one key instead of listing the cache.
+//! The listing itself stays one call per sweep over the cache's whole area: Spin's stores
+//! list nothing smaller, and the slice, the count and the excess come from it.
+//!
+//! # The count
+//!
+//! The sweep stores the entries it left (`m:sweep`, [`Swept`]) for `/metrics`, which then
+//! reads one key instead of listing the cache: after a whole sweep, the entries it kept;
+//! after a slice, the entry keys listed less those found gone or deleted in the slice, which
+//! counts the expired entries of slices not yet read as entries.
+
+mod slice;
+#[cfg(test)]
+mod tests;
 
 use sha2::{Digest, Sha256};
 
@@ -31,6 +84,7 @@ use crate::config::CacheConfig;
 use crate::delivery::bulk_read::read_each;
 use crate::delivery::rewrite_window;
 use crate::envelope;
+use crate::rollout::evidence;
 use crate::serve::fill;
 use crate::serve::idempotency;
 use crate::serve::invalidate;
@@ -41,6 +95,11 @@ use crate::time::{Clock, UnixMillis};
 /// What a sweep did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SweepReport {
+    /// Entries read: the whole cache, or one slice of it.
+    pub read: usize,
+    /// Whether the entries read reached the end of the listing, so the next sweep starts a
+    /// pass (always, for a cache that fits one slice).
+    pub pass_complete: bool,
     /// Expired clean entries deleted.
     pub expired: usize,
     /// Clean entries evicted to respect `max_entries`.
@@ -52,7 +111,7 @@ pub struct SweepReport {
     /// Clean entries kept, expired or not, because they hold a recent invalidation
     /// ([`invalidate::hold`]); never evicted either.
     pub held: usize,
-    /// Entries left.
+    /// Entries left: counted by a whole sweep, estimated by a slice ([`Swept`]).
     pub remaining: usize,
     /// Access decisions deleted because their window is past.
     pub grants_expired: usize,
@@ -62,27 +121,36 @@ pub struct SweepReport {
     pub idempotency_expired: usize,
     /// Fill tickets left by crashed fills, deleted because their window is past.
     pub fill_tickets_expired: usize,
+    /// Shadow comparison counts of windows the gate no longer reads.
+    pub shadow_windows_expired: usize,
 }
 
-/// What the last sweep counted, kept in `m:sweep` beside the entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+/// The sweep's record in `m:sweep`, beside the entries: what the last sweep counted, and
+/// where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Swept {
-    /// Entries it left.
+    /// Entries the last sweep left: those it kept after a whole sweep; after a slice, the
+    /// entry keys it listed less those found gone or deleted in the slice (so entries
+    /// expired in slices not yet read still count).
     pub entries: u64,
+    /// The last entry key the previous slice read; absent at the start of a pass. Absent in
+    /// records written before sweeps were sliced, which therefore start a pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) cursor: Option<String>,
 }
 
 impl Swept {
-    /// The last sweep's count; none (never swept, or unreadable) reads as the default.
+    /// The last sweep's record; none (never swept, or unreadable) reads as the default.
     pub fn load(store: &mut impl KvStore) -> Result<Swept, StoreError> {
         Ok(store
-            .get(&KvKey::SweepCount.render())?
+            .get(&KvKey::Sweep.render())?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default())
     }
 
-    fn save(self, store: &mut impl KvStore) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(&self).map_err(|e| StoreError::Other(e.to_string()))?;
-        store.set(&KvKey::SweepCount.render(), &bytes)
+    fn save(&self, store: &mut impl KvStore) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(self).map_err(|e| StoreError::Other(e.to_string()))?;
+        store.set(&KvKey::Sweep.render(), &bytes)
     }
 }
 
@@ -97,22 +165,51 @@ fn seen(bytes: &[u8]) -> Seen {
     Sha256::digest(bytes).into()
 }
 
+/// Why an entry is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Unreadable,
+    Expired,
+    Evicted,
+}
+
+/// How many were deleted, per [`Why`].
+#[derive(Debug, Default)]
+struct Deleted {
+    unreadable: usize,
+    expired: usize,
+    evicted: usize,
+}
+
+impl Deleted {
+    fn count(&mut self, why: Why) {
+        match why {
+            Why::Unreadable => self.unreadable += 1,
+            Why::Expired => self.expired += 1,
+            Why::Evicted => self.evicted += 1,
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.unreadable + self.expired + self.evicted
+    }
+}
+
 /// Deletes each key that still holds what the sweep read, in rewrite windows
 /// ([`rewrite_window`]): read again together, deleted together, and a write that lands in
-/// between waits the window out and stores its entry again. Returns how many were deleted
-/// per reason index; a window with too little time left deletes nothing (the next sweep
-/// will).
+/// between waits the window out and stores its entry again. A window with too little time
+/// left deletes nothing (the next pass will).
 fn delete_unchanged(
     store: &mut impl KvStore,
     clock: &mut impl Clock,
-    doomed: &[(String, Seen, usize)],
-    counts: &mut [usize; 3],
-) -> Result<(), StoreError> {
+    doomed: &[(String, Seen, Why)],
+) -> Result<Deleted, StoreError> {
+    let mut deleted = Deleted::default();
     for chunk in doomed.chunks(DELETE_CHUNK) {
         let keys: Vec<String> = chunk.iter().map(|(k, _, _)| k.clone()).collect();
         let window = rewrite_window::open(store, clock)?;
         let now = store.get_many(&keys)?;
-        let unchanged: Vec<(String, usize)> = chunk
+        let unchanged: Vec<(String, Why)> = chunk
             .iter()
             .zip(now)
             .filter(|((_, was, _), now)| now.as_deref().map(seen) == Some(*was))
@@ -122,15 +219,60 @@ fn delete_unchanged(
             let keys: Vec<String> = unchanged.iter().map(|(k, _)| k.clone()).collect();
             store.delete_many(&keys)?;
             for (_, why) in unchanged {
-                counts[why] += 1;
+                deleted.count(why);
             }
         }
         window.close(store)?;
     }
+    Ok(deleted)
+}
+
+/// Deletes, unread, the keys of `keys` whose name says nothing reads them any more: grants,
+/// idempotency keys and fill tickets of past windows, rate counters of ended windows.
+fn delete_dead_names(
+    store: &mut impl KvStore,
+    keys: &[String],
+    now: UnixMillis,
+    cfg: &CacheConfig,
+    report: &mut SweepReport,
+) -> Result<(), StoreError> {
+    let now_secs = now.0 / 1000;
+    for key in keys {
+        if !matches!(
+            RecordKind::of(key),
+            Some(RecordKind::Meta | RecordKind::Rate)
+        ) {
+            continue;
+        }
+        // A key that does not parse is not ours to judge; a current window's is in use.
+        let count = match KvKey::parse(key) {
+            Some(KvKey::Grant { window, .. }) if grant::is_dead(window, now, cfg.grant_ttl) => {
+                &mut report.grants_expired
+            }
+            Some(KvKey::Idempotency { window, .. }) if idempotency::is_dead(window, now) => {
+                &mut report.idempotency_expired
+            }
+            Some(KvKey::FillTicket { window, .. }) if fill::is_dead_ticket(window, now) => {
+                &mut report.fill_tickets_expired
+            }
+            Some(KvKey::ShadowWindow { window, .. })
+                if evidence::is_dead_window(window, now, cfg.rollout_gate_window) =>
+            {
+                &mut report.shadow_windows_expired
+            }
+            Some(KvKey::Rate { window_end, .. }) if window_end <= now_secs => {
+                &mut report.rate_counters
+            }
+            _ => continue,
+        };
+        store.delete(key)?;
+        *count += 1;
+    }
     Ok(())
 }
 
-/// Sweeps the cache entries of `store` at `now`.
+/// Sweeps the cache entries of `store` at the clock's time: the whole cache when it fits
+/// `sweep_slice`, else the next slice of the pass.
 pub fn sweep(
     store: &mut impl KvStore,
     clock: &mut impl Clock,
@@ -139,264 +281,70 @@ pub fn sweep(
     let now = clock.now();
     let mut report = SweepReport::default();
     let keys = store.get_keys_in(Area::Cache)?;
-    for key in &keys {
-        match KvKey::parse(key) {
-            Some(KvKey::Grant { window, .. }) if grant::is_dead(window, now, cfg.grant_ttl) => {
-                store.delete(key)?;
-                report.grants_expired += 1;
-            }
-            Some(KvKey::Idempotency { window, .. }) if idempotency::is_dead(window, now) => {
-                store.delete(key)?;
-                report.idempotency_expired += 1;
-            }
-            Some(KvKey::FillTicket { window, .. }) if fill::is_dead_ticket(window, now) => {
-                store.delete(key)?;
-                report.fill_tickets_expired += 1;
-            }
-            _ => {}
-        }
-    }
-    let now_secs = now.0 / 1000;
-    for key in keys
-        .iter()
-        .filter(|k| RecordKind::of(k) == Some(RecordKind::Rate))
-    {
-        // A key that does not parse is not ours to judge; a current window's is in use.
-        if let Some(KvKey::Rate { window_end, .. }) = KvKey::parse(key) {
-            if window_end <= now_secs {
-                store.delete(key)?;
-                report.rate_counters += 1;
-            }
-        }
-    }
+    delete_dead_names(store, &keys, now, cfg, &mut report)?;
     let entry_keys: Vec<String> = keys
         .into_iter()
         .filter(|k| RecordKind::of(k) == Some(RecordKind::Entry))
         .collect();
-    const UNREADABLE: usize = 0;
-    const EXPIRED: usize = 1;
-    const EVICTED: usize = 2;
-    // Per entry only its index, its digest and (to evict) when it was last touched: the
-    // store may hold a million.
+    let cursor = if entry_keys.len() > cfg.sweep_slice {
+        Swept::load(store)?.cursor
+    } else {
+        None
+    };
+    let slice = slice::select(entry_keys, cursor.as_deref(), cfg.sweep_slice);
+    report.read = slice.keys.len();
+    report.pass_complete = slice.next.is_none();
+    // Per entry only its index, its digest and (to evict) when it was last touched: a
+    // whole sweep may read a million.
     let mut evictable: Vec<(UnixMillis, usize, Seen)> = Vec::new();
-    let mut doomed: Vec<(String, Seen, usize)> = Vec::new();
-    read_each(store, &entry_keys, |i, bytes| {
+    let mut doomed: Vec<(String, Seen, Why)> = Vec::new();
+    let mut gone = 0;
+    read_each(store, &slice.keys, |i, bytes| {
         let Some(bytes) = bytes else {
+            gone += 1;
             return Ok(());
         };
-        let key = &entry_keys[i];
+        let key = &slice.keys[i];
         match envelope::decode(&bytes) {
-            Err(_) => doomed.push((key.clone(), seen(&bytes), UNREADABLE)),
+            Err(_) => doomed.push((key.clone(), seen(&bytes), Why::Unreadable)),
             Ok(entry) if entry.is_dirty() => report.dirty += 1,
             Ok(entry) if invalidate::is_held(&entry, now, cfg) => report.held += 1,
-            Ok(entry) if entry.is_expired(now) => doomed.push((key.clone(), seen(&bytes), EXPIRED)),
+            Ok(entry) if entry.is_expired(now) => {
+                doomed.push((key.clone(), seen(&bytes), Why::Expired));
+            }
             Ok(entry) => evictable.push((entry.touched_at(), i, seen(&bytes))),
         }
         Ok(())
     })?;
-    let excess = (report.dirty + evictable.len()).saturating_sub(cfg.max_entries);
-    if excess > 0 {
-        evictable.sort_unstable_by_key(|(touched, i, _)| (*touched, entry_keys[*i].as_str()));
+    let evict = if slice.whole {
+        (report.dirty + evictable.len()).saturating_sub(cfg.max_entries)
+    } else {
+        slice::share(slice.listed, cfg.max_entries, slice.keys.len(), slice.rest)
+            .saturating_sub(doomed.len())
+    }
+    .min(evictable.len());
+    if evict > 0 {
+        evictable.sort_unstable_by_key(|(touched, i, _)| (*touched, slice.keys[*i].as_str()));
         doomed.extend(
             evictable
                 .iter()
-                .take(excess)
-                .map(|(_, i, was)| (entry_keys[*i].clone(), *was, EVICTED)),
+                .take(evict)
+                .map(|(_, i, was)| (slice.keys[*i].clone(), *was, Why::Evicted)),
         );
     }
-    let mut counts = [0; 3];
-    delete_unchanged(store, clock, &doomed, &mut counts)?;
-    report.unreadable = counts[UNREADABLE];
-    report.expired = counts[EXPIRED];
-    report.evicted = counts[EVICTED];
-    report.remaining = report.dirty + report.held + evictable.len() - report.evicted;
+    let deleted = delete_unchanged(store, clock, &doomed)?;
+    report.unreadable = deleted.unreadable;
+    report.expired = deleted.expired;
+    report.evicted = deleted.evicted;
+    report.remaining = if slice.whole {
+        report.dirty + report.held + evictable.len() - report.evicted
+    } else {
+        slice.listed.saturating_sub(gone + deleted.total())
+    };
     Swept {
         entries: report.remaining as u64,
+        cursor: slice.next,
     }
     .save(store)?;
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::entry::{Audience, Dirty, Entry, EntryKind};
-    use crate::envelope::{encode, CodecPolicy};
-    use crate::stamp::Stamp;
-    use crate::store::MemoryStore;
-    use crate::time::TestClock;
-
-    /// An entry fetched at `fetched` seconds, expiring at `expires` seconds, maybe dirty.
-    fn entry(fetched: u64, expires: u64, dirty: bool) -> Vec<u8> {
-        let e = Entry {
-            kind: EntryKind::Value,
-            value: b"1".to_vec(),
-            etag: None,
-            version: 0,
-            fetched_at: Some(UnixMillis(fetched * 1000)),
-            written_at: None,
-            fresh_until: UnixMillis(expires * 1000),
-            stale_until: UnixMillis(expires * 1000),
-            stale_if_error_until: UnixMillis(expires * 1000),
-            audience: Audience::Granted,
-            dirty: dirty.then(|| Dirty {
-                stamp: Stamp::new(UnixMillis(1), 0, 1),
-                since: UnixMillis(1),
-            }),
-            invalidated_at: None,
-        };
-        encode(
-            &e,
-            &CodecPolicy {
-                compress_min_bytes: 0,
-            },
-        )
-        .unwrap()
-    }
-
-    /// (fetched secs, expiry secs, dirty); `None` stores garbage.
-    type Spec = Option<(u64, u64, bool)>;
-    type Case<'a> = (&'a [(&'a str, Spec)], usize, u64, &'a [&'a str]);
-
-    fn check(entries: &[(&str, Spec)], max: usize, now: u64, left: &[&str]) {
-        let mut store = MemoryStore::new();
-        for (key, e) in entries {
-            let bytes = e.map_or(b"junk".to_vec(), |(f, x, d)| entry(f, x, d));
-            store.set(&format!("c:ns:{key}"), &bytes).unwrap();
-        }
-        store.set("w:x", b"keep").unwrap();
-        let mut cfg = CacheConfig::with_db_api_url("http://db").unwrap();
-        cfg.max_entries = max;
-        let report = sweep(&mut store, &mut TestClock::at(UnixMillis(now * 1000)), &cfg).unwrap();
-        let got: Vec<String> = store
-            .keys_with_prefix("c:ns:")
-            .iter()
-            .map(|k| k[5..].to_owned())
-            .collect();
-        assert_eq!(got, left, "{entries:?} max {max} at {now}");
-        assert_eq!(report.remaining, left.len());
-        assert!(store.peek("w:x").is_some());
-    }
-
-    /// A store where a write stores a dirty entry over every entry just after the sweep
-    /// read it in bulk.
-    struct WrittenAfterRead(MemoryStore);
-
-    impl KvStore for WrittenAfterRead {
-        fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            self.0.get(key)
-        }
-        fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-            self.0.set(key, value)
-        }
-        fn delete(&mut self, key: &str) -> Result<(), StoreError> {
-            self.0.delete(key)
-        }
-        fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
-            self.0.get_keys()
-        }
-        fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-            let read = self.0.get_many(keys)?;
-            for key in keys {
-                self.0.set(key, &entry(50, 60, true))?;
-            }
-            Ok(read)
-        }
-    }
-
-    #[test]
-    fn an_entry_written_after_the_sweep_read_it_is_neither_expired_nor_evicted() {
-        let mut store = WrittenAfterRead(MemoryStore::new());
-        store.set("c:ns:old", &entry(1, 2, false)).unwrap();
-        store.set("c:ns:live", &entry(1, 100, false)).unwrap();
-        let mut cfg = CacheConfig::with_db_api_url("http://db").unwrap();
-        cfg.max_entries = 0;
-        let report = sweep(&mut store, &mut TestClock::at(UnixMillis(10_000)), &cfg).unwrap();
-        assert_eq!((report.expired, report.evicted), (0, 0));
-        assert_eq!(store.0.keys_with_prefix("c:ns:").len(), 2);
-    }
-
-    #[test]
-    fn the_rate_counters_of_ended_windows_go_and_current_ones_stay() {
-        let mut store = MemoryStore::new();
-        for key in [
-            "r:read:100:ip:192.0.2.1",
-            "r:admin:160:ip:192.0.2.1",
-            "r:write:161:#0123456789abcdef0123456789abcdef",
-            "r:read:0160:ip:192.0.2.1",
-            "m:count:hits",
-        ] {
-            store.set(key, b"1").unwrap();
-        }
-        let cfg = CacheConfig::with_db_api_url("http://db").unwrap();
-        let report = sweep(&mut store, &mut TestClock::at(UnixMillis(160_000)), &cfg).unwrap();
-        assert_eq!(report.rate_counters, 2);
-        assert_eq!(
-            store.get_keys().unwrap(),
-            [
-                "m:count:hits",
-                "m:sweep",
-                "r:read:0160:ip:192.0.2.1",
-                "r:write:161:#0123456789abcdef0123456789abcdef"
-            ]
-        );
-    }
-
-    #[test]
-    fn expired_and_excess_clean_entries_go_and_dirty_ones_stay() {
-        let cases: &[Case] = &[
-            (
-                &[("a", Some((0, 10, false))), ("b", Some((0, 100, false)))],
-                10,
-                50,
-                &["b"],
-            ),
-            (&[("a", Some((0, 10, true)))], 10, 50, &["a"]),
-            (&[("a", None), ("b", Some((0, 100, false)))], 10, 50, &["b"]),
-            (
-                &[
-                    ("a", Some((3, 100, false))),
-                    ("b", Some((1, 100, false))),
-                    ("c", Some((2, 100, false))),
-                ],
-                2,
-                50,
-                &["a", "c"],
-            ),
-            (
-                &[
-                    ("a", Some((1, 100, true))),
-                    ("b", Some((2, 100, true))),
-                    ("c", Some((3, 100, false))),
-                ],
-                1,
-                50,
-                &["a", "b"],
-            ),
-        ];
-        for (entries, max, now, left) in cases {
-            check(entries, *max, *now, left);
-        }
-    }
-
-    #[test]
-    fn grants_of_windows_no_lookup_reads_are_deleted_unread() {
-        let mut store = MemoryStore::new();
-        let digest = "ab".repeat(16);
-        let key = |window| {
-            KvKey::Grant {
-                window,
-                digest: digest.clone(),
-            }
-            .render()
-        };
-        for w in [0, 1, 2, 3] {
-            store.set(&key(w), b"any").unwrap();
-        }
-        let cfg = CacheConfig::with_db_api_url("http://db").unwrap();
-        // grant_ttl is 60 s: at 150 s the current window is 2, and 1 is still read.
-        let report = sweep(&mut store, &mut TestClock::at(UnixMillis(150_000)), &cfg).unwrap();
-        assert_eq!(report.grants_expired, 2);
-        assert_eq!(store.keys_with_prefix("m:grant:"), [key(1), key(2)]);
-    }
 }

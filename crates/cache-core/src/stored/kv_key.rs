@@ -18,7 +18,7 @@
 //! | `m:fill:{hash}`             | fill lease of one cold cache entry                  |
 //! | `m:fill:{window}:{hash}`    | fill claims counted in one lease-length window      |
 //! | `m:rewrite`                 | when the open rewrite window closes (0: closed)     |
-//! | `m:sweep`                   | what the last sweep counted (entries)               |
+//! | `m:sweep`                   | the sweep's count of entries, and its cursor        |
 //! | `m:dlq`                     | the index of dead letters (their stamps)            |
 //! | `m:count:{name}`            | a metrics counter, as kept before `m:tally:` (read)  |
 //! | `m:tally:{name}`            | a metrics counter, kept with `increment`            |
@@ -180,8 +180,9 @@ pub enum KvKey {
     Tally(String),
     /// The marker of an open rewrite window ([`crate::delivery::rewrite_window`]).
     RewriteWindow,
-    /// What the last sweep counted ([`crate::delivery::sweep::Swept`]).
-    SweepCount,
+    /// The sweep's record: the entries it counted and where its next slice starts
+    /// ([`crate::delivery::sweep::Swept`]).
+    Sweep,
     /// The index of dead letters ([`crate::delivery::dlq`]).
     DeadLetterIndex,
     /// An admission counter of one epoch ([`crate::delivery::state::FlushState::epoch`]).
@@ -262,7 +263,7 @@ impl KvKey {
             KvKey::Lease => format!("{META_PREFIX}{LEASE}"),
             KvKey::FlushState => format!("{META_PREFIX}{FLUSH_STATE}"),
             KvKey::RewriteWindow => format!("{META_PREFIX}{REWRITE}"),
-            KvKey::SweepCount => format!("{META_PREFIX}{SWEEP}"),
+            KvKey::Sweep => format!("{META_PREFIX}{SWEEP}"),
             KvKey::DeadLetterIndex => format!("{META_PREFIX}{DLQ_INDEX}"),
             KvKey::Counter(name) => format!("{META_PREFIX}{COUNTER}{name}"),
             KvKey::Tally(name) => format!("{META_PREFIX}{TALLY}{name}"),
@@ -310,7 +311,7 @@ impl KvKey {
                 LEASE => Some(KvKey::Lease),
                 FLUSH_STATE => Some(KvKey::FlushState),
                 REWRITE => Some(KvKey::RewriteWindow),
-                SWEEP => Some(KvKey::SweepCount),
+                SWEEP => Some(KvKey::Sweep),
                 DLQ_INDEX => Some(KvKey::DeadLetterIndex),
                 HISTORY => Some(KvKey::History),
                 ROLLOUT => Some(KvKey::Rollout),
@@ -535,7 +536,7 @@ mod tests {
             ("m:lease".to_owned(), Some(KvKey::Lease)),
             ("m:flush".to_owned(), Some(KvKey::FlushState)),
             ("m:rewrite".to_owned(), Some(KvKey::RewriteWindow)),
-            ("m:sweep".to_owned(), Some(KvKey::SweepCount)),
+            ("m:sweep".to_owned(), Some(KvKey::Sweep)),
             ("m:dlq".to_owned(), Some(KvKey::DeadLetterIndex)),
             (
                 "m:count:hits".to_owned(),
