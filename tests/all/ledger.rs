@@ -5,7 +5,10 @@
 //! `"w{stamp}"`), or, passed through by the rollout, `200` with the DB API's version (the
 //! `ETag` `"v{version}"`: applied before the answer); *refused* when it answered anything
 //! else (e.g. `503` backpressure or `409 writes_pending`: the client knows to retry);
-//! *unknown* when no answer came (the host was killed mid-request). Once everything is
+//! *unknown* when no answer came (the host was killed mid-request), or when the gateway
+//! answered `502`/`504`: a passed-through write whose answer the DB API did not complete
+//! may have been applied, as the error says (a buffered `PUT` or `DELETE` never answers
+//! either). Once everything is
 //! flushed, the DB API must hold, for every key, the last-writer-wins winner among the
 //! acknowledged writes (highest version: a stamp's, or the one the DB API gave a
 //! passed-through write, both ordered by time), unless an unknown write of that key landed
@@ -271,6 +274,9 @@ async fn write(base: &str, method: &str, ns: &str, key: &str, value: Option<&Val
             Some(version) => return Outcome::Applied(version),
             None => panic!("a passed-through 200 without a version ETag: {etag:?}"),
         }
+    }
+    if matches!(r.status, 502 | 504) {
+        return Outcome::Unknown;
     }
     if r.status != 202 {
         let text = format!("{} {}", r.status, r.body);

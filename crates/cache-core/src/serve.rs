@@ -884,7 +884,7 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         let answer = self.origin.write_item(&write);
         invalidate::invalidate(self.store, self.clock, self.cfg, std::slice::from_ref(key))?;
         self.events.push(Event::PassedThroughWrite);
-        pass::relay(answer)
+        pass::relay_write(answer)
     }
 
     /// The write after authorization (steps 3–10 of the module docs). A `claim` is taken

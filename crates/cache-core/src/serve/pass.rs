@@ -24,6 +24,24 @@ use super::reply::{Reply, RequestError};
 /// The `X-Cache` value of a passed-through answer.
 pub const X_CACHE_PASS: &str = "PASS";
 
+/// The DB API's answer to a passed-through write, relayed ([`relay`]). Without a complete
+/// answer the write may or may not have been applied (the request may have reached the DB
+/// API and only its answer been lost), and the error says so: `502`/`504` naming the retry
+/// that is safe, the same `Idempotency-Key`.
+pub fn relay_write(answer: Result<ItemAnswer, Unanswered>) -> Result<Reply, RequestError> {
+    const UNKNOWN: &str =
+        "it may or may not have been applied: retry with the same Idempotency-Key";
+    match answer {
+        Err(Unanswered::TimedOut(reason)) => Err(RequestError::OriginTimeout(format!(
+            "the DB API did not answer the write within origin_timeout ({reason}); {UNKNOWN}"
+        ))),
+        Err(Unanswered::Failed(reason)) => Err(RequestError::Origin(format!(
+            "no complete answer from the DB API to the write ({reason}); {UNKNOWN}"
+        ))),
+        answered => relay(answered),
+    }
+}
+
 /// The DB API's answer to a passed-through read, relayed.
 pub fn relay(answer: Result<ItemAnswer, Unanswered>) -> Result<Reply, RequestError> {
     let answer = answer.map_err(Unanswered::into_error)?;
