@@ -3,8 +3,9 @@
 //! The schema is Spin's own (`spin_key_value(store, key, value)`, primary key
 //! `(store, key)`), so `.spin/sqlite_key_value.db` written by this host reads back
 //! under `spin up` and the other way round. WAL mode and a busy timeout let two host
-//! processes share one file. Calls are short, made under a mutex, inside `block_in_place`
-//! as in Spin (see [`blocking`]).
+//! processes share one file. Calls are short, made under a mutex with statements prepared
+//! once per connection (`prepare_cached`) and inside `block_in_place`, both as Spin does
+//! (see [`blocking`]).
 
 use std::path::Path;
 use std::rc::Rc;
@@ -129,49 +130,43 @@ impl SqliteStore {
 
     pub(super) fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvFailure> {
         self.with(|c| {
-            c.query_row(
-                "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                params![self.label, key],
-                |row| row.get(0),
-            )
-            .optional()
+            c.prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+                .query_row(params![self.label, key], |row| row.get(0))
+                .optional()
         })
     }
 
     pub(super) fn set(&self, key: &str, value: &[u8]) -> Result<(), KvFailure> {
         self.with(|c| {
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
                  ON CONFLICT(store, key) DO UPDATE SET value = excluded.value",
-                params![self.label, key, value],
-            )
+            )?
+            .execute(params![self.label, key, value])
             .map(drop)
         })
     }
 
     pub(super) fn delete(&self, key: &str) -> Result<(), KvFailure> {
         self.with(|c| {
-            c.execute(
-                "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                params![self.label, key],
-            )
-            .map(drop)
+            c.prepare_cached("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+                .execute(params![self.label, key])
+                .map(drop)
         })
     }
 
     pub(super) fn exists(&self, key: &str) -> Result<bool, KvFailure> {
         self.with(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT EXISTS(SELECT 1 FROM spin_key_value WHERE store = ?1 AND key = ?2)",
-                params![self.label, key],
-                |row| row.get(0),
-            )
+            )?
+            .query_row(params![self.label, key], |row| row.get(0))
         })
     }
 
     pub(super) fn get_keys(&self) -> Result<Vec<String>, KvFailure> {
         self.with(|c| {
-            let mut stmt = c.prepare("SELECT key FROM spin_key_value WHERE store = ?1")?;
+            let mut stmt = c.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1")?;
             let rows = stmt.query_map(params![self.label], |row| row.get(0))?;
             rows.collect()
         })
@@ -237,11 +232,8 @@ impl SqliteStore {
                 .map_err(|_| KvError("key-value store lock poisoned".into()))?;
             let tx = conn.transaction().map_err(sql)?;
             let current: Option<Vec<u8>> = tx
-                .query_row(
-                    "SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2",
-                    params![self.label, key],
-                    |row| row.get(0),
-                )
+                .prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")
+                .and_then(|mut s| s.query_row(params![self.label, key], |row| row.get(0)))
                 .optional()
                 .map_err(sql)?;
             let n = match current {
@@ -258,11 +250,11 @@ impl SqliteStore {
                 },
             };
             let next = n.wrapping_add(delta);
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
                  ON CONFLICT(store, key) DO UPDATE SET value = excluded.value",
-                params![self.label, key, next.to_le_bytes()],
             )
+            .and_then(|mut s| s.execute(params![self.label, key, next.to_le_bytes()]))
             .map_err(sql)?;
             tx.commit().map_err(sql)?;
             Ok(next)
@@ -281,10 +273,10 @@ impl SqliteStore {
     ) -> Result<bool, KvFailure> {
         match observed {
             Some(old) => self.with(|c| {
-                c.execute(
+                c.prepare_cached(
                     "UPDATE spin_key_value SET value = ?4 WHERE store = ?1 AND key = ?2 AND value = ?3",
-                    params![self.label, key, old, value],
-                )
+                )?
+                .execute(params![self.label, key, old, value])
                 .map(|rows| rows == 1)
             }),
             None => self.set(key, value).map(|()| true),
