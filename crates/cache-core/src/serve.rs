@@ -918,7 +918,15 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
                     .and_then(Entry::body)
                     .and_then(|b| serde_json::from_slice::<Value>(b).ok())
                     .unwrap_or(Value::Null);
-                Change::Put(merge_patch(&target, &patch))
+                let merged = merge_patch(&target, &patch);
+                // The patch is within the limit; the document it lands on may not be.
+                let d = depth(&merged);
+                if d > MAX_DOCUMENT_DEPTH {
+                    return Err(RequestError::BadRequest(format!(
+                        "the patched document would nest {d} levels deep, over the {MAX_DOCUMENT_DEPTH}-level limit"
+                    )));
+                }
+                Change::Put(merged)
             }
             Some(value) => Change::Put(value),
             None => Change::Delete,
@@ -975,7 +983,16 @@ fn is_dirty(stored: Option<&[u8]>) -> bool {
         .is_some_and(|e| e.is_dirty())
 }
 
-/// The body of a `PUT` or `PATCH` as JSON, within the size limit.
+/// The deepest nesting a written document may have: arrays and objects inside one another,
+/// the document itself one level.
+///
+/// serde_json refuses text nested past 128 levels, and a buffered write travels wrapped:
+/// its buffer record holds the value one level down, and the DB API's batch three
+/// (`{"writes": [{"value": …}]}`). A deeper document could be acknowledged and then never
+/// be read back from its own record: a dead letter. 100 leaves room for both.
+pub(crate) const MAX_DOCUMENT_DEPTH: usize = 100;
+
+/// The body of a `PUT` or `PATCH` as JSON, within the size and nesting limits.
 fn json_body(bytes: &[u8], cfg: &CacheConfig) -> Result<Value, RequestError> {
     let limit = cfg.max_value_bytes.min(MAX_KV_VALUE_BYTES);
     if bytes.len() > limit {
@@ -984,7 +1001,22 @@ fn json_body(bytes: &[u8], cfg: &CacheConfig) -> Result<Value, RequestError> {
             bytes.len()
         )));
     }
-    serde_json::from_slice(bytes).map_err(|e| RequestError::BadJson(e.to_string()))
+    let value = serde_json::from_slice(bytes).map_err(|e| RequestError::BadJson(e.to_string()))?;
+    match depth(&value) {
+        d if d > MAX_DOCUMENT_DEPTH => Err(RequestError::BadJson(format!(
+            "nested {d} levels deep, over the {MAX_DOCUMENT_DEPTH}-level limit"
+        ))),
+        _ => Ok(value),
+    }
+}
+
+/// How deep `value` nests: 0 for a scalar, 1 for an array or object of scalars.
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// `If-Match` and `If-None-Match` against the current value (RFC 9110 13.1.1–2).

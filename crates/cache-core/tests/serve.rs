@@ -595,6 +595,40 @@ fn bad_bodies_are_refused_and_change_nothing() {
     assert_eq!(w.store.peek(&counted[0]), Some(&3i64.to_le_bytes()[..]));
 }
 
+/// Arrays nested `depth` levels around `1`.
+fn nested(depth: usize) -> String {
+    format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[test]
+fn a_document_nests_at_most_100_levels_and_every_accepted_one_is_delivered() {
+    let mut w = World::new();
+    // The deepest document accepted reads back from its buffer record and is delivered.
+    assert_eq!(w.put("a", &nested(100)).reply.status, 202);
+    w.flush();
+    let delivered: Value = serde_json::from_str(&nested(100)).unwrap();
+    assert_eq!(w.db.value("a"), Some(delivered));
+    assert_eq!(w.count("d:"), 0, "no dead letter");
+    // One level more is refused (its record would nest past what serde_json reads back)
+    // and changes nothing.
+    let out = w.put("b", &nested(101));
+    assert_eq!(
+        (out.reply.status, error_code(&out)),
+        (400, Some("bad_json"))
+    );
+    assert!(w.entry("b").is_none());
+    assert_eq!(w.count("w:"), 0);
+    // A patch within the limit on a deeper document the DB API holds: refused as well.
+    w.origin
+        .found(&format!(r#"{{"deep":{}}}"#, nested(110)), "\"v1\"");
+    let out = w.send_with("c", Op::Patch(br#"{"x":1}"#.to_vec()), |_| {});
+    assert_eq!(
+        (out.reply.status, error_code(&out)),
+        (400, Some("bad_request"))
+    );
+    assert_eq!(w.count("w:"), 0);
+}
+
 #[test]
 fn an_older_write_is_buffered_but_leaves_the_newer_entry() {
     let mut w = cached();
