@@ -11,12 +11,10 @@ use cache_core::config::{bundle, CacheConfig, ConfigError};
 
 /// Reads and validates the configuration from the component's Spin variables.
 pub fn load() -> Result<CacheConfig, ConfigError> {
-    let bundled = spin_sdk::variables::get(bundle::VARIABLE)
-        .ok()
-        .and_then(|text| bundle::parse(&text));
-    match bundled {
+    let text = spin_sdk::variables::get(bundle::VARIABLE).ok();
+    match text.as_deref().and_then(bundle::parse) {
         Some(values) => CacheConfig::from_lookup(|name| match values.get(name) {
-            Some(value) => Some(value.clone()).filter(|v| !v.trim().is_empty()),
+            Some(value) => Some((*value).to_owned()).filter(|v| !v.trim().is_empty()),
             None => lookup(name),
         }),
         None => CacheConfig::from_lookup(lookup),
