@@ -545,3 +545,60 @@ async fn canary_writes_are_buffered_and_a_write_outside_is_never_hidden_from_a_c
     assert_eq!((r.status, json(&r)), (200, json!({"v": 2})), "{r:?}");
     assert_ne!(header(&r, "x-cache"), "HIT");
 }
+
+/// Objects nested `depth` levels under `"a"` around `leaf`.
+fn nested(depth: usize, leaf: &str) -> String {
+    format!("{}{leaf}{}", r#"{"a":"#.repeat(depth), "}".repeat(depth))
+}
+
+#[tokio::test]
+async fn documents_nested_to_the_limits_are_read_compared_and_written() {
+    let db = Db::start().await;
+    let gw = start("rollout-deep", &db).await;
+    // As deep as the DB API's seeding carries (its own envelope takes three of serde_json's
+    // 128 levels): filled, served from the cache, then compared in shadow after a change.
+    let deep = |leaf: &str| serde_json::from_str::<Value>(&nested(124, leaf)).unwrap();
+    db.seed("users", "deep", deep("1"), 1).await;
+    let r = gw.get("/v1/users/deep").await;
+    assert_eq!((r.status, header(&r, "x-cache")), (200, "MISS"), "{r:?}");
+    let r = gw.get("/v1/users/deep").await;
+    assert_eq!((r.status, header(&r, "x-cache")), (200, "HIT"), "{r:?}");
+    assert_eq!(json(&r), deep("1"));
+    db.seed("users", "deep", deep("2"), 2).await;
+    let r = rollout_post(&gw, r#"{"mode":"shadow"}"#).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = gw.get("/v1/users/deep").await;
+    assert_eq!((r.status, json(&r)), (200, deep("2")), "{r:?}");
+    let report = shadow_judged(&gw, 1).await;
+    assert_eq!(
+        report["samples"][0]["path"],
+        json!("/a".repeat(124)),
+        "the first difference, at the bottom: {report}"
+    );
+
+    // Writes: the deepest document accepted, and a merge patch as deep, are buffered and
+    // delivered; one level more is refused.
+    let r = rollout_post(&gw, r#"{"mode":"cutover","force":true}"#).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(gw.put("/v1/users/w", &nested(100, "1")).await.status, 202);
+    let merge = format!(r#"{{"c":2,"a":{}}}"#, nested(99, "2"));
+    let patch = gw
+        .send(
+            "PATCH",
+            "/v1/users/w",
+            &[("content-type", "application/merge-patch+json")],
+            &merge,
+        )
+        .await;
+    assert_eq!(patch.status, 202, "{patch:?}");
+    let r = gw.put("/v1/users/x", &nested(101, "1")).await;
+    assert_eq!(
+        (r.status, json(&r)["error"].clone()),
+        (400, json!("bad_json"))
+    );
+    admin_flush(&gw).await;
+    let mut want: Value = serde_json::from_str(&nested(100, "2")).unwrap();
+    want["c"] = json!(2);
+    assert_eq!(db.item("users", "w").await, Some(want), "delivered");
+    assert_eq!(db.item("users", "x").await, None);
+}
