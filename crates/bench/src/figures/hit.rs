@@ -1,7 +1,8 @@
 //! Figure 1, the hit path: what a cache hit costs against what Spin itself costs (the floor:
 //! a minimal component on the same host, measured in rounds alternating with the hit's),
 //! against an in-memory key-value store on its own
-//! (a Redis `GET` of a value of the same size, one connection), and against going to the
+//! (a Redis `GET` of a value of the same size, one connection, beside the hit on one
+//! connection), and against going to the
 //! database API directly, on loopback and with 20 ms added per request (a typical
 //! edge-to-origin round trip).
 
@@ -24,7 +25,7 @@ const CONNECTIONS: usize = 2;
 /// What a profile of the hit path showed, for the results' notes (measured by hand: valgrind's
 /// callgrind on the host serving 200 hits and 200 floor requests, so instruction counts, which
 /// the machine's load does not move; kept here beside the figure it explains).
-pub const WHERE_THE_TIME_GOES: &str = "where a hit's time goes (callgrind, instructions per request on the host serving figure 1's hit and floor, on-demand instance allocator, 2026-12-01): a hit was 778k instructions against the floor's 354k (2.20×; measured against the floor as it was then, `/probe/headers`, which reads no KV; the floor is now `/probe/kv/default/c:hit:key-4242`, one KV read of the hit's own entry). Outside the component's handler (instantiation, HTTP, teardown) 258k against 232k; in it 520k against 123k: the configuration 201k (36 Spin variable lookups, about 5.1k each, 96% of it the host call: about 2.8k of wasmtime's per-call lifting, lowering and task bookkeeping, 1.5k the host's lookup), the request's conversion to spin-sdk's `Request` 87k, the KV open and get 41k (SQLite 15k), the route table built per request 36k, the response (headers, body, hand-over) about 46k, six clock reads 15k, the entry's decoding 14k; rate limits are off in this figure (no `increment`) and the caller is anonymous (no HMAC). The 36 lookups were 21 before the auth and rate-limit variables. After reading `jwt_leeway` once, reading the configuration once per request and answering item paths without the route table: 709k (2.00×), the configuration 180k (35 lookups). Wall time is another matter (perf, figure 1's load, pooling allocator): with memories returned to the kernel after each instance, about a quarter of the host's CPU went to `madvise`, page faults and the TLB shootdowns they cause across cores; keeping 2 MiB of memory and 512 KiB of tables resident, as Spin's engine does, took the hit p50 from 0.60 to 0.47 ms in the same quick run. What remains is spread over wasmtime's per-instance setup (memory image, zeroing the resident pages), the socket writes and the blocking pool's thread hand-offs; the floor alone, one KV read in a trivial component, is several Redis GETs. Reading every variable through one component variable (`cache_settings`, a template Spin composes from all of them) instead of 37 lookups took a hit from 600k to 435k instructions (callgrind, 200 hits on the on-demand allocator, same host and manifest, 2026-12-01)";
+pub const WHERE_THE_TIME_GOES: &str = "where a hit's time goes (callgrind, instructions per request on the host serving figure 1's hit and floor, on-demand instance allocator, 2026-12-01): a hit was 778k instructions against the floor's 354k (2.20×; measured against the floor as it was then, `/probe/headers`, which reads no KV; the floor is now `/probe/kv/default/c:hit:key-4242`, one KV read of the hit's own entry). Outside the component's handler (instantiation, HTTP, teardown) 258k against 232k; in it 520k against 123k: the configuration 201k (36 Spin variable lookups, about 5.1k each, 96% of it the host call: about 2.8k of wasmtime's per-call lifting, lowering and task bookkeeping, 1.5k the host's lookup), the request's conversion to spin-sdk's `Request` 87k, the KV open and get 41k (SQLite 15k), the route table built per request 36k, the response (headers, body, hand-over) about 46k, six clock reads 15k, the entry's decoding 14k; rate limits are off in this figure (no `increment`) and the caller is anonymous (no HMAC). The 36 lookups were 21 before the auth and rate-limit variables. After reading `jwt_leeway` once, reading the configuration once per request and answering item paths without the route table: 709k (2.00×), the configuration 180k (35 lookups). Wall time is another matter (perf, figure 1's load, pooling allocator): with memories returned to the kernel after each instance, about a quarter of the host's CPU went to `madvise`, page faults and the TLB shootdowns they cause across cores; keeping 2 MiB of memory and 512 KiB of tables resident, as Spin's engine does, took the hit p50 from 0.60 to 0.47 ms in the same quick run. What remains is spread over wasmtime's per-instance setup (memory image, zeroing the resident pages), the socket writes and the blocking pool's thread hand-offs; the floor alone, one KV read in a trivial component, is several Redis GETs. Reading every variable through one component variable (`cache_settings`, a template Spin composes from all of them) instead of 37 lookups took a hit from 600k to 435k instructions (callgrind, 200 hits on the on-demand allocator, same host and manifest, 2026-12-01). Host CPU per request, one connection (perf: task-clock, context switches and samples, wasmtime's perf map for the guest, 2026-12-01): each SQLite KV call runs in `block_in_place`, as Spin's does, and that hand-off of the worker to another thread costs 3 to 5 context switches and 0.1 to 0.2 ms of CPU per call, more than the query; a hit makes two calls (its entry, the rollout record) where the floor makes one. Resetting an instance's memory after the request (every page touched within the 2 MiB kept resident, as Spin keeps it) was about 13% of the host's CPU: the gateway now links a 256 KiB stack instead of Rust's 1 MiB, about 10% less CPU per hit. Preparing each SQLite statement afresh was about a tenth of a KV call: statements are now prepared once, as Spin's are. The guest's own code was 15% of the host's CPU, a quarter of it taking `cache_settings` apart, now done without a search per setting. So the floor, one KV read in a trivial component, is itself about 10 Redis GETs on one connection (the row beside the Redis row): instantiation, the hand-off and the memory reset are most of it, and they are Spin's";
 
 /// Latency series of the figure, for the plot.
 pub struct Series {
@@ -49,6 +50,10 @@ pub async fn run(ctx: &Ctx<'_>, host: &str) -> Result<(Vec<Row>, Series, f64)> {
         Ok(server) => redis_get_load(&server.url, &warm.body, ctx.window()).await,
         Err(e) => Err(e),
     };
+    // The hit and the floor under the Redis baseline's load: one connection, one request at
+    // a time.
+    let hit1 = warm_get_load(host, key_path.clone(), 1, stop).await?;
+    let floor1 = warm_get_load(host, floor_path.clone(), 1, stop).await?;
     let direct0 = warm_get_load(
         ctx.db_url,
         "/v1/items/hit/key-4242".into(),
@@ -69,6 +74,8 @@ pub async fn run(ctx: &Ctx<'_>, host: &str) -> Result<(Vec<Row>, Series, f64)> {
     for (name, o) in [
         ("floor", &floor),
         ("hit", &hit),
+        ("hit (1 connection)", &hit1),
+        ("floor (1 connection)", &floor1),
         ("hit (origin +20 ms)", &hit20),
     ] {
         ensure!(
@@ -85,9 +92,23 @@ pub async fn run(ctx: &Ctx<'_>, host: &str) -> Result<(Vec<Row>, Series, f64)> {
 
     let p50_vs_floor = div(hit.pct_ms(50.0), floor.pct_ms(50.0));
     let p50_vs_db20 = div(hit20.pct_ms(50.0), direct20.pct_ms(50.0));
-    let redis_row = redis_row(&hit, warm.body.len(), redis.as_ref());
+    ensure!(
+        hit1.cache_count("HIT") == hit1.count(),
+        "one-connection hit run: not every answer was a HIT ({:?})",
+        hit1.cache
+    );
+    let redis_row = redis_row(&hit1, warm.body.len(), redis.as_ref());
+    let floor_redis_row = redis.as_ref().ok().map(|r| {
+        Row::info(
+            FIG,
+            "floor p50 vs Redis GET p50 (1 connection each): what the host costs before the gateway's own work",
+            ms(floor1.pct_ms(50.0)),
+            ms(r.pct_ms(50.0)),
+            Some(div(floor1.pct_ms(50.0), r.pct_ms(50.0))),
+        )
+    });
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
-    let rows = vec![
+    let mut rows = vec![
         Row::info(
             FIG,
             "hit p50 vs floor p50",
@@ -139,10 +160,15 @@ pub async fn run(ctx: &Ctx<'_>, host: &str) -> Result<(Vec<Row>, Series, f64)> {
             Some(div(hit20.pct_ms(99.0), direct20.pct_ms(99.0))),
         ),
     ];
+    // Beside the Redis row it explains.
+    if let Some(row) = floor_redis_row {
+        rows.insert(2, row);
+    }
     let hit_p50 = hit.pct_ms(50.0);
     let mut runs = vec![
         ("floor (probe component)".into(), floor),
         ("cache hit".into(), hit),
+        ("cache hit, 1 connection".into(), hit1),
     ];
     if let Ok(redis) = redis {
         runs.push(("Redis GET, 1 connection".into(), redis));
@@ -159,7 +185,6 @@ pub async fn run(ctx: &Ctx<'_>, host: &str) -> Result<(Vec<Row>, Series, f64)> {
 /// Key of the Redis baseline's value.
 const REDIS_KEY: &str = "bench:hit";
 
-/// The row of the hit's p50 against a Redis `GET` p50, or why Redis was not measured.
 /// Rounds of [`alternate`].
 const ROUNDS: u32 = 4;
 
@@ -182,8 +207,12 @@ async fn alternate(
     Ok((floor, hit))
 }
 
+/// The row of the one-connection hit's p50 against a Redis `GET` p50 (the same load: one
+/// connection, one request at a time), or why Redis was not measured.
 fn redis_row(hit: &Outcome, bytes: usize, redis: Result<&Outcome, &anyhow::Error>) -> Row {
-    let measure = format!("hit p50 vs Redis GET p50 (loopback, 1 connection, {bytes}-byte value)");
+    let measure = format!(
+        "hit p50 vs Redis GET p50 (loopback, 1 connection each, one request at a time, {bytes}-byte value)"
+    );
     let label = "hit p50 vs a Redis GET of the same value";
     match redis {
         Ok(r) => {
