@@ -316,6 +316,36 @@ impl KvStore for SharedStore {
     }
 }
 
+/// `S` whose every answered `get_many` is followed by `hook(store, keys)`, before the
+/// answer is returned: a party acting between a bulk read and what its reader does next (a
+/// write landing then, a pause, a witness of the keys read). The other operations are the
+/// four required ones and the trait's defaults. For tests.
+pub struct AfterGetMany<S, F>(pub S, pub F);
+
+impl<S, F> KvStore for AfterGetMany<S, F>
+where
+    S: KvStore,
+    F: FnMut(&mut S, &[String]) -> Result<(), StoreError>,
+{
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.0.set(key, value)
+    }
+    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
+        self.0.delete(key)
+    }
+    fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
+        self.0.get_keys()
+    }
+    fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let read = self.0.get_many(keys)?;
+        (self.1)(&mut self.0, keys)?;
+        Ok(read)
+    }
+}
+
 /// `S` with only the four required operations: `increment` and `compare_and_swap` are the
 /// trait's read-modify-write defaults, as on a host without `wasi:keyvalue/atomics` (Fermyon
 /// Cloud, Akamai Functions). For tests of what happens there.

@@ -12,7 +12,7 @@ use cache_core::delivery::lease;
 use cache_core::delivery::state::FlushState;
 use cache_core::delivery::tick::TickError;
 use cache_core::entry::EntryKind;
-use cache_core::store::{KvStore, MemoryStore, StoreError};
+use cache_core::store::{AfterGetMany, KvStore, MemoryStore, StoreError};
 use cache_core::time::UnixMillis;
 use common::{write_into, Step, TestClock, World};
 use serde_json::json;
@@ -512,28 +512,15 @@ impl KvStore for Locked {
 
 /// [`Locked`], pausing after a bulk read made inside a rewrite window: the gap a write can
 /// fall into between settling's read and its write-back.
-struct PausingInWindow(Locked);
-
-impl KvStore for PausingInWindow {
-    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.get(key)
-    }
-    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.0.set(key, value)
-    }
-    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
-        self.0.delete(key)
-    }
-    fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
-        self.0.get_keys()
-    }
-    fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let read = self.0.get_many(keys)?;
-        if keys.iter().any(|k| k.starts_with("c:")) && window_open(&mut self.0)? {
+fn pausing_in_window(
+    store: Locked,
+) -> AfterGetMany<Locked, impl FnMut(&mut Locked, &[String]) -> Result<(), StoreError>> {
+    AfterGetMany(store, |store: &mut Locked, keys: &[String]| {
+        if keys.iter().any(|k| k.starts_with("c:")) && window_open(store)? {
             std::thread::sleep(Duration::from_millis(150));
         }
-        Ok(read)
-    }
+        Ok(())
+    })
 }
 
 /// Whether `m:rewrite` marks an open window (a closed one holds the instant 0).
@@ -592,7 +579,7 @@ fn a_write_landing_while_settling_marks_its_entry_clean_stays_visible() {
         })
     };
     let report = cache_core::delivery::flush::run(
-        &mut PausingInWindow(store.clone()),
+        &mut pausing_in_window(store.clone()),
         &mut w.db,
         &mut Wall,
         1,

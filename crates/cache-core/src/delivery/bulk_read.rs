@@ -71,32 +71,18 @@ pub(crate) fn read_each<S: KvStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::store::{AfterGetMany, MemoryStore};
 
-    /// A store that records the size of each `get_many`.
-    struct Sizes(MemoryStore, Vec<usize>);
-
-    impl KvStore for Sizes {
-        fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            self.0.get(key)
-        }
-        fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-            self.0.set(key, value)
-        }
-        fn delete(&mut self, key: &str) -> Result<(), StoreError> {
-            self.0.delete(key)
-        }
-        fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
-            self.0.get_keys()
-        }
-        fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-            self.1.push(keys.len());
-            self.0.get_many(keys)
-        }
-    }
-
+    /// The sizes of the `get_many` calls reading `n` values of `value_len` bytes.
     fn chunks(value_len: usize, n: usize) -> Vec<usize> {
-        let mut store = Sizes(MemoryStore::new(), Vec::new());
+        let mut sizes = Vec::new();
+        let mut store = AfterGetMany(
+            MemoryStore::new(),
+            |_: &mut MemoryStore, keys: &[String]| {
+                sizes.push(keys.len());
+                Ok(())
+            },
+        );
         let keys: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
         for k in &keys {
             store.0.set(k, &vec![b'x'; value_len]).unwrap();
@@ -111,7 +97,8 @@ mod tests {
             seen,
             (0..n).map(|i| (i, Some(value_len))).collect::<Vec<_>>()
         );
-        store.1
+        drop(store);
+        sizes
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::*;
 use crate::entry::{Audience, Dirty, Entry, EntryKind};
 use crate::envelope::{encode, CodecPolicy};
 use crate::stamp::Stamp;
-use crate::store::MemoryStore;
+use crate::store::{AfterGetMany, MemoryStore};
 use crate::time::TestClock;
 
 /// An entry fetched at `fetched` seconds, expiring at `expires` seconds, maybe dirty.
@@ -61,39 +61,16 @@ fn check(entries: &[(&str, Spec)], max: usize, now: u64, left: &[&str]) {
     assert!(store.peek("w:x").is_some());
 }
 
-/// A store that hands the keys of each bulk read, once it is answered, to a hook acting as
-/// a concurrent party (a write landing just then) or as a witness.
-struct AfterBulkRead<F>(MemoryStore, F);
-
-impl<F: FnMut(&mut MemoryStore, &[String])> KvStore for AfterBulkRead<F> {
-    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.get(key)
-    }
-    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.0.set(key, value)
-    }
-    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
-        self.0.delete(key)
-    }
-    fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
-        self.0.get_keys()
-    }
-    fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let read = self.0.get_many(keys)?;
-        (self.1)(&mut self.0, keys);
-        Ok(read)
-    }
-}
-
 /// A store where a write stores a dirty entry over every entry just after the sweep
 /// read it in bulk.
 fn written_after_read(
     store: MemoryStore,
-) -> AfterBulkRead<impl FnMut(&mut MemoryStore, &[String])> {
-    AfterBulkRead(store, |store: &mut MemoryStore, keys: &[String]| {
+) -> AfterGetMany<MemoryStore, impl FnMut(&mut MemoryStore, &[String]) -> Result<(), StoreError>> {
+    AfterGetMany(store, |store: &mut MemoryStore, keys: &[String]| {
         for key in keys {
-            store.set(key, &entry(50, 60, true)).unwrap();
+            store.set(key, &entry(50, 60, true))?;
         }
+        Ok(())
     })
 }
 
@@ -242,10 +219,11 @@ fn at(secs: u64) -> TestClock {
 #[test]
 fn slices_resume_where_the_last_one_stopped_and_wrap_after_the_last_key() {
     let reads = RefCell::new(Vec::new());
-    let mut store = AfterBulkRead(
+    let mut store = AfterGetMany(
         cache_of(10, |_| entry(1, 100, false)),
         |_: &mut MemoryStore, keys: &[String]| {
             reads.borrow_mut().extend(keys.iter().cloned());
+            Ok(())
         },
     );
     let cfg = sliced(100, 4);
@@ -275,10 +253,11 @@ fn a_million_like_cache_is_covered_once_in_n_over_slice_ticks() {
     const N: usize = 20_000;
     const SLICE: usize = 1_000;
     let reads = RefCell::new(Vec::new());
-    let mut store = AfterBulkRead(
+    let mut store = AfterGetMany(
         cache_of(N, |_| entry(1, 100, false)),
         |_: &mut MemoryStore, keys: &[String]| {
             reads.borrow_mut().extend(keys.iter().cloned());
+            Ok(())
         },
     );
     let cfg = sliced(N, SLICE);
