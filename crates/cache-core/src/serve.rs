@@ -158,7 +158,7 @@ use crate::stored::kv_key::MAX_KV_VALUE_BYTES;
 use crate::time::{Clock, UnixMillis};
 
 pub use self::origin::Origin;
-use self::reply::{accepted, etag_list_matches, etag_list_matches_strong, Buffered};
+use self::reply::{accepted, Buffered};
 pub use self::reply::{CacheStatus, Reply, RequestError};
 
 /// A read of one item.
@@ -1032,31 +1032,17 @@ fn check_preconditions(
 }
 
 /// [`check_preconditions`] against the current value's ETag: `None` when there is no value,
-/// `Some(None)` for a value without one.
+/// `Some(None)` for a value without one ([`cache_sync_contract::precondition::holds`]).
 fn check_preconditions_on(
     current: Option<Option<&str>>,
     if_match: Option<&str>,
     if_none_match: Option<&str>,
 ) -> Result<(), RequestError> {
-    if let Some(im) = if_match {
-        let matches = current.is_some_and(|etag| match etag {
-            Some(etag) => etag_list_matches_strong(im, etag),
-            None => im.trim() == "*",
-        });
-        if !matches {
-            return Err(RequestError::PreconditionFailed);
-        }
+    if cache_sync_contract::precondition::holds(current, if_match, if_none_match) {
+        Ok(())
+    } else {
+        Err(RequestError::PreconditionFailed)
     }
-    if let Some(inm) = if_none_match {
-        let matches = current.is_some_and(|etag| match etag {
-            Some(etag) => etag_list_matches(inm, etag),
-            None => inm.trim() == "*",
-        });
-        if matches {
-            return Err(RequestError::PreconditionFailed);
-        }
-    }
-    Ok(())
 }
 
 /// Backpressure: whether the buffer takes the prepared record. The buffer's size is the last

@@ -7,9 +7,11 @@
 //!   ETag/version codec.
 //! - [`names`]: the rules for namespaces and item keys.
 //! - [`invalidation`]: the DB API's signed announcements of items changed behind the cache.
+//! - [`precondition`]: `If-Match`/`If-None-Match` on writes, judged alike by both sides.
 
 #![deny(missing_docs)]
 
 pub mod invalidation;
 pub mod names;
+pub mod precondition;
 pub mod wire;

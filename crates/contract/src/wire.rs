@@ -107,6 +107,12 @@ pub fn item_path(ns: &Namespace, key: &ItemKey) -> String {
     format!("{ITEMS_PATH}/{ns}/{}", key.to_path_segment())
 }
 
+/// The DB API's ETag of an item at `version`: `"v{version}"` (strong).
+#[must_use]
+pub fn etag_of_version(version: u64) -> String {
+    format!("\"v{version}\"")
+}
+
 /// The item version in the DB API's `"v{version}"` ETags (weak or strong); `None` for any
 /// other ETag.
 #[must_use]

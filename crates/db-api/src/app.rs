@@ -35,7 +35,7 @@ use tokio::sync::watch;
 use crate::announce::{AnnounceSettings, Announcer};
 use crate::auth::{AuthSettings, Authenticator, Caller};
 use crate::backend::{
-    Backend, PlannedBatch, PlannedWrite, SeedItem, ValidWrite, WriteIdPolicy,
+    Backend, ItemPrecondition, PlannedBatch, PlannedWrite, SeedItem, ValidWrite, WriteIdPolicy,
     DEFAULT_WRITE_ID_RETENTION,
 };
 use crate::deliveries::DeliveryJournal;
@@ -297,7 +297,27 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn etag(version: u64) -> String {
-    format!("\"v{version}\"")
+    cache_sync_contract::wire::etag_of_version(version)
+}
+
+/// An item write's `If-Match` and `If-None-Match`, if it sent either; a value that is not
+/// text is `400`.
+fn item_precondition(headers: &HeaderMap) -> Result<Option<ItemPrecondition>, ApiError> {
+    let text = |name: header::HeaderName| {
+        headers
+            .get(&name)
+            .map(|v| {
+                v.to_str()
+                    .map(str::to_owned)
+                    .map_err(|_| ApiError::BadRequest(format!("{name} is not text")))
+            })
+            .transpose()
+    };
+    let precondition = ItemPrecondition {
+        if_match: text(header::IF_MATCH)?,
+        if_none_match: text(header::IF_NONE_MATCH)?,
+    };
+    Ok((precondition != ItemPrecondition::default()).then_some(precondition))
 }
 
 async fn get_item(
@@ -376,7 +396,9 @@ async fn delete_item(
 /// against the caller's write rule (auth on), applied as a one-write batch at a version
 /// ordered by time with the cache's writes ([`version_at`]), then announced to the cache ([`crate::announce`]). With an `Idempotency-Key`, a
 /// repeat answers the first result and applies nothing again; the same key with another body
-/// is `422`. A write that loses a race with another write of the item is `409`.
+/// is `422`. A write that loses a race with another write of the item is `409`. `If-Match`
+/// and `If-None-Match` are judged with the write, in its transaction
+/// ([`crate::backend::ValidWrite::only_if`]): `412` when they do not hold.
 async fn write_item(
     state: &AppState,
     headers: &HeaderMap,
@@ -389,6 +411,7 @@ async fn write_item(
     if state.auth.enabled() {
         state.access(headers, &ns, &key, Access::Write)?;
     }
+    let only_if = item_precondition(headers)?;
     let op = if value.is_some() {
         WriteOp::Put
     } else {
@@ -432,6 +455,7 @@ async fn write_item(
             value,
             version,
             written_at: now,
+            only_if,
         })],
         write_ids: WriteIdPolicy {
             retention: state.settings.write_id_retention,
@@ -586,6 +610,7 @@ fn plan_write(state: &AppState, raw: Value) -> PlannedWrite {
         value,
         version: w.version,
         written_at: w.written_at,
+        only_if: None,
     })
 }
 

@@ -128,6 +128,7 @@ mod tests {
             value: Some(value.into()),
             version,
             written_at: 1,
+            only_if: None,
         })
     }
 

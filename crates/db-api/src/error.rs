@@ -33,6 +33,10 @@ pub enum BackendError {
     /// A stored batch id was reused with a different body.
     #[error("batch id {0:?} was already used with a different body")]
     IdempotencyMismatch(String),
+    /// An item write's `If-Match`/`If-None-Match` do not hold for the item as stored; nothing
+    /// was applied or remembered.
+    #[error("{0} is not in the state If-Match/If-None-Match ask for")]
+    PreconditionFailed(String),
 }
 
 /// An error answer of the HTTP API.
@@ -122,6 +126,9 @@ impl ApiError {
             ApiError::Backend(BackendError::Transient(_)) | ApiError::Down => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::Backend(BackendError::PreconditionFailed(_)) => {
+                StatusCode::PRECONDITION_FAILED
+            }
             ApiError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Injected(status) => *status,
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -145,6 +152,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Backend(BackendError::Transient(_)) => "transient",
+            ApiError::Backend(BackendError::PreconditionFailed(_)) => "precondition_failed",
             ApiError::Backend(_) => "storage_error",
             ApiError::Injected(_) => "injected_error",
             ApiError::Down => "down",

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use cache_sync_contract::precondition::list_matches_weak;
 use serde_json::json;
 
 use crate::config::ConfigError;
@@ -445,7 +446,7 @@ pub fn entry(
     };
     if let Some(etag) = &entry.etag {
         headers.push(("etag", etag.clone()));
-        if if_none_match.is_some_and(|inm| etag_list_matches(inm, etag)) {
+        if if_none_match.is_some_and(|inm| list_matches_weak(inm, etag)) {
             return reply(304, headers, Vec::new());
         }
     }
@@ -491,25 +492,6 @@ pub(crate) fn accepted_etag(etag: String) -> Reply {
     reply.headers.push(("etag", etag));
     reply.headers.push(("x-sync", "pending".to_owned()));
     reply
-}
-
-/// Whether a comma-separated `If-None-Match` list names `etag` (or is `*`).
-/// Weak comparison: `W/` prefixes are ignored.
-#[must_use]
-pub fn etag_list_matches(list: &str, etag: &str) -> bool {
-    let strip = |t: &str| t.trim().trim_start_matches("W/").to_owned();
-    let want = strip(etag);
-    list.split(',').any(|t| t.trim() == "*" || strip(t) == want)
-}
-
-/// Whether a comma-separated `If-Match` list names `etag` (or is `*`).
-/// Strong comparison: a weak tag on either side never matches.
-#[must_use]
-pub fn etag_list_matches_strong(list: &str, etag: &str) -> bool {
-    let want = etag.trim();
-    list.split(',')
-        .map(str::trim)
-        .any(|t| t == "*" || (t == want && !want.starts_with("W/")))
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@
 use super::origin::{self, ItemAnswer, Unanswered};
 use super::pass;
 use super::read::{plan_read, ReadPlan};
-use super::reply::{etag_list_matches, Reply, RequestError};
+use super::reply::{Reply, RequestError};
 use super::{Asked, Cx, Deferred, Event, GetRequest, Origin};
 use crate::auth::caller::Caller;
 use crate::auth::gate;
@@ -40,6 +40,7 @@ use crate::rollout::compare::{self, Admission, Verdict, Would};
 use crate::rollout::evidence;
 use crate::store::KvStore;
 use crate::time::{Clock, UnixMillis};
+use cache_sync_contract::precondition::list_matches_weak;
 
 /// A shadow read's deferred work: everything [`settle`] judges.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +84,7 @@ impl<S: KvStore, O: Origin, C: Clock> Cx<'_, S, O, C> {
                     .if_none_match
                     .as_deref()
                     .zip(a.etag.as_deref())
-                    .is_some_and(|(inm, etag)| etag_list_matches(inm, etag))
+                    .is_some_and(|(inm, etag)| list_matches_weak(inm, etag))
         });
         let mut reply = pass::relay(answer)?;
         if unchanged {

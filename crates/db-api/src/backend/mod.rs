@@ -32,7 +32,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use cache_sync_contract::wire::{BatchResponse, WriteOp};
+use cache_sync_contract::wire::{etag_of_version, BatchResponse, WriteOp};
 use serde::Serialize;
 
 use crate::error::BackendError;
@@ -68,6 +68,35 @@ pub struct ValidWrite {
     pub version: u64,
     /// Client write time, Unix milliseconds (fits in an `i64`).
     pub written_at: u64,
+    /// The state the item must be in for the write to apply (an item write's `If-Match` /
+    /// `If-None-Match`); judged in the write's transaction. When it does not hold,
+    /// [`Backend::apply_batch`] applies and remembers nothing and answers
+    /// [`BackendError::PreconditionFailed`]. Batch writes carry none.
+    pub only_if: Option<ItemPrecondition>,
+}
+
+/// An item write's preconditions, the request's header values as sent (RFC 9110 13.1.1–2,
+/// [`cache_sync_contract::precondition`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ItemPrecondition {
+    /// `If-Match`.
+    pub if_match: Option<String>,
+    /// `If-None-Match`.
+    pub if_none_match: Option<String>,
+}
+
+impl ItemPrecondition {
+    /// Whether the preconditions hold for an item whose live version is `current` (`None`:
+    /// never written or deleted). The item's ETag is [`etag_of_version`] of it.
+    #[must_use]
+    pub fn holds(&self, current: Option<u64>) -> bool {
+        let etag = current.map(etag_of_version);
+        cache_sync_contract::precondition::holds(
+            etag.as_deref().map(Some),
+            self.if_match.as_deref(),
+            self.if_none_match.as_deref(),
+        )
+    }
 }
 
 /// One entry of a batch after validation: either a write to store or a rejection decided
@@ -196,6 +225,12 @@ pub trait Backend: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<StoredItem>, BackendError>>;
 
     /// Applies a batch in one transaction together with the idempotency and write-id tables.
+    ///
+    /// A write with [`ValidWrite::only_if`] whose precondition does not hold for the item as
+    /// stored (the row read, and locked where the database locks rows, in the same
+    /// transaction) ends the whole batch with [`BackendError::PreconditionFailed`]: nothing
+    /// is applied, and neither the batch id nor a write id is remembered, so a retry with the
+    /// same `Idempotency-Key` is judged afresh. A stored batch id is answered first.
     ///
     /// A batch id seen before returns the stored answer with `replayed: true` and changes
     /// nothing (or [`BackendError::IdempotencyMismatch`] if its fingerprint differs). Otherwise

@@ -60,6 +60,17 @@ CREATE TABLE IF NOT EXISTS db_api_write_ids (
 CREATE INDEX IF NOT EXISTS db_api_write_ids_by_age ON db_api_write_ids (applied_at);
 ";
 
+/// Makes sure an item has a row to lock: a tombstone at version 0 when it has none (every
+/// write's version is above it).
+const LOCKABLE_ROW: &str = "
+INSERT INTO db_api_items (ns, key, value, version, written_at, deleted, updated_at)
+VALUES ($1, $2, NULL, 0, 0, TRUE, $3)
+ON CONFLICT (ns, key) DO NOTHING";
+
+/// Reads an item's version and tombstone flag and locks its row until the transaction ends.
+const LOCK_ROW: &str =
+    "SELECT version, deleted FROM db_api_items WHERE ns = $1 AND key = $2 FOR UPDATE";
+
 /// Gives back a write id claimed by a write that is then refused.
 const UNCLAIM_WRITE_ID: &str = "DELETE FROM db_api_write_ids WHERE write_id = $1";
 
@@ -306,6 +317,26 @@ impl Backend for PostgresBackend {
                 let PlannedWrite::Write(w) = &batch.writes[i] else {
                     continue;
                 };
+                if let Some(only_if) = &w.only_if {
+                    // A row to lock even for an item never written: a tombstone below every
+                    // version, gone again if the transaction rolls back.
+                    tx.execute(LOCKABLE_ROW, &[&w.ns, &w.key, &now])
+                        .await
+                        .map_err(pg)?;
+                    let row = tx.query_one(LOCK_ROW, &[&w.ns, &w.key]).await.map_err(pg)?;
+                    let deleted: bool = row.try_get(1).map_err(pg)?;
+                    let live = if deleted {
+                        None
+                    } else {
+                        Some(to_u64(row.try_get(0).map_err(pg)?)?)
+                    };
+                    if !only_if.holds(live) {
+                        return Err(BackendError::PreconditionFailed(format!(
+                            "{}/{}",
+                            w.ns, w.key
+                        )));
+                    }
+                }
                 let first = tx.execute(&claim, &[&w.write_id, &now]).await.map_err(pg)? > 0;
                 if !first && policy.guarded {
                     results[i] = Some(ItemResult {

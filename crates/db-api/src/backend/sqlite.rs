@@ -219,6 +219,22 @@ fn apply_batch(
                     forbidden_result(!first, policy)
                 }
                 PlannedWrite::Write(w) => {
+                    if let Some(only_if) = &w.only_if {
+                        // The transaction is IMMEDIATE: no other writer until it ends.
+                        let live: Option<i64> = tx
+                            .query_row(
+                                "SELECT version FROM items WHERE ns = ?1 AND key = ?2 AND NOT deleted",
+                                params![w.ns, w.key],
+                                |row| row.get(0),
+                            )
+                            .optional()?;
+                        if !only_if.holds(live.map(to_u64).transpose()?) {
+                            return Err(BackendError::PreconditionFailed(format!(
+                                "{}/{}",
+                                w.ns, w.key
+                            )));
+                        }
+                    }
                     let first = claim.execute(params![w.write_id, now])? > 0;
                     if !first && policy.guarded {
                         ItemResult {

@@ -89,6 +89,137 @@ async fn an_item_write_is_versioned_by_time_and_a_repeat_applies_nothing() {
     );
 }
 
+fn conditional(
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> Request<Body> {
+    let mut r = Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        r = r.header(*name, *value);
+    }
+    match body {
+        Some(b) => r
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string()))
+            .unwrap(),
+        None => r.body(Body::empty()).unwrap(),
+    }
+}
+
+/// `If-Match`/`If-None-Match` on item writes, judged with the write in one transaction: a
+/// write whose precondition fails changes and remembers nothing, and of writers racing on
+/// one precondition exactly one applies. Run on SQLite here and on PostgreSQL by
+/// `postgres.rs`.
+pub async fn conditional_scenario(app: &Router) {
+    let path = "/v1/items/ns/cond";
+    let put_if = |headers: &'static [(&'static str, &'static str)], n: i64| {
+        conditional("PUT", path, Some(&json!({ "n": n })), headers)
+    };
+    // If-None-Match: * creates only.
+    let created = send(app, put_if(&[("if-none-match", "*")], 1)).await;
+    assert_eq!(created.status, StatusCode::OK, "{:?}", created.body);
+    let tag1 = created.header("etag").unwrap().to_owned();
+    let again = send(app, put_if(&[("if-none-match", "*")], 2)).await;
+    assert_eq!(again.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(again.code(), "precondition_failed");
+    assert_eq!(get(app, path).await.json(), json!({"n": 1}));
+
+    // If-Match: the current ETag applies; an old one, a weak one or `*` on nothing do not.
+    let with_tag = |tag: &str, key: Option<&str>, n: i64| {
+        let mut r = conditional("PUT", path, Some(&json!({ "n": n })), &[("if-match", tag)]);
+        if let Some(k) = key {
+            r.headers_mut()
+                .insert("idempotency-key", k.parse().unwrap());
+        }
+        r
+    };
+    let refused = send(app, with_tag(&format!("W/{tag1}"), Some("k-1"), 5)).await;
+    assert_eq!(refused.status, StatusCode::PRECONDITION_FAILED);
+    // Refused, the Idempotency-Key was not remembered: the same key is judged afresh.
+    let second = send(app, with_tag(&tag1, Some("k-1"), 2)).await;
+    assert_eq!(second.status, StatusCode::OK, "{:?}", second.body);
+    assert_ne!(second.header("idempotent-replayed"), Some("true"));
+    let tag2 = second.header("etag").unwrap().to_owned();
+    // Applied, it was: a repeat is a replay even though the ETag it names is now old.
+    let replay = send(app, with_tag(&tag1, Some("k-1"), 2)).await;
+    assert_eq!(replay.status, StatusCode::OK);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    let stale = send(app, with_tag(&tag1, None, 3)).await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(get(app, path).await.json(), json!({"n": 2}));
+
+    // Writers racing on one ETag: exactly one applies, the others are told.
+    let mut tasks = Vec::new();
+    for n in 0..6 {
+        let (app, tag) = (app.clone(), tag2.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = conditional(
+                "PUT",
+                "/v1/items/ns/cond",
+                Some(&json!({ "racer": n })),
+                &[("if-match", tag.as_str())],
+            );
+            send(&app, r).await.status
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let applied = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(applied, 1, "{statuses:?}");
+    assert!(statuses
+        .iter()
+        .all(|s| *s == StatusCode::OK || *s == StatusCode::PRECONDITION_FAILED));
+
+    // A delete with If-Match; after it the item is absent to both headers.
+    let tag3 = get(app, path).await.header("etag").unwrap().to_owned();
+    let gone = send(
+        app,
+        conditional("DELETE", path, None, &[("if-match", &tag3)]),
+    )
+    .await;
+    assert_eq!(gone.status, StatusCode::OK);
+    assert_eq!(
+        send(app, put_if(&[("if-match", "*")], 9)).await.status,
+        StatusCode::PRECONDITION_FAILED
+    );
+    // Racing creators of an absent item: exactly one applies.
+    let mut tasks = Vec::new();
+    for n in 0..6 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = conditional(
+                "PUT",
+                "/v1/items/ns/fresh",
+                Some(&json!({ "creator": n })),
+                &[("if-none-match", "*")],
+            );
+            send(&app, r).await.status
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        if t.await.unwrap() == StatusCode::OK {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+    let not_text = Request::put(path)
+        .header("content-type", "application/json")
+        .header("if-match", &b"\"\xff\""[..])
+        .body(Body::from("1"))
+        .unwrap();
+    assert_eq!(send(app, not_text).await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn item_writes_honour_preconditions_atomically() {
+    conditional_scenario(&default_app()).await;
+}
+
 #[tokio::test]
 async fn bad_item_writes_change_nothing() {
     let app = default_app();

@@ -35,6 +35,7 @@ async fn postgres_passes_the_contract() {
     let short =
         db_api::AppState::new(Arc::clone(&backend), crate::write_ids::short_retention()).unwrap();
     crate::write_ids::pruning(&db_api::app(short)).await;
+    crate::item_writes::conditional_scenario(&app).await;
 
     // One write sent at once in batches with different ids is applied exactly once.
     let write = put("ns", "once", json!(1), 1);
