@@ -71,8 +71,9 @@
 //!    this caller's writes to the DB API, the write is passed through ([`pass`]): refused
 //!    with `409 writes_pending` while the entry is dirty (buffered writes of the key would
 //!    overtake it), else sent to the DB API's item route with the caller's `Authorization`
-//!    and an `Idempotency-Key` (a `PATCH` or a precondition reads the DB API's value first),
-//!    the key invalidated ([`invalidate`]) and the DB API's answer relayed.
+//!    and an `Idempotency-Key` (a `PATCH` or a precondition reads the DB API's value first
+//!    and writes on the condition that it is unchanged, read again when it was not), the key
+//!    invalidated ([`invalidate`]) and the DB API's answer relayed.
 //!
 //!    Otherwise authorize ([`gate::authorize_write`]): a kept
 //!    write grant, or the DB API's authorization call with the caller's credentials; a
@@ -133,7 +134,7 @@ use serde_json::Value;
 
 use self::cache_control::Placement;
 use self::fill::Claim;
-use self::origin::Fetched;
+use self::origin::{Fetched, ItemAnswer};
 use self::prepare::{is_newer_than, prepare_write, Change, EntryUpdate, PreparedWrite, WriteError};
 use crate::auth::caller::Caller;
 use crate::auth::gate;
@@ -824,8 +825,12 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
 
     /// A write passed through to the DB API ([`pass`]): the DB API authorizes it with the
     /// caller's credentials; a `PATCH` or a precondition is judged against the DB API's
-    /// current value, read first; the shared entry is invalidated after the DB API answered
-    /// (whatever it answered), so no reader is served what the cache held before.
+    /// current value, read first, and the write is sent on the condition that the item is
+    /// still that value (`If-Match` with the ETag read, or `If-None-Match: *` when there was
+    /// none), so a writer in between is not overwritten: the DB API answers `412` and the
+    /// write is judged again on a fresh read, up to [`pass::CONDITIONAL_ATTEMPTS`] times.
+    /// The shared entry is invalidated after the DB API answered (whatever it answered), so
+    /// no reader is served what the cache held before.
     fn pass_write(
         &mut self,
         req: &WriteRequest,
@@ -847,41 +852,71 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             None => format!("pass-{:016x}-{}", self.rand, self.clock.now().0),
         };
         let is_patch = matches!(req.op, Op::Patch(_));
-        let value = if is_patch || req.if_match.is_some() || req.if_none_match.is_some() {
+        let reads_first = is_patch || req.if_match.is_some() || req.if_none_match.is_some();
+        if reads_first {
             gate::check_rules(self.cfg, caller, key, Access::Read)?;
-            let asked = self.fetch(key, caller.authorization(), None)?;
-            let (current, etag) = match asked.fetched.answer {
-                OriginAnswer::Found { value, etag, .. } => (
-                    Some(serde_json::from_slice::<Value>(&value).unwrap_or(Value::Null)),
-                    etag,
-                ),
-                _ => (None, None),
+        }
+        let mut attempts = 0;
+        let answer = loop {
+            attempts += 1;
+            let mut write = origin::ItemWrite {
+                method: "PUT",
+                path: crate::contract::item_path(key.ns(), key.key()),
+                authorization: caller.authorization().map(str::to_owned),
+                idempotency_key: idempotency_key.clone(),
+                body: Vec::new(),
+                if_match: None,
+                if_none_match: None,
             };
-            check_preconditions_on(
-                current.as_ref().map(|_| etag.as_deref()),
-                req.if_match.as_deref(),
-                req.if_none_match.as_deref(),
-            )?;
-            match body {
-                Some(patch) if is_patch => Some(merge_patch(
-                    current.as_ref().unwrap_or(&Value::Null),
-                    &patch,
-                )),
-                other => other,
+            let value = if reads_first {
+                let asked = self.fetch(key, caller.authorization(), None)?;
+                let (current, etag) = match asked.fetched.answer {
+                    OriginAnswer::Found { value, etag, .. } => (
+                        Some(serde_json::from_slice::<Value>(&value).unwrap_or(Value::Null)),
+                        etag,
+                    ),
+                    _ => (None, None),
+                };
+                check_preconditions_on(
+                    current.as_ref().map(|_| etag.as_deref()),
+                    req.if_match.as_deref(),
+                    req.if_none_match.as_deref(),
+                )?;
+                // A value without an ETag cannot be named: that write goes unconditioned.
+                match (&current, etag) {
+                    (None, _) => write.if_none_match = Some("*".to_owned()),
+                    (Some(_), etag) => write.if_match = etag,
+                }
+                match &body {
+                    Some(patch) if is_patch => {
+                        Some(merge_patch(current.as_ref().unwrap_or(&Value::Null), patch))
+                    }
+                    other => other.clone(),
+                }
+            } else {
+                body.clone()
+            };
+            match value {
+                Some(v) => write.body = serde_json::to_vec(&v).unwrap_or_default(),
+                None => write.method = "DELETE",
             }
-        } else {
-            body
+            let answer = self.origin.write_item(&write);
+            let conditioned = write.if_match.is_some() || write.if_none_match.is_some();
+            match answer {
+                Ok(ItemAnswer { status: 412, .. }) if conditioned => {
+                    if attempts == pass::CONDITIONAL_ATTEMPTS {
+                        invalidate::invalidate(
+                            self.store,
+                            self.clock,
+                            self.cfg,
+                            std::slice::from_ref(key),
+                        )?;
+                        return Err(RequestError::ChangedConcurrently);
+                    }
+                }
+                answer => break answer,
+            }
         };
-        let write = origin::ItemWrite {
-            method: if value.is_some() { "PUT" } else { "DELETE" },
-            path: crate::contract::item_path(key.ns(), key.key()),
-            authorization: caller.authorization().map(str::to_owned),
-            idempotency_key,
-            body: value
-                .map(|v| serde_json::to_vec(&v).unwrap_or_default())
-                .unwrap_or_default(),
-        };
-        let answer = self.origin.write_item(&write);
         invalidate::invalidate(self.store, self.clock, self.cfg, std::slice::from_ref(key))?;
         self.events.push(Event::PassedThroughWrite);
         pass::relay_write(answer)

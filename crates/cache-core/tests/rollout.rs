@@ -444,6 +444,7 @@ fn in_canary_callers_below_the_share_are_served_by_the_cache_and_the_others_pass
 
 // ---- The write path under each mode ----
 
+use cache_core::serve::origin::ItemAnswer;
 use cache_core::serve::Op;
 
 fn passthrough() -> RolloutState {
@@ -542,6 +543,8 @@ fn a_passed_through_patch_merges_into_the_db_api_value_and_preconditions_hold() 
     assert_eq!(out.reply.status, 200, "{:?}", out.reply);
     let sent: Value = serde_json::from_slice(&w.origin.writes[0].body).unwrap();
     assert_eq!(sent, json!({"a": 1, "c": 3}));
+    // Written only over the value it merged into.
+    assert_eq!(w.origin.writes[0].if_match.as_deref(), Some("\"v5\""));
     // If-Match against the DB API's current ETag: a mismatch sends nothing.
     w.origin.found(r#"{"a":1}"#, "\"v6\"");
     let out = w.send_with("k", Op::Put(b"1".to_vec()), |r| {
@@ -561,6 +564,72 @@ fn a_passed_through_patch_merges_into_the_db_api_value_and_preconditions_hold() 
     });
     assert_eq!(out.reply.status, 200);
     assert_eq!(w.origin.writes.len(), 3);
+    assert_eq!(w.origin.writes[2].if_none_match.as_deref(), Some("*"));
+    assert_eq!(w.origin.writes[2].if_match, None);
+    // A write that needs no read goes unconditioned.
+    let out = w.send_with("k", Op::Put(b"2".to_vec()), |_| {});
+    assert_eq!(out.reply.status, 200);
+    assert_eq!(w.origin.writes.len(), 4);
+    assert_eq!(
+        (
+            w.origin.writes[3].if_match.as_ref(),
+            w.origin.writes[3].if_none_match.as_ref()
+        ),
+        (None, None)
+    );
+}
+
+fn precondition_failed() -> ItemAnswer {
+    ItemAnswer {
+        status: 412,
+        body: br#"{"error":"precondition_failed"}"#.to_vec(),
+        ..ItemAnswer::default()
+    }
+}
+
+#[test]
+fn a_passed_through_patch_keeps_a_change_made_between_its_read_and_its_write() {
+    let mut w = World::new();
+    w.set_rollout(passthrough());
+    // Read at v5; another writer adds "b" (v6) before the write, which the DB API refuses.
+    w.origin.found(r#"{"a":1}"#, "\"v5\"");
+    w.origin.write_script.push_back(Ok(precondition_failed()));
+    w.origin.found(r#"{"a":1,"b":2}"#, "\"v6\"");
+    let out = w.send_with("k", Op::Patch(br#"{"c":3}"#.to_vec()), |r| {
+        r.idempotency_key = Some("patch-1".into());
+    });
+    assert_eq!(out.reply.status, 200, "{:?}", out.reply);
+    let writes = &w.origin.writes;
+    assert_eq!(writes.len(), 2);
+    let merged: Value = serde_json::from_slice(&writes[1].body).unwrap();
+    assert_eq!(
+        merged,
+        json!({"a": 1, "b": 2, "c": 3}),
+        "the other writer's b is kept"
+    );
+    assert_eq!(writes[1].if_match.as_deref(), Some("\"v6\""));
+    assert_eq!(writes[0].idempotency_key, writes[1].idempotency_key);
+
+    // The caller's own precondition is judged again on the fresh read: here it now fails.
+    w.origin.found(r#"{"a":1}"#, "\"v7\"");
+    w.origin.write_script.push_back(Ok(precondition_failed()));
+    w.origin.found(r#"{"a":2}"#, "\"v8\"");
+    let out = w.send_with("k", Op::Put(b"1".to_vec()), |r| {
+        r.if_match = Some("\"v7\"".into())
+    });
+    assert_eq!(out.reply.status, 412);
+    assert_eq!(w.origin.writes.len(), 3);
+
+    // An item that keeps changing: after the attempts, 409 and nothing written.
+    for n in 0..3 {
+        w.origin
+            .found(&format!(r#"{{"n":{n}}}"#), &format!("\"v{}\"", 10 + n));
+        w.origin.write_script.push_back(Ok(precondition_failed()));
+    }
+    let out = w.send_with("k", Op::Patch(br#"{"c":3}"#.to_vec()), |_| {});
+    assert_eq!(out.reply.status, 409);
+    assert_eq!(common::error_code(&out), Some("changed_concurrently"));
+    assert_eq!(w.origin.writes.len(), 6);
 }
 
 #[test]

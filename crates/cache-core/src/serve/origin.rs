@@ -113,6 +113,10 @@ pub struct ItemWrite {
     pub idempotency_key: String,
     /// The JSON value of a `PUT`; empty for a `DELETE`.
     pub body: Vec<u8>,
+    /// `If-Match`: the ETag of the DB API's value this write was judged against.
+    pub if_match: Option<String>,
+    /// `If-None-Match`: `*` when it was judged against no value.
+    pub if_none_match: Option<String>,
 }
 
 impl ItemWrite {
@@ -128,6 +132,12 @@ impl ItemWrite {
         }
         if let Some(a) = &self.authorization {
             headers.push(("authorization", a.as_str()));
+        }
+        if let Some(tag) = &self.if_match {
+            headers.push(("if-match", tag.as_str()));
+        }
+        if let Some(tag) = &self.if_none_match {
+            headers.push(("if-none-match", tag.as_str()));
         }
         headers
     }

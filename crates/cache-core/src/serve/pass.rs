@@ -13,6 +13,15 @@
 //! ([`super::invalidate`]), as in cutover. Only a read the DB API does not answer at all is
 //! the cache's own error (`502`, or `504` after `origin_timeout`).
 //!
+//! A write that needs the DB API's current value (a `PATCH`, which merges into it, or a write
+//! with `If-Match`/`If-None-Match`, judged against it) reads it first, and then writes only
+//! if the item is still what was read: `If-Match` with the ETag read, or `If-None-Match: *`
+//! when there was none. A DB API that honours those (the reference one judges them in the
+//! write's transaction) answers a writer in between with `412`, and the write is read,
+//! judged and merged again ([`CONDITIONAL_ATTEMPTS`]); the other writer's change is kept,
+//! not overwritten. A DB API that ignores them, or sends no `ETag`, gets the write
+//! unconditionally: a writer between the read and the write is then lost.
+//!
 //! One exception: a key whose entry is dirty (a buffered write the DB API has not received
 //! yet) is served from the cache whatever the caller's route. The DB API's value is then
 //! older than a write the cache has acknowledged, and nobody must read that after the
@@ -20,6 +29,12 @@
 
 use super::origin::{ItemAnswer, Unanswered};
 use super::reply::{Reply, RequestError};
+
+/// How many times a passed-through write that reads first (a `PATCH`, or one with a
+/// precondition) is tried when the DB API's item changes between its read and its write
+/// (the DB API answers the conditional write `412`). Then the caller is answered
+/// `409 changed_concurrently`, and nothing was written.
+pub const CONDITIONAL_ATTEMPTS: u32 = 3;
 
 /// The `X-Cache` value of a passed-through answer.
 pub const X_CACHE_PASS: &str = "PASS";

@@ -177,6 +177,10 @@ pub enum RequestError {
     /// 409 with `Retry-After`: a write that would go to the DB API directly while buffered
     /// writes of the key are not yet delivered (it would be overtaken by them).
     WritesPending,
+    /// 409: a passed-through write that reads first (a `PATCH`, or one with a precondition)
+    /// found the DB API's item changed between its read and its write, every time it tried
+    /// ([`crate::serve::pass`]); nothing was written.
+    ChangedConcurrently,
     /// 400: a long-poll's `wait` is not a whole number of seconds within the bound
     /// ([`crate::serve::watch`]).
     BadWait(String),
@@ -202,7 +206,7 @@ impl From<ConfigError> for RequestError {
 
 /// Every code an error reply can carry ([`RequestError::parts`]), so that `/metrics` reads
 /// the error counters by name instead of listing the store for them.
-pub const ERROR_CODES: [&str; 35] = [
+pub const ERROR_CODES: [&str; 36] = [
     "access_unchecked",
     "admin_disabled",
     "backpressure",
@@ -212,6 +216,7 @@ pub const ERROR_CODES: [&str; 35] = [
     "bad_signature",
     "bad_stamp",
     "bad_wait",
+    "changed_concurrently",
     "config_invalid",
     "forbidden",
     "idempotency_in_progress",
@@ -346,6 +351,13 @@ impl RequestError {
                 409,
                 "rollout_conflict",
                 "the rollout was changed meanwhile; read it again and retry".to_owned(),
+            ),
+            RequestError::ChangedConcurrently => (
+                409,
+                "changed_concurrently",
+                "the item kept changing at the DB API between this write's read and its write; \
+                 nothing was written: retry"
+                    .to_owned(),
             ),
             RequestError::WritesPending => (
                 409,
