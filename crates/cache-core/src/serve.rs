@@ -357,6 +357,26 @@ struct Asked {
     at: UnixMillis,
 }
 
+/// What [`Cx::look_up`] found among a read's slots.
+struct Lookup<'k> {
+    /// The entry to serve, if any.
+    found: Option<Found<'k>>,
+    /// Without one: a stale-if-error entry to serve if the fill fails, and its slot.
+    fallback: Option<(Entry, CacheKey)>,
+    /// Without one: the key's invalidation, which a fill is judged against.
+    key_invalidated_at: Option<UnixMillis>,
+}
+
+/// An entry a read would serve.
+struct Found<'k> {
+    /// The slot it was found under (the shared entry or the caller's own).
+    slot: &'k CacheKey,
+    /// The entry.
+    entry: Entry,
+    /// Whether it is stale (served, then revalidated).
+    stale: bool,
+}
+
 /// An entry to serve and how it was obtained.
 struct Served {
     entry: Entry,
@@ -506,18 +526,58 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         caller: &Caller,
         key: &CacheKey,
         serving: bool,
-        mut shared: Option<Option<Vec<u8>>>,
+        shared: Option<Option<Vec<u8>>>,
     ) -> Result<Served, RequestError> {
         let now = self.clock.now();
+        let own = caller.own_entry(self.cfg, key);
+        let lookup = self.look_up(key, own.as_ref(), shared, now, serving)?;
+        let Some(Found { slot, entry, stale }) = lookup.found else {
+            let fallback = if serving { lookup.fallback } else { None };
+            let key_invalidated_at = lookup.key_invalidated_at;
+            return self.fill(caller, key, own, fallback, key_invalidated_at);
+        };
+        self.admit(caller, slot, &entry)?;
+        if !stale {
+            let status = if entry.kind == EntryKind::Absent {
+                self.events.push(Event::NegativeHit);
+                CacheStatus::Negative
+            } else {
+                self.events.push(Event::Hit);
+                CacheStatus::Hit
+            };
+            return Ok(Served { entry, status });
+        }
+        self.events.push(Event::Stale);
+        self.deferred.push(Deferred::Revalidate {
+            key: slot.clone(),
+            authorization: caller.authorization().map(str::to_owned),
+        });
+        Ok(Served {
+            entry,
+            status: CacheStatus::Stale,
+        })
+    }
+
+    /// The one walk over a read's slots, the shared entry `key` (already read as `shared`,
+    /// when it was) and then the caller's own (`own`), for the read itself and for what a
+    /// shadow read would have served: the first entry to serve at `at` (a stale one only
+    /// when `serving`, for a `GET`), or, when there is none, what a fill needs.
+    fn look_up<'k>(
+        &mut self,
+        key: &'k CacheKey,
+        own: Option<&'k CacheKey>,
+        mut shared: Option<Option<Vec<u8>>>,
+        at: UnixMillis,
+        serving: bool,
+    ) -> Result<Lookup<'k>, crate::store::StoreError> {
         let mut fallback = None;
         let mut key_invalidated_at = None;
-        let own = caller.own_entry(self.cfg, key);
-        for slot in std::iter::once(key).chain(own.as_ref()) {
+        for slot in std::iter::once(key).chain(own) {
             let stored = match shared.take() {
                 Some(read) => read,
                 None => self.store.get(&slot.kv_key())?,
             };
-            let (entry, stale) = match plan_read(stored.as_deref(), now, key_invalidated_at) {
+            let (entry, stale) = match plan_read(stored.as_deref(), at, key_invalidated_at) {
                 ReadPlan::Serve(entry) => (entry, false),
                 ReadPlan::ServeAndRevalidate(entry) => (entry, true),
                 ReadPlan::Fetch {
@@ -529,31 +589,20 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
                     continue;
                 }
             };
-            self.admit(caller, slot, &entry)?;
-            if !stale {
-                let status = if entry.kind == EntryKind::Absent {
-                    self.events.push(Event::NegativeHit);
-                    CacheStatus::Negative
-                } else {
-                    self.events.push(Event::Hit);
-                    CacheStatus::Hit
-                };
-                return Ok(Served { entry, status });
+            if stale && !serving {
+                continue;
             }
-            if serving {
-                self.events.push(Event::Stale);
-                self.deferred.push(Deferred::Revalidate {
-                    key: slot.clone(),
-                    authorization: caller.authorization().map(str::to_owned),
-                });
-                return Ok(Served {
-                    entry,
-                    status: CacheStatus::Stale,
-                });
-            }
+            return Ok(Lookup {
+                found: Some(Found { slot, entry, stale }),
+                fallback,
+                key_invalidated_at,
+            });
         }
-        let fallback = if serving { fallback } else { None };
-        self.fill(caller, key, own, fallback, key_invalidated_at)
+        Ok(Lookup {
+            found: None,
+            fallback,
+            key_invalidated_at,
+        })
     }
 
     /// Whether `caller` may be served `entry`, found under `slot`: the caller's own entries

@@ -28,9 +28,8 @@
 
 use super::origin::{self, ItemAnswer, Unanswered};
 use super::pass;
-use super::read::{plan_read, ReadPlan};
 use super::reply::{Reply, RequestError};
-use super::{Asked, Cx, Deferred, Event, GetRequest, Origin};
+use super::{Asked, Cx, Deferred, Event, Found, GetRequest, Origin};
 use crate::auth::caller::Caller;
 use crate::auth::gate;
 use crate::config::CacheConfig;
@@ -96,45 +95,34 @@ impl<S: KvStore, O: Origin, C: Clock> Cx<'_, S, O, C> {
     }
 
     /// What the cache would have served `caller` for `key` at `at`, given the shared entry
-    /// as read then: [`Cx::read_from`]'s choice without its effects.
+    /// as read then and the caller's own slot (`own`): [`Cx::read_from`]'s choice
+    /// ([`Cx::look_up`]) without its effects.
     fn would_serve(
         &mut self,
         caller: &Caller,
         key: &CacheKey,
+        own: Option<&CacheKey>,
         shared: Option<Vec<u8>>,
         at: UnixMillis,
     ) -> Result<Would, RequestError> {
-        let own = caller.own_entry(self.cfg, key);
-        let mut shared = Some(shared);
-        let mut key_invalidated_at = None;
-        for slot in std::iter::once(key).chain(own.as_ref()) {
-            let stored = match shared.take() {
-                Some(read) => read,
-                None => self.store.get(&slot.kv_key())?,
-            };
-            let (entry, stale) = match plan_read(stored.as_deref(), at, key_invalidated_at) {
-                ReadPlan::Serve(entry) => (entry, false),
-                ReadPlan::ServeAndRevalidate(entry) => (entry, true),
-                ReadPlan::Fetch { invalidated_at, .. } => {
-                    key_invalidated_at = key_invalidated_at.or(invalidated_at);
-                    continue;
-                }
-            };
-            let kept = slot.scope().is_some()
-                || entry.audience == Audience::Anyone
-                || gate::read_grant_kept(self.store, self.cfg, caller, slot, at)?;
-            let admission = if kept {
-                Admission::Kept
-            } else {
-                Admission::AsksOrigin
-            };
-            return Ok(Would::Serve {
-                entry,
-                stale,
-                admission,
-            });
-        }
-        Ok(Would::Miss)
+        let Some(Found { slot, entry, stale }) =
+            self.look_up(key, own, Some(shared), at, true)?.found
+        else {
+            return Ok(Would::Miss);
+        };
+        let kept = slot.scope().is_some()
+            || entry.audience == Audience::Anyone
+            || gate::read_grant_kept(self.store, self.cfg, caller, slot, at)?;
+        let admission = if kept {
+            Admission::Kept
+        } else {
+            Admission::AsksOrigin
+        };
+        Ok(Would::Serve {
+            entry,
+            stale,
+            admission,
+        })
     }
 }
 
@@ -158,7 +146,8 @@ pub fn settle<S: KvStore, O: Origin, C: Clock>(
         at,
     } = read;
     let caller = gate::identify(cfg, authorization.as_deref(), at)?;
-    let would = cx.would_serve(&caller, &key, shared, at)?;
+    let own = caller.own_entry(cfg, &key);
+    let would = cx.would_serve(&caller, &key, own.as_ref(), shared, at)?;
     let verdict = compare::judge(&key, &would, &answer, at);
     let now = cx.clock.now();
     evidence::record(cx.store, cfg, now, would.status(), &verdict);
@@ -168,7 +157,6 @@ pub fn settle<S: KvStore, O: Origin, C: Clock>(
     };
     if keeps {
         if let Ok(fetched) = origin::classify(answer) {
-            let own = caller.own_entry(cfg, &key);
             let _ = cx.keep(&caller, &key, own, Asked { fetched, at });
         }
     }
