@@ -28,6 +28,9 @@ const ENTRIES: u64 = 1_000_000;
 /// Buffered writes flushed on each host.
 const FLUSHED: u64 = 10_000;
 
+/// Flush runs and sweeps after the measures, each followed by a look at the host's memory.
+const SWEEPS_AGAIN: usize = 6;
+
 /// The entry both hosts serve as a hit.
 const HIT_KEY: u64 = ENTRIES / 2;
 
@@ -192,6 +195,8 @@ pub async fn run(
         .at_most("≤ 1.2×", div(f, e), 1.2)
         .headline("write p50 at 1M entries on Redis"),
     );
+    // Memory before anything lists the million keys: hits and writes read by name.
+    let full_rss_served = full.rss_kib()?;
     let label = format!(
         "flush time for {FLUSHED} buffered writes with {ENTRIES} entries in the Redis store (buffer under its own label; `POST /admin/flush` is a flush run and the sweep after it)"
     );
@@ -230,11 +235,20 @@ pub async fn run(
         .headline("flush of 10k writes at 1M entries on Redis"),
     );
     let (full_rss, empty_rss) = (full.rss_kib()?, empty.rss_kib()?);
+    // More flush runs and sweeps, each listing the million keys again: memory that levels
+    // off is a high-water mark, memory that climbs with every sweep a leak.
+    let mut again = Vec::new();
+    for _ in 0..SWEEPS_AGAIN {
+        super::writes::flush_all(ctx, &full.url, token).await?;
+        again.push(format!("{}", full.rss_kib()? / 1024));
+    }
     rows.push(Row::info(
         FIG,
         format!(
-            "host memory (RSS) after the measures, {ENTRIES} entries in its Redis store (at start {} MiB)",
-            full_rss_before / 1024
+            "host memory (RSS) after the measures, {ENTRIES} entries in its Redis store (at start {} MiB; after the hits and writes {} MiB; after each of {SWEEPS_AGAIN} more flush runs and sweeps {} MiB)",
+            full_rss_before / 1024,
+            full_rss_served / 1024,
+            again.join(", ")
         ),
         format!("{} MiB", full_rss / 1024),
         format!(
