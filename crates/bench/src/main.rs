@@ -358,6 +358,21 @@ async fn measure(
         &vars(&db.url, &[("ttl", &short)]),
     )
     .await?;
+    // Figure 1's hit with the rollout fixed by the variables (no rollout record read).
+    let host_fixed = if cli.runs(1) {
+        Some(
+            Host::start(
+                bins,
+                http,
+                manifest,
+                &scratch.join("state-fixed"),
+                &vars(&db.url, &[("rollout_overrides", "false")]),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let ctx = Ctx {
         http,
         db_url: &db.url,
@@ -372,7 +387,7 @@ async fn measure(
         cli.runs(1),
         "figure 1 (hit path)",
         &mut missing,
-        figures::hit::run(&ctx, a),
+        figures::hit::run(&ctx, a, host_fixed.as_ref().map_or(a, |h| h.url.as_str())),
     )
     .await;
     let series = hit.map(|(r, s, _)| {

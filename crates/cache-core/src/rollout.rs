@@ -18,7 +18,8 @@
 //!
 //! The defaults come from the `rollout_*` variables ([`crate::config`]); `POST
 //! /admin/rollout` stores an override in `m:rollout` with a bounded log of changes
-//! ([`state`]), effective at the next request. Raising the rollout goes through [`gate`];
+//! ([`state`]), effective at the next request; with `rollout_overrides` off the variables
+//! alone are the rollout and no request reads the record. Raising the rollout goes through [`gate`];
 //! lowering it never does ([`change`]). The per-request decision is [`decide`], a pure
 //! function of the state and the caller's bucket. The buffer keeps draining in every mode:
 //! the flush does not read the rollout at all, so leaving cutover never strands an

@@ -20,7 +20,7 @@
 //! # One GET ([`get`])
 //!
 //! 0. Read the shared entry (`c:{ns}:{key}`) and the rollout record (`m:rollout`) in one
-//!    `get_many`. When the rollout passes this caller's reads through
+//!    `get_many` (the entry alone, a `get`, with `rollout_overrides` off). When the rollout passes this caller's reads through
 //!    ([`crate::rollout::decide`]) and the entry is not dirty, the DB API's answer is
 //!    relayed and nothing more happens ([`pass`]); in shadow mode the answer is relayed
 //!    too, and what the cache would have served is judged against it after the response
@@ -493,12 +493,22 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         caller: &Caller,
         rate_key: &str,
     ) -> Result<(Option<Vec<u8>>, rollout::state::Current, u8), RequestError> {
-        let mut both = self
-            .store
-            .get_many(&[key.kv_key(), rollout::state::kv_key()])?
-            .into_iter();
-        let shared = both.next().flatten();
-        let rollout = rollout::state::decode(both.next().flatten().as_deref(), self.cfg);
+        let (shared, rollout) = if self.cfg.rollout_overrides {
+            let mut both = self
+                .store
+                .get_many(&[key.kv_key(), rollout::state::kv_key()])?
+                .into_iter();
+            let shared = both.next().flatten();
+            (
+                shared,
+                rollout::state::decode(both.next().flatten().as_deref(), self.cfg),
+            )
+        } else {
+            (
+                self.store.get(&key.kv_key())?,
+                rollout::state::defaults(self.cfg),
+            )
+        };
         // Only a canary routes by bucket; elsewhere the digest it costs is spared.
         let bucket = if rollout.state.mode == rollout::state::Mode::Canary {
             rollout::bucket::of_caller(caller, self.cfg, rate_key)

@@ -194,6 +194,73 @@ fn set_shadow_counts(store: &mut MemoryStore, matches: u64, mismatches: u64) {
 }
 
 #[test]
+fn with_overrides_off_the_variables_are_the_rollout_and_a_change_is_refused() {
+    let on = cfg_with(&[(var::ROLLOUT_MODE, "cutover")]);
+    let mut store = MemoryStore::new();
+    // An override stored while overrides were allowed.
+    assert_eq!(
+        post(&mut store, &on, 1, json!({"mode": "passthrough"})).0,
+        200
+    );
+    let stored = store.peek(&state::kv_key()).unwrap().to_vec();
+    assert_eq!(
+        state::load(&mut store, &on).unwrap().state.mode,
+        Mode::Passthrough
+    );
+
+    let off = cfg_with(&[
+        (var::ROLLOUT_MODE, "cutover"),
+        (var::ROLLOUT_OVERRIDES, "false"),
+    ]);
+    assert!(!off.rollout_overrides && on.rollout_overrides);
+    assert_eq!(
+        state::load(&mut store, &off).unwrap().state.mode,
+        Mode::Cutover
+    );
+    let (status, body) = post(
+        &mut store,
+        &off,
+        2,
+        json!({"mode": "shadow", "force": true}),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("rollout_fixed"))
+    );
+    assert_eq!(
+        store.peek(&state::kv_key()).unwrap(),
+        &stored[..],
+        "nothing changed"
+    );
+    let report = get(&mut store, &off);
+    assert_eq!(report["overrides"], json!(false));
+    assert_eq!(report["source"], json!("defaults"));
+    assert_eq!(report["state"]["mode"], json!("cutover"));
+    assert_eq!(report["ignored_override"]["mode"], json!("passthrough"));
+    assert_eq!(get(&mut store, &on)["ignored_override"], Value::Null);
+
+    // A request follows the variables: served by the cache, not passed through.
+    let mut w = World::new();
+    w.cfg = off.clone();
+    w.store = store;
+    w.origin.found("1", "\"v1\"");
+    let first = w.get("k");
+    assert_eq!(first.reply.status, 200);
+    assert_ne!(first.reply.header("x-cache"), Some("PASS"));
+    assert_eq!(w.get("k").reply.header("x-cache"), Some("HIT"));
+
+    for bad in ["yes", "1", ""] {
+        let err = CacheConfig::from_lookup(|n| match n {
+            var::DB_API_URL => Some("http://db".into()),
+            var::ROLLOUT_OVERRIDES => Some(bad.to_owned()),
+            _ => None,
+        });
+        // An empty value is the default; anything else must be true or false.
+        assert_eq!(err.is_ok(), bad.is_empty(), "{bad:?}");
+    }
+}
+
+#[test]
 fn a_change_is_stored_logged_and_reported() {
     let cfg = cfg();
     let mut store = MemoryStore::new();

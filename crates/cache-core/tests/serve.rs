@@ -1002,6 +1002,15 @@ fn the_kv_operations_of_a_hit_a_miss_a_put_and_a_patch() {
     off.rate_limits = RateLimits::OFF;
     serve::get(&mut store, &mut origin, &mut clock, 6, &off, &get("a"));
     assert_eq!(ops(&mut store), "get_many", "hit, read budget off");
+    // With the rollout fixed by the variables, the rollout record is not read.
+    let mut fixed = off.clone();
+    fixed.rollout_overrides = false;
+    serve::get(&mut store, &mut origin, &mut clock, 6, &fixed, &get("a"));
+    assert_eq!(
+        ops(&mut store),
+        "get",
+        "hit, read budget off, rollout fixed"
+    );
     let mut plain = WithoutAtomics(store);
     serve::get(&mut plain, &mut origin, &mut clock, 7, &cfg, &get("a"));
     assert_eq!(ops(&mut plain.0), "get set get_many", "hit, no atomics");

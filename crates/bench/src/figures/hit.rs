@@ -1,5 +1,7 @@
 //! Figure 1, the hit path: what a cache hit costs against what Spin itself costs (the floor:
-//! a minimal component on the same host, measured in rounds alternating with the hit's),
+//! a minimal component on the same host, measured in rounds alternating with the hit's, and
+//! with the hit of a second host whose rollout is fixed by its variables, which reads one KV
+//! key as the floor does instead of the entry and the rollout record),
 //! against an in-memory key-value store on its own
 //! (a Redis `GET` of a value of the same size, one connection, beside the hit on one
 //! connection), and against going to the
@@ -33,18 +35,34 @@ pub struct Series {
     pub runs: Vec<(String, Outcome)>,
 }
 
-/// Measures the figure; the DB API must be empty of `hit` rows.
-pub async fn run(ctx: &Ctx<'_>, host: &str) -> Result<(Vec<Row>, Series, f64)> {
+/// Measures the figure on `host`, and the hit again on `fixed`, the same application with
+/// `rollout_overrides = false`; the DB API must be empty of `hit` rows.
+pub async fn run(ctx: &Ctx<'_>, host: &str, fixed: &str) -> Result<(Vec<Row>, Series, f64)> {
     let db = ctx.db();
     db.seed("hit", "key-", ROWS, 256).await?;
     let key_path = "/v1/hit/key-4242".to_string();
     let warm = ctx.http.get(&format!("{host}{key_path}")).await?;
     ensure!(warm.status == 200, "warming GET answered {}", warm.status);
+    let warm_fixed = ctx.http.get(&format!("{fixed}{key_path}")).await?;
+    ensure!(
+        warm_fixed.status == 200,
+        "warming GET answered {}",
+        warm_fixed.status
+    );
     let stop = Stop::After(ctx.window());
     // The floor: a component reading the hit's own entry from the same store, one KV `get`.
     let floor_path = "/probe/kv/default/c:hit:key-4242".to_string();
-    let (floor, hit) = alternate(host, &floor_path, &key_path, ctx.window()).await?;
+    let [floor, hit, hit_fixed] = alternate(
+        [(host, &floor_path), (host, &key_path), (fixed, &key_path)],
+        ctx.window(),
+    )
+    .await?;
     ensure!(floor.failures() == 0, "floor answered {:?}", floor.statuses);
+    ensure!(
+        hit_fixed.failures() == 0 && hit_fixed.cache_count("HIT") == hit_fixed.count(),
+        "hit with the rollout fixed: not every answer was a HIT ({:?})",
+        hit_fixed.cache
+    );
     // Started here, not before the figure, so that it runs only during its own window.
     let redis = match Redis::start().await {
         Ok(server) => redis_get_load(&server.url, &warm.body, ctx.window()).await,
@@ -121,6 +139,20 @@ pub async fn run(ctx: &Ctx<'_>, host: &str) -> Result<(Vec<Row>, Series, f64)> {
         redis_row,
         Row::info(
             FIG,
+            "hit p50 with `rollout_overrides = false` (no rollout record read: one KV read, as the floor's) vs floor p50",
+            ms(hit_fixed.pct_ms(50.0)),
+            format!("{} (the same floor)", ms(floor.pct_ms(50.0))),
+            Some(div(hit_fixed.pct_ms(50.0), floor.pct_ms(50.0))),
+        ),
+        Row::info(
+            FIG,
+            "hits/s with `rollout_overrides = false` vs the floor's",
+            format!("{:.0} hits/s", hit_fixed.rps()),
+            format!("{:.0} req/s", floor.rps()),
+            Some(div(hit_fixed.rps(), floor.rps())),
+        ),
+        Row::info(
+            FIG,
             "hit p99 vs floor p99",
             ms(hit.pct_ms(99.0)),
             ms(floor.pct_ms(99.0)),
@@ -191,20 +223,22 @@ const ROUNDS: u32 = 4;
 /// The floor and the hit measured in alternating rounds of a quarter window each, after one
 /// warm-up of each: on a shared machine, whatever else runs weighs on both alike, so their
 /// ratio holds where two back-to-back windows would each catch a different neighbour.
-async fn alternate(
-    host: &str,
-    floor_path: &str,
-    hit_path: &str,
+async fn alternate<const N: usize>(
+    runs: [(&str, &String); N],
     window: Duration,
-) -> Result<(Outcome, Outcome)> {
+) -> Result<[Outcome; N]> {
     let round = Stop::After(window / ROUNDS);
-    let mut floor = warm_get_load(host, floor_path.into(), CONNECTIONS, round).await?;
-    let mut hit = warm_get_load(host, hit_path.into(), CONNECTIONS, round).await?;
-    for _ in 1..ROUNDS {
-        floor.absorb(&get_load(host, floor_path.into(), CONNECTIONS, round).await?)?;
-        hit.absorb(&get_load(host, hit_path.into(), CONNECTIONS, round).await?)?;
+    let mut out = Vec::with_capacity(N);
+    for (host, path) in runs {
+        out.push(warm_get_load(host, path.clone(), CONNECTIONS, round).await?);
     }
-    Ok((floor, hit))
+    for _ in 1..ROUNDS {
+        for ((host, path), o) in runs.iter().zip(&mut out) {
+            o.absorb(&get_load(host, (*path).clone(), CONNECTIONS, round).await?)?;
+        }
+    }
+    out.try_into()
+        .map_err(|_| anyhow::anyhow!("one outcome per run"))
 }
 
 /// The row of the one-connection hit's p50 against a Redis `GET` p50 (the same load: one

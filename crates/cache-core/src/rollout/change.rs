@@ -15,6 +15,9 @@
 //! reason, and nothing changes. An accepted change is stored with the previous state in the
 //! log ([`super::state`]) and is in force from the next request on.
 //!
+//! With `rollout_overrides` off, `POST` is `409 rollout_fixed` and changes nothing: the
+//! rollout is the variables' ([`super::state`]).
+//!
 //! The record is replaced with compare-and-swap against what was read, and read back: two
 //! operators changing the rollout at once get one `409 rollout_conflict` rather than a log
 //! missing a change (on a host without atomics the swap is a read-compare-write, and the
@@ -64,10 +67,21 @@ pub fn report(
     now: UnixMillis,
 ) -> Result<Reply, RequestError> {
     let current = state::load(store, cfg).map_err(RequestError::StoreUnavailable)?;
+    // With overrides off a record stored earlier is not in force, but an operator must see it.
+    let ignored = if cfg.rollout_overrides {
+        None
+    } else {
+        let stored = store
+            .get(&state::kv_key())
+            .map_err(RequestError::StoreUnavailable)?;
+        stored.map(|bytes| state::decode(Some(&bytes), cfg))
+    };
     let verdict = gate_verdict(store, cfg, now)?;
     Ok(ok(&json!({
         "state": state_view(&current.state),
         "source": if current.overridden { "override" } else { "defaults" },
+        "overrides": cfg.rollout_overrides,
+        "ignored_override": ignored.as_ref().filter(|c| c.overridden).map(|c| state_view(&c.state)),
         "unreadable": current.unreadable,
         "defaults": state_view(&cfg.rollout),
         "gate": gate_view(verdict, cfg.rollout_max_mismatch),
@@ -82,6 +96,9 @@ pub fn apply(
     now: UnixMillis,
     body: &[u8],
 ) -> Result<Reply, RequestError> {
+    if !cfg.rollout_overrides {
+        return Err(RequestError::RolloutFixed);
+    }
     let body = parse(body)?;
     let key = state::kv_key();
     let stored = store.get(&key).map_err(RequestError::StoreUnavailable)?;

@@ -7,6 +7,12 @@
 //! a rollback). The record also holds the last [`LOG_LEN`] changes (when, who, before,
 //! after): the answer to "who moved the canary, and from what".
 //!
+//! With `rollout_overrides` set to `false` the variables alone are the rollout: no request
+//! reads the record (one KV read fewer each, a round trip on Redis), `POST /admin/rollout`
+//! is refused, and a record stored earlier is ignored (`GET /admin/rollout` still shows it,
+//! as ignored). That is for a rollout that is over: the way back is then a redeploy, not an
+//! admin call.
+//!
 //! A record that does not decode is treated as absent (the defaults apply) and reported as
 //! unreadable by `GET /admin/rollout`; the next change overwrites it. The read path must
 //! never fail because of the rollout record: a request in doubt is served as configured.
@@ -140,15 +146,21 @@ pub fn kv_key() -> String {
     KvKey::Rollout.render()
 }
 
-/// The rollout given what `m:rollout` holds (`None`: absent).
+/// The rollout the variables configure, with no override.
 #[must_use]
-pub fn decode(stored: Option<&[u8]>, cfg: &CacheConfig) -> Current {
-    let defaults = Current {
+pub fn defaults(cfg: &CacheConfig) -> Current {
+    Current {
         state: cfg.rollout,
         overridden: false,
         unreadable: false,
         log: Vec::new(),
-    };
+    }
+}
+
+/// The rollout given what `m:rollout` holds (`None`: absent).
+#[must_use]
+pub fn decode(stored: Option<&[u8]>, cfg: &CacheConfig) -> Current {
+    let defaults = defaults(cfg);
     let Some(bytes) = stored else {
         return defaults;
     };
@@ -166,8 +178,12 @@ pub fn decode(stored: Option<&[u8]>, cfg: &CacheConfig) -> Current {
     }
 }
 
-/// Reads the rollout (one `get`).
+/// The rollout in force: the stored override if there is one (one `get`), or, with
+/// `rollout_overrides` off, the variables' without reading anything.
 pub fn load(store: &mut impl KvStore, cfg: &CacheConfig) -> Result<Current, StoreError> {
+    if !cfg.rollout_overrides {
+        return Ok(defaults(cfg));
+    }
     let stored = store.get(&kv_key())?;
     Ok(decode(stored.as_deref(), cfg))
 }

@@ -174,6 +174,8 @@ pub enum RequestError {
     RolloutGated(String),
     /// 409: the rollout record changed while this change was being made; nothing changed.
     RolloutConflict,
+    /// 409: a rollout change while `rollout_overrides` is off; nothing changed.
+    RolloutFixed,
     /// 409 with `Retry-After`: a write that would go to the DB API directly while buffered
     /// writes of the key are not yet delivered (it would be overtaken by them).
     WritesPending,
@@ -206,7 +208,7 @@ impl From<ConfigError> for RequestError {
 
 /// Every code an error reply can carry ([`RequestError::parts`]), so that `/metrics` reads
 /// the error counters by name instead of listing the store for them.
-pub const ERROR_CODES: [&str; 36] = [
+pub const ERROR_CODES: [&str; 37] = [
     "access_unchecked",
     "admin_disabled",
     "backpressure",
@@ -234,6 +236,7 @@ pub const ERROR_CODES: [&str; 36] = [
     "rate_limited",
     "record_unreadable",
     "rollout_conflict",
+    "rollout_fixed",
     "rollout_gated",
     "store_error",
     "store_full",
@@ -351,6 +354,13 @@ impl RequestError {
                 409,
                 "rollout_conflict",
                 "the rollout was changed meanwhile; read it again and retry".to_owned(),
+            ),
+            RequestError::RolloutFixed => (
+                409,
+                "rollout_fixed",
+                "rollout_overrides is false: the rollout is the rollout_* variables; change \
+                 them (or set rollout_overrides to true) and redeploy"
+                    .to_owned(),
             ),
             RequestError::ChangedConcurrently => (
                 409,
