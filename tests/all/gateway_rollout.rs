@@ -123,6 +123,48 @@ async fn the_admin_routes_report_change_and_refuse_bad_input() {
 }
 
 #[tokio::test]
+async fn with_overrides_off_the_variables_fix_the_rollout() {
+    let db = Db::start().await;
+    let gw = Gw::start(
+        "rollout-fixed",
+        &db,
+        &[
+            ("admin_token", ADMIN),
+            ("ttl", "1h"),
+            ("rollout_mode", "cutover"),
+            ("rollout_overrides", "false"),
+        ],
+    )
+    .await;
+    db.seed("users", "1", json!({"v": 1}), 1).await;
+    let refused = rollout_post(&gw, r#"{"mode":"passthrough"}"#).await;
+    assert_eq!(refused.status, 409, "{refused:?}");
+    assert_eq!(json(&refused)["error"], "rollout_fixed");
+    let report = rollout_get(&gw).await;
+    assert_eq!(
+        (
+            &report["overrides"],
+            &report["source"],
+            &report["state"]["mode"]
+        ),
+        (&json!(false), &json!("defaults"), &json!("cutover"))
+    );
+    // Served by the cache as the variables say.
+    let first = gw.get("/v1/users/1").await;
+    assert_eq!(
+        (first.status, header(&first, "x-cache")),
+        (200, "MISS"),
+        "{first:?}"
+    );
+    let again = gw.get("/v1/users/1").await;
+    assert_eq!(
+        (again.status, header(&again, "x-cache")),
+        (200, "HIT"),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
 async fn passthrough_reads_reach_the_db_api_and_keep_nothing() {
     let db = Db::start().await;
     let gw = start("rollout-pass-read", &db).await;

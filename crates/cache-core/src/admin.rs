@@ -278,6 +278,7 @@ pub fn flush_view(r: &FlushReport, sweep: Option<&SweepReport>) -> Value {
             "dirty": s.dirty,
             "remaining": s.remaining,
             "rate_counters": s.rate_counters,
+            "took_ms": s.took_ms,
         })),
     });
     if let (Some(a), Value::Object(b)) = (outcome.as_object_mut(), fields) {

@@ -192,7 +192,7 @@ pub async fn run(ctx: &Ctx<'_>, host: &str, state_dir: &Path, token: &str) -> Re
         let requests_before = db.counter("batch_requests").await?;
         let applied_before = db.counter("writes_applied").await?;
         let start = Instant::now();
-        let calls = flush_all(ctx, host, token).await?;
+        let calls = flush_all(ctx, host, token).await?.calls;
         let flush_time = start.elapsed();
         let applied = db.counter("writes_applied").await? - applied_before;
         let requests = db.counter("batch_requests").await? - requests_before;

@@ -31,9 +31,18 @@ pub struct Batching {
     pub writes_per_row: f64,
 }
 
-/// Runs one `POST /admin/flush` after another until nothing is left; returns the calls made.
-pub async fn flush_all(ctx: &Ctx<'_>, host: &str, token: &str) -> Result<usize> {
+/// What [`flush_all`] took.
+pub struct Flushed {
+    /// `POST /admin/flush` calls made.
+    pub calls: usize,
+    /// The sweeps' own time, as each call reported it (`sweep.took_ms`), milliseconds.
+    pub sweep_ms: u64,
+}
+
+/// Runs one `POST /admin/flush` after another until nothing is left.
+pub async fn flush_all(ctx: &Ctx<'_>, host: &str, token: &str) -> Result<Flushed> {
     let auth = format!("Bearer {token}");
+    let mut sweep_ms = 0;
     for call in 1..=MAX_FLUSH_CALLS {
         let r = ctx
             .http
@@ -47,8 +56,15 @@ pub async fn flush_all(ctx: &Ctx<'_>, host: &str, token: &str) -> Result<usize> 
         if !matches!(outcome, "delivered" | "idle") {
             bail!("flush answered {r}");
         }
+        sweep_ms += r
+            .pointer("/sweep/took_ms")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
         if !r.get("more").and_then(|v| v.as_bool()).unwrap_or(false) {
-            return Ok(call);
+            return Ok(Flushed {
+                calls: call,
+                sweep_ms,
+            });
         }
     }
     bail!("the write buffer did not drain in {MAX_FLUSH_CALLS} flushes")

@@ -412,3 +412,28 @@ fn a_steady_inflow_stays_within_eight_ticks_of_it_over_max_entries() {
     }
     assert!(worst <= 8 * INFLOW, "{worst} over max_entries");
 }
+
+/// A clock that moves on by 7 ms each time it is read.
+struct Ticking(u64);
+
+impl Clock for Ticking {
+    fn now(&mut self) -> UnixMillis {
+        self.0 += 7;
+        UnixMillis(self.0)
+    }
+    fn sleep(&mut self, d: std::time::Duration) {
+        self.0 += u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    }
+}
+
+#[test]
+fn a_sweep_reports_how_long_it_took_by_the_clock() {
+    let cfg = CacheConfig::with_db_api_url("http://db").unwrap();
+    let mut store = MemoryStore::new();
+    store.set("c:ns:a", &entry(0, 1_000_000, false)).unwrap();
+    let report = sweep(&mut store, &mut Ticking(10_000), &cfg).unwrap();
+    // Read at its start and at its end, and perhaps in between.
+    assert!(report.took_ms >= 7, "{report:?}");
+    let fixed = sweep(&mut store, &mut TestClock::at(UnixMillis(10_000)), &cfg).unwrap();
+    assert_eq!(fixed.took_ms, 0);
+}
