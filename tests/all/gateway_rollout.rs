@@ -510,6 +510,42 @@ async fn passthrough_writes_reach_the_db_api_before_the_answer() {
     );
 }
 
+/// Concurrent passed-through merge patches of one item: each reads, merges and writes on the
+/// condition that the item is still what it read, so none overwrites another's field. A
+/// patch that kept losing is `409 changed_concurrently` and wrote nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_passthrough_patches_lose_no_update() {
+    let db = Db::start().await;
+    let gw = start("rollout-pass-patches", &db).await;
+    db.seed("users", "9", json!({"base": 0}), 1).await;
+    assert_eq!(
+        rollout_post(&gw, r#"{"mode":"passthrough"}"#).await.status,
+        200
+    );
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let url = gw.url("/v1/users/9");
+        calls.spawn(async move {
+            let patch = format!(r#"{{"f{i}":{i}}}"#);
+            let headers = [("content-type", "application/merge-patch+json")];
+            (i, send("PATCH", &url, &headers, &patch).await)
+        });
+    }
+    let mut applied = serde_json::Map::new();
+    applied.insert("base".into(), json!(0));
+    for (i, r) in calls.join_all().await {
+        match r.status {
+            200 => {
+                applied.insert(format!("f{i}"), json!(i));
+            }
+            409 => assert_eq!(json(&r)["error"], "changed_concurrently", "{r:?}"),
+            _ => panic!("patch {i}: {r:?}"),
+        }
+    }
+    assert!(applied.len() > 1, "no patch applied");
+    assert_eq!(db.item("users", "9").await, Some(Value::Object(applied)));
+}
+
 #[tokio::test]
 async fn a_passthrough_write_behind_buffered_writes_of_its_key_is_refused() {
     let db = Db::start().await;
