@@ -25,6 +25,13 @@
 //! parsing panics, a trap here. Empty lists are answered before the backend (an empty list,
 //! or nothing done), as Spin ≥ 3.1 does.
 //!
+//! Answers are bounded as Spin ≥ 4.0 bounds them (`spin_world::MAX_HOST_BUFFERED_BYTES`,
+//! 128 MiB, [`MAX_RESULT_BYTES`]): a value, a key listing or a `get-many` answer larger
+//! than that, counted as Spin counts it (the bytes plus each `String`'s or `Vec`'s own
+//! size), is refused with Spin's `query result exceeds limit of … bytes`. So a cache whose
+//! store lists more keys than that (2.1 million keys of 40 bytes) cannot be swept here,
+//! as on Spin.
+//!
 //! `increment` is Spin's on both: an absent key counts as 0; SQLite keeps the count as an
 //! 8-byte little-endian integer, read, added (wrapping, as Spin's release build does) and
 //! written in one transaction; Redis runs `INCRBY`, which keeps decimal text and refuses a
@@ -45,6 +52,46 @@ pub use self::sqlite::{SqliteFile, SqliteStore};
 
 /// What `get-many` answers: (key, value) pairs, as Spin's backends produce them.
 pub type ManyValues = Vec<(String, Option<Vec<u8>>)>;
+
+/// The largest answer a store call may give, as Spin ≥ 4.0 bounds it
+/// (`spin_world::MAX_HOST_BUFFERED_BYTES`).
+pub const MAX_RESULT_BYTES: usize = 128 << 20;
+
+/// `answer` if its size as Spin counts it (`bytes`) is within `limit`, else Spin's refusal.
+fn within<T>(answer: T, bytes: usize, limit: usize) -> Result<T, KvFailure> {
+    if bytes > limit {
+        Err(KvError(format!("query result exceeds limit of {limit} bytes")).into())
+    } else {
+        Ok(answer)
+    }
+}
+
+/// A value's size as Spin counts it.
+fn value_bytes(value: Option<&Vec<u8>>) -> usize {
+    std::mem::size_of::<Option<Vec<u8>>>() + value.map_or(0, Vec::len)
+}
+
+/// A key listing's size as Spin counts it.
+fn listing_bytes(keys: &[String]) -> usize {
+    std::mem::size_of::<Vec<String>>()
+        + keys
+            .iter()
+            .map(|k| std::mem::size_of::<String>() + k.len())
+            .sum::<usize>()
+}
+
+/// A `get-many` answer's size as Spin counts it.
+fn many_bytes(values: &ManyValues) -> usize {
+    std::mem::size_of::<Vec<String>>()
+        + values
+            .iter()
+            .map(|(k, v)| {
+                std::mem::size_of::<(String, Option<Vec<u8>>)>()
+                    + k.len()
+                    + v.as_ref().map_or(0, Vec::len)
+            })
+            .sum::<usize>()
+}
 
 /// A backend failure, reported to the guest as `error::other(message)`.
 #[derive(Debug, thiserror::Error)]
@@ -74,10 +121,12 @@ pub enum StoreBackend {
 impl StoreBackend {
     /// Reads a value.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvFailure> {
-        match self {
-            StoreBackend::Sqlite(s) => s.get(key),
-            StoreBackend::Redis(s) => Ok(s.get(key).await?),
-        }
+        let value = match self {
+            StoreBackend::Sqlite(s) => s.get(key)?,
+            StoreBackend::Redis(s) => s.get(key).await?,
+        };
+        let bytes = value_bytes(value.as_ref());
+        within(value, bytes, MAX_RESULT_BYTES)
     }
 
     /// Writes a value, replacing any previous one.
@@ -106,19 +155,23 @@ impl StoreBackend {
 
     /// Every key in the store (Spin offers no prefix filter).
     pub async fn get_keys(&self) -> Result<Vec<String>, KvFailure> {
-        match self {
-            StoreBackend::Sqlite(s) => s.get_keys(),
-            StoreBackend::Redis(s) => Ok(s.get_keys().await?),
-        }
+        let keys = match self {
+            StoreBackend::Sqlite(s) => s.get_keys()?,
+            StoreBackend::Redis(s) => s.get_keys().await?,
+        };
+        let bytes = listing_bytes(&keys);
+        within(keys, bytes, MAX_RESULT_BYTES)
     }
 
     /// `wasi:keyvalue/batch` `get-many`, answered as Spin's backend answers it (the module
     /// docs): on SQLite only the keys present, in key order; on Redis a `KEYS` command.
     pub async fn get_many(&self, keys: Vec<String>) -> Result<ManyValues, KvFailure> {
-        match self {
-            StoreBackend::Sqlite(s) => s.get_many(keys),
-            StoreBackend::Redis(s) => s.get_many(keys).await,
-        }
+        let values = match self {
+            StoreBackend::Sqlite(s) => s.get_many(keys)?,
+            StoreBackend::Redis(s) => s.get_many(keys).await?,
+        };
+        let bytes = many_bytes(&values);
+        within(values, bytes, MAX_RESULT_BYTES)
     }
 
     /// `wasi:keyvalue/batch` `set-many`: atomic on both backends (a SQLite transaction, one
@@ -234,6 +287,26 @@ pub type SharedKvStores = Arc<KvStores>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_are_bounded_as_spin_counts_them() {
+        let listing = keys(&["a", "bc"]);
+        // 24 for the Vec, then 24 per String plus its bytes.
+        assert_eq!(listing_bytes(&listing), 24 + 25 + 26);
+        assert!(within(listing.clone(), listing_bytes(&listing), 75).is_ok());
+        let refused = within(listing, 75, 74).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "query result exceeds limit of 74 bytes"
+        );
+        assert_eq!(value_bytes(None), 24);
+        assert_eq!(value_bytes(Some(&vec![0; 10])), 34);
+        assert_eq!(many_bytes(&found(&[("k", "vv")])), 24 + 48 + 1 + 2);
+        // A listing of 2.1 million 40-byte keys is past the bound; two million are not.
+        let per_key = std::mem::size_of::<String>() + 40;
+        assert!(24 + 2_100_000 * per_key > MAX_RESULT_BYTES);
+        assert!(24 + 2_000_000 * per_key < MAX_RESULT_BYTES);
+    }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         list.iter()
