@@ -12,6 +12,7 @@
 use cache_core::delivery::flush::{FlushOutcome, FlushReport};
 use cache_core::delivery::sweep::SweepReport;
 use cache_core::delivery::tick;
+use cache_core::store::StoreError;
 use spin_adapters::db::HttpDb;
 use spin_adapters::env::{self, WallClock};
 use spin_adapters::{config, kv::Stores};
@@ -26,13 +27,14 @@ pub fn on_tick() -> Result<(), String> {
     let report = tick::tick(&mut store, &mut db, &mut WallClock, rand, &owner, &cfg)
         .map_err(|e| e.to_string())?;
     if report.did_work() {
-        println!("{}", summary(&report.flush, &report.sweep));
+        println!("{}", summary(&report.flush, report.sweep.as_ref()));
     }
-    Ok(())
+    // The flush run is done and logged; the failed sweep is the tick's error.
+    report.sweep.map(drop).map_err(|e| format!("sweep: {e}"))
 }
 
 /// One log line: what was sent and how it ended.
-fn summary(r: &FlushReport, s: &SweepReport) -> String {
+fn summary(r: &FlushReport, s: Result<&SweepReport, &StoreError>) -> String {
     let outcome = match &r.outcome {
         FlushOutcome::Retrying {
             next_attempt_at,
@@ -46,9 +48,16 @@ fn summary(r: &FlushReport, s: &SweepReport) -> String {
         }
         other => other.label().to_owned(),
     };
+    let sweep = match s {
+        Ok(s) => format!(
+            "read {}, expired {}, evicted {}",
+            s.read, s.expired, s.evicted
+        ),
+        Err(e) => format!("failed ({e})"),
+    };
     format!(
         "flush: {outcome}; batches sent {} (resent {}), settled {}; items applied {}, stale {}, \
-         duplicate {}, dead-lettered {}{}; sweep: read {}, expired {}, evicted {}",
+         duplicate {}, dead-lettered {}{}; sweep: {sweep}",
         r.batches_sent,
         r.batches_resent,
         r.batches_settled,
@@ -57,8 +66,5 @@ fn summary(r: &FlushReport, s: &SweepReport) -> String {
         r.items.duplicate,
         r.items.dead_lettered,
         if r.more { "; more remain" } else { "" },
-        s.read,
-        s.expired,
-        s.evicted,
     )
 }

@@ -117,9 +117,14 @@ pub fn flush<S: KvStore, D: DbApi, C: Clock>(
     cfg: &CacheConfig,
 ) -> Result<Reply, RequestError> {
     match tick::tick(store, db, clock, rand, owner, cfg) {
-        Ok(report) => Ok(ok(&flush_view(&report.flush, Some(&report.sweep)))),
+        Ok(report) => {
+            let mut view = flush_view(&report.flush, report.sweep.as_ref().ok());
+            if let Err(e) = &report.sweep {
+                view["sweep_error"] = json!(e.to_string());
+            }
+            Ok(ok(&view))
+        }
         Err(TickError::Flush(e)) => Err(unavailable(StoreError::Other(e))),
-        Err(TickError::Sweep(e)) => Err(unavailable(e)),
     }
 }
 

@@ -13,6 +13,7 @@ use cache_core::delivery::state::FlushState;
 use cache_core::delivery::tick::TickError;
 use cache_core::entry::EntryKind;
 use cache_core::store::{AfterGetMany, KvStore, MemoryStore, StoreError};
+use cache_core::stored::kv_key::Area;
 use cache_core::time::UnixMillis;
 use common::{write_into, Step, TestClock, World};
 use serde_json::json;
@@ -472,7 +473,8 @@ fn a_tick_flushes_then_sweeps() {
     w.write("new", Some(json!(2)));
     let report = w.tick().unwrap();
     assert_eq!(report.flush.outcome, FlushOutcome::Delivered);
-    assert_eq!((report.sweep.expired, report.sweep.remaining), (1, 1));
+    let swept = report.sweep.as_ref().unwrap();
+    assert_eq!((swept.expired, swept.remaining), (1, 1));
     assert!(report.did_work());
     assert_eq!(w.entry("old"), None);
     assert_eq!(w.entry("new").unwrap().dirty, None);
@@ -489,6 +491,54 @@ fn a_tick_stops_when_the_store_fails() {
     w.store.recover();
     assert_eq!(w.count("w:"), 1);
     assert!(w.db.sent.is_empty());
+}
+
+/// A store that refuses to list the cache's keys, as Spin 4 refuses a listing over 128 MiB;
+/// everything else as `MemoryStore`.
+struct CacheListingRefused(MemoryStore);
+
+impl KvStore for CacheListingRefused {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key)
+    }
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.0.set(key, value)
+    }
+    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
+        self.0.delete(key)
+    }
+    fn get_keys(&mut self) -> Result<Vec<String>, StoreError> {
+        self.0.get_keys()
+    }
+    fn get_keys_in(&mut self, area: Area) -> Result<Vec<String>, StoreError> {
+        match area {
+            Area::Cache => Err(StoreError::Other(
+                "query result exceeds limit of 134217728 bytes".into(),
+            )),
+            other => self.0.get_keys_in(other),
+        }
+    }
+}
+
+#[test]
+fn a_failed_sweep_neither_undoes_nor_hides_the_flush_before_it() {
+    let mut w = World::new();
+    w.write("a", Some(json!(1)));
+    let mut store = CacheListingRefused(std::mem::replace(&mut w.store, MemoryStore::new()));
+    let mut clock = TestClock::at(w.now);
+    let cfg = w.cfg.clone();
+    let reply = cache_core::admin::flush(&mut store, &mut w.db, &mut clock, 7, "t-1", &cfg)
+        .unwrap_or_else(|e| e.reply());
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["outcome"], "delivered");
+    assert_eq!(body["items"]["applied"], 1);
+    assert_eq!(body["sweep"], serde_json::Value::Null);
+    assert!(body["sweep_error"]
+        .as_str()
+        .unwrap()
+        .contains("exceeds limit"));
+    assert_eq!(w.db.value("a"), Some(json!(1)));
 }
 
 /// One store shared by a flush thread and a request thread.

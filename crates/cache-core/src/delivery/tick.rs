@@ -3,7 +3,8 @@
 //! The cron-triggered flush component and `POST /admin/flush` both call [`tick`], so the two
 //! are the same operation by construction. The sweep runs only after a flush run that the
 //! store did not abort, at the clock's time after the flush (which may have waited on the
-//! DB API). Last, the tick adds a snapshot to the dashboard's history
+//! DB API). A sweep that fails (the store refusing its listing, say) does not undo or hide
+//! the flush run before it: the report carries both, the sweep as its error. Last, the tick adds a snapshot to the dashboard's history
 //! ([`crate::history::record`]), best effort: a store that refuses it loses one point.
 
 use thiserror::Error;
@@ -20,8 +21,8 @@ use crate::time::Clock;
 pub struct TickReport {
     /// The flush run.
     pub flush: FlushReport,
-    /// The sweep after it.
-    pub sweep: SweepReport,
+    /// The sweep after it, or why it failed.
+    pub sweep: Result<SweepReport, StoreError>,
 }
 
 impl TickReport {
@@ -29,20 +30,21 @@ impl TickReport {
     #[must_use]
     pub fn did_work(&self) -> bool {
         self.flush.outcome != FlushOutcome::Idle
-            || self.sweep.expired + self.sweep.evicted + self.sweep.unreadable > 0
+            || self
+                .sweep
+                .as_ref()
+                .map_or(true, |s| s.expired + s.evicted + s.unreadable > 0)
     }
 }
 
-/// Why a tick failed: the store, during the flush or the sweep. A DB API failure is not a
-/// tick failure: the flush has stored the backoff and kept the sealed batch.
+/// Why a tick failed: the store, during the flush run. A DB API failure is not a tick
+/// failure (the flush has stored the backoff and kept the sealed batch), nor is a failed
+/// sweep ([`TickReport::sweep`]).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TickError {
     /// The store failed during the flush run, which was aborted (the sweep did not run).
     #[error("flush: key-value store failed: {0}")]
     Flush(String),
-    /// The store failed during the sweep.
-    #[error("sweep: {0}")]
-    Sweep(StoreError),
 }
 
 /// Runs one flush (lease owner `owner`, unique per tick; random numbers from `rand`), then
@@ -59,7 +61,7 @@ pub fn tick<S: KvStore, D: DbApi, C: Clock>(
     if let FlushOutcome::StoreFailed(e) = &report.outcome {
         return Err(TickError::Flush(e.clone()));
     }
-    let swept = sweep::sweep(store, clock, cfg).map_err(TickError::Sweep)?;
+    let swept = sweep::sweep(store, clock, cfg);
     let _ = crate::history::record(store, clock.now(), &report);
     Ok(TickReport {
         flush: report,
