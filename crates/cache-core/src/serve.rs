@@ -910,58 +910,24 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
                 .ok_or(RequestError::IdempotencyUnavailable)?,
             None => format!("pass-{:016x}-{}", self.rand, self.clock.now().0),
         };
-        let is_patch = matches!(req.op, Op::Patch(_));
-        let reads_first = is_patch || req.if_match.is_some() || req.if_none_match.is_some();
+        let reads_first =
+            matches!(req.op, Op::Patch(_)) || req.if_match.is_some() || req.if_none_match.is_some();
         if reads_first {
             gate::check_rules(self.cfg, caller, key, Access::Read)?;
         }
         let mut attempts = 0;
         let answer = loop {
             attempts += 1;
-            let mut write = origin::ItemWrite {
-                method: "PUT",
-                path: crate::contract::item_path(key.ns(), key.key()),
-                authorization: caller.authorization().map(str::to_owned),
-                idempotency_key: idempotency_key.clone(),
-                body: Vec::new(),
-                if_match: None,
-                if_none_match: None,
-            };
-            let value = if reads_first {
-                let asked = self.fetch(key, caller.authorization(), None)?;
-                let (current, etag) = match asked.fetched.answer {
-                    OriginAnswer::Found { value, etag, .. } => (
-                        Some(serde_json::from_slice::<Value>(&value).unwrap_or(Value::Null)),
-                        etag,
-                    ),
-                    _ => (None, None),
-                };
-                check_preconditions_on(
-                    current.as_ref().map(|_| etag.as_deref()),
-                    req.if_match.as_deref(),
-                    req.if_none_match.as_deref(),
-                )?;
-                // A value without an ETag cannot be named: that write goes unconditioned.
-                match (&current, etag) {
-                    (None, _) => write.if_none_match = Some("*".to_owned()),
-                    (Some(_), etag) => write.if_match = etag,
-                }
-                match &body {
-                    Some(patch) if is_patch => {
-                        Some(merge_patch(current.as_ref().unwrap_or(&Value::Null), patch))
-                    }
-                    other => other.clone(),
-                }
-            } else {
-                body.clone()
-            };
-            match value {
-                Some(v) => write.body = serde_json::to_vec(&v).unwrap_or_default(),
-                None => write.method = "DELETE",
-            }
-            let answer = self.origin.write_item(&write);
+            let write = self.pass_write_attempt(
+                req,
+                key,
+                caller,
+                body.as_ref(),
+                reads_first,
+                &idempotency_key,
+            )?;
             let conditioned = write.if_match.is_some() || write.if_none_match.is_some();
-            match answer {
+            match self.origin.write_item(&write) {
                 Ok(ItemAnswer { status: 412, .. }) if conditioned => {
                     if attempts == pass::CONDITIONAL_ATTEMPTS {
                         invalidate::invalidate(
@@ -979,6 +945,60 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         invalidate::invalidate(self.store, self.clock, self.cfg, std::slice::from_ref(key))?;
         self.events.push(Event::PassedThroughWrite);
         pass::relay_write(answer)
+    }
+
+    /// One attempt of [`Cx::pass_write`]: the item write to send. When it `reads_first`,
+    /// the DB API's current value is read, the caller's preconditions judged against it
+    /// (`412` when they fail), a `PATCH` merged into it, and the write conditioned on it.
+    fn pass_write_attempt(
+        &mut self,
+        req: &WriteRequest,
+        key: &CacheKey,
+        caller: &Caller,
+        body: Option<&Value>,
+        reads_first: bool,
+        idempotency_key: &str,
+    ) -> Result<origin::ItemWrite, RequestError> {
+        let mut write = origin::ItemWrite {
+            method: "PUT",
+            path: crate::contract::item_path(key.ns(), key.key()),
+            authorization: caller.authorization().map(str::to_owned),
+            idempotency_key: idempotency_key.to_owned(),
+            body: Vec::new(),
+            if_match: None,
+            if_none_match: None,
+        };
+        // A PATCH's merge result; any other write sends its own body.
+        let mut merged = None;
+        if reads_first {
+            let asked = self.fetch(key, caller.authorization(), None)?;
+            let (current, etag) = match asked.fetched.answer {
+                OriginAnswer::Found { value, etag, .. } => (
+                    Some(serde_json::from_slice::<Value>(&value).unwrap_or(Value::Null)),
+                    etag,
+                ),
+                _ => (None, None),
+            };
+            check_preconditions_on(
+                current.as_ref().map(|_| etag.as_deref()),
+                req.if_match.as_deref(),
+                req.if_none_match.as_deref(),
+            )?;
+            // A value without an ETag cannot be named: that write goes unconditioned.
+            match (&current, etag) {
+                (None, _) => write.if_none_match = Some("*".to_owned()),
+                (Some(_), etag) => write.if_match = etag,
+            }
+            if let (Some(patch), Op::Patch(_)) = (body, &req.op) {
+                merged = Some(merge_patch(current.as_ref().unwrap_or(&Value::Null), patch));
+            }
+        }
+        let value = merged.as_ref().or(body);
+        match value {
+            Some(v) => write.body = serde_json::to_vec(v).unwrap_or_default(),
+            None => write.method = "DELETE",
+        }
+        Ok(write)
     }
 
     /// The write after authorization (steps 3–10 of the module docs). A `claim` is taken
