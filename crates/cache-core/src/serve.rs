@@ -915,9 +915,9 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
         if reads_first {
             gate::check_rules(self.cfg, caller, key, Access::Read)?;
         }
-        let mut attempts = 0;
-        let answer = loop {
-            attempts += 1;
+        // The DB API's answer, or `None` when every attempt found the item changed.
+        let mut answer = None;
+        for _ in 0..pass::CONDITIONAL_ATTEMPTS {
             let write = self.pass_write_attempt(
                 req,
                 key,
@@ -928,21 +928,15 @@ impl<'a, S: KvStore, O: Origin, C: Clock> Cx<'a, S, O, C> {
             )?;
             let conditioned = write.if_match.is_some() || write.if_none_match.is_some();
             match self.origin.write_item(&write) {
-                Ok(ItemAnswer { status: 412, .. }) if conditioned => {
-                    if attempts == pass::CONDITIONAL_ATTEMPTS {
-                        invalidate::invalidate(
-                            self.store,
-                            self.clock,
-                            self.cfg,
-                            std::slice::from_ref(key),
-                        )?;
-                        return Err(RequestError::ChangedConcurrently);
-                    }
+                Ok(ItemAnswer { status: 412, .. }) if conditioned => {}
+                other => {
+                    answer = Some(other);
+                    break;
                 }
-                answer => break answer,
             }
-        };
+        }
         invalidate::invalidate(self.store, self.clock, self.cfg, std::slice::from_ref(key))?;
+        let answer = answer.ok_or(RequestError::ChangedConcurrently)?;
         self.events.push(Event::PassedThroughWrite);
         pass::relay_write(answer)
     }

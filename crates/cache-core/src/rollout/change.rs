@@ -66,15 +66,15 @@ pub fn report(
     cfg: &CacheConfig,
     now: UnixMillis,
 ) -> Result<Reply, RequestError> {
-    let current = state::load(store, cfg).map_err(RequestError::StoreUnavailable)?;
+    let stored = store
+        .get(&state::kv_key())
+        .map_err(RequestError::StoreUnavailable)?;
+    let stored = state::decode(stored.as_deref(), cfg);
     // With overrides off a record stored earlier is not in force, but an operator must see it.
-    let ignored = if cfg.rollout_overrides {
-        None
+    let (current, ignored) = if cfg.rollout_overrides {
+        (stored, None)
     } else {
-        let stored = store
-            .get(&state::kv_key())
-            .map_err(RequestError::StoreUnavailable)?;
-        stored.map(|bytes| state::decode(Some(&bytes), cfg))
+        (state::defaults(cfg), Some(stored))
     };
     let verdict = gate_verdict(store, cfg, now)?;
     Ok(ok(&json!({
