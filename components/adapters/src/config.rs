@@ -14,7 +14,8 @@ pub fn load() -> Result<CacheConfig, ConfigError> {
     let text = spin_sdk::variables::get(bundle::VARIABLE).ok();
     match text.as_deref().and_then(bundle::parse) {
         Some(values) => CacheConfig::from_lookup(|name| match values.get(name) {
-            Some(value) => Some((*value).to_owned()).filter(|v| !v.trim().is_empty()),
+            // An empty or blank value is unset: the core's reader treats it so.
+            Some(value) => Some(value.to_owned()),
             None => lookup(name),
         }),
         None => CacheConfig::from_lookup(lookup),
