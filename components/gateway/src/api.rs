@@ -26,6 +26,7 @@ use spin_adapters::env::{self, WallClock};
 use spin_adapters::kv::Stores;
 use spin_sdk::http::{Method, Params, Request, Response, Router};
 
+use crate::head::{ItemHttp, ReadHead};
 use crate::{deferred, metrics, pages, respond, settings, CLIENT_ADDR};
 
 const ITEM_METHODS: &str = "GET, PUT, PATCH, DELETE";
@@ -43,8 +44,17 @@ pub async fn handle(req: Request) -> Response {
     }
 }
 
+/// Answers a read of an item taken straight from `wasi:http` ([`ReadHead`]), as [`handle`]
+/// answers the same request converted.
+pub fn read(head: &ReadHead) -> Response {
+    match item_path(head.path()) {
+        Some((ns, raw_key)) => item_response(head, ns, raw_key),
+        None => respond::error(&RequestError::NoRoute),
+    }
+}
+
 /// `ns` and the raw key of an exact item path.
-fn item_path(path: &str) -> Option<(&str, &str)> {
+pub(crate) fn item_path(path: &str) -> Option<(&str, &str)> {
     let (ns, raw_key) = path.strip_prefix("/v1/")?.split_once('/')?;
     (!ns.is_empty() && !raw_key.is_empty() && !raw_key.contains('/')).then_some((ns, raw_key))
 }
@@ -120,14 +130,14 @@ async fn item(req: Request, params: Params) -> anyhow::Result<Response> {
     Ok(item_response(&req, ns, raw_key))
 }
 
-fn item_response(req: &Request, ns: &str, raw_key: &str) -> Response {
+fn item_response(req: &impl ItemHttp, ns: &str, raw_key: &str) -> Response {
     match item_inner(req, ns, raw_key) {
         Ok(resp) => resp,
         Err(e) => respond::error(&e),
     }
 }
 
-fn item_inner(req: &Request, ns: &str, raw_key: &str) -> Result<Response, RequestError> {
+fn item_inner(req: &impl ItemHttp, ns: &str, raw_key: &str) -> Result<Response, RequestError> {
     // The router ignores leading and trailing slashes, so `/v1/ns/a/` would address the key
     // `a`, while a client that forgot to encode the key `a/` meant that one. Only the exact
     // form names an item.
@@ -143,7 +153,7 @@ fn item_inner(req: &Request, ns: &str, raw_key: &str) -> Result<Response, Reques
     }
     let key = CacheKey::from_path(ns, raw_key)?;
     let cfg = settings::get()?;
-    let header = |name: &str| req.header(name).and_then(|v| v.as_str()).map(str::to_owned);
+    let header = |name: &str| req.header(name).map(str::to_owned);
     let authorization = header("authorization");
     let rate_key = client_key(req);
     let rand = env::random_u64();
@@ -209,17 +219,14 @@ fn long_poll_wait(query: &str) -> Result<std::time::Duration, RequestError> {
 
 /// The caller's rate key: its address as Spin reported it (the handler has put Spin's own
 /// value in place of any the client sent).
-fn client_key(req: &Request) -> String {
-    limit::client_key(req.header(CLIENT_ADDR).and_then(|v| v.as_str()))
+fn client_key(req: &impl ItemHttp) -> String {
+    limit::client_key(req.header(CLIENT_ADDR))
 }
 
 /// The write a `PUT`, `PATCH` or `DELETE` asks for, after the HTTP checks of its body: the
 /// declared media type, and a `Content-Length` (or chunked transfer) for a body.
-fn write_op(method: &Method, req: &Request) -> Result<Op, RequestError> {
-    let content_type = req
-        .header("content-type")
-        .and_then(|v| v.as_str())
-        .unwrap_or("");
+fn write_op(method: &Method, req: &impl ItemHttp) -> Result<Op, RequestError> {
+    let content_type = req.header("content-type").unwrap_or("");
     let op = match method {
         Method::Put if is_json(content_type) => Op::Put(Vec::new()),
         Method::Put => return Err(RequestError::UnsupportedMediaType("application/json")),
@@ -233,7 +240,6 @@ fn write_op(method: &Method, req: &Request) -> Result<Op, RequestError> {
     };
     let declared = req
         .header("content-length")
-        .and_then(|v| v.as_str())
         .map(|v| v.trim().parse::<u64>());
     let chunked = req.header("transfer-encoding").is_some();
     match declared {

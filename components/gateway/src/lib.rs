@@ -28,6 +28,8 @@
 //! # Layout
 //! - [`api`]: the route table; item requests into `cache_core::serve`, the DB API as the
 //!   core's `Origin`, and the `/admin/*` routes over `cache_core::admin`.
+//! - [`head`]: what an item route reads of a request; an item read taken straight from
+//!   `wasi:http`, without spin-sdk's conversion.
 //! - [`respond`]: the core's replies as HTTP responses.
 //! - [`metrics`]: counters and `GET /metrics`.
 //! - [`deferred`]: work run after the response is sent.
@@ -41,6 +43,7 @@ use spin_sdk::http_component;
 
 mod api;
 mod deferred;
+mod head;
 mod metrics;
 mod pages;
 mod respond;
@@ -94,17 +97,23 @@ fn client_addr(req: &IncomingRequest) -> Option<String> {
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     settings::begin();
-    let client = client_addr(&req);
-    let response = match Request::try_from_incoming_request(req).await {
-        Ok(mut req) => {
-            if let Some(addr) = client {
-                req.set_header(CLIENT_ADDR, addr);
+    // A read's head answers a header named twice with its last value: for
+    // `spin-client-addr`, Spin's own.
+    let response = if let Some(head) = head::ReadHead::of(&req) {
+        api::read(&head)
+    } else {
+        let client = client_addr(&req);
+        match Request::try_from_incoming_request(req).await {
+            Ok(mut req) => {
+                if let Some(addr) = client {
+                    req.set_header(CLIENT_ADDR, addr);
+                }
+                api::handle(req).await
             }
-            api::handle(req).await
+            Err(e) => respond::error(&cache_core::serve::RequestError::BadRequest(format!(
+                "unreadable request: {e}"
+            ))),
         }
-        Err(e) => respond::error(&cache_core::serve::RequestError::BadRequest(format!(
-            "unreadable request: {e}"
-        ))),
     };
     let status = *response.status();
     let body = response.body().to_vec();
