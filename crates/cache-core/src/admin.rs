@@ -283,6 +283,7 @@ pub fn flush_view(r: &FlushReport, sweep: Option<&SweepReport>) -> Value {
             "dirty": s.dirty,
             "remaining": s.remaining,
             "rate_counters": s.rate_counters,
+            "planned": s.planned,
             "took_ms": s.took_ms,
         })),
     });

@@ -28,8 +28,10 @@ const ENTRIES: u64 = 1_000_000;
 /// Buffered writes flushed on each host.
 const FLUSHED: u64 = 10_000;
 
-/// Flush runs and sweeps after the measures, each followed by a look at the host's memory.
-const SWEEPS_AGAIN: usize = 6;
+/// Flush runs and sweeps after the measures, each followed by a look at the host's memory:
+/// as many as one listing plans slices for, so that they include one listing whatever
+/// tick of the plan they start at.
+const SWEEPS_AGAIN: usize = 8;
 
 /// The entry both hosts serve as a hit.
 const HIT_KEY: u64 = ENTRIES / 2;
@@ -84,7 +86,7 @@ async fn flush_time(
     buffer: &Direct,
     ns: &str,
     token: &str,
-) -> Result<(f64, f64)> {
+) -> Result<(f64, f64, usize)> {
     // The write measure's writes first, so that only the prepared ones are timed.
     super::writes::flush_all(ctx, host, token).await?;
     let cfg = CacheConfig::with_db_api_url(ctx.db_url)?;
@@ -103,7 +105,7 @@ async fn flush_time(
     let took = start.elapsed().as_secs_f64() * 1000.0;
     let left = flush::buffered(ctx, host, token).await?;
     ensure!(left == 0, "{left} writes still buffered after the flush");
-    Ok((took, flushed.sweep_ms as f64))
+    Ok((took, flushed.sweep_ms as f64, flushed.listings))
 }
 
 /// Runs the figure.
@@ -197,7 +199,7 @@ pub async fn run(
     );
     // Memory before anything lists the million keys: hits and writes read by name.
     let full_rss_served = full.rss_kib()?;
-    let (e, e_sweep) = flush_time(
+    let (e, e_sweep, _) = flush_time(
         ctx,
         &empty.url,
         &empty_cache,
@@ -223,11 +225,11 @@ pub async fn run(
         ms(e - e_sweep)
     );
     let tick_label = format!(
-        "flush run and the sweep after it (`POST /admin/flush` whole, as a cron tick) with {ENTRIES} entries: the sweep lists every key of the cache's store, Spin's stores listing nothing smaller"
+        "flush run and the sweep after it (`POST /admin/flush` whole, as a cron tick) with {ENTRIES} entries: a sweep that lists reads every key of the cache's store, Spin's stores listing nothing smaller, and one listing in eight ticks does"
     );
     let tick_baseline = format!("{} (an empty cache; its sweep {})", ms(e), ms(e_sweep));
     match full_flush {
-        Ok((f, f_sweep)) => {
+        Ok((f, f_sweep, listed)) => {
             let run = div(f - f_sweep, e - e_sweep);
             rows.push(
                 Row::info(FIG, run_label, ms(f - f_sweep), run_baseline, Some(run))
@@ -237,7 +239,16 @@ pub async fn run(
             rows.push(Row::info(
                 FIG,
                 tick_label,
-                format!("{} (its sweep {})", ms(f), ms(f_sweep)),
+                format!(
+                    "{} (its sweep {}, which {})",
+                    ms(f),
+                    ms(f_sweep),
+                    if listed > 0 {
+                        "listed"
+                    } else {
+                        "read a planned slice"
+                    }
+                ),
                 tick_baseline,
                 Some(div(f, e)),
             ));
@@ -259,10 +270,31 @@ pub async fn run(
     // More flush runs and sweeps, each listing the million keys again: memory that levels
     // off is a high-water mark, memory that climbs with every sweep a leak.
     let mut again = Vec::new();
+    let (mut listing_ms, mut planned_ms) = (Vec::new(), Vec::new());
     for _ in 0..SWEEPS_AGAIN {
-        super::writes::flush_all(ctx, &full.url, token).await?;
+        let flushed = super::writes::flush_all(ctx, &full.url, token).await?;
+        if flushed.listings > 0 {
+            listing_ms.push(flushed.sweep_ms as f64);
+        } else {
+            planned_ms.push(flushed.sweep_ms as f64);
+        }
         again.push(format!("{}", full.rss_kib()? / 1024));
     }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let all: Vec<f64> = listing_ms.iter().chain(&planned_ms).copied().collect();
+    rows.push(Row::info(
+        FIG,
+        format!(
+            "the sweep's time per tick over {SWEEPS_AGAIN} ticks with {ENTRIES} entries (one listing chooses eight slices): {} that listed, {} each; {} that read a planned slice, {} each",
+            listing_ms.len(),
+            ms(mean(&listing_ms)),
+            planned_ms.len(),
+            ms(mean(&planned_ms)),
+        ),
+        ms(mean(&all)),
+        format!("{} (the empty cache's sweep)", ms(e_sweep)),
+        Some(div(mean(&all), e_sweep)),
+    ));
     rows.push(Row::info(
         FIG,
         format!(

@@ -37,12 +37,16 @@ pub struct Flushed {
     pub calls: usize,
     /// The sweeps' own time, as each call reported it (`sweep.took_ms`), milliseconds.
     pub sweep_ms: u64,
+    /// Sweeps that listed the cache's store (those not reading a slice an earlier listing
+    /// planned, `sweep.planned`).
+    pub listings: usize,
 }
 
 /// Runs one `POST /admin/flush` after another until nothing is left.
 pub async fn flush_all(ctx: &Ctx<'_>, host: &str, token: &str) -> Result<Flushed> {
     let auth = format!("Bearer {token}");
     let mut sweep_ms = 0;
+    let mut listings = 0;
     for call in 1..=MAX_FLUSH_CALLS {
         let r = ctx
             .http
@@ -60,10 +64,14 @@ pub async fn flush_all(ctx: &Ctx<'_>, host: &str, token: &str) -> Result<Flushed
             .pointer("/sweep/took_ms")
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0);
+        if r.pointer("/sweep/planned") == Some(&serde_json::Value::Bool(false)) {
+            listings += 1;
+        }
         if !r.get("more").and_then(|v| v.as_bool()).unwrap_or(false) {
             return Ok(Flushed {
                 calls: call,
                 sweep_ms,
+                listings,
             });
         }
     }

@@ -38,9 +38,10 @@
 //!   slice. An excess of more than eight slices' worth (32,768 entries by default) is more
 //!   than a slice can pay: each tick then evicts every clean entry of its slice, whatever
 //!   its age, until the excess fits again;
-//! - a steady inflow of new entries settles at under 8 ticks' worth above `max_entries`
-//!   right after each sweep, 8 just before it (1000 new entries a minute: about 8000 over),
-//!   whatever the cache's size;
+//! - a steady inflow of new entries settles at under 16 ticks' worth above `max_entries`
+//!   (1000 new entries a minute: about 16,000 over), whatever the cache's size: 8 ticks
+//!   over which each excess is spread, and up to 8 more of inflow that the slices planned
+//!   by one listing do not see (below);
 //! - a slice pays only with clean entries it read unchanged: one that has too few (dirty,
 //!   held, written since) leaves the rest of its share to the next slices, the last of a
 //!   pass included, and what that one cannot pay to the next pass.
@@ -60,18 +61,32 @@
 //! have ended: nothing reads them again, and every caller of every window would otherwise
 //! leave a key behind. The window's end is in the key, so this needs no budget and no read,
 //! and it uses the listing the entries need anyway. These are not sliced: they cost no read,
-//! only a `delete` each of what died since the previous sweep, and on a store with a key cap
-//! every window's callers would otherwise pile up for a pass.
+//! only a `delete` each of what died since the previous listing, and on a store with a key
+//! cap (which always fits one slice, so is listed every tick) every window's callers would
+//! otherwise pile up for a pass.
 //!
-//! The listing itself stays one call per sweep over the cache's whole area: Spin's stores
-//! list nothing smaller, and the slice, the count and the excess come from it.
+//! # A listing per eight slices
+//!
+//! Spin's stores list nothing smaller than a whole store (on Redis, one `KEYS` of every
+//! key, which blocks the server for every other client while it runs; on a million entries
+//! the listing was most of a tick). So a listing of a sliced cache chooses the next
+//! [`SLICES_PER_LISTING`] slices at once: its own sweep reads the first, and the keys of
+//! the others are kept in the store (`m:sweepplan:{i}`, [`Plan`]), each taken out by the
+//! sweep that reads it. The sweeps after it list nothing: they read their slice's keys and
+//! the count the listing made, less what the slices since found gone or deleted. Entries
+//! added meanwhile are unseen until the next listing (they are read in the next pass, and
+//! counted in the excess eight ticks later at most); the deletions by name run with each
+//! listing. A planned slice that is gone, or was planned by another listing (two sweeps at
+//! once), makes the sweep list, from the cursor. A cache that fits one slice is listed by
+//! every sweep, as before: the listing is small, and the eviction exact.
 //!
 //! # The count
 //!
 //! The sweep stores the entries it left (`m:sweep`, [`Swept`]) for `/metrics`, which then
 //! reads one key instead of listing the cache: after a whole sweep, the entries it kept;
-//! after a slice, the entry keys listed less those found gone or deleted in the slice, which
-//! counts the expired entries of slices not yet read as entries.
+//! after a slice, the entry keys the last listing counted less those found gone or deleted
+//! in the slices since, which counts the expired entries of slices not yet read as entries
+//! (and, until the next listing, not the entries added since).
 
 mod slice;
 #[cfg(test)]
@@ -91,6 +106,7 @@ use crate::serve::invalidate;
 use crate::store::{KvStore, StoreError};
 use crate::stored::kv_key::{Area, KvKey, RecordKind};
 use crate::time::{Clock, UnixMillis};
+use slice::Slice;
 
 /// What a sweep did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -123,6 +139,8 @@ pub struct SweepReport {
     pub fill_tickets_expired: usize,
     /// Shadow comparison counts of windows the gate no longer reads.
     pub shadow_windows_expired: usize,
+    /// Whether the slice was one an earlier listing planned, so this sweep listed nothing.
+    pub planned: bool,
     /// How long the sweep took by the clock, milliseconds: on a large cache mostly the
     /// listing, which Spin's stores make of every key.
     pub took_ms: u64,
@@ -133,13 +151,48 @@ pub struct SweepReport {
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Swept {
     /// Entries the last sweep left: those it kept after a whole sweep; after a slice, the
-    /// entry keys it listed less those found gone or deleted in the slice (so entries
-    /// expired in slices not yet read still count).
+    /// entry keys the last listing counted less those found gone or deleted in the slices
+    /// since (so entries expired in slices not yet read still count).
     pub entries: u64,
     /// The last entry key the previous slice read; absent at the start of a pass. Absent in
     /// records written before sweeps were sliced, which therefore start a pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) cursor: Option<String>,
+    /// The slices the last listing chose for the sweeps after it, not read yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) plan: Option<Plan>,
+}
+
+/// Slices one listing of a sliced cache chooses: its own sweep's, and the next ones for the
+/// sweeps after it, kept in `m:sweepplan:{i}` ([`KvKey::SweepPlan`]). Eight, the
+/// [`slice::HORIZON`] over which a slice's share of the excess is spread.
+pub(crate) const SLICES_PER_LISTING: usize = slice::HORIZON;
+
+/// What the sweeps after a listing need of it besides their slices' keys.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Plan {
+    /// The listing's time, Unix milliseconds: it names the listing, so that a slice another
+    /// listing planned is never taken for one of this one.
+    id: u64,
+    /// The next planned slice to read (`m:sweepplan:{next}`), from 1.
+    next: usize,
+    /// How many slices the listing planned after its own.
+    slices: usize,
+    /// Entry keys the listing counted, less those found gone or deleted since.
+    listed: usize,
+    /// Entry keys from the next planned slice to the end of the pass, as listed.
+    rest: usize,
+}
+
+/// One planned slice as kept in `m:sweepplan:{i}`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Planned {
+    /// The [`Plan::id`] of the listing that chose it.
+    id: u64,
+    /// Its entry keys, in key order.
+    keys: Vec<String>,
+    /// Where the sweep after it starts; `None` when it ends the pass.
+    next: Option<String>,
 }
 
 impl Swept {
@@ -274,8 +327,105 @@ fn delete_dead_names(
     Ok(())
 }
 
+/// The next slice a listing planned, taken out of the store; `None` when none is left, or
+/// the one due is gone or was planned by another listing (a sweep then lists).
+fn take_planned(
+    store: &mut impl KvStore,
+    record: &Swept,
+) -> Result<Option<(Slice, Plan)>, StoreError> {
+    let Some(plan) = record.plan.clone().filter(|p| p.next <= p.slices) else {
+        return Ok(None);
+    };
+    let key = KvKey::SweepPlan(plan.next).render();
+    let Some(bytes) = store.get(&key)? else {
+        return Ok(None);
+    };
+    store.delete(&key)?;
+    let planned = match serde_json::from_slice::<Planned>(&bytes) {
+        Ok(planned) if planned.id == plan.id => planned,
+        _ => return Ok(None),
+    };
+    let slice = Slice {
+        keys: planned.keys,
+        listed: plan.listed,
+        rest: plan.rest,
+        whole: false,
+        next: planned.next,
+    };
+    Ok(Some((slice, plan)))
+}
+
+/// Lists the cache's area: deletes what is dead by name, then chooses this sweep's slice
+/// and, for a sliced cache, plans the next ones (storing their keys, and deleting those of
+/// an older plan that are not stored again).
+fn list(
+    store: &mut impl KvStore,
+    record: &Swept,
+    now: UnixMillis,
+    cfg: &CacheConfig,
+    report: &mut SweepReport,
+) -> Result<(Slice, Option<Plan>), StoreError> {
+    let keys = store.get_keys_in(Area::Cache)?;
+    delete_dead_names(store, &keys, now, cfg, report)?;
+    let mut old_plan = Vec::new();
+    let mut entry_keys = Vec::new();
+    for key in keys {
+        match RecordKind::of(&key) {
+            Some(RecordKind::Entry) => entry_keys.push(key),
+            _ => {
+                if let Some(KvKey::SweepPlan(i)) = KvKey::parse(&key) {
+                    old_plan.push((i, key));
+                }
+            }
+        }
+    }
+    let cursor = if entry_keys.len() > cfg.sweep_slice {
+        record.cursor.as_deref()
+    } else {
+        None
+    };
+    let mut slices =
+        slice::select(entry_keys, cursor, cfg.sweep_slice, SLICES_PER_LISTING).into_iter();
+    let Some(slice) = slices.next() else {
+        return Err(StoreError::Other("no slice chosen".to_owned()));
+    };
+    let later: Vec<Slice> = slices.collect();
+    let plan = (!later.is_empty()).then(|| Plan {
+        id: now.0,
+        next: 1,
+        slices: later.len(),
+        listed: slice.listed,
+        rest: later[0].rest,
+    });
+    if let Some(plan) = &plan {
+        let mut pairs = Vec::with_capacity(later.len());
+        for (i, s) in later.into_iter().enumerate() {
+            let planned = Planned {
+                id: plan.id,
+                keys: s.keys,
+                next: s.next,
+            };
+            let bytes =
+                serde_json::to_vec(&planned).map_err(|e| StoreError::Other(e.to_string()))?;
+            pairs.push((KvKey::SweepPlan(i + 1).render(), bytes));
+        }
+        store.set_many(&pairs)?;
+    }
+    let kept = plan.as_ref().map_or(0, |p| p.slices);
+    let stale: Vec<String> = old_plan
+        .into_iter()
+        .filter(|(i, _)| *i == 0 || *i > kept)
+        .map(|(_, key)| key)
+        .collect();
+    if !stale.is_empty() {
+        store.delete_many(&stale)?;
+    }
+    Ok((slice, plan))
+}
+
 /// Sweeps the cache entries of `store` at the clock's time: the whole cache when it fits
-/// `sweep_slice`, else the next slice of the pass.
+/// `sweep_slice`, else the next slice of the pass, planned by an earlier listing or chosen
+/// by listing now.
 pub fn sweep(
     store: &mut impl KvStore,
     clock: &mut impl Clock,
@@ -283,18 +433,14 @@ pub fn sweep(
 ) -> Result<SweepReport, StoreError> {
     let now = clock.now();
     let mut report = SweepReport::default();
-    let keys = store.get_keys_in(Area::Cache)?;
-    delete_dead_names(store, &keys, now, cfg, &mut report)?;
-    let entry_keys: Vec<String> = keys
-        .into_iter()
-        .filter(|k| RecordKind::of(k) == Some(RecordKind::Entry))
-        .collect();
-    let cursor = if entry_keys.len() > cfg.sweep_slice {
-        Swept::load(store)?.cursor
-    } else {
-        None
+    let record = Swept::load(store)?;
+    let (slice, plan) = match take_planned(store, &record)? {
+        Some((slice, plan)) => {
+            report.planned = true;
+            (slice, Some(plan))
+        }
+        None => list(store, &record, now, cfg, &mut report)?,
     };
-    let slice = slice::select(entry_keys, cursor.as_deref(), cfg.sweep_slice);
     report.read = slice.keys.len();
     report.pass_complete = slice.next.is_none();
     // Per entry only its index, its digest and (to evict) when it was last touched: a
@@ -344,9 +490,20 @@ pub fn sweep(
     } else {
         slice.listed.saturating_sub(gone + deleted.total())
     };
+    // What the plan has left after this slice: the next one, and the entries it counts
+    // less those this one found gone or deleted. It ends with the pass.
+    let plan = plan.and_then(|mut plan| {
+        if report.planned {
+            plan.next += 1;
+            plan.rest = plan.rest.saturating_sub(slice.keys.len());
+        }
+        plan.listed = slice.listed.saturating_sub(gone + deleted.total());
+        (plan.next <= plan.slices && slice.next.is_some()).then_some(plan)
+    });
     Swept {
         entries: report.remaining as u64,
         cursor: slice.next,
+        plan,
     }
     .save(store)?;
     report.took_ms = clock.now().0.saturating_sub(now.0);

@@ -18,7 +18,8 @@
 //! | `m:fill:{hash}`             | fill lease of one cold cache entry                  |
 //! | `m:fill:{window}:{hash}`    | fill claims counted in one lease-length window      |
 //! | `m:rewrite`                 | when the open rewrite window closes (0: closed)     |
-//! | `m:sweep`                   | the sweep's count of entries, and its cursor        |
+//! | `m:sweep`                   | the sweep's count of entries, its cursor and plan   |
+//! | `m:sweepplan:{i}`           | a slice of entry keys planned for a later sweep     |
 //! | `m:dlq`                     | the index of dead letters (their stamps)            |
 //! | `m:count:{name}`            | a metrics counter, as kept before `m:tally:` (read)  |
 //! | `m:tally:{name}`            | a metrics counter, kept with `increment`            |
@@ -69,6 +70,7 @@ const GRANT: &str = "grant:";
 const ADMIT: &str = "admit:";
 const REWRITE: &str = "rewrite";
 const SWEEP: &str = "sweep";
+const SWEEP_PLAN: &str = "sweepplan:";
 const DLQ_INDEX: &str = "dlq";
 const IDEMPOTENCY: &str = "idem:";
 const HISTORY: &str = "history";
@@ -100,6 +102,7 @@ impl Area {
                     || rest.starts_with(IDEMPOTENCY)
                     || rest == REWRITE
                     || rest == SWEEP
+                    || rest.starts_with(SWEEP_PLAN)
                     || rest == ROLLOUT
                     || rest.starts_with(SHADOW)
                 {
@@ -183,6 +186,9 @@ pub enum KvKey {
     /// The sweep's record: the entries it counted and where its next slice starts
     /// ([`crate::delivery::sweep::Swept`]).
     Sweep,
+    /// One slice of entry keys a sweep's listing chose for a later sweep, by its place in
+    /// the listing's plan, from 1 ([`crate::delivery::sweep`]).
+    SweepPlan(usize),
     /// The index of dead letters ([`crate::delivery::dlq`]).
     DeadLetterIndex,
     /// An admission counter of one epoch ([`crate::delivery::state::FlushState::epoch`]).
@@ -264,6 +270,7 @@ impl KvKey {
             KvKey::FlushState => format!("{META_PREFIX}{FLUSH_STATE}"),
             KvKey::RewriteWindow => format!("{META_PREFIX}{REWRITE}"),
             KvKey::Sweep => format!("{META_PREFIX}{SWEEP}"),
+            KvKey::SweepPlan(i) => format!("{META_PREFIX}{SWEEP_PLAN}{i}"),
             KvKey::DeadLetterIndex => format!("{META_PREFIX}{DLQ_INDEX}"),
             KvKey::Counter(name) => format!("{META_PREFIX}{COUNTER}{name}"),
             KvKey::Tally(name) => format!("{META_PREFIX}{TALLY}{name}"),
@@ -316,6 +323,11 @@ impl KvKey {
                 HISTORY => Some(KvKey::History),
                 ROLLOUT => Some(KvKey::Rollout),
                 SHADOW_SAMPLES => Some(KvKey::ShadowSamples),
+                _ if rest.starts_with(SWEEP_PLAN) => rest
+                    .strip_prefix(SWEEP_PLAN)
+                    .filter(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|i| i.parse().ok())
+                    .map(KvKey::SweepPlan),
                 _ if rest.starts_with(SHADOW) => parse_shadow_window(rest.strip_prefix(SHADOW)?),
                 _ if rest.starts_with(IDEMPOTENCY) => {
                     let (window, digest) = parse_window_digest(rest.strip_prefix(IDEMPOTENCY)?)?;
@@ -537,6 +549,9 @@ mod tests {
             ("m:flush".to_owned(), Some(KvKey::FlushState)),
             ("m:rewrite".to_owned(), Some(KvKey::RewriteWindow)),
             ("m:sweep".to_owned(), Some(KvKey::Sweep)),
+            ("m:sweepplan:3".to_owned(), Some(KvKey::SweepPlan(3))),
+            ("m:sweepplan:".to_owned(), None),
+            ("m:sweepplan:x".to_owned(), None),
             ("m:dlq".to_owned(), Some(KvKey::DeadLetterIndex)),
             (
                 "m:count:hits".to_owned(),
@@ -625,6 +640,7 @@ mod tests {
             "m:grant:7:ab",
             "m:rewrite",
             "m:sweep",
+            "m:sweepplan:1",
             "m:rollout",
             "m:shadow:7:match",
             "m:shadow:samples",

@@ -275,6 +275,79 @@ fn a_million_like_cache_is_covered_once_in_n_over_slice_ticks() {
 }
 
 #[test]
+fn a_sliced_cache_is_listed_once_in_eight_sweeps_and_each_pass_still_reads_every_entry() {
+    // 20 slices a pass: a listing at its start, then after every eight slices.
+    let mut store = cache_of(2_000, |_| entry(1, 100, false));
+    let cfg = sliced(10_000, 100);
+    let mut listed_at = Vec::new();
+    let mut read = 0;
+    for tick in 0..40 {
+        let report = sweep(&mut store, &mut at(50), &cfg).unwrap();
+        if !report.planned {
+            listed_at.push(tick);
+        }
+        read += report.read;
+        assert_eq!(report.pass_complete, tick % 20 == 19, "tick {tick}");
+    }
+    assert_eq!(listed_at, [0, 8, 16, 20, 28, 36]);
+    assert_eq!(read, 4_000);
+    // The plan's slices are taken out as they are read: at most seven are ever kept.
+    assert!(store.keys_with_prefix("m:sweepplan:").len() <= SLICES_PER_LISTING - 1);
+}
+
+#[test]
+fn a_planned_slice_that_is_gone_or_of_another_listing_makes_the_sweep_list_again() {
+    let mut store = cache_of(2_000, |_| entry(1, 100, false));
+    let cfg = sliced(10_000, 100);
+    assert!(!sweep(&mut store, &mut at(50), &cfg).unwrap().planned);
+    // The next planned slice is lost: the sweep lists, and goes on from the cursor.
+    store.delete("m:sweepplan:1").unwrap();
+    let reads = RefCell::new(Vec::new());
+    let mut store = AfterGetMany(store, |_: &mut MemoryStore, keys: &[String]| {
+        reads.borrow_mut().extend(keys.iter().cloned());
+        Ok(())
+    });
+    let report = sweep(&mut store, &mut at(51), &cfg).unwrap();
+    assert!(!report.planned);
+    assert_eq!(
+        reads.borrow().first().map(String::as_str),
+        Some("c:ns:k000100")
+    );
+    // A slice kept under the next name by another listing is not taken for this plan's.
+    let mut other = store.0.get("m:sweepplan:2").unwrap().unwrap();
+    let text = String::from_utf8(other.clone()).unwrap();
+    other = text.replacen("\"id\":51000", "\"id\":1", 1).into_bytes();
+    assert_ne!(other, text.as_bytes());
+    store.set("m:sweepplan:2", &other).unwrap();
+    assert!(sweep(&mut store, &mut at(52), &cfg).unwrap().planned);
+    reads.borrow_mut().clear();
+    let report = sweep(&mut store, &mut at(53), &cfg).unwrap();
+    assert!(!report.planned);
+    assert_eq!(
+        reads.borrow().first().map(String::as_str),
+        Some("c:ns:k000300")
+    );
+}
+
+#[test]
+fn a_listing_deletes_the_planned_slices_it_does_not_plan_again() {
+    let mut store = cache_of(2_000, |_| entry(1, 100, false));
+    let cfg = sliced(10_000, 100);
+    sweep(&mut store, &mut at(5), &cfg).unwrap();
+    assert_eq!(store.keys_with_prefix("m:sweepplan:").len(), 7);
+    // The cache shrinks to one slice, and the next planned slice is lost: the listing
+    // that follows sweeps the cache whole and deletes the rest of the old plan.
+    for i in 100..2_000 {
+        store.delete(&format!("c:ns:k{i:06}")).unwrap();
+    }
+    store.delete("m:sweepplan:1").unwrap();
+    let report = sweep(&mut store, &mut at(6), &cfg).unwrap();
+    assert!(!report.planned && report.pass_complete);
+    assert!(store.keys_with_prefix("m:sweepplan:").is_empty());
+    assert_eq!(Swept::load(&mut store).unwrap().plan, None);
+}
+
+#[test]
 fn expired_entries_of_a_large_cache_are_gone_after_one_pass() {
     let mut store = cache_of(5_000, |i| {
         entry(1, if i % 2 == 0 { 10 } else { 100 }, false)
@@ -305,6 +378,7 @@ fn a_cache_that_fits_one_slice_is_swept_whole_with_exact_eviction() {
                 Swept {
                     entries: 10,
                     cursor: None,
+                    plan: None,
                 }
             );
         } else {
@@ -390,7 +464,7 @@ fn slices_evict_their_least_recently_touched_and_a_pass_ends_within_max_entries(
 }
 
 #[test]
-fn a_steady_inflow_stays_within_eight_ticks_of_it_over_max_entries() {
+fn a_steady_inflow_stays_within_sixteen_ticks_of_it_over_max_entries() {
     const MAX: usize = 4_000;
     const INFLOW: usize = 20;
     let mut store = cache_of(MAX, |i| entry(i as u64, 1_000_000, false));
@@ -410,7 +484,9 @@ fn a_steady_inflow_stays_within_eight_ticks_of_it_over_max_entries() {
         sweep(&mut store, &mut at(20_000), &cfg).unwrap();
         worst = worst.max(store.keys_with_prefix("c:").len().saturating_sub(MAX));
     }
-    assert!(worst <= 8 * INFLOW, "{worst} over max_entries");
+    // Eight ticks over which an excess is spread, and up to eight more of inflow that the
+    // planned slices after a listing do not see.
+    assert!(worst <= 16 * INFLOW, "{worst} over max_entries");
 }
 
 /// A clock that moves on by 7 ms each time it is read.
