@@ -57,11 +57,7 @@ impl<'a> Settings<'a> {
     /// pair for it, or it is no variable.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&'a str> {
-        let at = self.next.get();
-        let place = match var::ALL.get(at) {
-            Some(expected) if *expected == name => at,
-            _ => var::ALL.iter().position(|v| *v == name)?,
-        };
+        let place = place(name, self.next.get())?;
         self.next.set(place + 1);
         self.values[place]
     }
@@ -76,6 +72,15 @@ impl<'a> Settings<'a> {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// `name`'s place in [`var::ALL`], looked for at `hint` first; `None` when it is no
+/// variable.
+fn place(name: &str, hint: usize) -> Option<usize> {
+    match var::ALL.get(hint) {
+        Some(expected) if *expected == name => Some(hint),
+        _ => var::ALL.iter().position(|v| *v == name),
     }
 }
 
@@ -98,10 +103,7 @@ pub fn parse(text: &str) -> Option<Settings<'_>> {
         };
         let eq = pair.bytes().position(|b| b == b'=')?;
         let (name, value) = (pair.get(..eq)?, pair.get(eq + 1..)?);
-        let place = match var::ALL.get(index) {
-            Some(expected) if *expected == name => index,
-            _ => var::ALL.iter().position(|v| *v == name)?,
-        };
+        let place = place(name, index)?;
         if values[place].replace(value).is_some() {
             return None;
         }
