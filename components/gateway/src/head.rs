@@ -54,7 +54,6 @@ impl ItemHttp for Request {
 
 /// A `GET` of an exact item path (`/v1/{ns}/{key}`), read straight from `wasi:http`.
 pub struct ReadHead {
-    method: Method,
     path_with_query: String,
     /// Where the query starts in `path_with_query` (after the `?`), if there is one.
     query_at: Option<usize>,
@@ -81,7 +80,6 @@ impl ReadHead {
         }
         let query_at = path_with_query.find('?').map(|at| at + 1);
         let head = ReadHead {
-            method: Method::Get,
             path_with_query,
             query_at,
             headers: req.headers().entries(),
@@ -97,7 +95,7 @@ fn uri_char(b: u8) -> bool {
 
 impl ItemHttp for ReadHead {
     fn method(&self) -> &Method {
-        &self.method
+        &Method::Get
     }
     fn path(&self) -> &str {
         match self.query_at {
