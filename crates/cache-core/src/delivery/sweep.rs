@@ -384,12 +384,7 @@ fn list(
     } else {
         None
     };
-    let mut slices =
-        slice::select(entry_keys, cursor, cfg.sweep_slice, SLICES_PER_LISTING).into_iter();
-    let Some(slice) = slices.next() else {
-        return Err(StoreError::Other("no slice chosen".to_owned()));
-    };
-    let later: Vec<Slice> = slices.collect();
+    let (slice, later) = slice::select(entry_keys, cursor, cfg.sweep_slice, SLICES_PER_LISTING);
     let plan = (!later.is_empty()).then(|| Plan {
         id: now.0,
         next: 1,

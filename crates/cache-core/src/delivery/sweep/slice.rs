@@ -32,26 +32,27 @@ pub(crate) struct Slice {
 
 /// The slices of `entries` (every entry key listed, in any order) that follow `cursor`, at
 /// most `len` keys each (at least 1), at most `count` of them (at least 1), the last ending
-/// the pass or where `count` runs out: the first for this sweep, the others for the sweeps
-/// after it ([`super::Plan`]). A cache of at most `len` entries is one whole slice. A cursor
-/// past every key starts a pass over.
+/// the pass or where `count` runs out: the first, for this sweep, and the others, for the
+/// sweeps after it ([`super::Plan`]). A cache of at most `len` entries is one whole slice.
+/// A cursor past every key starts a pass over.
 pub(crate) fn select(
     mut entries: Vec<String>,
     cursor: Option<&str>,
     len: usize,
     count: usize,
-) -> Vec<Slice> {
+) -> (Slice, Vec<Slice>) {
     let len = len.max(1);
     let listed = entries.len();
     if listed <= len {
         entries.sort_unstable();
-        return vec![Slice {
+        let whole = Slice {
             keys: entries,
             listed,
             rest: listed,
             whole: true,
             next: None,
-        }];
+        };
+        return (whole, Vec::new());
     }
     if let Some(cursor) = cursor {
         if entries.iter().any(|k| k.as_str() > cursor) {
@@ -65,27 +66,32 @@ pub(crate) fn select(
         entries.truncate(chosen);
     }
     entries.sort_unstable();
-    let mut slices = Vec::new();
     let mut keys = entries.into_iter();
-    let mut start = 0;
-    while start < rest.min(chosen) {
+    // The slice of the next `len` keys, `start` keys into what the pass has left.
+    let mut take = |start: usize| {
         let slice: Vec<String> = keys.by_ref().take(len).collect();
-        let end = start + slice.len();
-        let next = if rest > end {
+        let next = if rest > start + slice.len() {
             slice.last().cloned()
         } else {
             None
         };
-        slices.push(Slice {
+        Slice {
             keys: slice,
             listed,
             rest: rest - start,
             whole: false,
             next,
-        });
-        start = end;
+        }
+    };
+    let first = take(0);
+    let mut later = Vec::new();
+    let mut start = first.keys.len();
+    while start < rest.min(chosen) {
+        let slice = take(start);
+        start += slice.keys.len();
+        later.push(slice);
     }
-    slices
+    (first, later)
 }
 
 /// Slices over which an excess is spread: each slice owes at least an eighth of it.
@@ -124,32 +130,33 @@ mod tests {
 
     #[test]
     fn slices_follow_the_cursor_in_key_order_and_wrap_after_the_last() {
-        let first = select(keys(10), None, 4, 1).remove(0);
+        let first = select(keys(10), None, 4, 1).0;
         assert_eq!(
             first.keys,
             ["c:ns:k000", "c:ns:k001", "c:ns:k002", "c:ns:k003"]
         );
         assert_eq!((first.listed, first.rest, first.whole), (10, 10, false));
         assert_eq!(first.next.as_deref(), Some("c:ns:k003"));
-        let second = select(keys(10), first.next.as_deref(), 4, 1).remove(0);
+        let second = select(keys(10), first.next.as_deref(), 4, 1).0;
         assert_eq!(second.keys[0], "c:ns:k004");
         assert_eq!(second.rest, 6);
-        let last = select(keys(10), second.next.as_deref(), 4, 1).remove(0);
+        let last = select(keys(10), second.next.as_deref(), 4, 1).0;
         assert_eq!(last.keys, ["c:ns:k008", "c:ns:k009"]);
         assert_eq!((last.rest, last.next), (2, None));
         // A cursor past every key (its entries were deleted) starts over.
-        let over = select(keys(10), Some("c:ns:zzz"), 4, 1).remove(0);
+        let over = select(keys(10), Some("c:ns:zzz"), 4, 1).0;
         assert_eq!((over.keys[0].as_str(), over.rest), ("c:ns:k000", 10));
     }
 
     #[test]
     fn one_listing_chooses_the_next_slices_as_the_sweeps_after_it_would() {
         // Chosen together, the slices are those one listing per sweep would choose.
-        let together = select(keys(10), Some("c:ns:k001"), 3, 8);
+        let (first, later) = select(keys(10), Some("c:ns:k001"), 3, 8);
+        let together: Vec<Slice> = std::iter::once(first).chain(later).collect();
         let mut cursor = Some("c:ns:k001".to_owned());
         let mut one_by_one = Vec::new();
         loop {
-            let s = select(keys(10), cursor.as_deref(), 3, 1).remove(0);
+            let s = select(keys(10), cursor.as_deref(), 3, 1).0;
             cursor = s.next.clone();
             one_by_one.push(s);
             if cursor.is_none() {
@@ -160,19 +167,18 @@ mod tests {
         assert_eq!(together.len(), 3);
         assert_eq!(together[2].keys, ["c:ns:k008", "c:ns:k009"]);
         // Fewer than the pass has left: the last one chosen leads on.
-        let two = select(keys(10), None, 3, 2);
-        assert_eq!(two.len(), 2);
+        let (_, later) = select(keys(10), None, 3, 2);
+        assert_eq!(1 + later.len(), 2);
         assert_eq!(
-            (two[1].rest, two[1].next.as_deref()),
+            (later[0].rest, later[0].next.as_deref()),
             (7, Some("c:ns:k005"))
         );
     }
 
     #[test]
     fn a_cache_that_fits_one_slice_is_read_whole_wherever_the_cursor_is() {
-        let all = select(keys(4), Some("c:ns:k001"), 4, 8);
-        assert_eq!(all.len(), 1);
-        let s = &all[0];
+        let (s, later) = select(keys(4), Some("c:ns:k001"), 4, 8);
+        assert_eq!(1 + later.len(), 1);
         assert_eq!(s.keys.len(), 4);
         assert!(s.whole);
         assert_eq!(s.next, None);
